@@ -1,0 +1,637 @@
+//! Vouch's store on PostgreSQL.
+//!
+//! The same contract as the embedded store (the conformance suite proves it), built for many writers: every
+//! write transaction first locks the chain head row, which orders appends to the event log and rules out
+//! deadlocks; bulk imports send whole batches as arrays (`UNNEST`) in one round trip.
+//!
+//! [`testing::TempCluster`] starts a throw-away PostgreSQL cluster (`initdb` + `postgres` on an ephemeral
+//! loopback port) for tests and benchmarks.
+
+mod rows;
+pub mod testing;
+
+use std::collections::{BTreeMap, HashMap};
+use std::str::FromStr;
+
+use async_trait::async_trait;
+use deadpool_postgres::{
+    GenericClient, Manager, ManagerConfig, Pool, RecyclingMethod, Transaction,
+};
+use tokio_postgres::NoTls;
+use uuid::Uuid;
+use vouch_events::{Digest, Event, EventDraft, EventSeq};
+use vouch_store::{
+    Backend, Change, DeviceEdit, DevicePage, DeviceQuery, Edited, ImportOutcome, Result, Store,
+    StoreError, TokenRecord, plan_create, plan_edit, plan_token_created, plan_token_revoked,
+};
+use vouch_types::{Device, DeviceId, DeviceState, NewDevice, Timestamp, TokenId};
+
+use rows::{backend, device_from_doc, event_from_row, token_from_row};
+
+/// The schema, one migration per entry; a migration is never edited once released, only appended.
+const MIGRATIONS: &[(i32, &str)] = &[(1, include_str!("migrations/0001_init.sql"))];
+
+/// A constant advisory-lock key so that two Vouch processes starting together migrate one after the other.
+const MIGRATION_LOCK: i64 = 0x766f_7563_685f_6d67;
+
+/// The PostgreSQL store.
+#[derive(Clone)]
+pub struct PostgresStore {
+    pool: Pool,
+}
+
+impl std::fmt::Debug for PostgresStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PostgresStore").finish_non_exhaustive()
+    }
+}
+
+impl PostgresStore {
+    /// Connects to `url` (`postgres://user:pass@host:port/db`) with at most `max_connections`, and brings the
+    /// schema up to date.
+    pub async fn connect(url: &str, max_connections: usize) -> Result<Self> {
+        let config = tokio_postgres::Config::from_str(url)
+            .map_err(|e| StoreError::Backend(format!("invalid PostgreSQL URL: {e}")))?;
+        let manager = Manager::from_config(
+            config,
+            NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(max_connections.max(1))
+            .build()
+            .map_err(|e| StoreError::Backend(format!("building the connection pool: {e}")))?;
+        let store = Self { pool };
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    async fn client(&self) -> Result<deadpool_postgres::Object> {
+        self.pool
+            .get()
+            .await
+            .map_err(|e| StoreError::Backend(format!("connecting to PostgreSQL: {e}")))
+    }
+
+    async fn migrate(&self) -> Result<()> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(backend)?;
+        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
+            .await
+            .map_err(backend)?;
+        tx.batch_execute(
+            "CREATE TABLE IF NOT EXISTS vouch_schema (version int PRIMARY KEY, applied_at bigint)",
+        )
+        .await
+        .map_err(backend)?;
+        let current: i32 = tx
+            .query_one("SELECT COALESCE(MAX(version), 0) FROM vouch_schema", &[])
+            .await
+            .map_err(backend)?
+            .get(0);
+        let known = MIGRATIONS.last().map_or(0, |m| m.0);
+        if current > known {
+            return Err(StoreError::SchemaTooNew {
+                found: current as u32,
+                known: known as u32,
+            });
+        }
+        for &(version, sql) in MIGRATIONS.iter().filter(|m| m.0 > current) {
+            let failed = |e: tokio_postgres::Error| StoreError::Migration {
+                version: version as u32,
+                why: backend(e).to_string(),
+            };
+            tx.batch_execute(sql).await.map_err(failed)?;
+            tx.execute(
+                "INSERT INTO vouch_schema (version, applied_at) VALUES ($1, (extract(epoch from now()) * 1e6)::bigint)",
+                &[&version],
+            )
+            .await
+            .map_err(failed)?;
+        }
+        tx.commit().await.map_err(backend)
+    }
+}
+
+/// Locks the chain head for this transaction and returns it. Every write calls this first.
+async fn lock_head(tx: &Transaction<'_>) -> Result<(EventSeq, Digest)> {
+    let row = tx
+        .query_one(
+            "SELECT seq, hash FROM audit_head WHERE id = 1 FOR UPDATE",
+            &[],
+        )
+        .await
+        .map_err(backend)?;
+    let seq: i64 = row.get(0);
+    let hash: Vec<u8> = row.get(1);
+    Ok((
+        EventSeq(
+            u64::try_from(seq).map_err(|_| StoreError::corrupt("audit_head", "negative seq"))?,
+        ),
+        Digest::from_slice(&hash)
+            .ok_or_else(|| StoreError::corrupt("audit_head", "hash is not 32 bytes"))?,
+    ))
+}
+
+/// Appends `drafts` after `head` (locked by [`lock_head`] in this transaction) and records the new head.
+async fn append(
+    tx: &Transaction<'_>,
+    head: (EventSeq, Digest),
+    drafts: Vec<EventDraft>,
+    at: Timestamp,
+) -> Result<()> {
+    if drafts.is_empty() {
+        return Ok(());
+    }
+    let (mut seq, mut prev) = head;
+    let n = drafts.len();
+    let (mut seqs, mut ats, mut devs) = (
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+    );
+    let (mut actors, mut actions) = (Vec::with_capacity(n), Vec::with_capacity(n));
+    let (mut befores, mut afters, mut reasons) = (
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+    );
+    let (mut prevs, mut hashes) = (Vec::with_capacity(n), Vec::with_capacity(n));
+    for d in drafts {
+        seq = EventSeq(seq.0 + 1);
+        let e = d.seal(seq, at, prev);
+        seqs.push(e.seq.0 as i64);
+        ats.push(e.at.unix_micros());
+        devs.push(e.draft.device_id.map(|d| *d.as_uuid()));
+        actors.push(e.draft.actor.to_string());
+        actions.push(e.draft.action.as_str());
+        befores.push(e.draft.before);
+        afters.push(e.draft.after);
+        reasons.push(e.draft.reason.map(String::from));
+        prevs.push(e.prev_hash.0.to_vec());
+        hashes.push(e.hash.0.to_vec());
+        prev = e.hash;
+    }
+    let stmt = tx
+        .prepare_cached(
+            "INSERT INTO events (seq, at, device_id, actor, action, before, after, reason, prev_hash, hash)
+             SELECT * FROM UNNEST($1::int8[], $2::int8[], $3::uuid[], $4::text[], $5::text[], $6::text[],
+                                  $7::text[], $8::text[], $9::bytea[], $10::bytea[])",
+        )
+        .await
+        .map_err(backend)?;
+    tx.execute(
+        &stmt,
+        &[
+            &seqs, &ats, &devs, &actors, &actions, &befores, &afters, &reasons, &prevs, &hashes,
+        ],
+    )
+    .await
+    .map_err(backend)?;
+    tx.execute(
+        "UPDATE audit_head SET seq = $1, hash = $2 WHERE id = 1",
+        &[&(seq.0 as i64), &prev.0.to_vec()],
+    )
+    .await
+    .map_err(backend)?;
+    Ok(())
+}
+
+/// The columns of a device row, as arrays for `UNNEST`.
+#[derive(Default)]
+struct DeviceColumns<'a> {
+    id: Vec<Uuid>,
+    state: Vec<&'static str>,
+    class: Vec<&'static str>,
+    zone: Vec<Option<&'a str>>,
+    vendor: Vec<Option<&'a str>>,
+    mac: Vec<Option<String>>,
+    serial: Vec<Option<&'a str>>,
+    cert_fp: Vec<Option<String>>,
+    revision: Vec<i64>,
+    doc: Vec<&'a str>,
+}
+
+impl<'a> DeviceColumns<'a> {
+    fn push(&mut self, d: &'a Device, doc: &'a str) {
+        self.id.push(*d.id.as_uuid());
+        self.state.push(d.state.as_str());
+        self.class.push(d.class.as_str());
+        self.zone.push(d.zone.as_ref().map(|z| z.as_str()));
+        self.vendor.push(d.vendor.as_ref().map(|v| v.as_str()));
+        self.mac.push(d.identifiers.mac.map(|m| m.to_string()));
+        self.serial
+            .push(d.identifiers.serial.as_ref().map(|s| s.as_str()));
+        self.cert_fp
+            .push(d.identifiers.cert_fingerprint.map(|f| f.to_string()));
+        self.revision.push(d.revision as i64);
+        self.doc.push(doc);
+    }
+
+    /// Inserts the rows whose ids are new; returns those ids.
+    async fn insert(&self, tx: &Transaction<'_>) -> Result<Vec<Uuid>> {
+        let stmt = tx
+            .prepare_cached(
+                "INSERT INTO devices (id, state, class, zone, vendor, mac, serial, cert_fp, revision, doc)
+                 SELECT id, state, class, zone, vendor, mac, serial, cert_fp, revision, doc::jsonb
+                 FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
+                             $8::text[], $9::int8[], $10::text[])
+                      AS t (id, state, class, zone, vendor, mac, serial, cert_fp, revision, doc)
+                 ON CONFLICT (id) DO NOTHING RETURNING id",
+            )
+            .await
+            .map_err(backend)?;
+        let rows = tx
+            .query(
+                &stmt,
+                &[
+                    &self.id,
+                    &self.state,
+                    &self.class,
+                    &self.zone,
+                    &self.vendor,
+                    &self.mac,
+                    &self.serial,
+                    &self.cert_fp,
+                    &self.revision,
+                    &self.doc,
+                ],
+            )
+            .await
+            .map_err(backend)?;
+        Ok(rows.iter().map(|r| r.get(0)).collect())
+    }
+}
+
+async fn get_device(c: &impl GenericClient, id: DeviceId, lock: bool) -> Result<Option<Device>> {
+    let sql = if lock {
+        "SELECT doc::text FROM devices WHERE id = $1 FOR UPDATE"
+    } else {
+        "SELECT doc::text FROM devices WHERE id = $1"
+    };
+    let stmt = c.prepare_cached(sql).await.map_err(backend)?;
+    let row = c.query_opt(&stmt, &[id.as_uuid()]).await.map_err(backend)?;
+    row.map(|r| device_from_doc(r.get(0))).transpose()
+}
+
+fn not_found(id: DeviceId) -> StoreError {
+    StoreError::NotFound {
+        what: "device",
+        id: id.to_string(),
+    }
+}
+
+const EVENT_COLUMNS: &str =
+    "seq, at, device_id, actor, action, before, after, reason, prev_hash, hash";
+const TOKEN_COLUMNS: &str = "id, operator, role, secret_hash, created_at, expires_at, revoked_at";
+
+#[async_trait]
+impl Store for PostgresStore {
+    fn backend(&self) -> Backend {
+        Backend::Postgres
+    }
+
+    async fn ping(&self) -> Result<()> {
+        self.client()
+            .await?
+            .execute("SELECT 1", &[])
+            .await
+            .map_err(backend)?;
+        Ok(())
+    }
+
+    async fn create_device(&self, new: NewDevice, change: Change) -> Result<Device> {
+        let (device, event) = plan_create(new, &change, false)?;
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(backend)?;
+        let head = lock_head(&tx).await?;
+        let mut cols = DeviceColumns::default();
+        cols.push(&device, event.after.as_deref().unwrap_or_default());
+        if cols.insert(&tx).await?.is_empty() {
+            return Err(StoreError::AlreadyExists {
+                what: "device",
+                id: device.id.to_string(),
+            });
+        }
+        append(&tx, head, vec![event], change.at).await?;
+        tx.commit().await.map_err(backend)?;
+        Ok(device)
+    }
+
+    async fn import_devices(&self, batch: Vec<NewDevice>, change: Change) -> Result<ImportOutcome> {
+        let planned = batch
+            .into_iter()
+            .map(|n| plan_create(n, &change, true))
+            .collect::<Result<Vec<_>>>()?;
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(backend)?;
+        let head = lock_head(&tx).await?;
+        let mut cols = DeviceColumns::default();
+        for (d, e) in &planned {
+            cols.push(d, e.after.as_deref().unwrap_or_default());
+        }
+        let mut inserted: HashMap<Uuid, ()> = cols
+            .insert(&tx)
+            .await?
+            .into_iter()
+            .map(|u| (u, ()))
+            .collect();
+        drop(cols);
+        let mut outcome = ImportOutcome::default();
+        let mut events = Vec::with_capacity(inserted.len());
+        for (d, e) in planned {
+            // A duplicate inside the batch was inserted once: the first occurrence takes the event.
+            if inserted.remove(d.id.as_uuid()).is_some() {
+                outcome.created += 1;
+                events.push(e);
+            } else {
+                outcome.existing += 1;
+            }
+        }
+        append(&tx, head, events, change.at).await?;
+        tx.commit().await.map_err(backend)?;
+        Ok(outcome)
+    }
+
+    async fn get_device(&self, id: DeviceId) -> Result<Device> {
+        let client = self.client().await?;
+        get_device(&client, id, false)
+            .await?
+            .ok_or_else(|| not_found(id))
+    }
+
+    async fn list_devices(&self, q: &DeviceQuery) -> Result<DevicePage> {
+        use tokio_postgres::types::ToSql;
+        let mut sql = String::from("SELECT doc::text FROM devices WHERE true");
+        let mut args: Vec<Box<dyn ToSql + Sync + Send>> = Vec::new();
+        let mut arg = |sql: &mut String, clause: &str, v: Box<dyn ToSql + Sync + Send>| {
+            args.push(v);
+            sql.push_str(&clause.replace('?', &format!("${}", args.len())));
+        };
+        if let Some(states) = q.states() {
+            let names: Vec<String> = states.iter().map(|s| s.as_str().to_owned()).collect();
+            arg(&mut sql, " AND state = ANY(?)", Box::new(names));
+        }
+        if let Some(class) = q.class {
+            arg(&mut sql, " AND class = ?", Box::new(class.as_str()));
+        }
+        if let Some(zone) = &q.zone {
+            arg(
+                &mut sql,
+                " AND zone = ?",
+                Box::new(zone.as_str().to_owned()),
+            );
+        }
+        if let Some(vendor) = &q.vendor {
+            arg(
+                &mut sql,
+                " AND vendor = ?",
+                Box::new(vendor.as_str().to_owned()),
+            );
+        }
+        if let Some(group) = &q.group {
+            arg(
+                &mut sql,
+                " AND doc->'groups' @> jsonb_build_array(?::text)",
+                Box::new(group.as_str().to_owned()),
+            );
+        }
+        if let Some((key, value)) = &q.label {
+            arg(
+                &mut sql,
+                " AND doc->'labels'->>?::text",
+                Box::new(key.as_str().to_owned()),
+            );
+            arg(&mut sql, " = ?", Box::new(value.as_str().to_owned()));
+        }
+        if let Some(after) = q.after {
+            arg(&mut sql, " AND id > ?", Box::new(*after.as_uuid()));
+        }
+        let limit = q.effective_limit();
+        arg(
+            &mut sql,
+            " ORDER BY id LIMIT ?",
+            Box::new(i64::from(limit + 1)),
+        );
+        let client = self.client().await?;
+        let params: Vec<&(dyn ToSql + Sync)> =
+            args.iter().map(|a| &**a as &(dyn ToSql + Sync)).collect();
+        let rows = client.query(&sql, &params).await.map_err(backend)?;
+        let mut devices = rows
+            .iter()
+            .map(|r| device_from_doc(r.get(0)))
+            .collect::<Result<Vec<_>>>()?;
+        let next = if devices.len() > limit as usize {
+            devices.truncate(limit as usize);
+            devices.last().map(|d| d.id)
+        } else {
+            None
+        };
+        Ok(DevicePage { devices, next })
+    }
+
+    async fn edit_device(
+        &self,
+        id: DeviceId,
+        edit: DeviceEdit,
+        expected_revision: Option<u64>,
+        change: Change,
+    ) -> Result<Device> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(backend)?;
+        let head = lock_head(&tx).await?;
+        let current = get_device(&tx, id, true)
+            .await?
+            .ok_or_else(|| not_found(id))?;
+        match plan_edit(&current, &edit, expected_revision, &change)? {
+            Edited::Unchanged => Ok(current),
+            Edited::Changed(next, event) => {
+                let stmt = tx
+                    .prepare_cached(
+                        "UPDATE devices SET state = $2, class = $3, zone = $4, vendor = $5, mac = $6, serial = $7,
+                         cert_fp = $8, revision = $9, doc = $10::text::jsonb WHERE id = $1",
+                    )
+                    .await
+                    .map_err(backend)?;
+                tx.execute(
+                    &stmt,
+                    &[
+                        next.id.as_uuid(),
+                        &next.state.as_str(),
+                        &next.class.as_str(),
+                        &next.zone.as_ref().map(|z| z.as_str()),
+                        &next.vendor.as_ref().map(|v| v.as_str()),
+                        &next.identifiers.mac.map(|m| m.to_string()),
+                        &next.identifiers.serial.as_ref().map(|s| s.as_str()),
+                        &next.identifiers.cert_fingerprint.map(|f| f.to_string()),
+                        &(next.revision as i64),
+                        &event.after.as_deref().unwrap_or_default(),
+                    ],
+                )
+                .await
+                .map_err(backend)?;
+                append(&tx, head, vec![event], change.at).await?;
+                tx.commit().await.map_err(backend)?;
+                Ok(*next)
+            }
+        }
+    }
+
+    async fn count_devices_by_state(&self) -> Result<BTreeMap<DeviceState, u64>> {
+        let client = self.client().await?;
+        let rows = client
+            .query("SELECT state, COUNT(*) FROM devices GROUP BY state", &[])
+            .await
+            .map_err(backend)?;
+        rows.iter()
+            .map(|r| {
+                let state = r
+                    .get::<_, &str>(0)
+                    .parse()
+                    .map_err(|e| StoreError::corrupt("devices", e))?;
+                Ok((state, r.get::<_, i64>(1) as u64))
+            })
+            .collect()
+    }
+
+    async fn device_events(
+        &self,
+        id: DeviceId,
+        after: Option<EventSeq>,
+        limit: u32,
+    ) -> Result<Vec<Event>> {
+        let client = self.client().await?;
+        let sql = format!(
+            "SELECT {EVENT_COLUMNS} FROM events WHERE device_id = $1 AND seq > $2 ORDER BY seq LIMIT $3"
+        );
+        let stmt = client.prepare_cached(&sql).await.map_err(backend)?;
+        let rows = client
+            .query(
+                &stmt,
+                &[
+                    id.as_uuid(),
+                    &after.map_or(0, |s| s.0 as i64),
+                    &i64::from(limit),
+                ],
+            )
+            .await
+            .map_err(backend)?;
+        rows.iter().map(event_from_row).collect()
+    }
+
+    async fn events(&self, after: Option<EventSeq>, limit: u32) -> Result<Vec<Event>> {
+        let client = self.client().await?;
+        let sql =
+            format!("SELECT {EVENT_COLUMNS} FROM events WHERE seq > $1 ORDER BY seq LIMIT $2");
+        let stmt = client.prepare_cached(&sql).await.map_err(backend)?;
+        let rows = client
+            .query(
+                &stmt,
+                &[&after.map_or(0, |s| s.0 as i64), &i64::from(limit)],
+            )
+            .await
+            .map_err(backend)?;
+        rows.iter().map(event_from_row).collect()
+    }
+
+    async fn audit_head(&self) -> Result<Option<(EventSeq, Digest)>> {
+        let client = self.client().await?;
+        let row = client
+            .query_opt("SELECT seq, hash FROM audit_head WHERE id = 1", &[])
+            .await
+            .map_err(backend)?;
+        let Some(row) = row else {
+            return Err(StoreError::corrupt("audit_head", "the head row is missing"));
+        };
+        let seq: i64 = row.get(0);
+        if seq == 0 {
+            return Ok(None);
+        }
+        let hash: Vec<u8> = row.get(1);
+        Ok(Some((
+            EventSeq(seq as u64),
+            Digest::from_slice(&hash)
+                .ok_or_else(|| StoreError::corrupt("audit_head", "hash is not 32 bytes"))?,
+        )))
+    }
+
+    async fn create_token(&self, token: TokenRecord, change: Change) -> Result<()> {
+        let event = plan_token_created(&token, &change);
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(backend)?;
+        let head = lock_head(&tx).await?;
+        let n = tx
+            .execute(
+                "INSERT INTO tokens (id, operator, role, secret_hash, created_at, expires_at, revoked_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (id) DO NOTHING",
+                &[
+                    &token.id.to_bytes().to_vec(),
+                    &token.operator.as_str(),
+                    &token.role.as_str(),
+                    &token.secret_hash.to_vec(),
+                    &token.created_at.unix_micros(),
+                    &token.expires_at.map(Timestamp::unix_micros),
+                    &token.revoked_at.map(Timestamp::unix_micros),
+                ],
+            )
+            .await
+            .map_err(backend)?;
+        if n == 0 {
+            return Err(StoreError::AlreadyExists {
+                what: "token",
+                id: token.id.to_string(),
+            });
+        }
+        append(&tx, head, vec![event], change.at).await?;
+        tx.commit().await.map_err(backend)
+    }
+
+    async fn get_token(&self, id: TokenId) -> Result<Option<TokenRecord>> {
+        let client = self.client().await?;
+        let sql = format!("SELECT {TOKEN_COLUMNS} FROM tokens WHERE id = $1");
+        let row = client
+            .query_opt(&sql, &[&id.to_bytes().to_vec()])
+            .await
+            .map_err(backend)?;
+        row.as_ref().map(token_from_row).transpose()
+    }
+
+    async fn list_tokens(&self) -> Result<Vec<TokenRecord>> {
+        let client = self.client().await?;
+        let sql = format!("SELECT {TOKEN_COLUMNS} FROM tokens ORDER BY created_at, id");
+        let rows = client.query(&sql, &[]).await.map_err(backend)?;
+        rows.iter().map(token_from_row).collect()
+    }
+
+    async fn revoke_token(&self, id: TokenId, change: Change) -> Result<TokenRecord> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(backend)?;
+        let head = lock_head(&tx).await?;
+        let sql = format!("SELECT {TOKEN_COLUMNS} FROM tokens WHERE id = $1 FOR UPDATE");
+        let token = tx
+            .query_opt(&sql, &[&id.to_bytes().to_vec()])
+            .await
+            .map_err(backend)?
+            .as_ref()
+            .map(token_from_row)
+            .transpose()?
+            .ok_or_else(|| StoreError::NotFound {
+                what: "token",
+                id: id.to_string(),
+            })?;
+        let Some((revoked, event)) = plan_token_revoked(&token, &change) else {
+            return Ok(token);
+        };
+        tx.execute(
+            "UPDATE tokens SET revoked_at = $2 WHERE id = $1",
+            &[&id.to_bytes().to_vec(), &change.at.unix_micros()],
+        )
+        .await
+        .map_err(backend)?;
+        append(&tx, head, vec![event], change.at).await?;
+        tx.commit().await.map_err(backend)?;
+        Ok(revoked)
+    }
+}

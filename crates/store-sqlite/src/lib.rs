@@ -1,0 +1,635 @@
+//! Vouch's embedded store: one SQLite file in WAL mode.
+//!
+//! One writer connection (SQLite has one writer at a time anyway) and a few reader connections that WAL lets
+//! run beside it. Every write is one `BEGIN IMMEDIATE` transaction holding the device rows, their events and the
+//! chain head, so a crash (even `kill -9`) leaves either all of a change or none of it. Calls run on tokio's
+//! blocking pool because rusqlite is synchronous; rusqlite rather than an async driver because the direct,
+//! prepared-statement path is several times faster for bulk imports.
+
+mod rows;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, params};
+use vouch_events::{Digest, Event, EventDraft, EventSeq};
+use vouch_store::{
+    Backend, Change, DeviceEdit, DevicePage, DeviceQuery, Edited, ImportOutcome, Result, Store,
+    StoreError, TokenRecord, plan_create, plan_edit, plan_token_created, plan_token_revoked,
+};
+use vouch_types::{Device, DeviceId, DeviceState, NewDevice, Timestamp, TokenId};
+
+use rows::{backend, device_from_doc, event_from_row, token_from_row};
+
+/// The schema, one migration per entry; a migration is never edited once released, only appended.
+const MIGRATIONS: &[(u32, &str)] = &[(1, include_str!("migrations/0001_init.sql"))];
+
+/// How many idle reader connections are kept.
+const MAX_IDLE_READERS: usize = 8;
+
+/// When SQLite makes a commit durable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Durability {
+    /// fsync at every commit: a committed change survives a power loss (the default).
+    #[default]
+    Full,
+    /// fsync at checkpoints only: a committed change survives a crash of the process, not of the machine.
+    Normal,
+}
+
+/// The SQLite store.
+pub struct SqliteStore {
+    path: PathBuf,
+    writer: Arc<Mutex<Connection>>,
+    readers: Arc<Mutex<Vec<Connection>>>,
+}
+
+impl std::fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteStore")
+            .field("path", &self.path)
+            .finish_non_exhaustive()
+    }
+}
+
+fn open_conn(path: &Path, durability: Durability, read_only: bool) -> Result<Connection> {
+    let flags = if read_only {
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX
+    } else {
+        OpenFlags::SQLITE_OPEN_READ_WRITE
+            | OpenFlags::SQLITE_OPEN_CREATE
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX
+    };
+    let conn = Connection::open_with_flags(path, flags).map_err(backend)?;
+    conn.busy_timeout(std::time::Duration::from_secs(10))
+        .map_err(backend)?;
+    if !read_only {
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(backend)?;
+    }
+    let sync = match durability {
+        Durability::Full => "FULL",
+        Durability::Normal => "NORMAL",
+    };
+    conn.pragma_update(None, "synchronous", sync)
+        .map_err(backend)?;
+    // 64 MiB of page cache per connection: the id index of a million devices stays in memory.
+    conn.pragma_update(None, "cache_size", -65_536)
+        .map_err(backend)?;
+    conn.pragma_update(None, "foreign_keys", "ON")
+        .map_err(backend)?;
+    Ok(conn)
+}
+
+fn migrate(conn: &mut Connection) -> Result<()> {
+    let current: u32 = conn
+        .pragma_query_value(None, "user_version", |r| r.get(0))
+        .map_err(backend)?;
+    let known = MIGRATIONS.last().map_or(0, |m| m.0);
+    if current > known {
+        return Err(StoreError::SchemaTooNew {
+            found: current,
+            known,
+        });
+    }
+    for &(version, sql) in MIGRATIONS.iter().filter(|m| m.0 > current) {
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Exclusive)
+            .map_err(|e| StoreError::Migration {
+                version,
+                why: e.to_string(),
+            })?;
+        tx.execute_batch(sql)
+            .and_then(|()| tx.pragma_update(None, "user_version", version))
+            .and_then(|()| tx.commit())
+            .map_err(|e| StoreError::Migration {
+                version,
+                why: e.to_string(),
+            })?;
+    }
+    Ok(())
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database at `path` and brings its schema up to date.
+    pub fn open(path: impl AsRef<Path>, durability: Durability) -> Result<Self> {
+        let path = path.as_ref().to_path_buf();
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| StoreError::Backend(format!("creating {}: {e}", dir.display())))?;
+        }
+        let mut writer = open_conn(&path, durability, false)?;
+        migrate(&mut writer)?;
+        Ok(Self {
+            path,
+            writer: Arc::new(Mutex::new(writer)),
+            readers: Arc::new(Mutex::new(Vec::new())),
+        })
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Runs `f` with the writer connection on the blocking pool.
+    async fn write<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection) -> Result<T> + Send + 'static,
+    {
+        let writer = self.writer.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut conn = writer
+                .lock()
+                .map_err(|_| StoreError::Backend("writer connection poisoned".into()))?;
+            f(&mut conn)
+        })
+        .await
+        .map_err(|e| StoreError::Backend(format!("store task failed: {e}")))?
+    }
+
+    /// Runs `f` with a reader connection on the blocking pool.
+    async fn read<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T> + Send + 'static,
+    {
+        let readers = self.readers.clone();
+        let path = self.path.clone();
+        tokio::task::spawn_blocking(move || {
+            let idle = readers
+                .lock()
+                .map_err(|_| StoreError::Backend("reader pool poisoned".into()))?
+                .pop();
+            let conn = match idle {
+                Some(c) => c,
+                None => open_conn(&path, Durability::Full, true)?,
+            };
+            let out = f(&conn);
+            if let Ok(mut pool) = readers.lock()
+                && pool.len() < MAX_IDLE_READERS
+            {
+                pool.push(conn);
+            }
+            out
+        })
+        .await
+        .map_err(|e| StoreError::Backend(format!("store task failed: {e}")))?
+    }
+}
+
+fn head(tx: &rusqlite::Transaction<'_>) -> Result<(EventSeq, Digest)> {
+    let row: Option<(i64, Vec<u8>)> = tx
+        .query_row("SELECT seq, hash FROM audit_head WHERE id = 1", [], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
+        .optional()
+        .map_err(backend)?;
+    match row {
+        None => Ok((EventSeq(0), Digest::GENESIS)),
+        Some((seq, hash)) => Ok((
+            EventSeq(
+                u64::try_from(seq)
+                    .map_err(|_| StoreError::corrupt("audit_head", "negative seq"))?,
+            ),
+            Digest::from_slice(&hash)
+                .ok_or_else(|| StoreError::corrupt("audit_head", "hash is not 32 bytes"))?,
+        )),
+    }
+}
+
+/// Appends `drafts` after the current head, in order, and records the new head. Call inside the transaction
+/// that makes the changes they describe.
+fn append(tx: &rusqlite::Transaction<'_>, drafts: Vec<EventDraft>, at: Timestamp) -> Result<()> {
+    if drafts.is_empty() {
+        return Ok(());
+    }
+    let (mut seq, mut prev) = head(tx)?;
+    let mut stmt = tx
+        .prepare_cached(
+            "INSERT INTO events (seq, at, device_id, actor, action, before, after, reason, prev_hash, hash)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+        )
+        .map_err(backend)?;
+    for d in drafts {
+        seq = EventSeq(seq.0 + 1);
+        let e = d.seal(seq, at, prev);
+        stmt.execute(params![
+            e.seq.0 as i64,
+            e.at.unix_micros(),
+            e.draft.device_id.map(|id| id.as_bytes().to_vec()),
+            e.draft.actor.to_string(),
+            e.draft.action.as_str(),
+            e.draft.before,
+            e.draft.after,
+            e.draft.reason.as_ref().map(|r| r.as_str()),
+            &e.prev_hash.0[..],
+            &e.hash.0[..],
+        ])
+        .map_err(backend)?;
+        prev = e.hash;
+    }
+    tx.execute(
+        "INSERT INTO audit_head (id, seq, hash) VALUES (1, ?1, ?2)
+         ON CONFLICT (id) DO UPDATE SET seq = excluded.seq, hash = excluded.hash",
+        params![seq.0 as i64, &prev.0[..]],
+    )
+    .map_err(backend)?;
+    Ok(())
+}
+
+/// Inserts `device` (whose JSON is `doc`) unless its id exists; true if inserted.
+fn insert_device(tx: &rusqlite::Transaction<'_>, device: &Device, doc: &str) -> Result<bool> {
+    let mut stmt = tx
+        .prepare_cached(
+            "INSERT INTO devices (id, state, class, zone, vendor, mac, serial, cert_fp, revision, doc)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) ON CONFLICT (id) DO NOTHING",
+        )
+        .map_err(backend)?;
+    let n = stmt
+        .execute(params![
+            &device.id.as_bytes()[..],
+            device.state.as_str(),
+            device.class.as_str(),
+            device.zone.as_ref().map(|z| z.as_str()),
+            device.vendor.as_ref().map(|v| v.as_str()),
+            device.identifiers.mac.map(|m| m.to_string()),
+            device.identifiers.serial.as_ref().map(|s| s.as_str()),
+            device.identifiers.cert_fingerprint.map(|f| f.to_string()),
+            device.revision as i64,
+            doc,
+        ])
+        .map_err(backend)?;
+    Ok(n == 1)
+}
+
+fn update_device(tx: &rusqlite::Transaction<'_>, device: &Device, doc: &str) -> Result<()> {
+    tx.prepare_cached(
+        "UPDATE devices SET state = ?2, class = ?3, zone = ?4, vendor = ?5, mac = ?6, serial = ?7, cert_fp = ?8,
+         revision = ?9, doc = ?10 WHERE id = ?1",
+    )
+    .map_err(backend)?
+    .execute(params![
+        &device.id.as_bytes()[..],
+        device.state.as_str(),
+        device.class.as_str(),
+        device.zone.as_ref().map(|z| z.as_str()),
+        device.vendor.as_ref().map(|v| v.as_str()),
+        device.identifiers.mac.map(|m| m.to_string()),
+        device.identifiers.serial.as_ref().map(|s| s.as_str()),
+        device.identifiers.cert_fingerprint.map(|f| f.to_string()),
+        device.revision as i64,
+        doc,
+    ])
+    .map_err(backend)?;
+    Ok(())
+}
+
+fn get_device(conn: &Connection, id: DeviceId) -> Result<Option<Device>> {
+    let doc: Option<String> = conn
+        .prepare_cached("SELECT doc FROM devices WHERE id = ?1")
+        .map_err(backend)?
+        .query_row([&id.as_bytes()[..]], |r| r.get(0))
+        .optional()
+        .map_err(backend)?;
+    doc.map(|d| device_from_doc(&d)).transpose()
+}
+
+fn not_found(id: DeviceId) -> StoreError {
+    StoreError::NotFound {
+        what: "device",
+        id: id.to_string(),
+    }
+}
+
+const EVENT_COLUMNS: &str =
+    "seq, at, device_id, actor, action, before, after, reason, prev_hash, hash";
+
+#[async_trait]
+impl Store for SqliteStore {
+    fn backend(&self) -> Backend {
+        Backend::Sqlite
+    }
+
+    async fn ping(&self) -> Result<()> {
+        self.read(|c| c.query_row("SELECT 1", [], |_| Ok(())).map_err(backend))
+            .await
+    }
+
+    async fn create_device(&self, new: NewDevice, change: Change) -> Result<Device> {
+        let (device, event) = plan_create(new, &change, false)?;
+        self.write(move |conn| {
+            let tx = conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(backend)?;
+            let doc = event.after.clone().unwrap_or_default();
+            if !insert_device(&tx, &device, &doc)? {
+                return Err(StoreError::AlreadyExists {
+                    what: "device",
+                    id: device.id.to_string(),
+                });
+            }
+            append(&tx, vec![event], change.at)?;
+            tx.commit().map_err(backend)?;
+            Ok(device)
+        })
+        .await
+    }
+
+    async fn import_devices(&self, batch: Vec<NewDevice>, change: Change) -> Result<ImportOutcome> {
+        // Validate the whole batch before touching the database: one bad record refuses the batch.
+        let planned = batch
+            .into_iter()
+            .map(|n| plan_create(n, &change, true))
+            .collect::<Result<Vec<_>>>()?;
+        self.write(move |conn| {
+            let tx = conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(backend)?;
+            let mut outcome = ImportOutcome::default();
+            let mut events = Vec::with_capacity(planned.len());
+            for (device, event) in planned {
+                let doc = event.after.as_deref().unwrap_or_default();
+                if insert_device(&tx, &device, doc)? {
+                    outcome.created += 1;
+                    events.push(event);
+                } else {
+                    outcome.existing += 1;
+                }
+            }
+            append(&tx, events, change.at)?;
+            tx.commit().map_err(backend)?;
+            Ok(outcome)
+        })
+        .await
+    }
+
+    async fn get_device(&self, id: DeviceId) -> Result<Device> {
+        self.read(move |c| get_device(c, id)?.ok_or_else(|| not_found(id)))
+            .await
+    }
+
+    async fn list_devices(&self, query: &DeviceQuery) -> Result<DevicePage> {
+        let q = query.clone();
+        self.read(move |c| {
+            let mut sql = String::from("SELECT doc FROM devices WHERE 1 = 1");
+            let mut args: Vec<rusqlite::types::Value> = Vec::new();
+            let mut arg = |sql: &mut String, clause: &str, v: rusqlite::types::Value| {
+                args.push(v);
+                sql.push_str(&clause.replace('?', &format!("?{}", args.len())));
+            };
+            if let Some(states) = q.states() {
+                sql.push_str(" AND state IN (");
+                for (i, s) in states.iter().enumerate() {
+                    arg(
+                        &mut sql,
+                        if i == 0 { "?" } else { ", ?" },
+                        s.as_str().to_owned().into(),
+                    );
+                }
+                if states.is_empty() {
+                    sql.push_str("NULL");
+                }
+                sql.push(')');
+            }
+            if let Some(class) = q.class {
+                arg(&mut sql, " AND class = ?", class.as_str().to_owned().into());
+            }
+            if let Some(zone) = &q.zone {
+                arg(&mut sql, " AND zone = ?", zone.as_str().to_owned().into());
+            }
+            if let Some(vendor) = &q.vendor {
+                arg(
+                    &mut sql,
+                    " AND vendor = ?",
+                    vendor.as_str().to_owned().into(),
+                );
+            }
+            if let Some(group) = &q.group {
+                arg(
+                    &mut sql,
+                    " AND EXISTS (SELECT 1 FROM json_each(doc, '$.groups') WHERE value = ?)",
+                    group.as_str().to_owned().into(),
+                );
+            }
+            if let Some((key, value)) = &q.label {
+                // Label keys cannot contain `"`, so quoting the key makes any of them a valid JSON path.
+                arg(
+                    &mut sql,
+                    " AND json_extract(doc, ?",
+                    format!("$.labels.\"{key}\"").into(),
+                );
+                arg(&mut sql, ") = ?", value.as_str().to_owned().into());
+            }
+            if let Some(after) = q.after {
+                arg(&mut sql, " AND id > ?", after.as_bytes().to_vec().into());
+            }
+            let limit = q.effective_limit();
+            arg(
+                &mut sql,
+                " ORDER BY id LIMIT ?",
+                i64::from(limit + 1).into(),
+            );
+            let mut stmt = c.prepare_cached(&sql).map_err(backend)?;
+            let docs = stmt
+                .query_map(rusqlite::params_from_iter(args), |r| r.get::<_, String>(0))
+                .map_err(backend)?
+                .collect::<rusqlite::Result<Vec<String>>>()
+                .map_err(backend)?;
+            let mut devices = docs
+                .iter()
+                .map(|d| device_from_doc(d))
+                .collect::<Result<Vec<_>>>()?;
+            let next = if devices.len() > limit as usize {
+                devices.truncate(limit as usize);
+                devices.last().map(|d| d.id)
+            } else {
+                None
+            };
+            Ok(DevicePage { devices, next })
+        })
+        .await
+    }
+
+    async fn edit_device(
+        &self,
+        id: DeviceId,
+        edit: DeviceEdit,
+        expected_revision: Option<u64>,
+        change: Change,
+    ) -> Result<Device> {
+        self.write(move |conn| {
+            let tx = conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(backend)?;
+            let current = get_device(&tx, id)?.ok_or_else(|| not_found(id))?;
+            match plan_edit(&current, &edit, expected_revision, &change)? {
+                Edited::Unchanged => Ok(current),
+                Edited::Changed(next, event) => {
+                    update_device(&tx, &next, event.after.as_deref().unwrap_or_default())?;
+                    append(&tx, vec![event], change.at)?;
+                    tx.commit().map_err(backend)?;
+                    Ok(*next)
+                }
+            }
+        })
+        .await
+    }
+
+    async fn count_devices_by_state(&self) -> Result<BTreeMap<DeviceState, u64>> {
+        self.read(|c| {
+            let mut stmt = c
+                .prepare_cached("SELECT state, COUNT(*) FROM devices GROUP BY state")
+                .map_err(backend)?;
+            let rows = stmt
+                .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))
+                .map_err(backend)?
+                .collect::<rusqlite::Result<Vec<_>>>()
+                .map_err(backend)?;
+            rows.into_iter()
+                .map(|(s, n)| {
+                    let state = s.parse().map_err(|e| StoreError::corrupt("devices", e))?;
+                    Ok((state, n as u64))
+                })
+                .collect()
+        })
+        .await
+    }
+
+    async fn device_events(
+        &self,
+        id: DeviceId,
+        after: Option<EventSeq>,
+        limit: u32,
+    ) -> Result<Vec<Event>> {
+        self.read(move |c| {
+            let sql = format!(
+                "SELECT {EVENT_COLUMNS} FROM events WHERE device_id = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3"
+            );
+            let mut stmt = c.prepare_cached(&sql).map_err(backend)?;
+            let rows = stmt
+                .query_map(
+                    params![&id.as_bytes()[..], after.map_or(0, |s| s.0 as i64), i64::from(limit)],
+                    event_from_row,
+                )
+                .map_err(backend)?;
+            rows.map(|r| r.map_err(backend)?).collect()
+        })
+        .await
+    }
+
+    async fn events(&self, after: Option<EventSeq>, limit: u32) -> Result<Vec<Event>> {
+        self.read(move |c| {
+            let sql =
+                format!("SELECT {EVENT_COLUMNS} FROM events WHERE seq > ?1 ORDER BY seq LIMIT ?2");
+            let mut stmt = c.prepare_cached(&sql).map_err(backend)?;
+            let rows = stmt
+                .query_map(
+                    params![after.map_or(0, |s| s.0 as i64), i64::from(limit)],
+                    event_from_row,
+                )
+                .map_err(backend)?;
+            rows.map(|r| r.map_err(backend)?).collect()
+        })
+        .await
+    }
+
+    async fn audit_head(&self) -> Result<Option<(EventSeq, Digest)>> {
+        self.write(|conn| {
+            let tx = conn
+                .transaction_with_behavior(TransactionBehavior::Deferred)
+                .map_err(backend)?;
+            let h = head(&tx)?;
+            Ok((h.0.0 > 0).then_some(h))
+        })
+        .await
+    }
+
+    async fn create_token(&self, token: TokenRecord, change: Change) -> Result<()> {
+        let event = plan_token_created(&token, &change);
+        self.write(move |conn| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(backend)?;
+            let n = tx
+                .execute(
+                    "INSERT INTO tokens (id, operator, role, secret_hash, created_at, expires_at, revoked_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT (id) DO NOTHING",
+                    params![
+                        &token.id.to_bytes()[..],
+                        token.operator.as_str(),
+                        token.role.as_str(),
+                        &token.secret_hash[..],
+                        token.created_at.unix_micros(),
+                        token.expires_at.map(Timestamp::unix_micros),
+                        token.revoked_at.map(Timestamp::unix_micros),
+                    ],
+                )
+                .map_err(backend)?;
+            if n == 0 {
+                return Err(StoreError::AlreadyExists { what: "token", id: token.id.to_string() });
+            }
+            append(&tx, vec![event], change.at)?;
+            tx.commit().map_err(backend)
+        })
+        .await
+    }
+
+    async fn get_token(&self, id: TokenId) -> Result<Option<TokenRecord>> {
+        self.read(move |c| {
+            c.prepare_cached(
+                "SELECT id, operator, role, secret_hash, created_at, expires_at, revoked_at FROM tokens WHERE id = ?1",
+            )
+            .map_err(backend)?
+            .query_row([&id.to_bytes()[..]], token_from_row)
+            .optional()
+            .map_err(backend)?
+            .transpose()
+        })
+        .await
+    }
+
+    async fn list_tokens(&self) -> Result<Vec<TokenRecord>> {
+        self.read(|c| {
+            let mut stmt = c
+                .prepare_cached(
+                    "SELECT id, operator, role, secret_hash, created_at, expires_at, revoked_at FROM tokens
+                     ORDER BY created_at, id",
+                )
+                .map_err(backend)?;
+            let rows = stmt.query_map([], token_from_row).map_err(backend)?;
+            rows.map(|r| r.map_err(backend)?).collect()
+        })
+        .await
+    }
+
+    async fn revoke_token(&self, id: TokenId, change: Change) -> Result<TokenRecord> {
+        self.write(move |conn| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(backend)?;
+            let token = tx
+                .query_row(
+                    "SELECT id, operator, role, secret_hash, created_at, expires_at, revoked_at FROM tokens
+                     WHERE id = ?1",
+                    [&id.to_bytes()[..]],
+                    token_from_row,
+                )
+                .optional()
+                .map_err(backend)?
+                .transpose()?
+                .ok_or_else(|| StoreError::NotFound { what: "token", id: id.to_string() })?;
+            let Some((revoked, event)) = plan_token_revoked(&token, &change) else {
+                return Ok(token);
+            };
+            tx.execute(
+                "UPDATE tokens SET revoked_at = ?2 WHERE id = ?1",
+                params![&id.to_bytes()[..], change.at.unix_micros()],
+            )
+            .map_err(backend)?;
+            append(&tx, vec![event], change.at)?;
+            tx.commit().map_err(backend)?;
+            Ok(revoked)
+        })
+        .await
+    }
+}

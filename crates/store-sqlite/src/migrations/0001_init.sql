@@ -1,0 +1,51 @@
+-- Devices: `doc` is the whole record as JSON (the source of truth); the other columns are copies kept for
+-- lookups and filters, written from the same record in the same statement.
+CREATE TABLE devices (
+    id       BLOB NOT NULL UNIQUE,
+    state    TEXT NOT NULL,
+    class    TEXT NOT NULL,
+    zone     TEXT,
+    vendor   TEXT,
+    mac      TEXT,
+    serial   TEXT,
+    cert_fp  TEXT,
+    revision INTEGER NOT NULL,
+    doc      TEXT NOT NULL
+);
+CREATE INDEX devices_state ON devices (state, id);
+CREATE INDEX devices_mac ON devices (mac) WHERE mac IS NOT NULL;
+CREATE INDEX devices_serial ON devices (serial) WHERE serial IS NOT NULL;
+CREATE INDEX devices_cert_fp ON devices (cert_fp) WHERE cert_fp IS NOT NULL;
+
+-- The event log, one hash chain in `seq` order.
+CREATE TABLE events (
+    seq       INTEGER PRIMARY KEY,
+    at        INTEGER NOT NULL,
+    device_id BLOB,
+    actor     TEXT NOT NULL,
+    action    TEXT NOT NULL,
+    before    TEXT,
+    after     TEXT,
+    reason    TEXT,
+    prev_hash BLOB NOT NULL,
+    hash      BLOB NOT NULL
+);
+CREATE INDEX events_device ON events (device_id, seq) WHERE device_id IS NOT NULL;
+
+-- The position and hash of the last event, written with every append: detects a removed tail.
+CREATE TABLE audit_head (
+    id   INTEGER PRIMARY KEY CHECK (id = 1),
+    seq  INTEGER NOT NULL,
+    hash BLOB NOT NULL
+);
+
+-- Operators' API tokens: the secret's SHA-256 only, never the secret.
+CREATE TABLE tokens (
+    id          BLOB PRIMARY KEY,
+    operator    TEXT NOT NULL,
+    role        TEXT NOT NULL,
+    secret_hash BLOB NOT NULL,
+    created_at  INTEGER NOT NULL,
+    expires_at  INTEGER,
+    revoked_at  INTEGER
+);

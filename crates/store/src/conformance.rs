@@ -1,0 +1,625 @@
+//! The behaviour every backend must show, written once and run against each real engine.
+//!
+//! A backend's test file calls [`conformance_suite!`](crate::conformance_suite) with an async expression that
+//! yields a fresh, empty store; each case below becomes one `#[tokio::test]`.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use vouch_events::{Action, EventSeq};
+use vouch_types::{
+    Actor, DeviceClass, DeviceId, DevicePatch, DeviceState, Identifiers, NewDevice, OperatorName,
+    Role, Timestamp, TokenId,
+};
+
+use crate::{Change, DeviceEdit, DeviceQuery, Store, StoreError, TokenRecord, verify_audit};
+
+/// Generates one test per conformance case; `$make` is an async expression giving an `Arc<dyn Store>` that is
+/// new and empty for every test.
+#[macro_export]
+macro_rules! conformance_suite {
+    ($make:expr) => {
+        $crate::conformance_suite!(@cases $make;
+            create_then_get_round_trips_every_field,
+            create_twice_is_already_exists,
+            missing_device_is_not_found,
+            list_filters_and_cursor_pagination,
+            patch_bumps_revision_and_logs_before_after,
+            unchanged_patch_logs_nothing,
+            stale_revision_is_refused_and_changes_nothing,
+            transitions_follow_the_lifecycle,
+            import_is_idempotent,
+            events_chain_and_page,
+            tokens_are_stored_hashed_and_revocable,
+            counts_by_state,
+            concurrent_edits_serialize,
+        );
+    };
+    (@cases $make:expr; $($case:ident),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $case() {
+                let store: ::std::sync::Arc<dyn $crate::Store> = $make.await;
+                $crate::conformance::$case(store).await;
+            }
+        )*
+    };
+}
+
+fn change(at: i64) -> Change {
+    Change {
+        actor: Actor::System("conformance".into()),
+        reason: Some("testing".parse().unwrap()),
+        at: Timestamp::from_unix_micros(1_700_000_000_000_000 + at),
+    }
+}
+
+/// A device with every field set, derived from `n`.
+pub fn sample_device(n: u32) -> NewDevice {
+    let mut d = NewDevice::bare(DeviceId::derived(&format!("serial:SN{n:07}")));
+    d.class = DeviceClass::ALL[(n as usize) % DeviceClass::ALL.len()];
+    d.identifiers = Identifiers {
+        mac: Some(
+            format!(
+                "02:00:00:{:02x}:{:02x}:{:02x}",
+                (n >> 16) & 0xff,
+                (n >> 8) & 0xff,
+                n & 0xff
+            )
+            .parse()
+            .unwrap(),
+        ),
+        ips: vec![
+            format!("10.{}.{}.{}", (n >> 16) & 0xff, (n >> 8) & 0xff, n & 0xff)
+                .parse()
+                .unwrap(),
+            "fd00::1".parse().unwrap(),
+        ],
+        serial: Some(format!("SN{n:07}").parse().unwrap()),
+        cert_fingerprint: Some(format!("{:064x}", n).parse().unwrap()),
+    };
+    d.vendor = Some(
+        if n.is_multiple_of(2) {
+            "Siemens"
+        } else {
+            "Rockwell Automation"
+        }
+        .parse()
+        .unwrap(),
+    );
+    d.model = Some("S7-1200".parse().unwrap());
+    d.firmware = Some("4.2.1".parse().unwrap());
+    d.zone = Some(format!("plant-{}/line-{}", n % 3, n % 5).parse().unwrap());
+    d.labels = format!("site=berlin;tier={}", n % 4).parse().unwrap();
+    d.groups = if n.is_multiple_of(2) { "evens;sensors" } else { "odds" }
+        .parse()
+        .unwrap();
+    d
+}
+
+pub async fn create_then_get_round_trips_every_field(s: Arc<dyn Store>) {
+    let new = sample_device(7);
+    let created = s.create_device(new.clone(), change(1)).await.unwrap();
+    assert_eq!(created.revision, 1);
+    assert_eq!(created.created_at, change(1).at);
+    let got = s.get_device(new.id).await.unwrap();
+    assert_eq!(got, created);
+    assert_eq!(got.identifiers, new.identifiers);
+    assert_eq!(got.labels, new.labels);
+    assert_eq!(got.groups, new.groups);
+    assert!(!got.is_managed());
+    let events = s.device_events(new.id, None, 10).await.unwrap();
+    assert_eq!(events.len(), 1);
+    let e = &events[0];
+    assert_eq!(e.draft.action, Action::DeviceCreated);
+    assert_eq!(e.draft.before, None);
+    assert_eq!(e.draft.actor, Actor::System("conformance".into()));
+    assert_eq!(e.draft.reason.as_ref().map(|r| r.as_str()), Some("testing"));
+    let after: vouch_types::Device =
+        serde_json::from_str(e.draft.after.as_deref().unwrap()).unwrap();
+    assert_eq!(after, created);
+}
+
+pub async fn create_twice_is_already_exists(s: Arc<dyn Store>) {
+    s.create_device(sample_device(1), change(1)).await.unwrap();
+    let err = s
+        .create_device(sample_device(1), change(2))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, StoreError::AlreadyExists { what: "device", .. }),
+        "{err:?}"
+    );
+    assert_eq!(
+        s.events(None, 100).await.unwrap().len(),
+        1,
+        "a refused create logs nothing"
+    );
+}
+
+pub async fn missing_device_is_not_found(s: Arc<dyn Store>) {
+    let id = DeviceId::new();
+    let err = s.get_device(id).await.unwrap_err();
+    assert!(
+        matches!(err, StoreError::NotFound { what: "device", .. }),
+        "{err:?}"
+    );
+    let err = s
+        .edit_device(
+            id,
+            DeviceEdit::Transition(DeviceState::Onboarding),
+            None,
+            change(1),
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::NotFound { .. }), "{err:?}");
+    assert!(s.device_events(id, None, 10).await.unwrap().is_empty());
+}
+
+pub async fn list_filters_and_cursor_pagination(s: Arc<dyn Store>) {
+    let batch: Vec<NewDevice> = (0..60).map(sample_device).collect();
+    s.import_devices(batch.clone(), change(1)).await.unwrap();
+    // Move a few devices into managed states.
+    for d in &batch[..5] {
+        s.edit_device(
+            d.id,
+            DeviceEdit::Transition(DeviceState::Onboarding),
+            None,
+            change(2),
+        )
+        .await
+        .unwrap();
+        s.edit_device(
+            d.id,
+            DeviceEdit::Transition(DeviceState::Active),
+            None,
+            change(3),
+        )
+        .await
+        .unwrap();
+    }
+
+    // Every device exactly once, in id order, across pages.
+    let mut seen = Vec::new();
+    let mut q = DeviceQuery {
+        limit: 7,
+        ..DeviceQuery::default()
+    };
+    loop {
+        let page = s.list_devices(&q).await.unwrap();
+        assert!(page.devices.len() <= 7);
+        seen.extend(page.devices.iter().map(|d| d.id));
+        match page.next {
+            Some(n) => q.after = Some(n),
+            None => break,
+        }
+    }
+    let mut expected: Vec<DeviceId> = batch.iter().map(|d| d.id).collect();
+    expected.sort();
+    assert_eq!(seen, expected);
+
+    let count = |q: DeviceQuery| {
+        let s = s.clone();
+        async move {
+            s.list_devices(&DeviceQuery { limit: 1000, ..q })
+                .await
+                .unwrap()
+                .devices
+        }
+    };
+    let active = count(DeviceQuery {
+        state: Some(DeviceState::Active),
+        ..DeviceQuery::default()
+    })
+    .await;
+    assert_eq!(active.len(), 5);
+    assert!(active.iter().all(|d| d.is_managed()));
+    assert_eq!(
+        count(DeviceQuery {
+            managed: Some(true),
+            ..DeviceQuery::default()
+        })
+        .await
+        .len(),
+        5
+    );
+    assert_eq!(
+        count(DeviceQuery {
+            managed: Some(false),
+            ..DeviceQuery::default()
+        })
+        .await
+        .len(),
+        55
+    );
+    assert_eq!(
+        count(DeviceQuery {
+            state: Some(DeviceState::Active),
+            managed: Some(false),
+            ..DeviceQuery::default()
+        })
+        .await
+        .len(),
+        0
+    );
+    let plcs = count(DeviceQuery {
+        class: Some(DeviceClass::Plc),
+        ..DeviceQuery::default()
+    })
+    .await;
+    assert_eq!(
+        plcs.len(),
+        batch.iter().filter(|d| d.class == DeviceClass::Plc).count()
+    );
+    let zone = "plant-1/line-1".parse().unwrap();
+    let in_zone = count(DeviceQuery {
+        zone: Some(zone),
+        ..DeviceQuery::default()
+    })
+    .await;
+    assert_eq!(
+        in_zone.len(),
+        (0..60).filter(|n| n % 3 == 1 && n % 5 == 1).count()
+    );
+    let siemens = count(DeviceQuery {
+        vendor: Some("Siemens".parse().unwrap()),
+        ..DeviceQuery::default()
+    })
+    .await;
+    assert_eq!(siemens.len(), 30);
+    let evens = count(DeviceQuery {
+        group: Some("evens".parse().unwrap()),
+        ..DeviceQuery::default()
+    })
+    .await;
+    assert_eq!(evens.len(), 30);
+    assert!(
+        count(DeviceQuery {
+            group: Some("even".parse().unwrap()),
+            ..DeviceQuery::default()
+        })
+        .await
+        .is_empty()
+    );
+    let tier2 = count(DeviceQuery {
+        label: Some(("tier".parse().unwrap(), "2".parse().unwrap())),
+        ..DeviceQuery::default()
+    })
+    .await;
+    assert_eq!(tier2.len(), 15);
+    let combined = count(DeviceQuery {
+        group: Some("evens".parse().unwrap()),
+        label: Some(("tier".parse().unwrap(), "2".parse().unwrap())),
+        managed: Some(false),
+        ..DeviceQuery::default()
+    })
+    .await;
+    assert_eq!(
+        combined.len(),
+        (5..60).filter(|n| n % 2 == 0 && n % 4 == 2).count()
+    );
+}
+
+pub async fn patch_bumps_revision_and_logs_before_after(s: Arc<dyn Store>) {
+    let d = s.create_device(sample_device(3), change(1)).await.unwrap();
+    let patch: DevicePatch =
+        serde_json::from_str(r#"{"firmware": "4.3.0", "zone": null, "groups": ["patched"]}"#)
+            .unwrap();
+    let n = s
+        .edit_device(d.id, DeviceEdit::Patch(Box::new(patch)), Some(1), change(2))
+        .await
+        .unwrap();
+    assert_eq!(n.revision, 2);
+    assert_eq!(n.firmware.as_ref().map(|f| f.as_str()), Some("4.3.0"));
+    assert_eq!(n.zone, None);
+    assert_eq!(n.updated_at, change(2).at);
+    assert_eq!(s.get_device(d.id).await.unwrap(), n);
+    let events = s.device_events(d.id, None, 10).await.unwrap();
+    assert_eq!(events.len(), 2);
+    let e = &events[1];
+    assert_eq!(e.draft.action, Action::DeviceUpdated);
+    let before: vouch_types::Device =
+        serde_json::from_str(e.draft.before.as_deref().unwrap()).unwrap();
+    let after: vouch_types::Device =
+        serde_json::from_str(e.draft.after.as_deref().unwrap()).unwrap();
+    assert_eq!((before, after), (d, n));
+}
+
+pub async fn unchanged_patch_logs_nothing(s: Arc<dyn Store>) {
+    let d = s.create_device(sample_device(4), change(1)).await.unwrap();
+    let same = DevicePatch {
+        firmware: Some(d.firmware.clone()),
+        ..DevicePatch::default()
+    };
+    let n = s
+        .edit_device(d.id, DeviceEdit::Patch(Box::new(same)), None, change(2))
+        .await
+        .unwrap();
+    assert_eq!(n, d);
+    assert_eq!(s.device_events(d.id, None, 10).await.unwrap().len(), 1);
+}
+
+pub async fn stale_revision_is_refused_and_changes_nothing(s: Arc<dyn Store>) {
+    let d = s.create_device(sample_device(5), change(1)).await.unwrap();
+    let patch = DevicePatch {
+        vendor: Some(None),
+        ..DevicePatch::default()
+    };
+    let err = s
+        .edit_device(d.id, DeviceEdit::Patch(Box::new(patch)), Some(9), change(2))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            StoreError::RevisionMismatch {
+                expected: 9,
+                actual: 1,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert_eq!(s.get_device(d.id).await.unwrap(), d);
+    assert_eq!(s.events(None, 100).await.unwrap().len(), 1);
+}
+
+pub async fn transitions_follow_the_lifecycle(s: Arc<dyn Store>) {
+    let d = s.create_device(sample_device(6), change(1)).await.unwrap();
+    let err = s
+        .edit_device(
+            d.id,
+            DeviceEdit::Transition(DeviceState::Active),
+            None,
+            change(2),
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::IllegalTransition(_)), "{err:?}");
+    assert_eq!(
+        s.get_device(d.id).await.unwrap(),
+        d,
+        "an illegal transition changes nothing"
+    );
+    assert_eq!(
+        s.events(None, 100).await.unwrap().len(),
+        1,
+        "and logs nothing"
+    );
+    let path = [
+        DeviceState::Onboarding,
+        DeviceState::Active,
+        DeviceState::Restricted,
+        DeviceState::Active,
+        DeviceState::Suspended,
+        DeviceState::Retired,
+    ];
+    for (i, to) in path.into_iter().enumerate() {
+        let n = s
+            .edit_device(
+                d.id,
+                DeviceEdit::Transition(to),
+                None,
+                change(10 + i as i64),
+            )
+            .await
+            .unwrap();
+        assert_eq!(n.state, to);
+    }
+    let got = s.get_device(d.id).await.unwrap();
+    assert_eq!((got.state, got.revision), (DeviceState::Retired, 7));
+    let err = s
+        .edit_device(
+            d.id,
+            DeviceEdit::Transition(DeviceState::Active),
+            None,
+            change(99),
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::IllegalTransition(_)), "{err:?}");
+    let events = s.device_events(d.id, None, 100).await.unwrap();
+    assert_eq!(events.len(), 7);
+    assert!(
+        events[1..]
+            .iter()
+            .all(|e| e.draft.action == Action::DeviceTransitioned)
+    );
+}
+
+pub async fn import_is_idempotent(s: Arc<dyn Store>) {
+    let batch: Vec<NewDevice> = (0..250).map(sample_device).collect();
+    let first = s
+        .import_devices(batch[..100].to_vec(), change(1))
+        .await
+        .unwrap();
+    assert_eq!((first.created, first.existing), (100, 0));
+    // A re-run after a crash: the first 100 exist, the rest are new; a duplicate inside the batch counts once.
+    let mut again = batch.clone();
+    again.push(batch[200].clone());
+    let second = s.import_devices(again, change(2)).await.unwrap();
+    assert_eq!((second.created, second.existing), (150, 101));
+    let all = s
+        .list_devices(&DeviceQuery {
+            limit: 1000,
+            ..DeviceQuery::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(all.devices.len(), 250);
+    let events = s.events(None, 1000).await.unwrap();
+    assert_eq!(
+        events.len(),
+        250,
+        "one event per created device, none for skipped ones"
+    );
+    assert!(
+        events
+            .iter()
+            .all(|e| e.draft.action == Action::DeviceImported)
+    );
+    let report = verify_audit(&*s).await.unwrap();
+    assert!(report.is_intact(), "{report:?}");
+    assert_eq!(report.verified, 250);
+    // An invalid record refuses the whole batch and writes nothing.
+    let mut bad = sample_device(999);
+    bad.state = DeviceState::Active;
+    let err = s
+        .import_devices(vec![sample_device(998), bad], change(3))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Invalid(_)), "{err:?}");
+    assert!(matches!(
+        s.get_device(sample_device(998).id).await,
+        Err(StoreError::NotFound { .. })
+    ));
+}
+
+pub async fn events_chain_and_page(s: Arc<dyn Store>) {
+    assert_eq!(s.audit_head().await.unwrap(), None);
+    assert!(verify_audit(&*s).await.unwrap().is_intact());
+    let a = s.create_device(sample_device(1), change(1)).await.unwrap();
+    let b = s.create_device(sample_device(2), change(2)).await.unwrap();
+    for i in 0..3 {
+        let p = DevicePatch {
+            firmware: Some(Some(format!("1.0.{i}").parse().unwrap())),
+            ..DevicePatch::default()
+        };
+        s.edit_device(a.id, DeviceEdit::Patch(Box::new(p)), None, change(3 + i))
+            .await
+            .unwrap();
+    }
+    let all = s.events(None, 100).await.unwrap();
+    assert_eq!(
+        all.iter().map(|e| e.seq.0).collect::<Vec<_>>(),
+        [1, 2, 3, 4, 5]
+    );
+    assert!(all.iter().all(|e| e.hash_matches()));
+    assert!(all.windows(2).all(|w| w[1].prev_hash == w[0].hash));
+    assert_eq!(
+        s.audit_head().await.unwrap(),
+        Some((EventSeq(5), all[4].hash))
+    );
+    let page = s.events(Some(EventSeq(2)), 2).await.unwrap();
+    assert_eq!(page.iter().map(|e| e.seq.0).collect::<Vec<_>>(), [3, 4]);
+    let of_a = s.device_events(a.id, Some(EventSeq(1)), 2).await.unwrap();
+    assert_eq!(of_a.iter().map(|e| e.seq.0).collect::<Vec<_>>(), [3, 4]);
+    assert_eq!(s.device_events(b.id, None, 10).await.unwrap().len(), 1);
+    let report = verify_audit(&*s).await.unwrap();
+    assert_eq!((report.verified, report.first_break), (5, None));
+}
+
+pub async fn tokens_are_stored_hashed_and_revocable(s: Arc<dyn Store>) {
+    let t = TokenRecord {
+        id: TokenId::from_bytes([1, 2, 3, 4, 5, 6, 7, 8]),
+        operator: OperatorName::try_from("Ada Lovelace".to_owned()).unwrap(),
+        role: Role::Auditor,
+        secret_hash: [7; 32],
+        created_at: change(1).at,
+        expires_at: Some(change(1000).at),
+        revoked_at: None,
+    };
+    assert_eq!(s.get_token(t.id).await.unwrap(), None);
+    s.create_token(t.clone(), change(1)).await.unwrap();
+    assert!(matches!(
+        s.create_token(t.clone(), change(2)).await,
+        Err(StoreError::AlreadyExists { .. })
+    ));
+    assert_eq!(s.get_token(t.id).await.unwrap(), Some(t.clone()));
+    assert_eq!(s.list_tokens().await.unwrap(), vec![t.clone()]);
+    let revoked = s.revoke_token(t.id, change(5)).await.unwrap();
+    assert_eq!(revoked.revoked_at, Some(change(5).at));
+    assert!(!revoked.is_usable(change(6).at));
+    let again = s.revoke_token(t.id, change(7)).await.unwrap();
+    assert_eq!(
+        again.revoked_at,
+        Some(change(5).at),
+        "revoking twice keeps the first revocation"
+    );
+    let actions: Vec<Action> = s
+        .events(None, 10)
+        .await
+        .unwrap()
+        .iter()
+        .map(|e| e.draft.action)
+        .collect();
+    assert_eq!(actions, [Action::TokenCreated, Action::TokenRevoked]);
+    let logged = s.events(None, 10).await.unwrap();
+    assert!(
+        logged
+            .iter()
+            .all(|e| !e.draft.after.as_deref().unwrap_or("").contains("secret"))
+    );
+    let missing = TokenId::from_bytes([9; 8]);
+    assert!(matches!(
+        s.revoke_token(missing, change(8)).await,
+        Err(StoreError::NotFound { .. })
+    ));
+}
+
+pub async fn counts_by_state(s: Arc<dyn Store>) {
+    assert!(s.count_devices_by_state().await.unwrap().is_empty());
+    let batch: Vec<NewDevice> = (0..10).map(sample_device).collect();
+    s.import_devices(batch.clone(), change(1)).await.unwrap();
+    s.edit_device(
+        batch[0].id,
+        DeviceEdit::Transition(DeviceState::Onboarding),
+        None,
+        change(2),
+    )
+    .await
+    .unwrap();
+    let counts = s.count_devices_by_state().await.unwrap();
+    assert_eq!(counts.get(&DeviceState::Discovered), Some(&9));
+    assert_eq!(counts.get(&DeviceState::Onboarding), Some(&1));
+    assert_eq!(counts.len(), 2);
+}
+
+pub async fn concurrent_edits_serialize(s: Arc<dyn Store>) {
+    let d = s.create_device(sample_device(1), change(0)).await.unwrap();
+    let mut tasks = Vec::new();
+    for i in 0..24u32 {
+        let s = s.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut labels = String::from("writer=");
+            labels.push_str(&i.to_string());
+            let p = DevicePatch {
+                labels: Some(labels.parse().unwrap()),
+                ..DevicePatch::default()
+            };
+            s.edit_device(d.id, DeviceEdit::Patch(Box::new(p)), None, change(i64::from(i) + 1))
+                .await
+                .unwrap();
+            // Other devices in parallel too, so that the chain sees interleaved writers.
+            s.create_device(sample_device(100 + i), change(i64::from(i) + 1))
+                .await
+                .unwrap();
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let got = s.get_device(d.id).await.unwrap();
+    assert!(got.revision >= 2 && got.revision <= 25);
+    let revisions: BTreeSet<u64> = s
+        .device_events(d.id, None, 100)
+        .await
+        .unwrap()
+        .iter()
+        .map(|e| {
+            serde_json::from_str::<vouch_types::Device>(e.draft.after.as_deref().unwrap())
+                .unwrap()
+                .revision
+        })
+        .collect();
+    assert_eq!(
+        revisions,
+        (1..=got.revision).collect(),
+        "every revision logged exactly once"
+    );
+    let report = verify_audit(&*s).await.unwrap();
+    assert!(report.is_intact(), "{report:?}");
+    assert_eq!(report.verified, 1 + 24 + u64::from(got.revision as u32 - 1));
+}

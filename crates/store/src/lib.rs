@@ -1,0 +1,105 @@
+//! The contract between Vouch and its database.
+//!
+//! [`Store`] is what every backend implements (SQLite embedded, PostgreSQL at scale). The rules that must be
+//! the same whatever the backend live here, not in the backends: how an edit changes a device
+//! ([`plan_edit`]), which event it appends, and how the audit log is verified ([`verify_audit`]). Each
+//! backend only moves rows, and proves it does so faithfully by passing the [`conformance`] suite.
+//!
+//! Architecture Invariant: every change to a device and its event are written in one transaction; a backend
+//! never exposes one without the other.
+
+mod audit;
+#[cfg(feature = "conformance")]
+pub mod conformance;
+mod error;
+mod plan;
+mod query;
+
+pub use audit::{AuditReport, verify_audit};
+pub use error::StoreError;
+pub use plan::{
+    Change, DeviceEdit, Edited, plan_create, plan_edit, plan_token_created, plan_token_revoked,
+};
+pub use query::{DevicePage, DeviceQuery, ImportOutcome, MAX_PAGE, TokenRecord};
+
+use std::collections::BTreeMap;
+
+use async_trait::async_trait;
+use vouch_events::{Digest, Event, EventSeq};
+use vouch_types::{Device, DeviceId, DeviceState, NewDevice, TokenId};
+
+/// A shorthand for store results.
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// Which database engine a store runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// Embedded SQLite (the default, zero configuration).
+    Sqlite,
+    /// PostgreSQL (when the fleet outgrows one machine).
+    Postgres,
+}
+
+/// Everything Vouch persists: devices, the event log, operators' tokens.
+///
+/// Every method that changes something appends its events in the same transaction.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// The engine behind this store.
+    fn backend(&self) -> Backend;
+
+    /// Checks that the database answers (readiness).
+    async fn ping(&self) -> Result<()>;
+
+    /// Creates a device; [`StoreError::AlreadyExists`] if its id is taken.
+    async fn create_device(&self, new: NewDevice, change: Change) -> Result<Device>;
+
+    /// Creates the devices of `batch` whose ids do not exist yet, in one transaction; the others are left
+    /// alone, so re-running an interrupted import completes it without duplicates.
+    async fn import_devices(&self, batch: Vec<NewDevice>, change: Change) -> Result<ImportOutcome>;
+
+    /// One device; [`StoreError::NotFound`] if there is none with this id.
+    async fn get_device(&self, id: DeviceId) -> Result<Device>;
+
+    /// A page of devices matching `query`, in id order.
+    async fn list_devices(&self, query: &DeviceQuery) -> Result<DevicePage>;
+
+    /// Applies `edit` to a device (see [`plan_edit`]); with `expected_revision`, only if the device is still at
+    /// that revision ([`StoreError::RevisionMismatch`] otherwise).
+    async fn edit_device(
+        &self,
+        id: DeviceId,
+        edit: DeviceEdit,
+        expected_revision: Option<u64>,
+        change: Change,
+    ) -> Result<Device>;
+
+    /// How many devices are in each state (states with none are absent).
+    async fn count_devices_by_state(&self) -> Result<BTreeMap<DeviceState, u64>>;
+
+    /// The events about one device after position `after`, oldest first, at most `limit`.
+    async fn device_events(
+        &self,
+        id: DeviceId,
+        after: Option<EventSeq>,
+        limit: u32,
+    ) -> Result<Vec<Event>>;
+
+    /// The whole log after position `after`, oldest first, at most `limit`.
+    async fn events(&self, after: Option<EventSeq>, limit: u32) -> Result<Vec<Event>>;
+
+    /// The position and hash recorded with the last append, if any.
+    async fn audit_head(&self) -> Result<Option<(EventSeq, Digest)>>;
+
+    /// Stores a newly issued token.
+    async fn create_token(&self, token: TokenRecord, change: Change) -> Result<()>;
+
+    /// One token by id, revoked or not.
+    async fn get_token(&self, id: TokenId) -> Result<Option<TokenRecord>>;
+
+    /// Every token, oldest first.
+    async fn list_tokens(&self) -> Result<Vec<TokenRecord>>;
+
+    /// Revokes a token (idempotent: revoking a revoked token changes nothing and logs nothing).
+    async fn revoke_token(&self, id: TokenId, change: Change) -> Result<TokenRecord>;
+}

@@ -1,0 +1,44 @@
+//! Vouch's domain vocabulary: the device record and its lifecycle, operators and their roles, time.
+//!
+//! Everything here is a plain value: no I/O, no clock reads except through [`Clock`], no randomness except
+//! where an identifier is minted (`DeviceId::new`). Values that come from outside the process are parsed into
+//! these types once, at the edge (`TryFrom<String>`/`FromStr`), so the rest of Vouch can rely on their rules.
+
+mod clock;
+mod device;
+mod id;
+mod ident;
+mod lifecycle;
+mod operator;
+mod text;
+
+pub use clock::{Clock, ManualClock, SystemClock, Timestamp};
+pub use device::{Device, DevicePatch, Identifiers, NewDevice};
+pub use id::{DeviceId, TokenId};
+pub use ident::{CertFingerprint, DeviceClass, HardwareSerial, MacAddr};
+pub use lifecycle::{DeviceState, IllegalTransition};
+pub use operator::{Actor, Permission, Role};
+pub use text::{
+    FirmwareVersion, GroupName, Groups, LabelKey, LabelValue, Labels, Model, OperatorName, Reason,
+    Vendor, Zone,
+};
+
+/// Why a value from outside could not become a domain value.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid {what}: {why}")]
+pub struct ValidationError {
+    /// The kind of value that was rejected, e.g. `MAC address`.
+    pub what: &'static str,
+    /// What is wrong with it, in words an operator can act on.
+    pub why: String,
+}
+
+impl ValidationError {
+    /// Builds an error for the value kind `what`.
+    pub fn new(what: &'static str, why: impl Into<String>) -> Self {
+        Self {
+            what,
+            why: why.into(),
+        }
+    }
+}

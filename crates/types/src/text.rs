@@ -1,0 +1,317 @@
+//! Bounded, validated text values: vendor, model, firmware, zone, labels, groups, reasons.
+//!
+//! Each is checked once at the edge so that nothing unbounded or unprintable reaches the store, a log line or
+//! a policy.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+use crate::ValidationError;
+
+/// Which characters a text kind accepts.
+#[derive(Clone, Copy)]
+enum Charset {
+    /// Printable text: any Unicode except control characters.
+    Printable,
+    /// Lowercase names: `a-z 0-9 . _ -`, starting with a letter or digit.
+    Name,
+    /// Names with `/` separators for hierarchies (`plant-1/line-3`).
+    Path,
+}
+
+fn check(what: &'static str, s: &str, max: usize, charset: Charset) -> Result<(), ValidationError> {
+    if s.is_empty() {
+        return Err(ValidationError::new(what, "must not be empty"));
+    }
+    if s.len() > max {
+        return Err(ValidationError::new(
+            what,
+            format!("must be at most {max} bytes"),
+        ));
+    }
+    let name_char =
+        |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '.' | '_' | '-');
+    let ok = match charset {
+        Charset::Printable => !s.chars().any(char::is_control),
+        Charset::Name => {
+            s.starts_with(|c: char| c.is_ascii_alphanumeric()) && s.chars().all(name_char)
+        }
+        Charset::Path => s.split('/').all(|seg| {
+            !seg.is_empty()
+                && seg.starts_with(|c: char| c.is_ascii_alphanumeric())
+                && seg.chars().all(name_char)
+        }),
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(ValidationError::new(
+            what,
+            match charset {
+                Charset::Printable => "must not contain control characters".to_owned(),
+                Charset::Name => {
+                    format!("`{s}` must be lowercase letters, digits, `.`, `_` or `-`")
+                }
+                Charset::Path => format!(
+                    "`{s}` must be `/`-separated lowercase names (letters, digits, `.`, `_`, `-`)"
+                ),
+            },
+        ))
+    }
+}
+
+macro_rules! bounded_text {
+    ($(#[$doc:meta])* $name:ident, $what:literal, $max:literal, $charset:expr) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+        #[serde(try_from = "String", into = "String")]
+        pub struct $name(String);
+
+        impl $name {
+            /// The longest value accepted, in bytes.
+            pub const MAX_LEN: usize = $max;
+
+            /// The value as text.
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+
+        impl FromStr for $name {
+            type Err = ValidationError;
+            fn from_str(s: &str) -> Result<Self, Self::Err> {
+                check($what, s, $max, $charset)?;
+                Ok(Self(s.to_owned()))
+            }
+        }
+
+        impl TryFrom<String> for $name {
+            type Error = ValidationError;
+            fn try_from(s: String) -> Result<Self, Self::Error> {
+                check($what, &s, $max, $charset)?;
+                Ok(Self(s))
+            }
+        }
+
+        impl From<$name> for String {
+            fn from(v: $name) -> String {
+                v.0
+            }
+        }
+    };
+}
+
+bounded_text!(
+    /// The device's manufacturer, as the operator or discovery names it.
+    Vendor, "vendor", 128, Charset::Printable
+);
+bounded_text!(
+    /// The device's model designation.
+    Model, "model", 128, Charset::Printable
+);
+bounded_text!(
+    /// The firmware version string the device reports.
+    FirmwareVersion, "firmware version", 64, Charset::Printable
+);
+bounded_text!(
+    /// Where a device is expected to be: a network zone or location path such as `plant-1/line-3`.
+    Zone, "zone", 128, Charset::Path
+);
+bounded_text!(
+    /// The name of a device group (policies grant to groups).
+    GroupName, "group name", 63, Charset::Name
+);
+bounded_text!(
+    /// A label's key.
+    LabelKey, "label key", 63, Charset::Path
+);
+bounded_text!(
+    /// A label's value.
+    LabelValue, "label value", 255, Charset::Printable
+);
+bounded_text!(
+    /// The person or system an API token was issued to.
+    OperatorName, "operator name", 64, Charset::Printable
+);
+bounded_text!(
+    /// Why a change was made, as an operator or a playbook explains it in the event log.
+    Reason, "reason", 1024, Charset::Printable
+);
+
+/// The most labels one device may carry.
+pub const MAX_LABELS: usize = 64;
+/// The most groups one device may belong to.
+pub const MAX_GROUPS: usize = 64;
+
+/// Free-form key/value labels on a device, at most [`MAX_LABELS`], kept sorted.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(
+    try_from = "BTreeMap<LabelKey, LabelValue>",
+    into = "BTreeMap<LabelKey, LabelValue>"
+)]
+pub struct Labels(BTreeMap<LabelKey, LabelValue>);
+
+impl Labels {
+    /// Labels from a map, if it is not too large.
+    pub fn new(map: BTreeMap<LabelKey, LabelValue>) -> Result<Self, ValidationError> {
+        if map.len() > MAX_LABELS {
+            return Err(ValidationError::new(
+                "labels",
+                format!("at most {MAX_LABELS} labels per device"),
+            ));
+        }
+        Ok(Self(map))
+    }
+
+    /// The labels, sorted by key.
+    pub fn iter(&self) -> impl Iterator<Item = (&LabelKey, &LabelValue)> {
+        self.0.iter()
+    }
+
+    /// The value of `key`, if set.
+    pub fn get(&self, key: &LabelKey) -> Option<&LabelValue> {
+        self.0.get(key)
+    }
+
+    /// Whether there are no labels.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl TryFrom<BTreeMap<LabelKey, LabelValue>> for Labels {
+    type Error = ValidationError;
+    fn try_from(map: BTreeMap<LabelKey, LabelValue>) -> Result<Self, Self::Error> {
+        Self::new(map)
+    }
+}
+
+impl From<Labels> for BTreeMap<LabelKey, LabelValue> {
+    fn from(l: Labels) -> Self {
+        l.0
+    }
+}
+
+impl FromStr for Labels {
+    type Err = ValidationError;
+    /// Parses `k=v;k2=v2` (the CSV import form); empty means no labels.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let mut map = BTreeMap::new();
+        for pair in s.split(';').filter(|p| !p.is_empty()) {
+            let (k, v) = pair.split_once('=').ok_or_else(|| {
+                ValidationError::new("labels", format!("`{pair}` is not key=value"))
+            })?;
+            map.insert(k.parse()?, v.parse()?);
+        }
+        Self::new(map)
+    }
+}
+
+/// The groups a device belongs to, at most [`MAX_GROUPS`], kept sorted.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "BTreeSet<GroupName>", into = "BTreeSet<GroupName>")]
+pub struct Groups(BTreeSet<GroupName>);
+
+impl Groups {
+    /// Groups from a set, if it is not too large.
+    pub fn new(set: BTreeSet<GroupName>) -> Result<Self, ValidationError> {
+        if set.len() > MAX_GROUPS {
+            return Err(ValidationError::new(
+                "groups",
+                format!("at most {MAX_GROUPS} groups per device"),
+            ));
+        }
+        Ok(Self(set))
+    }
+
+    /// The groups, sorted.
+    pub fn iter(&self) -> impl Iterator<Item = &GroupName> {
+        self.0.iter()
+    }
+
+    /// Whether the device is in `group`.
+    pub fn contains(&self, group: &GroupName) -> bool {
+        self.0.contains(group)
+    }
+
+    /// Whether there are no groups.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl TryFrom<BTreeSet<GroupName>> for Groups {
+    type Error = ValidationError;
+    fn try_from(set: BTreeSet<GroupName>) -> Result<Self, Self::Error> {
+        Self::new(set)
+    }
+}
+
+impl From<Groups> for BTreeSet<GroupName> {
+    fn from(g: Groups) -> Self {
+        g.0
+    }
+}
+
+impl FromStr for Groups {
+    type Err = ValidationError;
+    /// Parses `g1;g2` (the CSV import form); empty means no groups.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let set = s
+            .split(';')
+            .filter(|p| !p.is_empty())
+            .map(str::parse)
+            .collect::<Result<_, _>>()?;
+        Self::new(set)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_and_paths() {
+        assert!("plant-1/line-3".parse::<Zone>().is_ok());
+        assert!("plant-1//line-3".parse::<Zone>().is_err());
+        assert!("/plant".parse::<Zone>().is_err());
+        assert!("Quarantine".parse::<GroupName>().is_err());
+        assert!("quarantine".parse::<GroupName>().is_ok());
+        assert!("".parse::<Vendor>().is_err());
+        assert!("Rockwell\u{0007}".parse::<Vendor>().is_err());
+        assert!("x".repeat(129).parse::<Vendor>().is_err());
+        assert!(
+            "Rockwell Automation/Allen-Bradley"
+                .parse::<Vendor>()
+                .is_ok()
+        );
+    }
+
+    #[test]
+    fn labels_and_groups_parse_csv_form() {
+        let l: Labels = "site=berlin;env=prod".parse().unwrap();
+        assert_eq!(l.iter().count(), 2);
+        assert!("site".parse::<Labels>().is_err());
+        let g: Groups = "cameras;line-3".parse().unwrap();
+        assert!(g.contains(&"line-3".parse().unwrap()));
+        assert!("".parse::<Groups>().unwrap().is_empty());
+    }
+
+    #[test]
+    fn too_many_labels_rejected_in_json() {
+        let map: BTreeMap<String, String> =
+            (0..65).map(|i| (format!("k{i}"), "v".to_owned())).collect();
+        let json = serde_json::to_string(&map).unwrap();
+        let err = serde_json::from_str::<Labels>(&json).unwrap_err();
+        assert!(err.to_string().contains("at most 64"), "{err}");
+    }
+}
