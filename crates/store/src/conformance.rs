@@ -92,9 +92,13 @@ pub fn sample_device(n: u32) -> NewDevice {
     d.firmware = Some("4.2.1".parse().unwrap());
     d.zone = Some(format!("plant-{}/line-{}", n % 3, n % 5).parse().unwrap());
     d.labels = format!("site=berlin;tier={}", n % 4).parse().unwrap();
-    d.groups = if n.is_multiple_of(2) { "evens;sensors" } else { "odds" }
-        .parse()
-        .unwrap();
+    d.groups = if n.is_multiple_of(2) {
+        "evens;sensors"
+    } else {
+        "odds"
+    }
+    .parse()
+    .unwrap();
     d
 }
 
@@ -589,9 +593,14 @@ pub async fn concurrent_edits_serialize(s: Arc<dyn Store>) {
                 labels: Some(labels.parse().unwrap()),
                 ..DevicePatch::default()
             };
-            s.edit_device(d.id, DeviceEdit::Patch(Box::new(p)), None, change(i64::from(i) + 1))
-                .await
-                .unwrap();
+            s.edit_device(
+                d.id,
+                DeviceEdit::Patch(Box::new(p)),
+                None,
+                change(i64::from(i) + 1),
+            )
+            .await
+            .unwrap();
             // Other devices in parallel too, so that the chain sees interleaved writers.
             s.create_device(sample_device(100 + i), change(i64::from(i) + 1))
                 .await
