@@ -102,8 +102,19 @@ fn as_owner(root: bool, program: &Path) -> Command {
 }
 
 impl TempCluster {
-    /// Creates and starts a cluster with a trusted superuser `vouch`, listening on 127.0.0.1 only.
+    /// Creates and starts a cluster for tests: trusted superuser `vouch`, 127.0.0.1 only, and no fsync
+    /// (a test's data need not survive a power loss).
     pub fn start() -> Result<Self, ClusterError> {
+        Self::start_with(false)
+    }
+
+    /// Like [`start`](Self::start) but with PostgreSQL's durable defaults (fsync at commit), for benchmarks
+    /// whose figures must hold for a real deployment.
+    pub fn start_durable() -> Result<Self, ClusterError> {
+        Self::start_with(true)
+    }
+
+    fn start_with(durable: bool) -> Result<Self, ClusterError> {
         let bin = bindir().ok_or(ClusterError::NoBinaries)?;
         let root = is_root();
         let dir =
@@ -133,9 +144,14 @@ impl TempCluster {
         let log = dir.join("server.log");
         // The watchdog: start the server, then poll for our process; when it is gone, stop the server
         // (fast shutdown) and remove the cluster's directory.
+        let speed = if durable {
+            ""
+        } else {
+            "-c fsync=off -c synchronous_commit=off -c full_page_writes=off"
+        };
         let script = format!(
-            "\"{postgres}\" -D \"{data}\" -p {port} -k \"{dir}\" -c listen_addresses=127.0.0.1 -c fsync=off \
-             -c synchronous_commit=off -c full_page_writes=off -c max_connections=200 >\"{log}\" 2>&1 & pg=$!; \
+            "\"{postgres}\" -D \"{data}\" -p {port} -k \"{dir}\" -c listen_addresses=127.0.0.1 {speed} \
+             -c max_connections=200 -c shared_buffers=256MB >\"{log}\" 2>&1 & pg=$!; \
              while [ -d /proc/{parent} ] && kill -0 $pg 2>/dev/null; do sleep 0.5; done; \
              kill -INT $pg 2>/dev/null; wait $pg; rm -rf \"{dir}\"",
             postgres = bin.join("postgres").display(),

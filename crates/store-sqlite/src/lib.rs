@@ -201,26 +201,30 @@ fn head(tx: &rusqlite::Transaction<'_>) -> Result<(EventSeq, Digest)> {
     }
 }
 
-/// Appends `drafts` after the current head, in order, and records the new head. Call inside the transaction
-/// that makes the changes they describe.
-fn append(tx: &rusqlite::Transaction<'_>, drafts: Vec<EventDraft>, at: Timestamp) -> Result<()> {
+/// Appends `drafts` after the current head, in order, and records the new head. Each draft comes with the
+/// `num` of the device it is about. Call inside the transaction that makes the changes they describe.
+fn append(
+    tx: &rusqlite::Transaction<'_>,
+    drafts: Vec<(EventDraft, Option<i64>)>,
+    at: Timestamp,
+) -> Result<()> {
     if drafts.is_empty() {
         return Ok(());
     }
     let (mut seq, mut prev) = head(tx)?;
     let mut stmt = tx
         .prepare_cached(
-            "INSERT INTO events (seq, at, device_id, actor, action, before, after, reason, prev_hash, hash)
+            "INSERT INTO events (seq, at, device_num, actor, action, before, after, reason, prev_hash, hash)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
         )
         .map_err(backend)?;
-    for d in drafts {
+    for (d, device_num) in drafts {
         seq = EventSeq(seq.0 + 1);
         let e = d.seal(seq, at, prev);
         stmt.execute(params![
             e.seq.0 as i64,
             e.at.unix_micros(),
-            e.draft.device_id.map(|id| id.as_bytes().to_vec()),
+            device_num,
             e.draft.actor.to_string(),
             e.draft.action.as_str(),
             e.draft.before,
@@ -241,8 +245,12 @@ fn append(tx: &rusqlite::Transaction<'_>, drafts: Vec<EventDraft>, at: Timestamp
     Ok(())
 }
 
-/// Inserts `device` (whose JSON is `doc`) unless its id exists; true if inserted.
-fn insert_device(tx: &rusqlite::Transaction<'_>, device: &Device, doc: &str) -> Result<bool> {
+/// Inserts `device` (whose JSON is `doc`) unless its id exists; its `num` if inserted.
+fn insert_device(
+    tx: &rusqlite::Transaction<'_>,
+    device: &Device,
+    doc: &str,
+) -> Result<Option<i64>> {
     let mut stmt = tx
         .prepare_cached(
             "INSERT INTO devices (id, state, class, zone, vendor, mac, serial, cert_fp, revision, doc)
@@ -263,7 +271,7 @@ fn insert_device(tx: &rusqlite::Transaction<'_>, device: &Device, doc: &str) -> 
             doc,
         ])
         .map_err(backend)?;
-    Ok(n == 1)
+    Ok((n == 1).then(|| tx.last_insert_rowid()))
 }
 
 fn update_device(tx: &rusqlite::Transaction<'_>, device: &Device, doc: &str) -> Result<()> {
@@ -288,14 +296,16 @@ fn update_device(tx: &rusqlite::Transaction<'_>, device: &Device, doc: &str) -> 
     Ok(())
 }
 
-fn get_device(conn: &Connection, id: DeviceId) -> Result<Option<Device>> {
-    let doc: Option<String> = conn
-        .prepare_cached("SELECT doc FROM devices WHERE id = ?1")
+/// The device and its `num`.
+fn get_device(conn: &Connection, id: DeviceId) -> Result<Option<(i64, Device)>> {
+    let row: Option<(i64, String)> = conn
+        .prepare_cached("SELECT num, doc FROM devices WHERE id = ?1")
         .map_err(backend)?
-        .query_row([&id.as_bytes()[..]], |r| r.get(0))
+        .query_row([&id.as_bytes()[..]], |r| Ok((r.get(0)?, r.get(1)?)))
         .optional()
         .map_err(backend)?;
-    doc.map(|d| device_from_doc(&d)).transpose()
+    row.map(|(num, d)| Ok((num, device_from_doc(&d)?)))
+        .transpose()
 }
 
 fn not_found(id: DeviceId) -> StoreError {
@@ -305,8 +315,10 @@ fn not_found(id: DeviceId) -> StoreError {
     }
 }
 
+/// Events with their device's UUID read back through `device_num`.
 const EVENT_COLUMNS: &str =
-    "seq, at, device_id, actor, action, before, after, reason, prev_hash, hash";
+    "e.seq, e.at, d.id, e.actor, e.action, e.before, e.after, e.reason, e.prev_hash, e.hash
+     FROM events e LEFT JOIN devices d ON d.num = e.device_num";
 
 #[async_trait]
 impl Store for SqliteStore {
@@ -326,13 +338,13 @@ impl Store for SqliteStore {
                 .transaction_with_behavior(TransactionBehavior::Immediate)
                 .map_err(backend)?;
             let doc = event.after.clone().unwrap_or_default();
-            if !insert_device(&tx, &device, &doc)? {
+            let Some(num) = insert_device(&tx, &device, &doc)? else {
                 return Err(StoreError::AlreadyExists {
                     what: "device",
                     id: device.id.to_string(),
                 });
-            }
-            append(&tx, vec![event], change.at)?;
+            };
+            append(&tx, vec![(event, Some(num))], change.at)?;
             tx.commit().map_err(backend)?;
             Ok(device)
         })
@@ -353,9 +365,9 @@ impl Store for SqliteStore {
             let mut events = Vec::with_capacity(planned.len());
             for (device, event) in planned {
                 let doc = event.after.as_deref().unwrap_or_default();
-                if insert_device(&tx, &device, doc)? {
+                if let Some(num) = insert_device(&tx, &device, doc)? {
                     outcome.created += 1;
-                    events.push(event);
+                    events.push((event, Some(num)));
                 } else {
                     outcome.existing += 1;
                 }
@@ -368,8 +380,12 @@ impl Store for SqliteStore {
     }
 
     async fn get_device(&self, id: DeviceId) -> Result<Device> {
-        self.read(move |c| get_device(c, id)?.ok_or_else(|| not_found(id)))
-            .await
+        self.read(move |c| {
+            get_device(c, id)?
+                .map(|(_, d)| d)
+                .ok_or_else(|| not_found(id))
+        })
+        .await
     }
 
     async fn list_devices(&self, query: &DeviceQuery) -> Result<DevicePage> {
@@ -465,12 +481,12 @@ impl Store for SqliteStore {
             let tx = conn
                 .transaction_with_behavior(TransactionBehavior::Immediate)
                 .map_err(backend)?;
-            let current = get_device(&tx, id)?.ok_or_else(|| not_found(id))?;
+            let (num, current) = get_device(&tx, id)?.ok_or_else(|| not_found(id))?;
             match plan_edit(&current, &edit, expected_revision, &change)? {
                 Edited::Unchanged => Ok(current),
                 Edited::Changed(next, event) => {
                     update_device(&tx, &next, event.after.as_deref().unwrap_or_default())?;
-                    append(&tx, vec![event], change.at)?;
+                    append(&tx, vec![(event, Some(num))], change.at)?;
                     tx.commit().map_err(backend)?;
                     Ok(*next)
                 }
@@ -507,7 +523,8 @@ impl Store for SqliteStore {
     ) -> Result<Vec<Event>> {
         self.read(move |c| {
             let sql = format!(
-                "SELECT {EVENT_COLUMNS} FROM events WHERE device_id = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3"
+                "SELECT {EVENT_COLUMNS} WHERE e.device_num = (SELECT num FROM devices WHERE id = ?1) AND e.seq > ?2
+                 ORDER BY e.seq LIMIT ?3"
             );
             let mut stmt = c.prepare_cached(&sql).map_err(backend)?;
             let rows = stmt
@@ -523,8 +540,7 @@ impl Store for SqliteStore {
 
     async fn events(&self, after: Option<EventSeq>, limit: u32) -> Result<Vec<Event>> {
         self.read(move |c| {
-            let sql =
-                format!("SELECT {EVENT_COLUMNS} FROM events WHERE seq > ?1 ORDER BY seq LIMIT ?2");
+            let sql = format!("SELECT {EVENT_COLUMNS} WHERE e.seq > ?1 ORDER BY e.seq LIMIT ?2");
             let mut stmt = c.prepare_cached(&sql).map_err(backend)?;
             let rows = stmt
                 .query_map(
@@ -570,7 +586,7 @@ impl Store for SqliteStore {
             if n == 0 {
                 return Err(StoreError::AlreadyExists { what: "token", id: token.id.to_string() });
             }
-            append(&tx, vec![event], change.at)?;
+            append(&tx, vec![(event, None)], change.at)?;
             tx.commit().map_err(backend)
         })
         .await
@@ -626,7 +642,7 @@ impl Store for SqliteStore {
                 params![&id.to_bytes()[..], change.at.unix_micros()],
             )
             .map_err(backend)?;
-            append(&tx, vec![event], change.at)?;
+            append(&tx, vec![(event, None)], change.at)?;
             tx.commit().map_err(backend)?;
             Ok(revoked)
         })

@@ -81,7 +81,7 @@ impl From<MacAddr> for String {
 
 /// The manufacturer's serial number of a device: printable ASCII, 1–64 characters.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(try_from = "String", into = "String")]
+#[serde(try_from = "String")]
 pub struct HardwareSerial(String);
 
 impl HardwareSerial {

@@ -66,8 +66,9 @@ fn check(what: &'static str, s: &str, max: usize, charset: Charset) -> Result<()
 macro_rules! bounded_text {
     ($(#[$doc:meta])* $name:ident, $what:literal, $max:literal, $charset:expr) => {
         $(#[$doc])*
+        // Serialized as the inner string (a newtype); `serde(into)` would clone it on every write.
         #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-        #[serde(try_from = "String", into = "String")]
+        #[serde(try_from = "String")]
         pub struct $name(String);
 
         impl $name {
@@ -218,7 +219,7 @@ impl FromStr for Labels {
 
 /// The groups a device belongs to, at most [`MAX_GROUPS`], kept sorted.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(try_from = "BTreeSet<GroupName>", into = "BTreeSet<GroupName>")]
+#[serde(try_from = "BTreeSet<GroupName>")]
 pub struct Groups(BTreeSet<GroupName>);
 
 impl Groups {

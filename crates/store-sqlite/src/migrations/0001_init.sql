@@ -1,6 +1,9 @@
 -- Devices: `doc` is the whole record as JSON (the source of truth); the other columns are copies kept for
 -- lookups and filters, written from the same record in the same statement.
+-- `num` is an alias of the rowid (stable across VACUUM): events refer to devices by it, so that the index of
+-- events by device grows at its end during an import instead of at random places (ids are random UUIDs).
 CREATE TABLE devices (
+    num      INTEGER PRIMARY KEY,
     id       BLOB NOT NULL UNIQUE,
     state    TEXT NOT NULL,
     class    TEXT NOT NULL,
@@ -12,16 +15,17 @@ CREATE TABLE devices (
     revision INTEGER NOT NULL,
     doc      TEXT NOT NULL
 );
-CREATE INDEX devices_state ON devices (state, id);
+CREATE INDEX devices_state ON devices (state);
 CREATE INDEX devices_mac ON devices (mac) WHERE mac IS NOT NULL;
 CREATE INDEX devices_serial ON devices (serial) WHERE serial IS NOT NULL;
 CREATE INDEX devices_cert_fp ON devices (cert_fp) WHERE cert_fp IS NOT NULL;
 
--- The event log, one hash chain in `seq` order.
+-- The event log, one hash chain in `seq` order. `device_num` names the device (devices.num); the device's
+-- UUID, which the chain hash covers, is read back through it, so editing it breaks the chain too.
 CREATE TABLE events (
-    seq       INTEGER PRIMARY KEY,
-    at        INTEGER NOT NULL,
-    device_id BLOB,
+    seq        INTEGER PRIMARY KEY,
+    at         INTEGER NOT NULL,
+    device_num INTEGER REFERENCES devices (num),
     actor     TEXT NOT NULL,
     action    TEXT NOT NULL,
     before    TEXT,
@@ -30,7 +34,7 @@ CREATE TABLE events (
     prev_hash BLOB NOT NULL,
     hash      BLOB NOT NULL
 );
-CREATE INDEX events_device ON events (device_id, seq) WHERE device_id IS NOT NULL;
+CREATE INDEX events_device ON events (device_num, seq) WHERE device_num IS NOT NULL;
 
 -- The position and hash of the last event, written with every append: detects a removed tail.
 CREATE TABLE audit_head (

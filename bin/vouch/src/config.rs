@@ -1,0 +1,358 @@
+//! Configuration: a TOML file, then `VOUCH_*` environment overrides, validated into a typed [`Config`].
+//!
+//! Two stages, as in ripgrep and vector: [`RawConfig`] mirrors the file and rejects unknown keys by name;
+//! [`Config`] is what the rest of the program uses, every value checked.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use serde::{Deserialize, Serialize};
+
+/// The file read when `--config` is not given, if it exists.
+pub const DEFAULT_FILE: &str = "vouch.toml";
+
+/// The configuration file as written.
+#[derive(Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    data_dir: Option<PathBuf>,
+    #[serde(default)]
+    server: RawServer,
+    #[serde(default)]
+    store: RawStore,
+    #[serde(default)]
+    log: RawLog,
+}
+
+#[derive(Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+struct RawServer {
+    listen: Option<String>,
+    max_body_bytes: Option<usize>,
+}
+
+#[derive(Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+struct RawStore {
+    url: Option<String>,
+    max_connections: Option<usize>,
+    sqlite_durability: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+struct RawLog {
+    format: Option<String>,
+    level: Option<String>,
+}
+
+/// Where the store lives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreLocation {
+    /// An SQLite file.
+    Sqlite(PathBuf),
+    /// A PostgreSQL server (the URL may hold a password: never print it, use [`StoreLocation::redacted`]).
+    Postgres(String),
+}
+
+impl StoreLocation {
+    /// The location with any password replaced by `***`, for logs and `config check`.
+    pub fn redacted(&self) -> String {
+        match self {
+            Self::Sqlite(p) => format!("sqlite:{}", p.display()),
+            Self::Postgres(url) => redact_url(url),
+        }
+    }
+
+    fn parse(s: &str) -> Result<Self> {
+        if let Some(rest) = s
+            .strip_prefix("sqlite://")
+            .or_else(|| s.strip_prefix("sqlite:"))
+        {
+            if rest.is_empty() {
+                bail!("store.url `sqlite:` needs a file path, e.g. sqlite:./vouch-data/vouch.db");
+            }
+            return Ok(Self::Sqlite(PathBuf::from(rest)));
+        }
+        if s.starts_with("postgres://") || s.starts_with("postgresql://") {
+            return Ok(Self::Postgres(s.to_owned()));
+        }
+        bail!(
+            "store.url must start with sqlite: or postgres:// (got `{}`)",
+            redact_url(s)
+        )
+    }
+}
+
+fn redact_url(url: &str) -> String {
+    let Some(scheme_end) = url.find("://").map(|i| i + 3) else {
+        return url.to_owned();
+    };
+    let rest = &url[scheme_end..];
+    let auth_end = rest.find('@');
+    let host_start = rest.find('/').unwrap_or(rest.len());
+    match auth_end {
+        Some(at) if at < host_start => {
+            let userinfo = &rest[..at];
+            let user = userinfo.split(':').next().unwrap_or("");
+            let masked = if userinfo.contains(':') {
+                format!("{user}:***")
+            } else {
+                user.to_owned()
+            };
+            format!("{}{masked}{}", &url[..scheme_end], &rest[at..])
+        }
+        _ => url.to_owned(),
+    }
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// For people at a terminal.
+    Human,
+    /// One JSON object per line, for log collectors.
+    Json,
+}
+
+/// The validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Where Vouch keeps its files.
+    pub data_dir: PathBuf,
+    /// Where the API listens.
+    pub listen: SocketAddr,
+    /// The largest request body accepted.
+    pub max_body_bytes: usize,
+    /// Where the store lives.
+    pub store: StoreLocation,
+    /// At most this many store connections (PostgreSQL).
+    pub max_connections: usize,
+    /// When SQLite commits are durable.
+    pub sqlite_durability: vouch_store_sqlite::Durability,
+    /// Log format.
+    pub log_format: LogFormat,
+    /// Log filter (`info`, `vouch=debug,tower_http=info`, …).
+    pub log_level: String,
+    /// The file the configuration came from, if any.
+    pub source: Option<PathBuf>,
+}
+
+/// The environment variables that override the file, and the key each one sets.
+pub const ENV_KEYS: &[(&str, &str)] = &[
+    ("VOUCH_DATA_DIR", "data_dir"),
+    ("VOUCH_LISTEN", "server.listen"),
+    ("VOUCH_MAX_BODY_BYTES", "server.max_body_bytes"),
+    ("VOUCH_STORE_URL", "store.url"),
+    ("VOUCH_STORE_MAX_CONNECTIONS", "store.max_connections"),
+    ("VOUCH_SQLITE_DURABILITY", "store.sqlite_durability"),
+    ("VOUCH_LOG_FORMAT", "log.format"),
+    ("VOUCH_LOG_LEVEL", "log.level"),
+];
+
+/// `VOUCH_*` variables that are not configuration keys but are known to Vouch's tools.
+const ENV_OTHER: &[&str] = &["VOUCH_CONFIG", "VOUCH_PG_BINDIR", "VOUCH_TEST_POSTGRES_URL"];
+
+impl RawConfig {
+    /// Parses a configuration file's text; unknown keys are errors that name the key.
+    pub fn parse(text: &str, origin: &Path) -> Result<Self> {
+        toml::from_str(text)
+            .with_context(|| format!("invalid configuration in {}", origin.display()))
+    }
+
+    fn apply_env(&mut self, env: &dyn Fn(&str) -> Option<String>) -> Result<()> {
+        let num = |key: &str, v: String| -> Result<usize> {
+            v.parse()
+                .with_context(|| format!("{key}={v} is not a whole number"))
+        };
+        if let Some(v) = env("VOUCH_DATA_DIR") {
+            self.data_dir = Some(v.into());
+        }
+        if let Some(v) = env("VOUCH_LISTEN") {
+            self.server.listen = Some(v);
+        }
+        if let Some(v) = env("VOUCH_MAX_BODY_BYTES") {
+            self.server.max_body_bytes = Some(num("VOUCH_MAX_BODY_BYTES", v)?);
+        }
+        if let Some(v) = env("VOUCH_STORE_URL") {
+            self.store.url = Some(v);
+        }
+        if let Some(v) = env("VOUCH_STORE_MAX_CONNECTIONS") {
+            self.store.max_connections = Some(num("VOUCH_STORE_MAX_CONNECTIONS", v)?);
+        }
+        if let Some(v) = env("VOUCH_SQLITE_DURABILITY") {
+            self.store.sqlite_durability = Some(v);
+        }
+        if let Some(v) = env("VOUCH_LOG_FORMAT") {
+            self.log.format = Some(v);
+        }
+        if let Some(v) = env("VOUCH_LOG_LEVEL") {
+            self.log.level = Some(v);
+        }
+        Ok(())
+    }
+
+    /// Checks every value and fills in defaults.
+    pub fn validate(self, source: Option<PathBuf>) -> Result<Config> {
+        let data_dir = self
+            .data_dir
+            .unwrap_or_else(|| PathBuf::from("./vouch-data"));
+        let listen_text = self
+            .server
+            .listen
+            .unwrap_or_else(|| "127.0.0.1:8080".to_owned());
+        let listen: SocketAddr = listen_text.parse().with_context(|| {
+            format!("server.listen `{listen_text}` is not an address like 127.0.0.1:8080")
+        })?;
+        let max_body_bytes = self.server.max_body_bytes.unwrap_or(1024 * 1024);
+        if !(1024..=64 * 1024 * 1024).contains(&max_body_bytes) {
+            bail!("server.max_body_bytes must be between 1 KiB and 64 MiB (got {max_body_bytes})");
+        }
+        let store = match self.store.url {
+            Some(u) => StoreLocation::parse(&u)?,
+            None => StoreLocation::Sqlite(data_dir.join("vouch.db")),
+        };
+        let max_connections = self.store.max_connections.unwrap_or(16);
+        if !(1..=1000).contains(&max_connections) {
+            bail!("store.max_connections must be between 1 and 1000 (got {max_connections})");
+        }
+        let sqlite_durability = match self.store.sqlite_durability.as_deref().unwrap_or("full") {
+            "full" => vouch_store_sqlite::Durability::Full,
+            "normal" => vouch_store_sqlite::Durability::Normal,
+            other => bail!("store.sqlite_durability must be `full` or `normal` (got `{other}`)"),
+        };
+        let log_format = match self.log.format.as_deref().unwrap_or("human") {
+            "human" => LogFormat::Human,
+            "json" => LogFormat::Json,
+            other => bail!("log.format must be `human` or `json` (got `{other}`)"),
+        };
+        let log_level = self.log.level.unwrap_or_else(|| "info".to_owned());
+        tracing_subscriber::EnvFilter::try_new(&log_level).with_context(|| {
+            format!("log.level `{log_level}` is not a valid filter (try info or vouch=debug)")
+        })?;
+        Ok(Config {
+            data_dir,
+            listen,
+            max_body_bytes,
+            store,
+            max_connections,
+            sqlite_durability,
+            log_format,
+            log_level,
+            source,
+        })
+    }
+}
+
+/// `VOUCH_*` variables in the environment that Vouch does not know (likely typos).
+pub fn unknown_env_vars() -> Vec<String> {
+    std::env::vars()
+        .map(|(k, _)| k)
+        .filter(|k| k.starts_with("VOUCH_"))
+        .filter(|k| !ENV_KEYS.iter().any(|(e, _)| e == k) && !ENV_OTHER.contains(&k.as_str()))
+        .collect()
+}
+
+/// Loads the configuration: `explicit` file (or `VOUCH_CONFIG`, or `./vouch.toml` if present), then the
+/// environment.
+pub fn load(explicit: Option<&Path>) -> Result<Config> {
+    let env_file = std::env::var_os("VOUCH_CONFIG").map(PathBuf::from);
+    let path = explicit.map(Path::to_path_buf).or(env_file);
+    let (mut raw, source) = match path {
+        Some(p) => {
+            let text =
+                std::fs::read_to_string(&p).with_context(|| format!("reading {}", p.display()))?;
+            (RawConfig::parse(&text, &p)?, Some(p))
+        }
+        None if Path::new(DEFAULT_FILE).exists() => {
+            let p = PathBuf::from(DEFAULT_FILE);
+            let text =
+                std::fs::read_to_string(&p).with_context(|| format!("reading {}", p.display()))?;
+            (RawConfig::parse(&text, &p)?, Some(p))
+        }
+        None => (RawConfig::default(), None),
+    };
+    raw.apply_env(&|k| std::env::var(k).ok())?;
+    raw.validate(source)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config> {
+        RawConfig::parse(text, Path::new("test.toml"))?.validate(None)
+    }
+
+    #[test]
+    fn defaults_need_no_file() {
+        let c = RawConfig::default().validate(None).unwrap();
+        assert_eq!(c.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(
+            c.store,
+            StoreLocation::Sqlite(PathBuf::from("./vouch-data/vouch.db"))
+        );
+        assert_eq!(c.log_format, LogFormat::Human);
+    }
+
+    #[test]
+    fn unknown_keys_are_named() {
+        let e = format!(
+            "{:#}",
+            parse("data_dir = \"/x\"\nlisten = \"0.0.0.0:1\"\n").unwrap_err()
+        );
+        assert!(e.contains("unknown field `listen`"), "{e}");
+        let e = format!(
+            "{:#}",
+            parse("[server]\nlisten = \"127.0.0.1:1\"\nmax_body = 5\n").unwrap_err()
+        );
+        assert!(e.contains("unknown field `max_body`"), "{e}");
+        let e = format!("{:#}", parse("[stor]\nurl = \"x\"\n").unwrap_err());
+        assert!(e.contains("unknown field `stor`"), "{e}");
+    }
+
+    #[test]
+    fn bad_values_are_explained() {
+        assert!(
+            format!(
+                "{:#}",
+                parse("[server]\nlisten = \"localhost\"").unwrap_err()
+            )
+            .contains("not an address")
+        );
+        assert!(
+            format!("{:#}", parse("[store]\nurl = \"mysql://x\"").unwrap_err())
+                .contains("sqlite: or postgres://")
+        );
+        assert!(format!("{:#}", parse("[log]\nformat = \"xml\"").unwrap_err()).contains("human"));
+    }
+
+    #[test]
+    fn environment_overrides_the_file() {
+        let mut raw =
+            RawConfig::parse("[server]\nlisten = \"127.0.0.1:1\"", Path::new("t")).unwrap();
+        raw.apply_env(&|k| match k {
+            "VOUCH_LISTEN" => Some("127.0.0.1:9".into()),
+            "VOUCH_STORE_URL" => Some("postgres://vouch:hunter2@db:5432/vouch".into()),
+            _ => None,
+        })
+        .unwrap();
+        let c = raw.validate(None).unwrap();
+        assert_eq!(c.listen.port(), 9);
+        assert_eq!(c.store.redacted(), "postgres://vouch:***@db:5432/vouch");
+        let mut raw = RawConfig::default();
+        let e = raw
+            .apply_env(&|k| (k == "VOUCH_MAX_BODY_BYTES").then(|| "lots".into()))
+            .unwrap_err();
+        assert!(e.to_string().contains("VOUCH_MAX_BODY_BYTES=lots"));
+    }
+
+    #[test]
+    fn passwords_are_redacted() {
+        assert_eq!(redact_url("postgres://u:p@h/db"), "postgres://u:***@h/db");
+        assert_eq!(redact_url("postgres://u@h/db"), "postgres://u@h/db");
+        assert_eq!(redact_url("postgres://h/db"), "postgres://h/db");
+    }
+}

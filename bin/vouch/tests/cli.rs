@@ -1,0 +1,433 @@
+//! The `vouch` binary as an operator uses it: the Quick start's server probed with curl, the CLI against
+//! SQLite and PostgreSQL, tampering caught by `audit verify`, and a bulk import killed with `kill -9`.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+fn vouch(dir: &Path) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_vouch"));
+    c.current_dir(dir)
+        .env_remove("VOUCH_STORE_URL")
+        .env_remove("VOUCH_CONFIG")
+        .env("VOUCH_LOG_LEVEL", "info");
+    c
+}
+
+fn ok(out: Output) -> String {
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "exit {:?}\nstdout: {stdout}\nstderr: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
+fn curl(args: &[&str]) -> (u16, String) {
+    let out = Command::new("curl")
+        .args(["-sS", "-w", "\n%{http_code}"])
+        .args(args)
+        .output()
+        .expect("curl is installed");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (body, code) = text.rsplit_once('\n').unwrap();
+    (code.trim().parse().unwrap(), body.to_owned())
+}
+
+/// Starts `vouch serve` on an ephemeral port; returns the child, its address and the token it printed, if any.
+fn serve(dir: &Path) -> (Child, String, Option<String>) {
+    let mut child = vouch(dir)
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if let Some(addr) = line.split("addr=").nth(1) {
+                let _ = tx.send(addr.split_whitespace().next().unwrap_or("").to_owned());
+            }
+        }
+    });
+    let addr = rx
+        .recv_timeout(Duration::from_secs(60))
+        .expect("the server logs its address");
+    // The token, when there is one, is printed before the server starts listening: it is in the pipe by now.
+    let stdout = child.stdout.take().unwrap();
+    let (ttx, trx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if let Some(t) = line.split_whitespace().find(|w| w.starts_with("vouch_")) {
+                let _ = ttx.send(t.to_owned());
+            }
+        }
+    });
+    let token = trx.recv_timeout(Duration::from_millis(500)).ok();
+    (child, addr, token)
+}
+
+fn terminate(mut child: Child) {
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            assert!(
+                status.success(),
+                "graceful shutdown exits 0, got {status:?}"
+            );
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the server did not stop on SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn quick_start_server_answers_curl_and_prints_the_admin_token_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let (child, addr, token) = serve(dir.path());
+    let token = token.expect("first start prints an admin token");
+    assert!(
+        dir.path().join("vouch-data/vouch.db").exists(),
+        "zero configuration: ./vouch-data"
+    );
+    let url = |p: &str| format!("http://{addr}{p}");
+
+    assert_eq!(curl(&[&url("/healthz")]).0, 200);
+    assert_eq!(curl(&[&url("/readyz")]).0, 200);
+    let (code, body) = curl(&[&url("/api/v1/devices")]);
+    assert_eq!(code, 401);
+    assert!(body.contains("urn:vouch:problem:unauthenticated"), "{body}");
+    let auth = format!("Authorization: Bearer {token}");
+    let (code, body) = curl(&[
+        "-X",
+        "POST",
+        "-H",
+        &auth,
+        "-H",
+        "Content-Type: application/json",
+        "-d",
+        r#"{"class":"camera","identifiers":{"mac":"ac:cc:8e:00:00:01"},"vendor":"Axis"}"#,
+        &url("/api/v1/devices"),
+    ]);
+    assert_eq!(code, 201, "{body}");
+    let (code, body) = curl(&["-H", &auth, &url("/api/v1/devices?class=camera")]);
+    assert_eq!(code, 200);
+    assert!(body.contains("ac:cc:8e:00:00:01"), "{body}");
+    let (code, body) = curl(&["-H", &auth, &url("/metrics")]);
+    assert_eq!(code, 200);
+    assert!(
+        body.contains("vouch_devices{state=\"onboarding\"} 1"),
+        "{body}"
+    );
+    terminate(child);
+
+    // Second start: same data, no new token.
+    let (child, addr2, again) = serve(dir.path());
+    assert_eq!(again, None, "the admin token is printed only once");
+    let (code, body) = curl(&["-H", &auth, &format!("http://{addr2}/api/v1/devices")]);
+    assert_eq!(code, 200, "{body}");
+    terminate(child);
+}
+
+#[test]
+fn cli_manages_devices_and_audit_verify_names_a_tampered_event() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = ok(vouch(dir.path())
+        .args([
+            "-o", "json", "device", "add", "--class", "plc", "--serial", "PLC-1", "--vendor",
+            "Siemens", "--label", "line=3",
+        ])
+        .output()
+        .unwrap());
+    let device: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let id = device["id"].as_str().unwrap().to_owned();
+    ok(vouch(dir.path())
+        .args(["device", "transition", &id, "active"])
+        .output()
+        .unwrap());
+    let out = ok(vouch(dir.path())
+        .args([
+            "device",
+            "transition",
+            &id,
+            "restricted",
+            "--reason",
+            "anomaly",
+        ])
+        .output()
+        .unwrap());
+    assert!(out.contains("restricted"), "{out}");
+    let bad = vouch(dir.path())
+        .args(["device", "transition", &id, "onboarding"])
+        .output()
+        .unwrap();
+    assert!(!bad.status.success());
+    assert!(
+        String::from_utf8_lossy(&bad.stderr).contains("cannot go from restricted to onboarding")
+    );
+    let list = ok(vouch(dir.path())
+        .args(["device", "list", "--managed", "true"])
+        .output()
+        .unwrap());
+    assert!(list.contains(&id) && list.contains("restricted"), "{list}");
+    let events = ok(vouch(dir.path())
+        .args(["device", "events", &id])
+        .output()
+        .unwrap());
+    assert_eq!(
+        events.lines().filter(|l| l.contains("device.")).count(),
+        3,
+        "{events}"
+    );
+    let out = ok(vouch(dir.path())
+        .args(["audit", "verify"])
+        .output()
+        .unwrap());
+    assert!(out.contains("intact: 3 events verified"), "{out}");
+
+    // Edit the log behind Vouch's back.
+    let db = rusqlite::Connection::open(dir.path().join("vouch-data/vouch.db")).unwrap();
+    db.execute("UPDATE events SET reason = 'routine' WHERE seq = 3", [])
+        .unwrap();
+    drop(db);
+    let out = vouch(dir.path())
+        .args(["audit", "verify"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "a tampered log fails verification"
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("event 3 was altered"), "{text}");
+}
+
+#[test]
+fn config_check_names_unknown_keys_and_redacts_secrets() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("vouch.toml"),
+        "[server]\nlisten = \"127.0.0.1:9000\"\nport = 1\n",
+    )
+    .unwrap();
+    let out = vouch(dir.path())
+        .args(["config", "check"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown field `port`"));
+    std::fs::write(
+        dir.path().join("vouch.toml"),
+        "[server]\nlisten = \"127.0.0.1:9000\"\n",
+    )
+    .unwrap();
+    let out = ok(vouch(dir.path())
+        .args(["config", "check"])
+        .env(
+            "VOUCH_STORE_URL",
+            "postgres://vouch:s3cret@db.example:5432/vouch",
+        )
+        .output()
+        .unwrap());
+    assert!(
+        out.contains("server.listen            = 127.0.0.1:9000"),
+        "{out}"
+    );
+    assert!(
+        out.contains("postgres://vouch:***@db.example:5432/vouch") && !out.contains("s3cret"),
+        "{out}"
+    );
+}
+
+#[test]
+fn cli_runs_against_postgresql() {
+    let url = match std::env::var("VOUCH_TEST_POSTGRES_URL") {
+        Ok(u) => u,
+        Err(_) => {
+            let c = vouch_store_postgres::testing::TempCluster::start()
+                .unwrap_or_else(|e| panic!("no PostgreSQL: {e}"));
+            let u = c.url("postgres");
+            std::mem::forget(c);
+            u
+        }
+    };
+    let db = format!("vouch_cli_{}", std::process::id());
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(vouch_store_postgres::testing::create_database(&url, &db))
+        .unwrap();
+    let url = vouch_store_postgres::testing::with_database(&url, &db);
+    let dir = tempfile::tempdir().unwrap();
+    let csv = dir.path().join("fleet.csv");
+    std::fs::write(
+        &csv,
+        "serial,class,vendor,groups\nA1,sensor,Acme,floor-1\nA2,sensor,Acme,floor-1;floor-2\n",
+    )
+    .unwrap();
+    for _ in 0..2 {
+        ok(vouch(dir.path())
+            .env("VOUCH_STORE_URL", &url)
+            .args(["device", "import", "fleet.csv"])
+            .output()
+            .unwrap());
+    }
+    let list = ok(vouch(dir.path())
+        .env("VOUCH_STORE_URL", &url)
+        .args(["device", "list", "--group", "floor-2"])
+        .output()
+        .unwrap());
+    assert_eq!(list.lines().count(), 2, "header and one device: {list}");
+    let out = ok(vouch(dir.path())
+        .env("VOUCH_STORE_URL", &url)
+        .args(["audit", "verify"])
+        .output()
+        .unwrap());
+    assert!(out.contains("intact: 2 events verified"), "{out}");
+}
+
+#[test]
+fn bad_import_records_are_named_and_stop_the_import() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("a.csv"),
+        "serial,mac\nS1,00:11:22:33:44:55\nS2,not-a-mac\n",
+    )
+    .unwrap();
+    let out = vouch(dir.path())
+        .args(["device", "import", "a.csv", "--batch-size", "1"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("record 2 of a.csv is invalid") && err.contains("MAC address"),
+        "{err}"
+    );
+    std::fs::write(dir.path().join("b.csv"), "serial,colour\nS1,red\n").unwrap();
+    let out = vouch(dir.path())
+        .args(["device", "import", "b.csv"])
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown CSV column `colour`"));
+    std::fs::write(
+        dir.path().join("c.jsonl"),
+        "{\"serial\": \"J1\"}\n{\"serial\": \"J2\", \"colour\": 1}\n",
+    )
+    .unwrap();
+    let out = vouch(dir.path())
+        .args(["device", "import", "c.jsonl"])
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown field `colour`"));
+    std::fs::write(dir.path().join("d.json"), "[{\"vendor\": \"x\"}]").unwrap();
+    let out = vouch(dir.path())
+        .args(["device", "import", "d.json"])
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&out.stderr).contains("needs an id, serial or mac"));
+}
+
+/// Writes `n` devices as CSV.
+fn fleet_csv(path: &Path, n: u32) {
+    let mut w = std::io::BufWriter::new(std::fs::File::create(path).unwrap());
+    writeln!(w, "serial,mac,class,vendor,zone,labels,groups").unwrap();
+    for i in 0..n {
+        writeln!(
+            w,
+            "SN{i:09},02:00:{:02x}:{:02x}:{:02x}:{:02x},sensor,Acme,plant-{}/line-{},tier={},fleet-{}",
+            i >> 24, (i >> 16) & 0xff, (i >> 8) & 0xff, i & 0xff, i % 4, i % 9, i % 3, i % 10
+        )
+        .unwrap();
+    }
+}
+
+fn device_count(db: &Path) -> u64 {
+    let c = rusqlite::Connection::open(db).unwrap();
+    c.query_row("SELECT COUNT(*) FROM devices", [], |r| r.get::<_, i64>(0))
+        .unwrap() as u64
+}
+
+#[test]
+fn kill_9_during_a_million_device_import_loses_nothing_and_a_rerun_completes_it() {
+    const N: u32 = 1_000_000;
+    let dir = tempfile::tempdir().unwrap();
+    let csv = dir.path().join("fleet.csv");
+    fleet_csv(&csv, N);
+    let db = dir.path().join("vouch-data/vouch.db");
+
+    let mut child = vouch(dir.path())
+        .args(["device", "import", "fleet.csv"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // Kill it once some batches have committed and well before the end.
+    let deadline = Instant::now() + Duration::from_secs(300);
+    loop {
+        std::thread::sleep(Duration::from_millis(200));
+        if db.exists() && device_count(&db) >= 100_000 {
+            break;
+        }
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the import finished before it could be killed"
+        );
+        assert!(Instant::now() < deadline, "the import made no progress");
+    }
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    let partial = device_count(&db);
+    assert!(
+        partial > 0 && partial < u64::from(N),
+        "killed part-way: {partial}"
+    );
+
+    let out = ok(vouch(dir.path())
+        .args(["audit", "verify"])
+        .output()
+        .unwrap());
+    assert!(out.contains("intact"), "{out}");
+    let verified: u64 = out.split_whitespace().find_map(|w| w.parse().ok()).unwrap();
+    assert_eq!(
+        verified,
+        device_count(&db),
+        "one event per committed device, nothing half-written"
+    );
+
+    let out = ok(vouch(dir.path())
+        .args(["-o", "json", "device", "import", "fleet.csv"])
+        .output()
+        .unwrap());
+    let summary: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(summary["records"], u64::from(N));
+    assert_eq!(
+        summary["created"].as_u64().unwrap() + summary["existing"].as_u64().unwrap(),
+        u64::from(N)
+    );
+    assert!(summary["existing"].as_u64().unwrap() >= partial);
+    assert_eq!(
+        device_count(&db),
+        u64::from(N),
+        "exactly one million devices, no duplicates"
+    );
+    let out = ok(vouch(dir.path())
+        .args(["audit", "verify"])
+        .output()
+        .unwrap());
+    assert!(
+        out.contains(&format!("intact: {N} events verified")),
+        "{out}"
+    );
+}
