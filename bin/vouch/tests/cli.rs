@@ -38,8 +38,16 @@ fn curl(args: &[&str]) -> (u16, String) {
     (code.trim().parse().unwrap(), body.to_owned())
 }
 
-/// Starts `vouch serve` on an ephemeral port; returns the child, its address and the token it printed, if any.
-fn serve(dir: &Path) -> (Child, String, Option<String>) {
+/// Starts `vouch serve` on an ephemeral port; returns the child, its address, the token it printed (if any)
+/// and the log lines it writes.
+fn serve(
+    dir: &Path,
+) -> (
+    Child,
+    String,
+    Option<String>,
+    std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+) {
     let mut child = vouch(dir)
         .args(["serve", "--listen", "127.0.0.1:0"])
         .stdout(Stdio::piped())
@@ -48,8 +56,11 @@ fn serve(dir: &Path) -> (Child, String, Option<String>) {
         .unwrap();
     let stderr = child.stderr.take().unwrap();
     let (tx, rx) = std::sync::mpsc::channel();
+    let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let log_lines = log.clone();
     std::thread::spawn(move || {
         for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            log_lines.lock().unwrap().push(line.clone());
             if let Some(addr) = line.split("addr=").nth(1) {
                 let _ = tx.send(addr.split_whitespace().next().unwrap_or("").to_owned());
             }
@@ -69,7 +80,7 @@ fn serve(dir: &Path) -> (Child, String, Option<String>) {
         }
     });
     let token = trx.recv_timeout(Duration::from_millis(500)).ok();
-    (child, addr, token)
+    (child, addr, token, log)
 }
 
 fn terminate(mut child: Child) {
@@ -96,7 +107,7 @@ fn terminate(mut child: Child) {
 #[test]
 fn quick_start_server_answers_curl_and_prints_the_admin_token_once() {
     let dir = tempfile::tempdir().unwrap();
-    let (child, addr, token) = serve(dir.path());
+    let (child, addr, token, log) = serve(dir.path());
     let token = token.expect("first start prints an admin token");
     assert!(
         dir.path().join("vouch-data/vouch.db").exists(),
@@ -132,9 +143,17 @@ fn quick_start_server_answers_curl_and_prints_the_admin_token_once() {
         "{body}"
     );
     terminate(child);
+    let secret = &token[23..];
+    let log = log.lock().unwrap();
+    assert!(log.iter().any(|l| l.contains("listening")), "{log:?}");
+    assert!(
+        !log.iter().any(|l| l.contains(secret)),
+        "the token's secret never reaches the log"
+    );
+    drop(log);
 
     // Second start: same data, no new token.
-    let (child, addr2, again) = serve(dir.path());
+    let (child, addr2, again, _) = serve(dir.path());
     assert_eq!(again, None, "the admin token is printed only once");
     let (code, body) = curl(&["-H", &auth, &format!("http://{addr2}/api/v1/devices")]);
     assert_eq!(code, 200, "{body}");

@@ -127,3 +127,14 @@ async fn a_newer_schema_is_refused() {
     let err = SqliteStore::open(&path, Durability::Full).unwrap_err();
     assert!(err.to_string().contains("version 99"), "{err}");
 }
+
+#[tokio::test]
+async fn pointing_an_event_at_another_device_is_named() {
+    let (store, path) = logged_store(10).await;
+    sql(&path, "UPDATE events SET device_num = 2 WHERE seq = 5");
+    let r = verify_audit(&*store).await.unwrap();
+    assert_eq!(
+        r.first_break,
+        Some(ChainBreak::Altered { seq: EventSeq(5) })
+    );
+}
