@@ -115,12 +115,7 @@ impl From<Action> for &'static str {
 impl FromStr for Action {
     type Err = ValidationError;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Self::ALL
-            .into_iter()
-            .find(|a| a.as_str() == s)
-            .ok_or_else(|| {
-                ValidationError::new("event action", format!("`{s}` is not a known action"))
-            })
+        vouch_types::parse_named("event action", s, &Self::ALL, Self::as_str)
     }
 }
 

@@ -22,11 +22,12 @@ use uuid::Uuid;
 use vouch_events::{Digest, Event, EventDraft, EventSeq};
 use vouch_store::{
     Backend, Change, DeviceEdit, DevicePage, DeviceQuery, Edited, ImportOutcome, Result, Store,
-    StoreError, TokenRecord, plan_create, plan_edit, plan_token_created, plan_token_revoked,
+    StoreError, TokenRecord, decode_head, plan_create, plan_edit, plan_token_created,
+    plan_token_revoked,
 };
 use vouch_types::{Device, DeviceId, DeviceState, NewDevice, Timestamp, TokenId};
 
-use rows::{backend, device_from_doc, event_from_row, token_from_row};
+use rows::{backend, col, device_from_doc, event_from_row, token_from_row};
 
 /// The schema, one migration per entry; a migration is never edited once released, only appended.
 const MIGRATIONS: &[(i32, &str)] = &[(1, include_str!("migrations/0001_init.sql"))];
@@ -89,8 +90,8 @@ impl PostgresStore {
         let current: i32 = tx
             .query_one("SELECT COALESCE(MAX(version), 0) FROM vouch_schema", &[])
             .await
-            .map_err(backend)?
-            .get(0);
+            .map_err(backend)
+            .and_then(|r| col(&r, 0, "vouch_schema"))?;
         let known = MIGRATIONS.last().map_or(0, |m| m.0);
         if current > known {
             return Err(StoreError::SchemaTooNew {
@@ -124,15 +125,10 @@ async fn lock_head(tx: &Transaction<'_>) -> Result<(EventSeq, Digest)> {
         )
         .await
         .map_err(backend)?;
-    let seq: i64 = row.get(0);
-    let hash: Vec<u8> = row.get(1);
-    Ok((
-        EventSeq(
-            u64::try_from(seq).map_err(|_| StoreError::corrupt("audit_head", "negative seq"))?,
-        ),
-        Digest::from_slice(&hash)
-            .ok_or_else(|| StoreError::corrupt("audit_head", "hash is not 32 bytes"))?,
-    ))
+    decode_head(
+        col(&row, 0, "audit_head")?,
+        &col::<Vec<u8>>(&row, 1, "audit_head")?,
+    )
 }
 
 /// Appends `drafts` after `head` (locked by [`lock_head`] in this transaction) and records the new head.
@@ -261,7 +257,7 @@ impl<'a> DeviceColumns<'a> {
             )
             .await
             .map_err(backend)?;
-        Ok(rows.iter().map(|r| r.get(0)).collect())
+        rows.iter().map(|r| col(r, 0, "devices")).collect()
     }
 }
 
@@ -273,7 +269,8 @@ async fn get_device(c: &impl GenericClient, id: DeviceId, lock: bool) -> Result<
     };
     let stmt = c.prepare_cached(sql).await.map_err(backend)?;
     let row = c.query_opt(&stmt, &[id.as_uuid()]).await.map_err(backend)?;
-    row.map(|r| device_from_doc(r.get(0))).transpose()
+    row.map(|r| device_from_doc(col(&r, 0, "devices")?))
+        .transpose()
 }
 
 fn not_found(id: DeviceId) -> StoreError {
@@ -421,7 +418,7 @@ impl Store for PostgresStore {
         let rows = client.query(&sql, &params).await.map_err(backend)?;
         let mut devices = rows
             .iter()
-            .map(|r| device_from_doc(r.get(0)))
+            .map(|r| device_from_doc(col(r, 0, "devices")?))
             .collect::<Result<Vec<_>>>()?;
         let next = if devices.len() > limit as usize {
             devices.truncate(limit as usize);
@@ -487,11 +484,10 @@ impl Store for PostgresStore {
             .map_err(backend)?;
         rows.iter()
             .map(|r| {
-                let state = r
-                    .get::<_, &str>(0)
+                let state = col::<&str>(r, 0, "devices")?
                     .parse()
                     .map_err(|e| StoreError::corrupt("devices", e))?;
-                Ok((state, r.get::<_, i64>(1) as u64))
+                Ok((state, col::<i64>(r, 1, "devices")? as u64))
             })
             .collect()
     }
@@ -545,16 +541,11 @@ impl Store for PostgresStore {
         let Some(row) = row else {
             return Err(StoreError::corrupt("audit_head", "the head row is missing"));
         };
-        let seq: i64 = row.get(0);
-        if seq == 0 {
-            return Ok(None);
-        }
-        let hash: Vec<u8> = row.get(1);
-        Ok(Some((
-            EventSeq(seq as u64),
-            Digest::from_slice(&hash)
-                .ok_or_else(|| StoreError::corrupt("audit_head", "hash is not 32 bytes"))?,
-        )))
+        let head = decode_head(
+            col(&row, 0, "audit_head")?,
+            &col::<Vec<u8>>(&row, 1, "audit_head")?,
+        )?;
+        Ok((head.0.0 > 0).then_some(head))
     }
 
     async fn create_token(&self, token: TokenRecord, change: Change) -> Result<()> {

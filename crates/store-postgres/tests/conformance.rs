@@ -6,11 +6,10 @@
 
 use std::sync::{Arc, OnceLock};
 
-use vouch_events::{ChainBreak, EventSeq};
-use vouch_store::{Change, Store, verify_audit};
+use vouch_store::Store;
+use vouch_store::conformance::RawSql;
 use vouch_store_postgres::PostgresStore;
 use vouch_store_postgres::testing::{TempCluster, create_database, with_database};
-use vouch_types::{Actor, Timestamp};
 
 fn server_url() -> String {
     static URL: OnceLock<String> = OnceLock::new();
@@ -47,86 +46,25 @@ async fn fresh() -> Arc<dyn Store> {
 
 vouch_store::conformance_suite!(fresh());
 
-async fn logged_store(n: u32) -> (PostgresStore, tokio_postgres::Client) {
+async fn tamperable() -> (Arc<dyn Store>, RawSql) {
     let url = fresh_url().await;
-    let store = PostgresStore::connect(&url, 4).await.unwrap();
-    let change = Change {
-        actor: Actor::Cli("tester".into()),
-        reason: None,
-        at: Timestamp::from_unix_micros(1),
-    };
-    let batch = (0..n)
-        .map(vouch_store::conformance::sample_device)
-        .collect();
-    store.import_devices(batch, change).await.unwrap();
-    let (client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
-        .await
-        .unwrap();
-    tokio::spawn(conn);
-    (store, client)
-}
-
-#[tokio::test]
-async fn editing_an_event_with_sql_is_named() {
-    let (store, sql) = logged_store(10).await;
-    sql.batch_execute("UPDATE events SET actor = 'cli:someone-else' WHERE seq = 4")
-        .await
-        .unwrap();
-    let r = verify_audit(&store).await.unwrap();
-    assert_eq!(
-        r.first_break,
-        Some(ChainBreak::Altered { seq: EventSeq(4) })
-    );
-    assert_eq!(r.verified, 3);
-}
-
-#[tokio::test]
-async fn deleting_an_event_with_sql_is_named() {
-    let (store, sql) = logged_store(10).await;
-    sql.batch_execute("DELETE FROM events WHERE seq = 6")
-        .await
-        .unwrap();
-    let r = verify_audit(&store).await.unwrap();
-    assert_eq!(
-        r.first_break,
-        Some(ChainBreak::Missing {
-            expected: EventSeq(6),
-            found: EventSeq(7)
+    let store: Arc<dyn Store> = Arc::new(PostgresStore::connect(&url, 4).await.unwrap());
+    let sql: RawSql = Arc::new(move |statement: String| {
+        let url = url.clone();
+        Box::pin(async move {
+            let (client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+                .await
+                .unwrap();
+            let task = tokio::spawn(conn);
+            client.batch_execute(&statement).await.unwrap();
+            drop(client);
+            let _ = task.await;
         })
-    );
+    });
+    (store, sql)
 }
 
-#[tokio::test]
-async fn reordering_events_with_sql_is_named() {
-    let (store, sql) = logged_store(10).await;
-    sql.batch_execute(
-        "UPDATE events SET seq = -3 WHERE seq = 3; UPDATE events SET seq = 3 WHERE seq = 8;
-         UPDATE events SET seq = 8 WHERE seq = -3;",
-    )
-    .await
-    .unwrap();
-    let r = verify_audit(&store).await.unwrap();
-    assert_eq!(
-        r.first_break,
-        Some(ChainBreak::Altered { seq: EventSeq(3) })
-    );
-}
-
-#[tokio::test]
-async fn removing_the_newest_events_is_named() {
-    let (store, sql) = logged_store(10).await;
-    sql.batch_execute("DELETE FROM events WHERE seq > 7")
-        .await
-        .unwrap();
-    let r = verify_audit(&store).await.unwrap();
-    assert_eq!(
-        r.first_break,
-        Some(ChainBreak::Truncated {
-            last: EventSeq(7),
-            head: EventSeq(10)
-        })
-    );
-}
+vouch_store::tamper_suite!(tamperable());
 
 #[tokio::test]
 async fn migrations_are_idempotent_across_restarts() {

@@ -17,7 +17,8 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, pa
 use vouch_events::{Digest, Event, EventDraft, EventSeq};
 use vouch_store::{
     Backend, Change, DeviceEdit, DevicePage, DeviceQuery, Edited, ImportOutcome, Result, Store,
-    StoreError, TokenRecord, plan_create, plan_edit, plan_token_created, plan_token_revoked,
+    StoreError, TokenRecord, decode_head, plan_create, plan_edit, plan_token_created,
+    plan_token_revoked,
 };
 use vouch_types::{Device, DeviceId, DeviceState, NewDevice, Timestamp, TokenId};
 
@@ -190,14 +191,7 @@ fn head(tx: &rusqlite::Transaction<'_>) -> Result<(EventSeq, Digest)> {
         .map_err(backend)?;
     match row {
         None => Ok((EventSeq(0), Digest::GENESIS)),
-        Some((seq, hash)) => Ok((
-            EventSeq(
-                u64::try_from(seq)
-                    .map_err(|_| StoreError::corrupt("audit_head", "negative seq"))?,
-            ),
-            Digest::from_slice(&hash)
-                .ok_or_else(|| StoreError::corrupt("audit_head", "hash is not 32 bytes"))?,
-        )),
+        Some((seq, hash)) => decode_head(seq, &hash),
     }
 }
 
@@ -245,19 +239,16 @@ fn append(
     Ok(())
 }
 
-/// Inserts `device` (whose JSON is `doc`) unless its id exists; its `num` if inserted.
-fn insert_device(
+/// Writes `device` (whose JSON is `doc`) with `sql`, whose parameters ?1..?10 are the devices columns in
+/// table order; returns the number of rows changed.
+fn write_device(
     tx: &rusqlite::Transaction<'_>,
+    sql: &str,
     device: &Device,
     doc: &str,
-) -> Result<Option<i64>> {
-    let mut stmt = tx
-        .prepare_cached(
-            "INSERT INTO devices (id, state, class, zone, vendor, mac, serial, cert_fp, revision, doc)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) ON CONFLICT (id) DO NOTHING",
-        )
-        .map_err(backend)?;
-    let n = stmt
+) -> Result<usize> {
+    tx.prepare_cached(sql)
+        .map_err(backend)?
         .execute(params![
             &device.id.as_bytes()[..],
             device.state.as_str(),
@@ -270,29 +261,33 @@ fn insert_device(
             device.revision as i64,
             doc,
         ])
-        .map_err(backend)?;
+        .map_err(backend)
+}
+
+/// Inserts `device` (whose JSON is `doc`) unless its id exists; its `num` if inserted.
+fn insert_device(
+    tx: &rusqlite::Transaction<'_>,
+    device: &Device,
+    doc: &str,
+) -> Result<Option<i64>> {
+    let n = write_device(
+        tx,
+        "INSERT INTO devices (id, state, class, zone, vendor, mac, serial, cert_fp, revision, doc)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) ON CONFLICT (id) DO NOTHING",
+        device,
+        doc,
+    )?;
     Ok((n == 1).then(|| tx.last_insert_rowid()))
 }
 
 fn update_device(tx: &rusqlite::Transaction<'_>, device: &Device, doc: &str) -> Result<()> {
-    tx.prepare_cached(
+    write_device(
+        tx,
         "UPDATE devices SET state = ?2, class = ?3, zone = ?4, vendor = ?5, mac = ?6, serial = ?7, cert_fp = ?8,
          revision = ?9, doc = ?10 WHERE id = ?1",
-    )
-    .map_err(backend)?
-    .execute(params![
-        &device.id.as_bytes()[..],
-        device.state.as_str(),
-        device.class.as_str(),
-        device.zone.as_ref().map(|z| z.as_str()),
-        device.vendor.as_ref().map(|v| v.as_str()),
-        device.identifiers.mac.map(|m| m.to_string()),
-        device.identifiers.serial.as_ref().map(|s| s.as_str()),
-        device.identifiers.cert_fingerprint.map(|f| f.to_string()),
-        device.revision as i64,
+        device,
         doc,
-    ])
-    .map_err(backend)?;
+    )?;
     Ok(())
 }
 

@@ -1,8 +1,8 @@
-//! Rows back into domain values. A row that does not decode is reported as corrupt, never guessed at.
+//! SQLite rows into the shared row types (decoded in `vouch-store`).
 
-use vouch_events::{Digest, Event, EventDraft, EventSeq};
-use vouch_store::{StoreError, TokenRecord};
-use vouch_types::{Device, DeviceId, Timestamp, TokenId};
+use vouch_events::Event;
+use vouch_store::{EventRow, StoreError, TokenRecord, TokenRow};
+use vouch_types::{Device, DeviceId};
 
 /// An engine error as a store error.
 pub(crate) fn backend(e: rusqlite::Error) -> StoreError {
@@ -15,68 +15,42 @@ pub(crate) fn device_from_doc(doc: &str) -> Result<Device, StoreError> {
 
 /// Decodes an events row; the outer error is the engine's, the inner one names the corrupt event.
 pub(crate) fn event_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Result<Event, StoreError>> {
-    let seq: i64 = r.get(0)?;
-    let at: i64 = r.get(1)?;
     let device_id: Option<Vec<u8>> = r.get(2)?;
-    let actor: String = r.get(3)?;
-    let action: String = r.get(4)?;
-    let before: Option<String> = r.get(5)?;
-    let after: Option<String> = r.get(6)?;
-    let reason: Option<String> = r.get(7)?;
-    let prev_hash: Vec<u8> = r.get(8)?;
-    let hash: Vec<u8> = r.get(9)?;
-    Ok((|| {
-        let bad = |why: String| StoreError::corrupt("events", format!("event {seq}: {why}"));
-        let device_id = device_id
-            .map(|b| {
-                uuid::Uuid::from_slice(&b)
-                    .map(DeviceId::from_uuid)
-                    .map_err(|e| bad(format!("device id: {e}")))
-            })
-            .transpose()?;
-        Ok(Event {
-            seq: EventSeq(u64::try_from(seq).map_err(|_| bad("negative seq".into()))?),
-            at: Timestamp::from_unix_micros(at),
-            draft: EventDraft {
-                device_id,
-                actor: actor.parse().map_err(|e| bad(format!("{e}")))?,
-                action: action.parse().map_err(|e| bad(format!("{e}")))?,
-                before,
-                after,
-                reason: reason
-                    .map(|r| r.try_into().map_err(|e| bad(format!("{e}"))))
-                    .transpose()?,
-            },
-            prev_hash: Digest::from_slice(&prev_hash)
-                .ok_or_else(|| bad("prev_hash is not 32 bytes".into()))?,
-            hash: Digest::from_slice(&hash).ok_or_else(|| bad("hash is not 32 bytes".into()))?,
-        })
-    })())
+    let row = EventRow {
+        seq: r.get(0)?,
+        at: r.get(1)?,
+        device_id: None,
+        actor: r.get(3)?,
+        action: r.get(4)?,
+        before: r.get(5)?,
+        after: r.get(6)?,
+        reason: r.get(7)?,
+        prev_hash: r.get(8)?,
+        hash: r.get(9)?,
+    };
+    let device_id = match device_id.map(|b| uuid::Uuid::from_slice(&b)).transpose() {
+        Ok(id) => id.map(DeviceId::from_uuid),
+        Err(e) => {
+            return Ok(Err(StoreError::corrupt(
+                "devices",
+                format!("event {}: device id: {e}", row.seq),
+            )));
+        }
+    };
+    Ok(EventRow { device_id, ..row }.decode())
 }
 
 pub(crate) fn token_from_row(
     r: &rusqlite::Row<'_>,
 ) -> rusqlite::Result<Result<TokenRecord, StoreError>> {
-    let id: Vec<u8> = r.get(0)?;
-    let operator: String = r.get(1)?;
-    let role: String = r.get(2)?;
-    let secret_hash: Vec<u8> = r.get(3)?;
-    let created_at: i64 = r.get(4)?;
-    let expires_at: Option<i64> = r.get(5)?;
-    let revoked_at: Option<i64> = r.get(6)?;
-    Ok((|| {
-        let bad = |why: String| StoreError::corrupt("tokens", why);
-        Ok(TokenRecord {
-            id: TokenId::from_bytes(
-                <[u8; 8]>::try_from(id.as_slice()).map_err(|_| bad("id is not 8 bytes".into()))?,
-            ),
-            operator: operator.try_into().map_err(|e| bad(format!("{e}")))?,
-            role: role.parse().map_err(|e| bad(format!("{e}")))?,
-            secret_hash: <[u8; 32]>::try_from(secret_hash.as_slice())
-                .map_err(|_| bad("secret hash is not 32 bytes".into()))?,
-            created_at: Timestamp::from_unix_micros(created_at),
-            expires_at: expires_at.map(Timestamp::from_unix_micros),
-            revoked_at: revoked_at.map(Timestamp::from_unix_micros),
-        })
-    })())
+    Ok(TokenRow {
+        id: r.get(0)?,
+        operator: r.get(1)?,
+        role: r.get(2)?,
+        secret_hash: r.get(3)?,
+        created_at: r.get(4)?,
+        expires_at: r.get(5)?,
+        revoked_at: r.get(6)?,
+    }
+    .decode())
 }

@@ -632,3 +632,99 @@ pub async fn concurrent_edits_serialize(s: Arc<dyn Store>) {
     assert!(report.is_intact(), "{report:?}");
     assert_eq!(report.verified, 1 + 24 + u64::from(got.revision as u32 - 1));
 }
+
+/// Runs raw SQL against a store's database behind Vouch's back: how the tamper cases edit the log.
+pub type RawSql =
+    Arc<dyn Fn(String) -> std::pin::Pin<Box<dyn Future<Output = ()> + Send>> + Send + Sync>;
+
+/// Generates one test per tamper case; `$make` is an async expression giving a new, empty
+/// `(Arc<dyn Store>, RawSql)` for the same database. The SQL is plain enough for every engine.
+#[macro_export]
+macro_rules! tamper_suite {
+    ($make:expr) => {
+        $crate::tamper_suite!(@cases $make;
+            editing_an_event_is_named,
+            deleting_an_event_is_named,
+            deleting_and_renumbering_is_named,
+            swapping_two_events_is_named,
+            removing_the_newest_events_is_named,
+            removing_the_head_is_named,
+        );
+    };
+    (@cases $make:expr; $($case:ident),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $case() {
+                let (store, sql): (::std::sync::Arc<dyn $crate::Store>, $crate::conformance::RawSql) = $make.await;
+                $crate::conformance::$case(store, sql).await;
+            }
+        )*
+    };
+}
+
+async fn logged(s: &Arc<dyn Store>, n: u32) {
+    let batch = (0..n).map(sample_device).collect();
+    s.import_devices(batch, change(1)).await.unwrap();
+    assert!(verify_audit(&**s).await.unwrap().is_intact());
+}
+
+async fn first_break(s: &Arc<dyn Store>) -> Option<vouch_events::ChainBreak> {
+    verify_audit(&**s).await.unwrap().first_break
+}
+
+pub async fn editing_an_event_is_named(s: Arc<dyn Store>, sql: RawSql) {
+    use vouch_events::ChainBreak::Altered;
+    logged(&s, 10).await;
+    sql("UPDATE events SET reason = 'nothing to see' WHERE seq = 4".into()).await;
+    let r = verify_audit(&*s).await.unwrap();
+    assert_eq!(
+        (r.first_break, r.verified),
+        (Some(Altered { seq: EventSeq(4) }), 3)
+    );
+}
+
+pub async fn deleting_an_event_is_named(s: Arc<dyn Store>, sql: RawSql) {
+    logged(&s, 10).await;
+    sql("DELETE FROM events WHERE seq = 6".into()).await;
+    let expected = vouch_events::ChainBreak::Missing {
+        expected: EventSeq(6),
+        found: EventSeq(7),
+    };
+    assert_eq!(first_break(&s).await, Some(expected));
+}
+
+pub async fn deleting_and_renumbering_is_named(s: Arc<dyn Store>, sql: RawSql) {
+    logged(&s, 10).await;
+    sql("DELETE FROM events WHERE seq = 6".into()).await;
+    sql("UPDATE events SET seq = -seq WHERE seq > 6".into()).await;
+    sql("UPDATE events SET seq = -seq - 1 WHERE seq < 0".into()).await;
+    let expected = vouch_events::ChainBreak::Altered { seq: EventSeq(6) };
+    assert_eq!(first_break(&s).await, Some(expected));
+}
+
+pub async fn swapping_two_events_is_named(s: Arc<dyn Store>, sql: RawSql) {
+    logged(&s, 10).await;
+    sql("UPDATE events SET seq = -3 WHERE seq = 3".into()).await;
+    sql("UPDATE events SET seq = 3 WHERE seq = 8".into()).await;
+    sql("UPDATE events SET seq = 8 WHERE seq = -3".into()).await;
+    let expected = vouch_events::ChainBreak::Altered { seq: EventSeq(3) };
+    assert_eq!(first_break(&s).await, Some(expected));
+}
+
+pub async fn removing_the_newest_events_is_named(s: Arc<dyn Store>, sql: RawSql) {
+    logged(&s, 10).await;
+    sql("DELETE FROM events WHERE seq > 7".into()).await;
+    let expected = vouch_events::ChainBreak::Truncated {
+        last: EventSeq(7),
+        head: EventSeq(10),
+    };
+    assert_eq!(first_break(&s).await, Some(expected));
+}
+
+pub async fn removing_the_head_is_named(s: Arc<dyn Store>, sql: RawSql) {
+    logged(&s, 3).await;
+    sql("DELETE FROM audit_head".into()).await;
+    let found = verify_audit(&*s).await;
+    // A backend may report the missing head row as a break or as a corrupt table; it must not pass.
+    assert!(!matches!(found, Ok(ref r) if r.is_intact()), "{found:?}");
+}

@@ -14,6 +14,7 @@ pub mod conformance;
 mod error;
 mod plan;
 mod query;
+mod rows;
 
 pub use audit::{AuditReport, verify_audit};
 pub use error::StoreError;
@@ -21,6 +22,7 @@ pub use plan::{
     Change, DeviceEdit, Edited, plan_create, plan_edit, plan_token_created, plan_token_revoked,
 };
 pub use query::{DevicePage, DeviceQuery, ImportOutcome, MAX_PAGE, TokenRecord};
+pub use rows::{EventRow, TokenRow, decode_head};
 
 use std::collections::BTreeMap;
 

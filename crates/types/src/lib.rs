@@ -33,6 +33,19 @@ pub struct ValidationError {
     pub why: String,
 }
 
+/// Parses `s` as the one of `all` whose `name` it is, or says which names there are.
+pub fn parse_named<T: Copy>(
+    what: &'static str,
+    s: &str,
+    all: &[T],
+    name: fn(T) -> &'static str,
+) -> Result<T, ValidationError> {
+    all.iter().copied().find(|v| name(*v) == s).ok_or_else(|| {
+        let names: Vec<&str> = all.iter().map(|v| name(*v)).collect();
+        ValidationError::new(what, format!("`{s}` is not one of {}", names.join(", ")))
+    })
+}
+
 impl ValidationError {
     /// Builds an error for the value kind `what`.
     pub fn new(what: &'static str, why: impl Into<String>) -> Self {

@@ -102,16 +102,7 @@ impl fmt::Display for DeviceState {
 impl FromStr for DeviceState {
     type Err = ValidationError;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Self::ALL
-            .into_iter()
-            .find(|c| c.as_str() == s)
-            .ok_or_else(|| {
-                let names: Vec<&str> = Self::ALL.iter().map(|c| c.as_str()).collect();
-                ValidationError::new(
-                    "device state",
-                    format!("`{s}` is not one of {}", names.join(", ")),
-                )
-            })
+        crate::parse_named("device state", s, &Self::ALL, Self::as_str)
     }
 }
 

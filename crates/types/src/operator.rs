@@ -67,15 +67,7 @@ impl fmt::Display for Role {
 impl FromStr for Role {
     type Err = ValidationError;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Self::ALL
-            .into_iter()
-            .find(|r| r.as_str() == s)
-            .ok_or_else(|| {
-                ValidationError::new(
-                    "role",
-                    format!("`{s}` is not one of admin, operator, auditor"),
-                )
-            })
+        crate::parse_named("role", s, &Self::ALL, Self::as_str)
     }
 }
 
