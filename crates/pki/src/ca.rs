@@ -1,0 +1,252 @@
+//! The CA hierarchy: an offline-style root and the issuing intermediate that signs device certificates.
+
+use rcgen::{
+    BasicConstraints, CertificateParams, CrlDistributionPoint, CustomExtension, DistinguishedName,
+    DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose, SanType, SerialNumber,
+};
+use rustls_pki_types::CertificateDer;
+use sha2::{Digest, Sha256};
+use time::OffsetDateTime;
+use vouch_types::{CertFingerprint, DeviceId, Timestamp};
+
+use crate::{
+    CheckedCsr, DeviceProfile, KeyAlgorithm, Passphrase, PkiError, Serial, device_uri,
+    encrypt_key_pem,
+};
+
+/// Who the CA is, as its certificates name it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CaSubject {
+    /// The organisation (`O=`), e.g. the operator's company.
+    pub organization: String,
+}
+
+/// A new CA: certificates as PEM, keys as encrypted PKCS#8 PEM. Nothing here is secret without the passphrase.
+#[derive(Debug, Clone)]
+pub struct CaMaterial {
+    /// The root certificate (the trust anchor devices and relying parties install).
+    pub root_cert_pem: String,
+    /// The root key, encrypted. Keep it offline once the issuing CA exists.
+    pub root_key_pem: String,
+    /// The issuing CA certificate.
+    pub issuing_cert_pem: String,
+    /// The issuing CA key, encrypted.
+    pub issuing_key_pem: String,
+}
+
+const YEAR_SECS: i64 = 365 * 86_400;
+
+fn at(t: Timestamp) -> Result<OffsetDateTime, PkiError> {
+    OffsetDateTime::from_unix_timestamp_nanos(i128::from(t.unix_micros()) * 1_000).map_err(|e| {
+        PkiError::Invalid {
+            what: "time",
+            why: e.to_string(),
+        }
+    })
+}
+
+fn ca_params(
+    cn: String,
+    org: &str,
+    path_len: u8,
+    now: Timestamp,
+    years: i64,
+) -> Result<CertificateParams, PkiError> {
+    let mut p = CertificateParams::default();
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::OrganizationName, org);
+    dn.push(DnType::CommonName, cn);
+    p.distinguished_name = dn;
+    p.is_ca = IsCa::Ca(BasicConstraints::Constrained(path_len));
+    p.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
+    p.not_before = at(now.plus_micros(-3_600_000_000))?;
+    p.not_after = at(now.plus_micros(years * YEAR_SECS * 1_000_000))?;
+    p.serial_number = Some(SerialNumber::from_slice(Serial::random().as_bytes()));
+    p.use_authority_key_identifier_extension = true;
+    Ok(p)
+}
+
+/// Creates a root (20 years) and an issuing CA (10 years) with `alg` keys, both keys encrypted with `pass`.
+pub fn init_ca(
+    alg: KeyAlgorithm,
+    subject: &CaSubject,
+    now: Timestamp,
+    pass: &Passphrase,
+) -> Result<CaMaterial, PkiError> {
+    if subject.organization.is_empty() || subject.organization.len() > 64 {
+        return Err(PkiError::Invalid {
+            what: "organization",
+            why: "must be 1 to 64 characters".into(),
+        });
+    }
+    let root_key = alg.generate()?;
+    let mut root_params = ca_params(
+        format!("{} Vouch Root CA", subject.organization),
+        &subject.organization,
+        1,
+        now,
+        20,
+    )?;
+    root_params.use_authority_key_identifier_extension = false;
+    let root_cert = root_params.self_signed(&root_key)?;
+    let root = Issuer::from_params(&root_params, &root_key);
+
+    let issuing_key = alg.generate()?;
+    let issuing_params = ca_params(
+        format!("{} Vouch Issuing CA", subject.organization),
+        &subject.organization,
+        0,
+        now,
+        10,
+    )?;
+    let issuing_cert = issuing_params.signed_by(&issuing_key, &root)?;
+    Ok(CaMaterial {
+        root_cert_pem: root_cert.pem(),
+        root_key_pem: encrypt_key_pem(&root_key, pass)?,
+        issuing_cert_pem: issuing_cert.pem(),
+        issuing_key_pem: encrypt_key_pem(&issuing_key, pass)?,
+    })
+}
+
+/// A certificate Vouch issued.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IssuedCert {
+    /// The certificate, DER.
+    pub der: Vec<u8>,
+    /// Its serial number.
+    pub serial: Serial,
+    /// Valid from.
+    pub not_before: Timestamp,
+    /// Valid until.
+    pub not_after: Timestamp,
+    /// SHA-256 of the DER: how the device record names the certificate it holds.
+    pub fingerprint: CertFingerprint,
+}
+
+impl IssuedCert {
+    /// The certificate as PEM.
+    pub fn pem(&self) -> String {
+        // Encoding a byte string as PEM cannot fail; an empty string would only hide a library bug.
+        pkcs8::der::pem::encode_string("CERTIFICATE", pkcs8::LineEnding::LF, &self.der)
+            .unwrap_or_default()
+    }
+}
+
+/// The issuing CA, loaded and ready to sign.
+pub struct IssuingCa {
+    cert_der: Vec<u8>,
+    issuer: Issuer<'static, KeyPair>,
+}
+
+impl std::fmt::Debug for IssuingCa {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IssuingCa").finish_non_exhaustive()
+    }
+}
+
+/// The authority information access extension naming the OCSP responder (RFC 5280 §4.2.2.1); rcgen has no
+/// builder for it, so it is encoded here with yasna, which rcgen itself uses.
+fn ocsp_aia(url: &str) -> CustomExtension {
+    const ID_PE_AUTHORITY_INFO_ACCESS: &[u64] = &[1, 3, 6, 1, 5, 5, 7, 1, 1];
+    const ID_AD_OCSP: &[u64] = &[1, 3, 6, 1, 5, 5, 7, 48, 1];
+    let der = yasna::construct_der(|w| {
+        w.write_sequence(|w| {
+            w.next().write_sequence(|w| {
+                w.next()
+                    .write_oid(&yasna::models::ObjectIdentifier::from_slice(ID_AD_OCSP));
+                // accessLocation: GeneralName uniformResourceIdentifier [6] IA5String, implicit.
+                w.next()
+                    .write_tagged_implicit(yasna::Tag::context(6), |w| w.write_ia5_string(url));
+            });
+        });
+    });
+    CustomExtension::from_oid_content(ID_PE_AUTHORITY_INFO_ACCESS, der)
+}
+
+impl IssuingCa {
+    /// Loads the issuing CA from its certificate and encrypted key.
+    pub fn load(cert_pem: &str, key_pem: &str, pass: &Passphrase) -> Result<Self, PkiError> {
+        let (label, cert_der) = pem_decode(cert_pem)?;
+        if label != "CERTIFICATE" {
+            return Err(PkiError::Malformed {
+                what: "CA certificate",
+                why: format!("expected CERTIFICATE, found {label}"),
+            });
+        }
+        let key = crate::decrypt_key_pem(key_pem, pass)?;
+        let issuer = Issuer::from_ca_cert_der(&CertificateDer::from(cert_der.clone()), key)
+            .map_err(|e| PkiError::Malformed {
+                what: "CA certificate",
+                why: e.to_string(),
+            })?;
+        Ok(Self { cert_der, issuer })
+    }
+
+    /// The issuing CA's certificate, DER.
+    pub fn cert_der(&self) -> &[u8] {
+        &self.cert_der
+    }
+
+    /// Signs a certificate for `device` over the key of `csr`, with Vouch's profile: the request's own
+    /// extensions are ignored.
+    pub fn issue_device(
+        &self,
+        csr: &CheckedCsr,
+        device: DeviceId,
+        profile: &DeviceProfile,
+        now: Timestamp,
+    ) -> Result<IssuedCert, PkiError> {
+        profile.validate()?;
+        let public_key = rcgen::SubjectPublicKeyInfo::from_der(csr.spki_der())
+            .map_err(|e| PkiError::UnsupportedKey(e.to_string()))?;
+        let serial = Serial::random();
+        // Five minutes of grace for devices whose clocks run a little behind.
+        let not_before = now.plus_micros(-300_000_000);
+        let not_after = now.plus_micros(i64::from(profile.lifetime_days) * 86_400_000_000);
+        let mut p = CertificateParams::default();
+        let mut dn = DistinguishedName::new();
+        dn.push(DnType::CommonName, device.to_string());
+        p.distinguished_name = dn;
+        let uri = device_uri(&profile.trust_domain, device);
+        p.subject_alt_names = vec![SanType::URI(uri.try_into().map_err(
+            |e: rcgen::Error| PkiError::Invalid {
+                what: "device URI",
+                why: e.to_string(),
+            },
+        )?)];
+        p.is_ca = IsCa::ExplicitNoCa;
+        p.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        p.crl_distribution_points = vec![CrlDistributionPoint {
+            uris: vec![profile.crl_url.clone()],
+        }];
+        p.custom_extensions = vec![ocsp_aia(&profile.ocsp_url)];
+        p.serial_number = Some(SerialNumber::from_slice(serial.as_bytes()));
+        p.not_before = at(not_before)?;
+        p.not_after = at(not_after)?;
+        p.use_authority_key_identifier_extension = true;
+        let cert = p.signed_by(&public_key, &self.issuer)?;
+        let der = cert.der().to_vec();
+        let fingerprint = CertFingerprint::from_bytes(Sha256::digest(&der).into());
+        Ok(IssuedCert {
+            der,
+            serial,
+            not_before,
+            not_after,
+            fingerprint,
+        })
+    }
+}
+
+fn pem_decode(pem: &str) -> Result<(String, Vec<u8>), PkiError> {
+    pkcs8::der::pem::decode_vec(pem.as_bytes())
+        .map(|(l, d)| (l.to_owned(), d))
+        .map_err(|e| PkiError::Malformed {
+            what: "PEM",
+            why: e.to_string(),
+        })
+}
