@@ -153,7 +153,12 @@ pub const ENV_KEYS: &[(&str, &str)] = &[
 ];
 
 /// `VOUCH_*` variables that are not configuration keys but are known to Vouch's tools.
-const ENV_OTHER: &[&str] = &["VOUCH_CONFIG", "VOUCH_PG_BINDIR", "VOUCH_TEST_POSTGRES_URL"];
+const ENV_OTHER: &[&str] = &[
+    "VOUCH_CONFIG",
+    "VOUCH_CA_PASSPHRASE",
+    "VOUCH_PG_BINDIR",
+    "VOUCH_TEST_POSTGRES_URL",
+];
 
 impl RawConfig {
     /// Parses a configuration file's text; unknown keys are errors that name the key.

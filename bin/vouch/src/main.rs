@@ -5,6 +5,7 @@
 //! can act on, and a non-zero exit code.
 
 mod bench;
+mod ca;
 mod config;
 mod devices;
 mod import;
@@ -63,6 +64,9 @@ enum Command {
     /// Manage operators' API tokens.
     #[command(subcommand)]
     Token(tokens::TokenCommand),
+    /// The certificate authority: create it, show it.
+    #[command(subcommand)]
+    Ca(ca::CaCommand),
     /// Check the configuration.
     #[command(subcommand)]
     Config(ConfigCommand),
@@ -162,6 +166,12 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Audit(AuditCommand::Verify) => {
             let store = open_store(&config).await?;
             audit_verify(&*store, cli.output).await
+        }
+        Command::Ca(cmd) => {
+            let store = open_store(&config).await?;
+            ca::run(cmd, &config.data_dir, &*store, cli.output)
+                .await
+                .map(|()| ExitCode::SUCCESS)
         }
     }
 }

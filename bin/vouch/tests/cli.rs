@@ -450,3 +450,77 @@ fn kill_9_during_a_million_device_import_loses_nothing_and_a_rerun_completes_it(
         "{out}"
     );
 }
+
+#[test]
+fn ca_init_writes_an_encrypted_ca_that_openssl_verifies_and_logs_it() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let pass = "correct horse battery staple";
+    let out = vouch(dir.path())
+        .args(["ca", "init"])
+        .env_remove("VOUCH_CA_PASSPHRASE")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("VOUCH_CA_PASSPHRASE"));
+    let out = vouch(dir.path())
+        .args(["ca", "init"])
+        .env("VOUCH_CA_PASSPHRASE", "short")
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&out.stderr).contains("at least 12 characters"));
+
+    let text = ok(vouch(dir.path())
+        .args(["ca", "init", "--organization", "Acme Plants"])
+        .env("VOUCH_CA_PASSPHRASE", pass)
+        .output()
+        .unwrap());
+    assert!(text.contains("CN=Acme Plants Vouch Root CA"), "{text}");
+    let ca = dir.path().join("vouch-data/ca");
+    for key in ["root.key.pem", "issuing.key.pem"] {
+        let meta = std::fs::metadata(ca.join(key)).unwrap();
+        assert_eq!(
+            meta.permissions().mode() & 0o777,
+            0o600,
+            "{key} is owner-only"
+        );
+        let pem = std::fs::read_to_string(ca.join(key)).unwrap();
+        assert!(
+            pem.starts_with("-----BEGIN ENCRYPTED PRIVATE KEY-----"),
+            "{key} is encrypted"
+        );
+    }
+    assert!(!text.contains(pass));
+    let verify = Command::new("openssl")
+        .current_dir(&ca)
+        .args(["verify", "-CAfile", "root.pem", "issuing.pem"])
+        .output()
+        .unwrap();
+    assert!(
+        verify.status.success(),
+        "{}",
+        String::from_utf8_lossy(&verify.stderr)
+    );
+
+    let again = vouch(dir.path())
+        .args(["ca", "init"])
+        .env("VOUCH_CA_PASSPHRASE", pass)
+        .output()
+        .unwrap();
+    assert!(!again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("refusing to replace it"));
+    let shown = ok(vouch(dir.path())
+        .args(["-o", "json", "ca", "show"])
+        .output()
+        .unwrap());
+    let shown: serde_json::Value = serde_json::from_str(&shown).unwrap();
+    assert_eq!(
+        shown["issuing"]["issuer"],
+        "O=Acme Plants, CN=Acme Plants Vouch Root CA"
+    );
+    let audit = ok(vouch(dir.path())
+        .args(["audit", "verify"])
+        .output()
+        .unwrap());
+    assert!(audit.contains("intact: 1 events verified"), "{audit}");
+}

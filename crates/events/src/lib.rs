@@ -74,17 +74,20 @@ pub enum Action {
     TokenCreated,
     /// An operator API token was revoked.
     TokenRevoked,
+    /// A certificate authority was created.
+    CaInitialized,
 }
 
 impl Action {
     /// Every action.
-    pub const ALL: [Action; 6] = [
+    pub const ALL: [Action; 7] = [
         Self::DeviceCreated,
         Self::DeviceImported,
         Self::DeviceUpdated,
         Self::DeviceTransitioned,
         Self::TokenCreated,
         Self::TokenRevoked,
+        Self::CaInitialized,
     ];
 
     /// The action's stable name, as stored, hashed and exported (`device.created`).
@@ -96,6 +99,7 @@ impl Action {
             Self::DeviceTransitioned => "device.transitioned",
             Self::TokenCreated => "token.created",
             Self::TokenRevoked => "token.revoked",
+            Self::CaInitialized => "ca.initialized",
         }
     }
 }

@@ -250,3 +250,49 @@ fn pem_decode(pem: &str) -> Result<(String, Vec<u8>), PkiError> {
             why: e.to_string(),
         })
 }
+
+/// What a certificate says about itself, for `vouch ca show` and the event log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CertSummary {
+    /// The subject's distinguished name.
+    pub subject: String,
+    /// The issuer's distinguished name.
+    pub issuer: String,
+    /// The serial number, hex.
+    pub serial: String,
+    /// Valid from.
+    pub not_before: Timestamp,
+    /// Valid until.
+    pub not_after: Timestamp,
+    /// SHA-256 of the DER.
+    pub fingerprint: CertFingerprint,
+}
+
+/// Reads the summary of a PEM certificate.
+pub fn summarize_pem(pem: &str) -> Result<CertSummary, PkiError> {
+    use x509_parser::prelude::FromDer;
+    let (label, der) = pem_decode(pem)?;
+    if label != "CERTIFICATE" {
+        return Err(PkiError::Malformed {
+            what: "certificate",
+            why: format!("expected CERTIFICATE, found {label}"),
+        });
+    }
+    let (_, cert) = x509_parser::certificate::X509Certificate::from_der(&der).map_err(|e| {
+        PkiError::Malformed {
+            what: "certificate",
+            why: e.to_string(),
+        }
+    })?;
+    let ts = |t: x509_parser::time::ASN1Time| {
+        Timestamp::from_unix_micros(t.timestamp().saturating_mul(1_000_000))
+    };
+    Ok(CertSummary {
+        subject: cert.subject().to_string(),
+        issuer: cert.issuer().to_string(),
+        serial: cert.raw_serial_as_string().replace(':', ""),
+        not_before: ts(cert.validity().not_before),
+        not_after: ts(cert.validity().not_after),
+        fingerprint: CertFingerprint::from_bytes(Sha256::digest(&der).into()),
+    })
+}

@@ -15,7 +15,7 @@ mod error;
 mod keys;
 mod profile;
 
-pub use ca::{CaMaterial, CaSubject, IssuedCert, IssuingCa, init_ca};
+pub use ca::{CaMaterial, CaSubject, CertSummary, IssuedCert, IssuingCa, init_ca, summarize_pem};
 pub use csr::CheckedCsr;
 pub use error::PkiError;
 pub use keys::{KeyAlgorithm, Passphrase, decrypt_key_pem, encrypt_key_pem};

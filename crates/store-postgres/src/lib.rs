@@ -625,4 +625,15 @@ impl Store for PostgresStore {
         tx.commit().await.map_err(backend)?;
         Ok(revoked)
     }
+
+    async fn append_event(&self, draft: EventDraft, at: Timestamp) -> Result<Event> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(backend)?;
+        let head = lock_head(&tx).await?;
+        // Sealing is deterministic: this is exactly the event `append` stores.
+        let event = draft.clone().seal(EventSeq(head.0.0 + 1), at, head.1);
+        append(&tx, head, vec![draft], at).await?;
+        tx.commit().await.map_err(backend)?;
+        Ok(event)
+    }
 }

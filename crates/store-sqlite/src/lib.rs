@@ -195,16 +195,18 @@ fn head(tx: &rusqlite::Transaction<'_>) -> Result<(EventSeq, Digest)> {
     }
 }
 
-/// Appends `drafts` after the current head, in order, and records the new head. Each draft comes with the
-/// `num` of the device it is about. Call inside the transaction that makes the changes they describe.
+/// Appends `drafts` after the current head, in order, and records the new head; returns the last event
+/// sealed. Each draft comes with the `num` of the device it is about. Call inside the transaction that makes
+/// the changes they describe.
 fn append(
     tx: &rusqlite::Transaction<'_>,
     drafts: Vec<(EventDraft, Option<i64>)>,
     at: Timestamp,
-) -> Result<()> {
+) -> Result<Option<Event>> {
     if drafts.is_empty() {
-        return Ok(());
+        return Ok(None);
     }
+    let mut last = None;
     let (mut seq, mut prev) = head(tx)?;
     let mut stmt = tx
         .prepare_cached(
@@ -229,6 +231,7 @@ fn append(
         ])
         .map_err(backend)?;
         prev = e.hash;
+        last = Some(e);
     }
     tx.execute(
         "INSERT INTO audit_head (id, seq, hash) VALUES (1, ?1, ?2)
@@ -236,7 +239,7 @@ fn append(
         params![seq.0 as i64, &prev.0[..]],
     )
     .map_err(backend)?;
-    Ok(())
+    Ok(last)
 }
 
 /// Writes `device` (whose JSON is `doc`) with `sql`, whose parameters ?1..?10 are the devices columns in
@@ -640,6 +643,19 @@ impl Store for SqliteStore {
             append(&tx, vec![(event, None)], change.at)?;
             tx.commit().map_err(backend)?;
             Ok(revoked)
+        })
+        .await
+    }
+
+    async fn append_event(&self, draft: EventDraft, at: Timestamp) -> Result<Event> {
+        self.write(move |conn| {
+            let tx = conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(backend)?;
+            let event = append(&tx, vec![(draft, None)], at)?
+                .ok_or_else(|| StoreError::Backend("appending produced no event".into()))?;
+            tx.commit().map_err(backend)?;
+            Ok(event)
         })
         .await
     }

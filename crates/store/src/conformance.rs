@@ -34,6 +34,7 @@ macro_rules! conformance_suite {
             tokens_are_stored_hashed_and_revocable,
             counts_by_state,
             concurrent_edits_serialize,
+            standalone_events_join_the_chain,
         );
     };
     (@cases $make:expr; $($case:ident),* $(,)?) => {
@@ -727,4 +728,21 @@ pub async fn removing_the_head_is_named(s: Arc<dyn Store>, sql: RawSql) {
     let found = verify_audit(&*s).await;
     // A backend may report the missing head row as a break or as a corrupt table; it must not pass.
     assert!(!matches!(found, Ok(ref r) if r.is_intact()), "{found:?}");
+}
+
+pub async fn standalone_events_join_the_chain(s: Arc<dyn Store>) {
+    s.create_device(sample_device(1), change(1)).await.unwrap();
+    let draft = vouch_events::EventDraft {
+        device_id: None,
+        actor: Actor::Cli("ops".into()),
+        action: Action::CaInitialized,
+        before: None,
+        after: Some(r#"{"root":"ab"}"#.into()),
+        reason: None,
+    };
+    let e = s.append_event(draft.clone(), change(2).at).await.unwrap();
+    assert_eq!((e.seq, e.at, &e.draft), (EventSeq(2), change(2).at, &draft));
+    let stored = s.events(Some(EventSeq(1)), 10).await.unwrap();
+    assert_eq!(stored, vec![e]);
+    assert!(verify_audit(&*s).await.unwrap().is_intact());
 }

@@ -104,4 +104,12 @@ pub trait Store: Send + Sync + 'static {
 
     /// Revokes a token (idempotent: revoking a revoked token changes nothing and logs nothing).
     async fn revoke_token(&self, id: TokenId, change: Change) -> Result<TokenRecord>;
+
+    /// Appends an event that records something outside the store's tables (a CA created, say); returns it as
+    /// sealed. Events about devices must come with the change they describe, through the methods above.
+    async fn append_event(
+        &self,
+        draft: vouch_events::EventDraft,
+        at: vouch_types::Timestamp,
+    ) -> Result<Event>;
 }

@@ -1,0 +1,158 @@
+//! `vouch ca`: the certificate authority's files under the data directory.
+//!
+//! `<data_dir>/ca/` holds `root.pem`, `root.key.pem`, `issuing.pem` and `issuing.key.pem`; the keys are
+//! encrypted PKCS#8 (passphrase from `--passphrase-file` or `VOUCH_CA_PASSPHRASE`) and readable by their owner
+//! only.
+
+use std::io::Write;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use clap::Subcommand;
+use serde_json::json;
+use vouch_events::{Action, EventDraft};
+use vouch_pki::{CaSubject, CertSummary, KeyAlgorithm, Passphrase, init_ca, summarize_pem};
+use vouch_store::Store;
+use vouch_types::{Clock, SystemClock};
+
+use crate::output::{self, Output};
+
+/// CA commands.
+#[derive(Subcommand)]
+pub enum CaCommand {
+    /// Create the root and issuing CA (keys encrypted with the CA passphrase).
+    Init {
+        /// Key algorithm: p256 (default) or ed25519.
+        #[arg(long, default_value = "p256")]
+        algorithm: KeyAlgorithm,
+        /// The organisation named in the CA certificates.
+        #[arg(long, default_value = "Vouch")]
+        organization: String,
+        /// Read the passphrase from this file instead of VOUCH_CA_PASSPHRASE.
+        #[arg(long, value_name = "FILE")]
+        passphrase_file: Option<PathBuf>,
+    },
+    /// Show the CA certificates.
+    Show,
+}
+
+const FILES: [&str; 4] = ["root.pem", "root.key.pem", "issuing.pem", "issuing.key.pem"];
+
+/// The CA passphrase: from `file`, else `VOUCH_CA_PASSPHRASE`.
+pub fn passphrase(file: Option<&Path>) -> Result<Passphrase> {
+    let text = match file {
+        Some(f) => std::fs::read_to_string(f)
+            .with_context(|| format!("reading the passphrase file {}", f.display()))?,
+        None => std::env::var("VOUCH_CA_PASSPHRASE").context(
+            "the CA passphrase is needed: set VOUCH_CA_PASSPHRASE or pass --passphrase-file FILE",
+        )?,
+    };
+    Ok(Passphrase::new(text)?)
+}
+
+fn write_new(path: &Path, contents: &str, mode: u32) -> Result<()> {
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(mode)
+        .open(path)
+        .with_context(|| format!("creating {}", path.display()))?;
+    f.write_all(contents.as_bytes())?;
+    f.sync_all()?;
+    Ok(())
+}
+
+fn summary_json(s: &CertSummary) -> serde_json::Value {
+    json!({
+        "subject": s.subject, "issuer": s.issuer, "serial": s.serial,
+        "not_before": s.not_before, "not_after": s.not_after, "fingerprint": s.fingerprint,
+    })
+}
+
+fn print(root: &CertSummary, issuing: &CertSummary, out: Output) -> Result<()> {
+    match out {
+        Output::Json => {
+            output::json(&json!({ "root": summary_json(root), "issuing": summary_json(issuing) }))
+        }
+        Output::Table => {
+            for (name, s) in [("root", root), ("issuing", issuing)] {
+                println!("{name} CA");
+                println!("  subject      {}", s.subject);
+                println!("  issuer       {}", s.issuer);
+                println!("  serial       {}", s.serial);
+                println!("  valid        {} to {}", s.not_before, s.not_after);
+                println!("  sha-256      {}", s.fingerprint);
+            }
+            Ok(())
+        }
+    }
+}
+
+fn read_summary(dir: &Path, file: &str) -> Result<CertSummary> {
+    let path = dir.join(file);
+    let pem = std::fs::read_to_string(&path)
+        .with_context(|| format!("reading {} (has `vouch ca init` run?)", path.display()))?;
+    Ok(summarize_pem(&pem)?)
+}
+
+/// Runs a CA command; the CA lives in `<data_dir>/ca`.
+pub async fn run(cmd: CaCommand, data_dir: &Path, store: &dyn Store, out: Output) -> Result<()> {
+    let dir = data_dir.join("ca");
+    match cmd {
+        CaCommand::Init {
+            algorithm,
+            organization,
+            passphrase_file,
+        } => {
+            if let Some(existing) = FILES.iter().map(|f| dir.join(f)).find(|p| p.exists()) {
+                bail!(
+                    "a CA exists already ({}): refusing to replace it",
+                    existing.display()
+                );
+            }
+            let pass = passphrase(passphrase_file.as_deref())?;
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(&dir)
+                .with_context(|| format!("creating {}", dir.display()))?;
+            let now = SystemClock.now();
+            let m = init_ca(algorithm, &CaSubject { organization }, now, &pass)?;
+            // Keys first: if anything fails half-way, no certificate points at a key that is not there.
+            write_new(&dir.join("root.key.pem"), &m.root_key_pem, 0o600)?;
+            write_new(&dir.join("issuing.key.pem"), &m.issuing_key_pem, 0o600)?;
+            write_new(&dir.join("root.pem"), &m.root_cert_pem, 0o644)?;
+            write_new(&dir.join("issuing.pem"), &m.issuing_cert_pem, 0o644)?;
+            let (root, issuing) = (
+                summarize_pem(&m.root_cert_pem)?,
+                summarize_pem(&m.issuing_cert_pem)?,
+            );
+            let draft = EventDraft {
+                device_id: None,
+                actor: crate::cli_actor(),
+                action: Action::CaInitialized,
+                before: None,
+                after: Some(
+                    json!({ "algorithm": algorithm.as_str(), "root": summary_json(&root), "issuing": summary_json(&issuing) })
+                        .to_string(),
+                ),
+                reason: None,
+            };
+            store
+                .append_event(draft, now)
+                .await
+                .context("recording the new CA in the event log")?;
+            print(&root, &issuing, out)?;
+            if out == Output::Table {
+                println!("written to {} (keys encrypted, owner-only)", dir.display());
+            }
+            Ok(())
+        }
+        CaCommand::Show => print(
+            &read_summary(&dir, "root.pem")?,
+            &read_summary(&dir, "issuing.pem")?,
+            out,
+        ),
+    }
+}
