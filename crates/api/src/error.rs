@@ -106,6 +106,7 @@ impl From<StoreError> for ApiError {
             StoreError::Invalid(_) => {
                 Self::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid", e.to_string())
             }
+            StoreError::Refused(_) => Self::new(StatusCode::CONFLICT, "refused", e.to_string()),
             StoreError::Corrupt { .. }
             | StoreError::Migration { .. }
             | StoreError::SchemaTooNew { .. }

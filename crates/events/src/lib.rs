@@ -76,11 +76,19 @@ pub enum Action {
     TokenRevoked,
     /// A certificate authority was created.
     CaInitialized,
+    /// A one-time enrollment token was issued for a device.
+    EnrollmentTokenCreated,
+    /// A certificate was issued to a device.
+    CertificateIssued,
+    /// A certificate was revoked or put on hold.
+    CertificateRevoked,
+    /// A held certificate was released.
+    CertificateReleased,
 }
 
 impl Action {
     /// Every action.
-    pub const ALL: [Action; 7] = [
+    pub const ALL: [Action; 11] = [
         Self::DeviceCreated,
         Self::DeviceImported,
         Self::DeviceUpdated,
@@ -88,6 +96,10 @@ impl Action {
         Self::TokenCreated,
         Self::TokenRevoked,
         Self::CaInitialized,
+        Self::EnrollmentTokenCreated,
+        Self::CertificateIssued,
+        Self::CertificateRevoked,
+        Self::CertificateReleased,
     ];
 
     /// The action's stable name, as stored, hashed and exported (`device.created`).
@@ -100,6 +112,10 @@ impl Action {
             Self::TokenCreated => "token.created",
             Self::TokenRevoked => "token.revoked",
             Self::CaInitialized => "ca.initialized",
+            Self::EnrollmentTokenCreated => "enrollment_token.created",
+            Self::CertificateIssued => "certificate.issued",
+            Self::CertificateRevoked => "certificate.revoked",
+            Self::CertificateReleased => "certificate.released",
         }
     }
 }

@@ -65,7 +65,7 @@ fn ca_params(
     ];
     p.not_before = at(now.plus_micros(-3_600_000_000))?;
     p.not_after = at(now.plus_micros(years * YEAR_SECS * 1_000_000))?;
-    p.serial_number = Some(SerialNumber::from_slice(Serial::random().as_bytes()));
+    p.serial_number = Some(SerialNumber::from_slice(crate::random_serial().as_bytes()));
     p.use_authority_key_identifier_extension = true;
     Ok(p)
 }
@@ -203,7 +203,7 @@ impl IssuingCa {
         profile.validate()?;
         let public_key = rcgen::SubjectPublicKeyInfo::from_der(csr.spki_der())
             .map_err(|e| PkiError::UnsupportedKey(e.to_string()))?;
-        let serial = Serial::random();
+        let serial = crate::random_serial();
         // Five minutes of grace for devices whose clocks run a little behind.
         let not_before = now.plus_micros(-300_000_000);
         let not_after = now.plus_micros(i64::from(profile.lifetime_days) * 86_400_000_000);

@@ -19,4 +19,5 @@ pub use ca::{CaMaterial, CaSubject, CertSummary, IssuedCert, IssuingCa, init_ca,
 pub use csr::CheckedCsr;
 pub use error::PkiError;
 pub use keys::{KeyAlgorithm, Passphrase, decrypt_key_pem, encrypt_key_pem};
-pub use profile::{DeviceProfile, Serial, device_uri};
+pub use profile::{DeviceProfile, device_uri, random_serial};
+pub use vouch_types::Serial;

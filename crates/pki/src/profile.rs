@@ -1,48 +1,17 @@
 //! The device certificate profile: identity, lifetime, renewal, and where revocation is published.
 
-use std::fmt;
-
-use vouch_types::{DeviceId, Timestamp};
+use vouch_types::{DeviceId, Serial, Timestamp};
 
 use crate::PkiError;
 
-/// A certificate serial number: 16 bytes from the operating system's CSPRNG with the top bit cleared, so it is
-/// positive and at most 20 octets (RFC 5280 §4.1.2.2) and unique without depending on the store: a lost
-/// transaction after a crash can never make the CA reuse one.
-#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct Serial([u8; 16]);
-
-impl Serial {
-    /// A fresh random serial.
-    pub fn random() -> Self {
-        use rand_core::RngCore;
-        let mut b = [0u8; 16];
-        rand_core::OsRng.fill_bytes(&mut b);
-        b[0] &= 0x7f;
-        // A leading zero byte would be dropped by DER; keep the encoding 16 bytes long.
-        b[0] |= 0x01;
-        Self(b)
-    }
-
-    /// The 16 bytes, big-endian.
-    pub const fn as_bytes(&self) -> &[u8; 16] {
-        &self.0
-    }
-}
-
-impl fmt::Display for Serial {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for b in self.0 {
-            write!(f, "{b:02x}")?;
-        }
-        Ok(())
-    }
-}
-
-impl fmt::Debug for Serial {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Serial({self})")
-    }
+/// A fresh serial number: 16 bytes from the operating system's CSPRNG, positive and without a leading zero
+/// byte, so unique without depending on the store: a transaction lost in a crash can never make the CA reuse
+/// one (RFC 5280 §4.1.2.2; the CA/Browser Forum asks for 64 random bits, this has 126).
+pub fn random_serial() -> Serial {
+    use rand_core::RngCore;
+    let mut b = [0u8; 16];
+    rand_core::OsRng.fill_bytes(&mut b);
+    Serial::from_random(b)
 }
 
 /// How device certificates are made.
@@ -113,8 +82,8 @@ mod tests {
 
     #[test]
     fn serials_are_positive_sixteen_bytes_and_distinct() {
-        let a = Serial::random();
-        let b = Serial::random();
+        let a = random_serial();
+        let b = random_serial();
         assert_ne!(a, b);
         assert!(a.as_bytes()[0] & 0x80 == 0 && a.as_bytes()[0] != 0);
         assert_eq!(a.to_string().len(), 32);

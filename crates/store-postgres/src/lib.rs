@@ -7,6 +7,7 @@
 //! [`testing::TempCluster`] starts a throw-away PostgreSQL cluster (`initdb` + `postgres` on an ephemeral
 //! loopback port) for tests and benchmarks.
 
+mod certs;
 mod rows;
 pub mod testing;
 
@@ -21,16 +22,22 @@ use tokio_postgres::NoTls;
 use uuid::Uuid;
 use vouch_events::{Digest, Event, EventDraft, EventSeq};
 use vouch_store::{
-    Backend, Change, DeviceEdit, DevicePage, DeviceQuery, Edited, ImportOutcome, Result, Store,
-    StoreError, TokenRecord, decode_head, plan_create, plan_edit, plan_token_created,
-    plan_token_revoked,
+    Backend, CertificateRecord, Change, DeviceEdit, DevicePage, DeviceQuery, Edited,
+    EnrollmentTokenRecord, ImportOutcome, Issuance, Result, Store, StoreError, TokenRecord,
+    decode_head, plan_create, plan_edit, plan_token_created, plan_token_revoked,
 };
-use vouch_types::{Device, DeviceId, DeviceState, NewDevice, Timestamp, TokenId};
+use vouch_types::{
+    CertFingerprint, Device, DeviceId, DeviceState, NewDevice, RevocationReason, Serial, Timestamp,
+    TokenId,
+};
 
 use rows::{backend, col, device_from_doc, event_from_row, token_from_row};
 
 /// The schema, one migration per entry; a migration is never edited once released, only appended.
-const MIGRATIONS: &[(i32, &str)] = &[(1, include_str!("migrations/0001_init.sql"))];
+const MIGRATIONS: &[(i32, &str)] = &[
+    (1, include_str!("migrations/0001_init.sql")),
+    (2, include_str!("migrations/0002_certificates.sql")),
+];
 
 /// A constant advisory-lock key so that two Vouch processes starting together migrate one after the other.
 const MIGRATION_LOCK: i64 = 0x766f_7563_685f_6d67;
@@ -69,7 +76,7 @@ impl PostgresStore {
         Ok(store)
     }
 
-    async fn client(&self) -> Result<deadpool_postgres::Object> {
+    pub(crate) async fn client(&self) -> Result<deadpool_postgres::Object> {
         self.pool
             .get()
             .await
@@ -117,7 +124,7 @@ impl PostgresStore {
 }
 
 /// Locks the chain head for this transaction and returns it. Every write calls this first.
-async fn lock_head(tx: &Transaction<'_>) -> Result<(EventSeq, Digest)> {
+pub(crate) async fn lock_head(tx: &Transaction<'_>) -> Result<(EventSeq, Digest)> {
     let row = tx
         .query_one(
             "SELECT seq, hash FROM audit_head WHERE id = 1 FOR UPDATE",
@@ -132,7 +139,7 @@ async fn lock_head(tx: &Transaction<'_>) -> Result<(EventSeq, Digest)> {
 }
 
 /// Appends `drafts` after `head` (locked by [`lock_head`] in this transaction) and records the new head.
-async fn append(
+pub(crate) async fn append(
     tx: &Transaction<'_>,
     head: (EventSeq, Digest),
     drafts: Vec<EventDraft>,
@@ -261,7 +268,11 @@ impl<'a> DeviceColumns<'a> {
     }
 }
 
-async fn get_device(c: &impl GenericClient, id: DeviceId, lock: bool) -> Result<Option<Device>> {
+pub(crate) async fn get_device(
+    c: &impl GenericClient,
+    id: DeviceId,
+    lock: bool,
+) -> Result<Option<Device>> {
     let sql = if lock {
         "SELECT doc::text FROM devices WHERE id = $1 FOR UPDATE"
     } else {
@@ -273,7 +284,36 @@ async fn get_device(c: &impl GenericClient, id: DeviceId, lock: bool) -> Result<
         .transpose()
 }
 
-fn not_found(id: DeviceId) -> StoreError {
+/// Writes `device` (whose JSON is `doc`) over its row.
+pub(crate) async fn update_device(tx: &Transaction<'_>, device: &Device, doc: &str) -> Result<()> {
+    let stmt = tx
+        .prepare_cached(
+            "UPDATE devices SET state = $2, class = $3, zone = $4, vendor = $5, mac = $6, serial = $7,
+             cert_fp = $8, revision = $9, doc = $10::text::jsonb WHERE id = $1",
+        )
+        .await
+        .map_err(backend)?;
+    tx.execute(
+        &stmt,
+        &[
+            device.id.as_uuid(),
+            &device.state.as_str(),
+            &device.class.as_str(),
+            &device.zone.as_ref().map(|z| z.as_str()),
+            &device.vendor.as_ref().map(|v| v.as_str()),
+            &device.identifiers.mac.map(|m| m.to_string()),
+            &device.identifiers.serial.as_ref().map(|s| s.as_str()),
+            &device.identifiers.cert_fingerprint.map(|f| f.to_string()),
+            &(device.revision as i64),
+            &doc,
+        ],
+    )
+    .await
+    .map_err(backend)?;
+    Ok(())
+}
+
+pub(crate) fn not_found(id: DeviceId) -> StoreError {
     StoreError::NotFound {
         what: "device",
         id: id.to_string(),
@@ -445,30 +485,7 @@ impl Store for PostgresStore {
         match plan_edit(&current, &edit, expected_revision, &change)? {
             Edited::Unchanged => Ok(current),
             Edited::Changed(next, event) => {
-                let stmt = tx
-                    .prepare_cached(
-                        "UPDATE devices SET state = $2, class = $3, zone = $4, vendor = $5, mac = $6, serial = $7,
-                         cert_fp = $8, revision = $9, doc = $10::text::jsonb WHERE id = $1",
-                    )
-                    .await
-                    .map_err(backend)?;
-                tx.execute(
-                    &stmt,
-                    &[
-                        next.id.as_uuid(),
-                        &next.state.as_str(),
-                        &next.class.as_str(),
-                        &next.zone.as_ref().map(|z| z.as_str()),
-                        &next.vendor.as_ref().map(|v| v.as_str()),
-                        &next.identifiers.mac.map(|m| m.to_string()),
-                        &next.identifiers.serial.as_ref().map(|s| s.as_str()),
-                        &next.identifiers.cert_fingerprint.map(|f| f.to_string()),
-                        &(next.revision as i64),
-                        &event.after.as_deref().unwrap_or_default(),
-                    ],
-                )
-                .await
-                .map_err(backend)?;
+                update_device(&tx, &next, event.after.as_deref().unwrap_or_default()).await?;
                 append(&tx, head, vec![event], change.at).await?;
                 tx.commit().await.map_err(backend)?;
                 Ok(*next)
@@ -635,5 +652,65 @@ impl Store for PostgresStore {
         append(&tx, head, vec![draft], at).await?;
         tx.commit().await.map_err(backend)?;
         Ok(event)
+    }
+
+    async fn create_enrollment_token(
+        &self,
+        token: EnrollmentTokenRecord,
+        change: Change,
+    ) -> Result<()> {
+        self.create_enrollment_token_impl(token, change).await
+    }
+
+    async fn get_enrollment_token(&self, id: TokenId) -> Result<Option<EnrollmentTokenRecord>> {
+        self.get_enrollment_token_impl(id).await
+    }
+
+    async fn record_issuance(&self, issuance: Issuance, change: Change) -> Result<Device> {
+        self.record_issuance_impl(issuance, change).await
+    }
+
+    async fn get_certificate(&self, serial: Serial) -> Result<Option<CertificateRecord>> {
+        self.get_certificate_impl(serial).await
+    }
+
+    async fn get_certificate_by_fingerprint(
+        &self,
+        fp: CertFingerprint,
+    ) -> Result<Option<CertificateRecord>> {
+        self.get_certificate_by_fingerprint_impl(fp).await
+    }
+
+    async fn device_certificates(&self, id: DeviceId) -> Result<Vec<CertificateRecord>> {
+        self.device_certificates_impl(id).await
+    }
+
+    async fn expiring_certificates(
+        &self,
+        before: Timestamp,
+        limit: u32,
+    ) -> Result<Vec<CertificateRecord>> {
+        self.expiring_certificates_impl(before, limit).await
+    }
+
+    async fn revoked_certificates(&self) -> Result<Vec<(Serial, Timestamp, RevocationReason)>> {
+        self.revoked_certificates_impl().await
+    }
+
+    async fn revoke_certificate(
+        &self,
+        serial: Serial,
+        reason: RevocationReason,
+        change: Change,
+    ) -> Result<CertificateRecord> {
+        self.revoke_certificate_impl(serial, reason, change).await
+    }
+
+    async fn release_certificate(
+        &self,
+        serial: Serial,
+        change: Change,
+    ) -> Result<CertificateRecord> {
+        self.release_certificate_impl(serial, change).await
     }
 }

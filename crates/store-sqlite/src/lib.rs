@@ -6,6 +6,7 @@
 //! blocking pool because rusqlite is synchronous; rusqlite rather than an async driver because the direct,
 //! prepared-statement path is several times faster for bulk imports.
 
+mod certs;
 mod rows;
 
 use std::collections::BTreeMap;
@@ -16,16 +17,22 @@ use async_trait::async_trait;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, params};
 use vouch_events::{Digest, Event, EventDraft, EventSeq};
 use vouch_store::{
-    Backend, Change, DeviceEdit, DevicePage, DeviceQuery, Edited, ImportOutcome, Result, Store,
-    StoreError, TokenRecord, decode_head, plan_create, plan_edit, plan_token_created,
-    plan_token_revoked,
+    Backend, CertificateRecord, Change, DeviceEdit, DevicePage, DeviceQuery, Edited,
+    EnrollmentTokenRecord, ImportOutcome, Issuance, Result, Store, StoreError, TokenRecord,
+    decode_head, plan_create, plan_edit, plan_token_created, plan_token_revoked,
 };
-use vouch_types::{Device, DeviceId, DeviceState, NewDevice, Timestamp, TokenId};
+use vouch_types::{
+    CertFingerprint, Device, DeviceId, DeviceState, NewDevice, RevocationReason, Serial, Timestamp,
+    TokenId,
+};
 
 use rows::{backend, device_from_doc, event_from_row, token_from_row};
 
 /// The schema, one migration per entry; a migration is never edited once released, only appended.
-const MIGRATIONS: &[(u32, &str)] = &[(1, include_str!("migrations/0001_init.sql"))];
+const MIGRATIONS: &[(u32, &str)] = &[
+    (1, include_str!("migrations/0001_init.sql")),
+    (2, include_str!("migrations/0002_certificates.sql")),
+];
 
 /// How many idle reader connections are kept.
 const MAX_IDLE_READERS: usize = 8;
@@ -198,7 +205,7 @@ fn head(tx: &rusqlite::Transaction<'_>) -> Result<(EventSeq, Digest)> {
 /// Appends `drafts` after the current head, in order, and records the new head; returns the last event
 /// sealed. Each draft comes with the `num` of the device it is about. Call inside the transaction that makes
 /// the changes they describe.
-fn append(
+pub(crate) fn append(
     tx: &rusqlite::Transaction<'_>,
     drafts: Vec<(EventDraft, Option<i64>)>,
     at: Timestamp,
@@ -283,7 +290,11 @@ fn insert_device(
     Ok((n == 1).then(|| tx.last_insert_rowid()))
 }
 
-fn update_device(tx: &rusqlite::Transaction<'_>, device: &Device, doc: &str) -> Result<()> {
+pub(crate) fn update_device(
+    tx: &rusqlite::Transaction<'_>,
+    device: &Device,
+    doc: &str,
+) -> Result<()> {
     write_device(
         tx,
         "UPDATE devices SET state = ?2, class = ?3, zone = ?4, vendor = ?5, mac = ?6, serial = ?7, cert_fp = ?8,
@@ -295,7 +306,7 @@ fn update_device(tx: &rusqlite::Transaction<'_>, device: &Device, doc: &str) -> 
 }
 
 /// The device and its `num`.
-fn get_device(conn: &Connection, id: DeviceId) -> Result<Option<(i64, Device)>> {
+pub(crate) fn get_device(conn: &Connection, id: DeviceId) -> Result<Option<(i64, Device)>> {
     let row: Option<(i64, String)> = conn
         .prepare_cached("SELECT num, doc FROM devices WHERE id = ?1")
         .map_err(backend)?
@@ -306,7 +317,7 @@ fn get_device(conn: &Connection, id: DeviceId) -> Result<Option<(i64, Device)>> 
         .transpose()
 }
 
-fn not_found(id: DeviceId) -> StoreError {
+pub(crate) fn not_found(id: DeviceId) -> StoreError {
     StoreError::NotFound {
         what: "device",
         id: id.to_string(),
@@ -658,5 +669,71 @@ impl Store for SqliteStore {
             Ok(event)
         })
         .await
+    }
+
+    async fn create_enrollment_token(
+        &self,
+        token: EnrollmentTokenRecord,
+        change: Change,
+    ) -> Result<()> {
+        self.write(move |c| certs::create_enrollment_token(c, token, change))
+            .await
+    }
+
+    async fn get_enrollment_token(&self, id: TokenId) -> Result<Option<EnrollmentTokenRecord>> {
+        self.read(move |c| certs::get_enrollment_token(c, id)).await
+    }
+
+    async fn record_issuance(&self, issuance: Issuance, change: Change) -> Result<Device> {
+        self.write(move |c| certs::record_issuance(c, issuance, change))
+            .await
+    }
+
+    async fn get_certificate(&self, serial: Serial) -> Result<Option<CertificateRecord>> {
+        self.read(move |c| certs::get_certificate(c, serial)).await
+    }
+
+    async fn get_certificate_by_fingerprint(
+        &self,
+        fp: CertFingerprint,
+    ) -> Result<Option<CertificateRecord>> {
+        self.read(move |c| certs::get_certificate_by_fingerprint(c, fp))
+            .await
+    }
+
+    async fn device_certificates(&self, id: DeviceId) -> Result<Vec<CertificateRecord>> {
+        self.read(move |c| certs::device_certificates(c, id)).await
+    }
+
+    async fn expiring_certificates(
+        &self,
+        before: Timestamp,
+        limit: u32,
+    ) -> Result<Vec<CertificateRecord>> {
+        self.read(move |c| certs::expiring_certificates(c, before, limit))
+            .await
+    }
+
+    async fn revoked_certificates(&self) -> Result<Vec<(Serial, Timestamp, RevocationReason)>> {
+        self.read(certs::revoked_certificates).await
+    }
+
+    async fn revoke_certificate(
+        &self,
+        serial: Serial,
+        reason: RevocationReason,
+        change: Change,
+    ) -> Result<CertificateRecord> {
+        self.write(move |c| certs::revoke_certificate(c, serial, reason, change))
+            .await
+    }
+
+    async fn release_certificate(
+        &self,
+        serial: Serial,
+        change: Change,
+    ) -> Result<CertificateRecord> {
+        self.write(move |c| certs::release_certificate(c, serial, change))
+            .await
     }
 }

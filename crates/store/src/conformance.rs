@@ -13,7 +13,11 @@ use vouch_types::{
     Role, Timestamp, TokenId,
 };
 
-use crate::{Change, DeviceEdit, DeviceQuery, Store, StoreError, TokenRecord, verify_audit};
+use crate::{
+    CertStatus, CertificateRecord, Change, DeviceEdit, DeviceQuery, EnrollmentTokenRecord,
+    Issuance, Refusal, Store, StoreError, TokenRecord, verify_audit,
+};
+use vouch_types::{CertFingerprint, Device, RevocationReason, Serial};
 
 /// Generates one test per conformance case; `$make` is an async expression giving an `Arc<dyn Store>` that is
 /// new and empty for every test.
@@ -35,6 +39,11 @@ macro_rules! conformance_suite {
             counts_by_state,
             concurrent_edits_serialize,
             standalone_events_join_the_chain,
+            enrollment_consumes_the_token_and_activates_the_device,
+            enrollment_refusals_change_nothing,
+            revocation_suspends_and_a_released_hold_reactivates,
+            expiring_certificates_soonest_first,
+            one_token_enrolls_once_under_concurrency,
         );
     };
     (@cases $make:expr; $($case:ident),* $(,)?) => {
@@ -744,5 +753,377 @@ pub async fn standalone_events_join_the_chain(s: Arc<dyn Store>) {
     assert_eq!((e.seq, e.at, &e.draft), (EventSeq(2), change(2).at, &draft));
     let stored = s.events(Some(EventSeq(1)), 10).await.unwrap();
     assert_eq!(stored, vec![e]);
+    assert!(verify_audit(&*s).await.unwrap().is_intact());
+}
+
+/// A certificate record for `device`; the store never parses the DER, so any bytes do.
+fn cert(device: DeviceId, n: u8, not_after: i64) -> CertificateRecord {
+    CertificateRecord {
+        serial: Serial::from_slice(&[0x10, n]).unwrap(),
+        device_id: device,
+        fingerprint: CertFingerprint::from_bytes([n; 32]),
+        not_before: change(0).at,
+        not_after: change(not_after).at,
+        status: CertStatus::Good,
+        der: vec![0x30, 0x03, 0x02, 0x01, n],
+    }
+}
+
+fn enrollment_token(device: DeviceId, n: u8, expires: i64) -> EnrollmentTokenRecord {
+    EnrollmentTokenRecord {
+        id: TokenId::from_bytes([n; 8]),
+        device_id: device,
+        secret_hash: [n; 32],
+        created_at: change(0).at,
+        expires_at: change(expires).at,
+        used_at: None,
+    }
+}
+
+/// A device in onboarding with an enrollment token `n` valid until change(1000).
+async fn onboarding(s: &Arc<dyn Store>, n: u32) -> (Device, EnrollmentTokenRecord) {
+    let mut d = sample_device(n);
+    d.state = DeviceState::Onboarding;
+    let d = s.create_device(d, change(1)).await.unwrap();
+    let t = enrollment_token(d.id, n as u8, 1000);
+    s.create_enrollment_token(t.clone(), change(2))
+        .await
+        .unwrap();
+    (d, t)
+}
+
+pub async fn enrollment_consumes_the_token_and_activates_the_device(s: Arc<dyn Store>) {
+    let (d, t) = onboarding(&s, 1).await;
+    assert_eq!(s.get_enrollment_token(t.id).await.unwrap(), Some(t.clone()));
+    let c = cert(d.id, 1, 10_000);
+    let device = s
+        .record_issuance(
+            Issuance {
+                cert: c.clone(),
+                token: Some(t.id),
+            },
+            change(10),
+        )
+        .await
+        .unwrap();
+    assert_eq!(device.state, DeviceState::Active);
+    assert_eq!(device.identifiers.cert_fingerprint, Some(c.fingerprint));
+    assert_eq!(s.get_device(d.id).await.unwrap(), device);
+    assert_eq!(
+        s.get_enrollment_token(t.id).await.unwrap().unwrap().used_at,
+        Some(change(10).at)
+    );
+    assert_eq!(s.get_certificate(c.serial).await.unwrap(), Some(c.clone()));
+    assert_eq!(
+        s.get_certificate_by_fingerprint(c.fingerprint)
+            .await
+            .unwrap(),
+        Some(c.clone())
+    );
+    assert_eq!(s.device_certificates(d.id).await.unwrap(), vec![c.clone()]);
+    // Re-enrollment (no token): a second certificate, the device stays active and points at the new one.
+    let c2 = cert(d.id, 2, 20_000);
+    let device = s
+        .record_issuance(
+            Issuance {
+                cert: c2.clone(),
+                token: None,
+            },
+            change(20),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        (device.state, device.identifiers.cert_fingerprint),
+        (DeviceState::Active, Some(c2.fingerprint))
+    );
+    let actions: Vec<Action> = s
+        .device_events(d.id, None, 20)
+        .await
+        .unwrap()
+        .iter()
+        .map(|e| e.draft.action)
+        .collect();
+    assert_eq!(
+        actions,
+        [
+            Action::DeviceCreated,
+            Action::EnrollmentTokenCreated,
+            Action::CertificateIssued,
+            Action::DeviceTransitioned,
+            Action::CertificateIssued,
+            Action::DeviceUpdated
+        ]
+    );
+    let logged = s.events(None, 20).await.unwrap();
+    assert!(
+        logged.iter().all(|e| !e
+            .draft
+            .after
+            .as_deref()
+            .unwrap_or("")
+            .contains(&"0a".repeat(32))),
+        "no secret hash in the log"
+    );
+    assert!(verify_audit(&*s).await.unwrap().is_intact());
+}
+
+pub async fn enrollment_refusals_change_nothing(s: Arc<dyn Store>) {
+    let (d, t) = onboarding(&s, 1).await;
+    let (other, other_token) = onboarding(&s, 2).await;
+    s.record_issuance(
+        Issuance {
+            cert: cert(other.id, 9, 10_000),
+            token: Some(other_token.id),
+        },
+        change(5),
+    )
+    .await
+    .unwrap();
+    let expired = enrollment_token(d.id, 3, 50);
+    s.create_enrollment_token(expired.clone(), change(3))
+        .await
+        .unwrap();
+    let fresh_other = enrollment_token(other.id, 4, 1000);
+    s.create_enrollment_token(fresh_other.clone(), change(4))
+        .await
+        .unwrap();
+    let footprint = || {
+        let s = s.clone();
+        async move {
+            (
+                s.events(None, 100).await.unwrap().len(),
+                s.get_device(d.id).await.unwrap(),
+            )
+        }
+    };
+    let before = footprint().await;
+    let refused = |r: Result<Device, StoreError>| match r {
+        Err(StoreError::Refused(why)) => why,
+        other => panic!("expected a refusal, got {other:?}"),
+    };
+    let try_with = |token: Option<TokenId>, c: CertificateRecord, at: i64| {
+        let s = s.clone();
+        async move {
+            s.record_issuance(Issuance { cert: c, token }, change(at))
+                .await
+        }
+    };
+    assert_eq!(
+        refused(
+            try_with(
+                Some(TokenId::from_bytes([77; 8])),
+                cert(d.id, 10, 9_000),
+                10
+            )
+            .await
+        ),
+        Refusal::TokenUnknown
+    );
+    assert_eq!(
+        refused(try_with(Some(other_token.id), cert(d.id, 11, 9_000), 10).await),
+        Refusal::TokenUsed
+    );
+    assert_eq!(
+        refused(try_with(Some(expired.id), cert(d.id, 12, 9_000), 60).await),
+        Refusal::TokenExpired
+    );
+    assert_eq!(
+        refused(try_with(Some(fresh_other.id), cert(d.id, 13, 9_000), 10).await),
+        Refusal::TokenForAnotherDevice
+    );
+    // A serial the store has seen already is never recorded twice.
+    let dup = CertificateRecord {
+        device_id: d.id,
+        ..cert(other.id, 9, 10_000)
+    };
+    assert!(matches!(
+        try_with(Some(t.id), dup, 10).await,
+        Err(StoreError::AlreadyExists {
+            what: "certificate",
+            ..
+        })
+    ));
+    assert_eq!(
+        footprint().await,
+        before,
+        "refusals change nothing and log nothing"
+    );
+    assert_eq!(
+        s.get_enrollment_token(t.id).await.unwrap().unwrap().used_at,
+        None,
+        "the token is still unused"
+    );
+    assert_eq!(
+        s.get_certificate(Serial::from_slice(&[0x10, 10]).unwrap())
+            .await
+            .unwrap(),
+        None
+    );
+    // A retired device cannot enroll.
+    s.edit_device(
+        d.id,
+        DeviceEdit::Transition(DeviceState::Retired),
+        None,
+        change(70),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        refused(try_with(Some(t.id), cert(d.id, 14, 9_000), 80).await),
+        Refusal::DeviceNotEnrollable(DeviceState::Retired)
+    );
+}
+
+pub async fn revocation_suspends_and_a_released_hold_reactivates(s: Arc<dyn Store>) {
+    let (d, t) = onboarding(&s, 1).await;
+    let c = cert(d.id, 1, 10_000);
+    s.record_issuance(
+        Issuance {
+            cert: c.clone(),
+            token: Some(t.id),
+        },
+        change(10),
+    )
+    .await
+    .unwrap();
+    let held = s
+        .revoke_certificate(c.serial, RevocationReason::CertificateHold, change(20))
+        .await
+        .unwrap();
+    assert_eq!(
+        held.status,
+        CertStatus::Revoked {
+            reason: RevocationReason::CertificateHold,
+            at: change(20).at
+        }
+    );
+    assert_eq!(
+        s.get_device(d.id).await.unwrap().state,
+        DeviceState::Suspended
+    );
+    assert_eq!(
+        s.revoked_certificates().await.unwrap(),
+        vec![(c.serial, change(20).at, RevocationReason::CertificateHold)]
+    );
+    let released = s.release_certificate(c.serial, change(30)).await.unwrap();
+    assert_eq!(released.status, CertStatus::Good);
+    assert_eq!(s.get_device(d.id).await.unwrap().state, DeviceState::Active);
+    assert!(s.revoked_certificates().await.unwrap().is_empty());
+    assert!(matches!(
+        s.release_certificate(c.serial, change(31)).await,
+        Err(StoreError::Refused(Refusal::NotOnHold(_)))
+    ));
+
+    let revoked = s
+        .revoke_certificate(c.serial, RevocationReason::KeyCompromise, change(40))
+        .await
+        .unwrap();
+    assert_eq!(
+        s.get_certificate(c.serial).await.unwrap(),
+        Some(revoked.clone())
+    );
+    assert_eq!(
+        s.get_device(d.id).await.unwrap().state,
+        DeviceState::Suspended
+    );
+    let events = s.events(None, 100).await.unwrap().len();
+    let again = s
+        .revoke_certificate(c.serial, RevocationReason::KeyCompromise, change(50))
+        .await
+        .unwrap();
+    assert_eq!(
+        again, revoked,
+        "revoking again for the same reason is a no-op"
+    );
+    assert_eq!(s.events(None, 100).await.unwrap().len(), events);
+    assert!(matches!(
+        s.revoke_certificate(c.serial, RevocationReason::CertificateHold, change(60))
+            .await,
+        Err(StoreError::Refused(Refusal::AlreadyRevoked(_)))
+    ));
+    let missing = Serial::from_slice(&[0x7f, 0x7f]).unwrap();
+    assert!(matches!(
+        s.revoke_certificate(missing, RevocationReason::Unspecified, change(70))
+            .await,
+        Err(StoreError::NotFound {
+            what: "certificate",
+            ..
+        })
+    ));
+    assert!(verify_audit(&*s).await.unwrap().is_intact());
+}
+
+pub async fn expiring_certificates_soonest_first(s: Arc<dyn Store>) {
+    let (d, t) = onboarding(&s, 1).await;
+    s.record_issuance(
+        Issuance {
+            cert: cert(d.id, 1, 3_000),
+            token: Some(t.id),
+        },
+        change(10),
+    )
+    .await
+    .unwrap();
+    for (n, exp) in [(2u8, 1_000i64), (3, 2_000), (4, 9_000)] {
+        s.record_issuance(
+            Issuance {
+                cert: cert(d.id, n, exp),
+                token: None,
+            },
+            change(10 + i64::from(n)),
+        )
+        .await
+        .unwrap();
+    }
+    s.revoke_certificate(
+        cert(d.id, 3, 0).serial,
+        RevocationReason::Superseded,
+        change(20),
+    )
+    .await
+    .unwrap();
+    let soon = s.expiring_certificates(change(5_000).at, 10).await.unwrap();
+    let serials: Vec<u8> = soon.iter().map(|c| c.serial.as_bytes()[1]).collect();
+    assert_eq!(
+        serials,
+        [2, 1],
+        "unrevoked, expiring before the bound, soonest first"
+    );
+    assert_eq!(
+        s.expiring_certificates(change(5_000).at, 1)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+}
+
+pub async fn one_token_enrolls_once_under_concurrency(s: Arc<dyn Store>) {
+    let (d, t) = onboarding(&s, 1).await;
+    let mut tasks = Vec::new();
+    for n in 0..8u8 {
+        let s = s.clone();
+        tasks.push(tokio::spawn(async move {
+            s.record_issuance(
+                Issuance {
+                    cert: cert(d.id, 100 + n, 10_000),
+                    token: Some(t.id),
+                },
+                change(10),
+            )
+            .await
+        }));
+    }
+    let mut ok = 0;
+    for task in tasks {
+        match task.await.unwrap() {
+            Ok(_) => ok += 1,
+            Err(StoreError::Refused(Refusal::TokenUsed)) => {}
+            Err(e) => panic!("unexpected: {e:?}"),
+        }
+    }
+    assert_eq!(ok, 1, "a one-time token enrolls exactly once");
+    assert_eq!(s.device_certificates(d.id).await.unwrap().len(), 1);
     assert!(verify_audit(&*s).await.unwrap().is_intact());
 }

@@ -34,6 +34,9 @@ pub enum StoreError {
     /// The lifecycle does not allow the move.
     #[error(transparent)]
     IllegalTransition(#[from] IllegalTransition),
+    /// A certificate step was refused (token used or expired, certificate not on hold, …).
+    #[error(transparent)]
+    Refused(#[from] crate::Refusal),
     /// The change would produce an invalid record.
     #[error(transparent)]
     Invalid(#[from] ValidationError),

@@ -9,6 +9,7 @@
 //! never exposes one without the other.
 
 mod audit;
+mod certs;
 #[cfg(feature = "conformance")]
 pub mod conformance;
 mod error;
@@ -17,18 +18,25 @@ mod query;
 mod rows;
 
 pub use audit::{AuditReport, verify_audit};
+pub use certs::{
+    CertStatus, CertificateRecord, EnrollmentTokenRecord, Issuance, IssuancePlan, Refusal,
+    StatusPlan, plan_enrollment_token_created, plan_issuance, plan_release, plan_revocation,
+};
 pub use error::StoreError;
 pub use plan::{
     Change, DeviceEdit, Edited, plan_create, plan_edit, plan_token_created, plan_token_revoked,
 };
 pub use query::{DevicePage, DeviceQuery, ImportOutcome, MAX_PAGE, TokenRecord};
-pub use rows::{EventRow, TokenRow, decode_head};
+pub use rows::{CertRow, EnrollmentTokenRow, EventRow, TokenRow, decode_head, status_columns};
 
 use std::collections::BTreeMap;
 
 use async_trait::async_trait;
 use vouch_events::{Digest, Event, EventSeq};
-use vouch_types::{Device, DeviceId, DeviceState, NewDevice, TokenId};
+use vouch_types::{
+    CertFingerprint, Device, DeviceId, DeviceState, NewDevice, RevocationReason, Serial, Timestamp,
+    TokenId,
+};
 
 /// A shorthand for store results.
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
@@ -107,9 +115,58 @@ pub trait Store: Send + Sync + 'static {
 
     /// Appends an event that records something outside the store's tables (a CA created, say); returns it as
     /// sealed. Events about devices must come with the change they describe, through the methods above.
-    async fn append_event(
+    async fn append_event(&self, draft: vouch_events::EventDraft, at: Timestamp) -> Result<Event>;
+
+    /// Stores a one-time enrollment token for a device (which must exist).
+    async fn create_enrollment_token(
         &self,
-        draft: vouch_events::EventDraft,
-        at: vouch_types::Timestamp,
-    ) -> Result<Event>;
+        token: EnrollmentTokenRecord,
+        change: Change,
+    ) -> Result<()>;
+
+    /// One enrollment token by id.
+    async fn get_enrollment_token(&self, id: TokenId) -> Result<Option<EnrollmentTokenRecord>>;
+
+    /// Records an issued certificate in one transaction with everything it implies (see [`plan_issuance`]):
+    /// the token is consumed, the device updated, the events appended. Refused ([`StoreError::Refused`]) with
+    /// nothing changed if the token is unknown, used, expired or for another device, or the device cannot
+    /// enroll; the caller must then discard the certificate.
+    async fn record_issuance(&self, issuance: Issuance, change: Change) -> Result<Device>;
+
+    /// One certificate by serial.
+    async fn get_certificate(&self, serial: Serial) -> Result<Option<CertificateRecord>>;
+
+    /// One certificate by the SHA-256 fingerprint of its DER.
+    async fn get_certificate_by_fingerprint(
+        &self,
+        fingerprint: CertFingerprint,
+    ) -> Result<Option<CertificateRecord>>;
+
+    /// A device's certificates, newest first.
+    async fn device_certificates(&self, id: DeviceId) -> Result<Vec<CertificateRecord>>;
+
+    /// Unrevoked certificates that expire before `before`, soonest first, at most `limit`.
+    async fn expiring_certificates(
+        &self,
+        before: Timestamp,
+        limit: u32,
+    ) -> Result<Vec<CertificateRecord>>;
+
+    /// Every revoked certificate (serial, when, why), for the CRL.
+    async fn revoked_certificates(&self) -> Result<Vec<(Serial, Timestamp, RevocationReason)>>;
+
+    /// Revokes a certificate (see [`plan_revocation`]); idempotent for the same reason.
+    async fn revoke_certificate(
+        &self,
+        serial: Serial,
+        reason: RevocationReason,
+        change: Change,
+    ) -> Result<CertificateRecord>;
+
+    /// Releases a certificate from hold (see [`plan_release`]).
+    async fn release_certificate(
+        &self,
+        serial: Serial,
+        change: Change,
+    ) -> Result<CertificateRecord>;
 }

@@ -10,6 +10,7 @@ mod id;
 mod ident;
 mod lifecycle;
 mod operator;
+mod pki;
 mod text;
 
 pub use clock::{Clock, ManualClock, SystemClock, Timestamp};
@@ -18,6 +19,7 @@ pub use id::{DeviceId, TokenId};
 pub use ident::{CertFingerprint, DeviceClass, HardwareSerial, MacAddr};
 pub use lifecycle::{DeviceState, IllegalTransition};
 pub use operator::{Actor, Permission, Role};
+pub use pki::{RevocationReason, Serial};
 pub use text::{
     FirmwareVersion, GroupName, Groups, LabelKey, LabelValue, Labels, Model, OperatorName, Reason,
     Vendor, Zone,
