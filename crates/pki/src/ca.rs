@@ -6,8 +6,10 @@ use rcgen::{
 };
 use rustls_pki_types::CertificateDer;
 use sha2::{Digest, Sha256};
+use std::sync::Arc;
 use time::OffsetDateTime;
-use vouch_types::{CertFingerprint, DeviceId, Timestamp};
+
+use vouch_types::{CertFingerprint, DeviceId, RevocationReason, Timestamp};
 
 use crate::{
     CheckedCsr, DeviceProfile, KeyAlgorithm, Passphrase, PkiError, Serial, device_uri,
@@ -136,10 +138,31 @@ impl IssuedCert {
     }
 }
 
+/// The CA key, shared between the certificate issuer and the CRL and OCSP signers.
+#[derive(Clone)]
+struct SharedKey(Arc<KeyPair>);
+
+impl rcgen::PublicKeyData for SharedKey {
+    fn der_bytes(&self) -> &[u8] {
+        rcgen::PublicKeyData::der_bytes(&*self.0)
+    }
+    fn algorithm(&self) -> &'static rcgen::SignatureAlgorithm {
+        rcgen::PublicKeyData::algorithm(&*self.0)
+    }
+}
+
+impl rcgen::SigningKey for SharedKey {
+    fn sign(&self, msg: &[u8]) -> Result<Vec<u8>, rcgen::Error> {
+        self.0.sign(msg)
+    }
+}
+
 /// The issuing CA, loaded and ready to sign.
 pub struct IssuingCa {
     cert_der: Vec<u8>,
-    issuer: Issuer<'static, KeyPair>,
+    key: SharedKey,
+    issuer: Issuer<'static, SharedKey>,
+    responder: crate::ocsp::ResponderKeys,
 }
 
 impl std::fmt::Debug for IssuingCa {
@@ -177,13 +200,38 @@ impl IssuingCa {
                 why: format!("expected CERTIFICATE, found {label}"),
             });
         }
-        let key = crate::decrypt_key_pem(key_pem, pass)?;
-        let issuer = Issuer::from_ca_cert_der(&CertificateDer::from(cert_der.clone()), key)
+        let key = SharedKey(Arc::new(crate::decrypt_key_pem(key_pem, pass)?));
+        let issuer = Issuer::from_ca_cert_der(&CertificateDer::from(cert_der.clone()), key.clone())
             .map_err(|e| PkiError::Malformed {
                 what: "CA certificate",
                 why: e.to_string(),
             })?;
-        Ok(Self { cert_der, issuer })
+        let responder = {
+            use x509_parser::prelude::FromDer;
+            let (_, cert) = x509_parser::certificate::X509Certificate::from_der(&cert_der)
+                .map_err(|e| PkiError::Malformed {
+                    what: "CA certificate",
+                    why: e.to_string(),
+                })?;
+            if rcgen::PublicKeyData::der_bytes(&key)
+                != &cert.public_key().subject_public_key.data[..]
+            {
+                return Err(PkiError::Malformed {
+                    what: "CA key",
+                    why: "the key does not belong to the certificate".into(),
+                });
+            }
+            crate::ocsp::ResponderKeys::new(
+                cert.subject().as_raw(),
+                &cert.public_key().subject_public_key.data,
+            )
+        };
+        Ok(Self {
+            cert_der,
+            key,
+            issuer,
+            responder,
+        })
     }
 
     /// The issuing CA's certificate, DER.
@@ -239,6 +287,98 @@ impl IssuingCa {
             not_after,
             fingerprint,
         })
+    }
+}
+
+impl IssuingCa {
+    /// The signature algorithm identifier of this CA's signatures (for OCSP responses).
+    fn signature_oid(&self) -> &'static [u64] {
+        if rcgen::PublicKeyData::algorithm(&self.key) == &rcgen::PKCS_ED25519 {
+            &[1, 3, 101, 112]
+        } else {
+            &[1, 2, 840, 10045, 4, 3, 2]
+        }
+    }
+
+    /// A CRL listing `revoked`, valid from `this_update` to `next_update`, numbered `number` (which must grow
+    /// with every CRL this CA publishes).
+    pub fn crl(
+        &self,
+        revoked: &[(Serial, Timestamp, RevocationReason)],
+        this_update: Timestamp,
+        next_update: Timestamp,
+        number: u64,
+    ) -> Result<Vec<u8>, PkiError> {
+        let revoked_certs = revoked
+            .iter()
+            .map(|(serial, at, reason)| {
+                Ok(rcgen::RevokedCertParams {
+                    serial_number: SerialNumber::from_slice(serial.as_bytes()),
+                    revocation_time: at_whole_second(*at)?,
+                    reason_code: Some(crl_reason(*reason)),
+                    invalidity_date: None,
+                })
+            })
+            .collect::<Result<Vec<_>, PkiError>>()?;
+        let params = rcgen::CertificateRevocationListParams {
+            this_update: at_whole_second(this_update)?,
+            next_update: at_whole_second(next_update)?,
+            crl_number: SerialNumber::from(number),
+            issuing_distribution_point: None,
+            revoked_certs,
+            key_identifier_method: rcgen::KeyIdMethod::Sha256,
+        };
+        Ok(params.signed_by(&self.issuer)?.der().to_vec())
+    }
+
+    /// Answers an OCSP request: `status` tells the state of each certificate this CA issued (others are
+    /// unknown). The answer is valid until `next_update`; a nonce in the request is echoed.
+    pub fn ocsp_response(
+        &self,
+        request: &crate::ocsp::OcspRequest,
+        status: &dyn Fn(Serial) -> crate::ocsp::OcspStatus,
+        now: Timestamp,
+        next_update: Timestamp,
+    ) -> Result<Vec<u8>, PkiError> {
+        let answers: Vec<_> = request
+            .certs
+            .iter()
+            .map(|q| {
+                let s = match q.serial {
+                    Some(serial) if self.responder.issued(q) => status(serial),
+                    _ => crate::ocsp::OcspStatus::Unknown,
+                };
+                (q, s)
+            })
+            .collect();
+        crate::ocsp::encode_response(
+            &self.responder,
+            &answers,
+            request.nonce_extension_der.as_deref(),
+            now,
+            next_update,
+            self.signature_oid(),
+            &self.key,
+        )
+    }
+}
+
+fn at_whole_second(t: Timestamp) -> Result<OffsetDateTime, PkiError> {
+    at(Timestamp::from_unix_micros(
+        t.unix_micros().div_euclid(1_000_000) * 1_000_000,
+    ))
+}
+
+fn crl_reason(r: RevocationReason) -> rcgen::RevocationReason {
+    match r {
+        RevocationReason::Unspecified => rcgen::RevocationReason::Unspecified,
+        RevocationReason::KeyCompromise => rcgen::RevocationReason::KeyCompromise,
+        RevocationReason::CaCompromise => rcgen::RevocationReason::CaCompromise,
+        RevocationReason::AffiliationChanged => rcgen::RevocationReason::AffiliationChanged,
+        RevocationReason::Superseded => rcgen::RevocationReason::Superseded,
+        RevocationReason::CessationOfOperation => rcgen::RevocationReason::CessationOfOperation,
+        RevocationReason::CertificateHold => rcgen::RevocationReason::CertificateHold,
+        RevocationReason::PrivilegeWithdrawn => rcgen::RevocationReason::PrivilegeWithdrawn,
     }
 }
 

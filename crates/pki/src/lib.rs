@@ -13,6 +13,7 @@ mod ca;
 mod csr;
 mod error;
 mod keys;
+pub mod ocsp;
 mod profile;
 
 pub use ca::{CaMaterial, CaSubject, CertSummary, IssuedCert, IssuingCa, init_ca, summarize_pem};

@@ -282,3 +282,211 @@ fn a_wrong_passphrase_loads_nothing() {
         Err(PkiError::WrongPassphrase)
     ));
 }
+
+/// A CA and one issued device certificate in `dir`: root.pem, issuing.pem, dev.pem.
+fn ca_with_device(dir: &Path) -> (IssuingCa, vouch_pki::IssuedCert) {
+    let ca = ca(dir, KeyAlgorithm::EcdsaP256);
+    let csr = CheckedCsr::from_der(&openssl_csr(dir, "dev", P256)).unwrap();
+    let cert = ca
+        .issue_device(&csr, DeviceId::new(), &profile(), now())
+        .unwrap();
+    std::fs::write(dir.join("dev.pem"), cert.pem()).unwrap();
+    (ca, cert)
+}
+
+#[test]
+fn openssl_checks_revocation_against_the_crl() {
+    use vouch_types::RevocationReason;
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let (ca, cert) = ca_with_device(d);
+    let write_crl = |revoked: &[(vouch_types::Serial, Timestamp, RevocationReason)], n: u64| {
+        let der = ca
+            .crl(revoked, now(), now().plus_micros(3_600_000_000), n)
+            .unwrap();
+        std::fs::write(d.join("crl.der"), der).unwrap();
+        let (ok, text) = openssl(
+            d,
+            &["crl", "-inform", "DER", "-in", "crl.der", "-out", "crl.pem"],
+        );
+        assert!(ok, "{text}");
+    };
+    let check = || {
+        openssl(
+            d,
+            &[
+                "verify",
+                "-crl_check",
+                "-CAfile",
+                "root.pem",
+                "-untrusted",
+                "issuing.pem",
+                "-CRLfile",
+                "crl.pem",
+                "dev.pem",
+            ],
+        )
+    };
+    write_crl(&[], 1);
+    let (ok, text) = check();
+    assert!(ok, "a good certificate passes: {text}");
+    write_crl(&[(cert.serial, now(), RevocationReason::KeyCompromise)], 2);
+    let (ok, text) = check();
+    assert!(!ok && text.contains("certificate revoked"), "{text}");
+    let (_, crl_text) = openssl(d, &["crl", "-in", "crl.pem", "-noout", "-text"]);
+    assert!(
+        crl_text.contains("Key Compromise")
+            && crl_text.contains("X509v3 CRL Number: \n                2"),
+        "{crl_text}"
+    );
+    // The CRL verifies against the issuing CA.
+    let (ok, text) = openssl(
+        d,
+        &["crl", "-in", "crl.pem", "-CAfile", "issuing.pem", "-noout"],
+    );
+    assert!(ok && text.contains("verify OK"), "{text}");
+}
+
+#[test]
+fn openssl_reads_ocsp_answers_with_its_nonce() {
+    use vouch_pki::ocsp::{OcspStatus, parse_request};
+    use vouch_types::RevocationReason;
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let (ca, cert) = ca_with_device(d);
+    let (ok, text) = openssl(
+        d,
+        &[
+            "ocsp",
+            "-issuer",
+            "issuing.pem",
+            "-cert",
+            "dev.pem",
+            "-reqout",
+            "req.der",
+        ],
+    );
+    assert!(ok, "{text}");
+    let req = parse_request(&std::fs::read(d.join("req.der")).unwrap()).unwrap();
+    assert_eq!(req.certs.len(), 1);
+    assert_eq!(req.certs[0].serial, Some(cert.serial));
+    assert!(
+        req.nonce_extension_der.is_some(),
+        "OpenSSL sends a nonce by default"
+    );
+    let check = |status: OcspStatus| {
+        let der = ca
+            .ocsp_response(&req, &|_| status, now(), now().plus_micros(3_600_000_000))
+            .unwrap();
+        std::fs::write(d.join("resp.der"), der).unwrap();
+        openssl(
+            d,
+            // `-reqin` makes OpenSSL add a fresh nonce of its own, so the nonce is compared below instead.
+            &[
+                "ocsp",
+                "-reqin",
+                "req.der",
+                "-respin",
+                "resp.der",
+                "-issuer",
+                "issuing.pem",
+                "-cert",
+                "dev.pem",
+                "-CAfile",
+                "root.pem",
+                "-verify_other",
+                "issuing.pem",
+                "-no_nonce",
+                "-resp_text",
+            ],
+        )
+    };
+    let (ok, text) = check(OcspStatus::Good);
+    assert!(
+        ok && text.contains("dev.pem: good") && text.contains("Response verify OK"),
+        "{text}"
+    );
+    let nonce = |t: &str| {
+        t.lines()
+            .skip_while(|l| !l.contains("OCSP Nonce"))
+            .nth(1)
+            .map(|l| l.trim().to_owned())
+    };
+    let (_, req_text) = openssl(d, &["ocsp", "-reqin", "req.der", "-req_text", "-no_nonce"]);
+    assert!(nonce(&req_text).is_some(), "{req_text}");
+    assert_eq!(
+        nonce(&text),
+        nonce(&req_text),
+        "the response echoes the request's nonce"
+    );
+    let (ok, text) = check(OcspStatus::Revoked(now(), RevocationReason::KeyCompromise));
+    assert!(
+        ok && text.contains("dev.pem: revoked") && text.contains("keyCompromise"),
+        "{text}"
+    );
+
+    // Another CA's certificate is unknown here.
+    let other = tempfile::tempdir().unwrap();
+    let (_, _) = ca_with_device(other.path());
+    let (ok, text) = openssl(
+        d,
+        &[
+            "ocsp",
+            "-issuer",
+            &other.path().join("issuing.pem").display().to_string(),
+            "-cert",
+            &other.path().join("dev.pem").display().to_string(),
+            "-reqout",
+            "other.der",
+        ],
+    );
+    assert!(ok, "{text}");
+    let other_req = parse_request(&std::fs::read(d.join("other.der")).unwrap()).unwrap();
+    let der = ca
+        .ocsp_response(
+            &other_req,
+            &|_| OcspStatus::Good,
+            now(),
+            now().plus_micros(3_600_000_000),
+        )
+        .unwrap();
+    std::fs::write(d.join("other-resp.der"), der).unwrap();
+    let (_, text) = openssl(
+        d,
+        &[
+            "ocsp",
+            "-respin",
+            "other-resp.der",
+            "-resp_text",
+            "-noverify",
+        ],
+    );
+    assert!(text.contains("Cert Status: unknown"), "{text}");
+}
+
+#[test]
+fn malformed_ocsp_requests_are_refused() {
+    use vouch_pki::ocsp::parse_request;
+    assert!(parse_request(b"").is_err());
+    assert!(parse_request(b"\x30\x03\x02\x01\x00").is_err());
+    assert!(parse_request(&vec![0x30; 20_000]).is_err());
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    ca_with_device(d);
+    openssl(
+        d,
+        &[
+            "ocsp",
+            "-issuer",
+            "issuing.pem",
+            "-cert",
+            "dev.pem",
+            "-reqout",
+            "req.der",
+        ],
+    );
+    let good = std::fs::read(d.join("req.der")).unwrap();
+    for cut in [1, good.len() / 2, good.len() - 1] {
+        assert!(parse_request(&good[..cut]).is_err(), "truncated at {cut}");
+    }
+}
