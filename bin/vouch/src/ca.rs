@@ -156,3 +156,24 @@ pub async fn run(cmd: CaCommand, data_dir: &Path, store: &dyn Store, out: Output
         ),
     }
 }
+
+/// Loads the issuing CA from `<data_dir>/ca` if one exists (the passphrase is then required).
+pub fn load_issuing(
+    data_dir: &Path,
+    passphrase_file: Option<&Path>,
+) -> Result<Option<vouch_pki::IssuingCa>> {
+    let dir = data_dir.join("ca");
+    let (cert, key) = (dir.join("issuing.pem"), dir.join("issuing.key.pem"));
+    if !cert.exists() {
+        return Ok(None);
+    }
+    let pass = passphrase(passphrase_file).context("a CA exists in the data directory")?;
+    let cert_pem =
+        std::fs::read_to_string(&cert).with_context(|| format!("reading {}", cert.display()))?;
+    let key_pem =
+        std::fs::read_to_string(&key).with_context(|| format!("reading {}", key.display()))?;
+    Ok(Some(
+        vouch_pki::IssuingCa::load(&cert_pem, &key_pem, &pass)
+            .with_context(|| format!("loading the CA in {}", dir.display()))?,
+    ))
+}

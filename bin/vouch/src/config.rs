@@ -23,6 +23,18 @@ pub struct RawConfig {
     store: RawStore,
     #[serde(default)]
     log: RawLog,
+    #[serde(default)]
+    pki: RawPki,
+}
+
+#[derive(Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+struct RawPki {
+    trust_domain: Option<String>,
+    public_url: Option<String>,
+    device_lifetime_days: Option<u32>,
+    enrollment_token_ttl_hours: Option<u32>,
+    passphrase_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Default, Deserialize, Serialize)]
@@ -138,6 +150,23 @@ pub struct Config {
     pub log_level: String,
     /// The file the configuration came from, if any.
     pub source: Option<PathBuf>,
+    /// How certificates are issued and where revocation is published.
+    pub pki: PkiConfig,
+}
+
+/// The PKI settings.
+#[derive(Debug, Clone)]
+pub struct PkiConfig {
+    /// The SPIFFE trust domain of device identities.
+    pub trust_domain: String,
+    /// The base URL devices and relying parties reach this server at (CRL and OCSP URLs in certificates).
+    pub public_url: String,
+    /// Device certificate lifetime.
+    pub device_lifetime_days: u32,
+    /// Enrollment token lifetime.
+    pub enrollment_token_ttl_hours: u32,
+    /// Where the CA passphrase is read from instead of VOUCH_CA_PASSPHRASE.
+    pub passphrase_file: Option<PathBuf>,
 }
 
 /// The environment variables that override the file, and the key each one sets.
@@ -150,6 +179,8 @@ pub const ENV_KEYS: &[(&str, &str)] = &[
     ("VOUCH_SQLITE_DURABILITY", "store.sqlite_durability"),
     ("VOUCH_LOG_FORMAT", "log.format"),
     ("VOUCH_LOG_LEVEL", "log.level"),
+    ("VOUCH_PKI_TRUST_DOMAIN", "pki.trust_domain"),
+    ("VOUCH_PKI_PUBLIC_URL", "pki.public_url"),
 ];
 
 /// `VOUCH_*` variables that are not configuration keys but are known to Vouch's tools.
@@ -196,6 +227,12 @@ impl RawConfig {
         if let Some(v) = env("VOUCH_LOG_LEVEL") {
             self.log.level = Some(v);
         }
+        if let Some(v) = env("VOUCH_PKI_TRUST_DOMAIN") {
+            self.pki.trust_domain = Some(v);
+        }
+        if let Some(v) = env("VOUCH_PKI_PUBLIC_URL") {
+            self.pki.public_url = Some(v);
+        }
         Ok(())
     }
 
@@ -237,7 +274,29 @@ impl RawConfig {
         tracing_subscriber::EnvFilter::try_new(&log_level).with_context(|| {
             format!("log.level `{log_level}` is not a valid filter (try info or vouch=debug)")
         })?;
+        let pki = PkiConfig {
+            trust_domain: self
+                .pki
+                .trust_domain
+                .unwrap_or_else(|| "vouch.local".to_owned()),
+            public_url: self
+                .pki
+                .public_url
+                .unwrap_or_else(|| format!("http://{listen}"))
+                .trim_end_matches('/')
+                .to_owned(),
+            device_lifetime_days: self.pki.device_lifetime_days.unwrap_or(7),
+            enrollment_token_ttl_hours: self.pki.enrollment_token_ttl_hours.unwrap_or(24),
+            passphrase_file: self.pki.passphrase_file,
+        };
+        pki.profile()
+            .validate()
+            .map_err(|e| anyhow::anyhow!("[pki]: {e}"))?;
+        if !(1..=720).contains(&pki.enrollment_token_ttl_hours) {
+            bail!("pki.enrollment_token_ttl_hours must be between 1 and 720");
+        }
         Ok(Config {
+            pki,
             data_dir,
             listen,
             max_body_bytes,
@@ -281,6 +340,28 @@ pub fn load(explicit: Option<&Path>) -> Result<Config> {
     };
     raw.apply_env(&|k| std::env::var(k).ok())?;
     raw.validate(source)
+}
+
+impl PkiConfig {
+    /// The device certificate profile these settings describe.
+    pub fn profile(&self) -> vouch_pki::DeviceProfile {
+        vouch_pki::DeviceProfile {
+            trust_domain: self.trust_domain.clone(),
+            lifetime_days: self.device_lifetime_days,
+            crl_url: format!("{}/pki/crl", self.public_url),
+            ocsp_url: format!("{}/pki/ocsp", self.public_url),
+        }
+    }
+
+    /// The identity service's settings.
+    pub fn settings(&self) -> vouch_identity::PkiSettings {
+        vouch_identity::PkiSettings {
+            profile: self.profile(),
+            enrollment_token_ttl_hours: self.enrollment_token_ttl_hours,
+            crl_validity_hours: 24,
+            ocsp_validity_minutes: 60,
+        }
+    }
 }
 
 #[cfg(test)]

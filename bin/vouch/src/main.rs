@@ -228,6 +228,9 @@ fn print_config(c: &Config) -> ExitCode {
         format!("{:?}", c.log_format).to_lowercase()
     );
     println!("log.level                = {}", c.log_level);
+    println!("pki.trust_domain         = {}", c.pki.trust_domain);
+    println!("pki.public_url           = {}", c.pki.public_url);
+    println!("pki.device_lifetime_days = {}", c.pki.device_lifetime_days);
     for var in config::unknown_env_vars() {
         println!("warning: unknown environment variable {var} is ignored (a typo?)");
     }

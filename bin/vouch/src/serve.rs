@@ -27,6 +27,17 @@ pub async fn run(config: Config) -> Result<()> {
             config.listen
         );
     }
+    let mut state = AppState::new(store.clone(), clock.clone());
+    match crate::ca::load_issuing(&config.data_dir, config.pki.passphrase_file.as_deref())? {
+        Some(ca) => {
+            let svc = vouch_identity::IdentityService::new(store, clock, ca, config.pki.settings());
+            state = state.with_identity(Arc::new(svc));
+            tracing::info!(trust_domain = %config.pki.trust_domain, "certificate authority loaded");
+        }
+        None => tracing::info!(
+            "no certificate authority yet: certificate routes answer 503 until `vouch ca init`"
+        ),
+    }
     if !config.listen.ip().is_loopback() {
         tracing::warn!(
             listen = %config.listen,
@@ -39,7 +50,7 @@ pub async fn run(config: Config) -> Result<()> {
     let addr = listener.local_addr().context("reading the bound address")?;
     tracing::info!(%addr, store = %config.store.redacted(), "vouch API listening");
     let app = vouch_api::router(
-        AppState::new(store, clock),
+        state,
         Limits {
             max_body_bytes: config.max_body_bytes,
         },

@@ -2,107 +2,14 @@
 //! SQLite and PostgreSQL, tampering caught by `audit verify`, and a bulk import killed with `kill -9`.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::io::{BufRead, BufReader, Write};
+mod util;
+
+use std::io::Write;
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-fn vouch(dir: &Path) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_vouch"));
-    c.current_dir(dir)
-        .env_remove("VOUCH_STORE_URL")
-        .env_remove("VOUCH_CONFIG")
-        .env("VOUCH_LOG_LEVEL", "info");
-    c
-}
-
-fn ok(out: Output) -> String {
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(
-        out.status.success(),
-        "exit {:?}\nstdout: {stdout}\nstderr: {}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    stdout
-}
-
-fn curl(args: &[&str]) -> (u16, String) {
-    let out = Command::new("curl")
-        .args(["-sS", "-w", "\n%{http_code}"])
-        .args(args)
-        .output()
-        .expect("curl is installed");
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    let (body, code) = text.rsplit_once('\n').unwrap();
-    (code.trim().parse().unwrap(), body.to_owned())
-}
-
-/// Starts `vouch serve` on an ephemeral port; returns the child, its address, the token it printed (if any)
-/// and the log lines it writes.
-fn serve(
-    dir: &Path,
-) -> (
-    Child,
-    String,
-    Option<String>,
-    std::sync::Arc<std::sync::Mutex<Vec<String>>>,
-) {
-    let mut child = vouch(dir)
-        .args(["serve", "--listen", "127.0.0.1:0"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-    let log_lines = log.clone();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            log_lines.lock().unwrap().push(line.clone());
-            if let Some(addr) = line.split("addr=").nth(1) {
-                let _ = tx.send(addr.split_whitespace().next().unwrap_or("").to_owned());
-            }
-        }
-    });
-    let addr = rx
-        .recv_timeout(Duration::from_secs(60))
-        .expect("the server logs its address");
-    // The token, when there is one, is printed before the server starts listening: it is in the pipe by now.
-    let stdout = child.stdout.take().unwrap();
-    let (ttx, trx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if let Some(t) = line.split_whitespace().find(|w| w.starts_with("vouch_")) {
-                let _ = ttx.send(t.to_owned());
-            }
-        }
-    });
-    let token = trx.recv_timeout(Duration::from_millis(500)).ok();
-    (child, addr, token, log)
-}
-
-fn terminate(mut child: Child) {
-    let _ = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            assert!(
-                status.success(),
-                "graceful shutdown exits 0, got {status:?}"
-            );
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the server did not stop on SIGTERM"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
+use util::{curl, ok, serve, terminate, vouch};
 
 #[test]
 fn quick_start_server_answers_curl_and_prints_the_admin_token_once() {

@@ -9,6 +9,7 @@
 //! types and call the store; they hold no business rules of their own.
 
 pub mod auth;
+mod certs;
 mod devices;
 mod error;
 mod extract;
@@ -37,6 +38,8 @@ pub struct AppState {
     pub clock: Arc<dyn Clock>,
     /// Prometheus metrics.
     pub metrics: Arc<Metrics>,
+    /// Issuance and revocation, when a CA is configured.
+    pub identity: Option<Arc<vouch_identity::IdentityService>>,
 }
 
 impl AppState {
@@ -46,7 +49,14 @@ impl AppState {
             store,
             clock,
             metrics: Arc::new(Metrics::new()),
+            identity: None,
         }
+    }
+
+    /// The same state with the identity service (issuance and revocation) enabled.
+    pub fn with_identity(mut self, identity: Arc<vouch_identity::IdentityService>) -> Self {
+        self.identity = Some(identity);
+        self
     }
 }
 
@@ -160,6 +170,56 @@ pub fn routes() -> Vec<Route> {
             Requires(AuditRead),
             get(devices::verify),
         ),
+        route(
+            Method::POST,
+            "/api/v1/devices/{id}/enrollment-tokens",
+            Requires(CertificatesManage),
+            axum::routing::post(certs::create_token),
+        ),
+        route(
+            Method::POST,
+            "/api/v1/devices/{id}/certificates",
+            Requires(CertificatesManage),
+            axum::routing::post(certs::issue),
+        ),
+        route(
+            Method::GET,
+            "/api/v1/devices/{id}/certificates",
+            Requires(DevicesRead),
+            get(certs::of_device),
+        ),
+        route(
+            Method::GET,
+            "/api/v1/certificates",
+            Requires(DevicesRead),
+            get(certs::expiring),
+        ),
+        route(
+            Method::GET,
+            "/api/v1/certificates/{id}",
+            Requires(DevicesRead),
+            get(certs::show),
+        ),
+        route(
+            Method::POST,
+            "/api/v1/certificates/{id}/revoke",
+            Requires(CertificatesManage),
+            axum::routing::post(certs::revoke),
+        ),
+        route(
+            Method::POST,
+            "/api/v1/certificates/{id}/release",
+            Requires(CertificatesManage),
+            axum::routing::post(certs::release),
+        ),
+        route(Method::GET, "/pki/crl", Public, get(certs::crl)),
+        route(
+            Method::POST,
+            "/pki/ocsp",
+            Public,
+            axum::routing::post(certs::ocsp_post),
+        ),
+        route(Method::GET, "/pki/ocsp/{id}", Public, get(certs::ocsp_get)),
         route(
             Method::GET,
             "/api/v1/tokens",

@@ -84,11 +84,13 @@ pub enum Action {
     CertificateRevoked,
     /// A held certificate was released.
     CertificateReleased,
+    /// An enrollment was refused (bad request or credential); nothing was issued.
+    EnrollmentRefused,
 }
 
 impl Action {
     /// Every action.
-    pub const ALL: [Action; 11] = [
+    pub const ALL: [Action; 12] = [
         Self::DeviceCreated,
         Self::DeviceImported,
         Self::DeviceUpdated,
@@ -100,6 +102,7 @@ impl Action {
         Self::CertificateIssued,
         Self::CertificateRevoked,
         Self::CertificateReleased,
+        Self::EnrollmentRefused,
     ];
 
     /// The action's stable name, as stored, hashed and exported (`device.created`).
@@ -116,6 +119,7 @@ impl Action {
             Self::CertificateIssued => "certificate.issued",
             Self::CertificateRevoked => "certificate.revoked",
             Self::CertificateReleased => "certificate.released",
+            Self::EnrollmentRefused => "enrollment.refused",
         }
     }
 }

@@ -136,3 +136,26 @@ impl CheckedCsr {
         &self.key
     }
 }
+
+/// The DER of a certificate request given as PEM (`CERTIFICATE REQUEST`) or as base64 DER (what EST sends;
+/// line breaks allowed).
+pub fn csr_der_from_text(text: &str) -> Result<Vec<u8>, PkiError> {
+    use base64::Engine as _;
+    let trimmed = text.trim();
+    if trimmed.starts_with("-----BEGIN") {
+        let (label, der) = pkcs8::der::pem::decode_vec(trimmed.as_bytes()).map_err(malformed)?;
+        if label != "CERTIFICATE REQUEST" && label != "NEW CERTIFICATE REQUEST" {
+            return Err(malformed(format!(
+                "expected a CERTIFICATE REQUEST, found {label}"
+            )));
+        }
+        return Ok(der);
+    }
+    let compact: String = trimmed
+        .chars()
+        .filter(|c| !c.is_ascii_whitespace())
+        .collect();
+    base64::engine::general_purpose::STANDARD
+        .decode(compact.as_bytes())
+        .map_err(|e| malformed(format!("not base64: {e}")))
+}

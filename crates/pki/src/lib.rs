@@ -17,7 +17,7 @@ pub mod ocsp;
 mod profile;
 
 pub use ca::{CaMaterial, CaSubject, CertSummary, IssuedCert, IssuingCa, init_ca, summarize_pem};
-pub use csr::CheckedCsr;
+pub use csr::{CheckedCsr, csr_der_from_text};
 pub use error::PkiError;
 pub use keys::{KeyAlgorithm, Passphrase, decrypt_key_pem, encrypt_key_pem};
 pub use profile::{DeviceProfile, device_uri, random_serial};

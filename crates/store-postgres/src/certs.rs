@@ -98,6 +98,12 @@ async fn write_status(
     if let Some(d) = &plan.device {
         update_device(tx, d, &serde_json::to_string(d)?).await?;
     }
+    tx.execute(
+        "UPDATE pki_state SET revocation_generation = revocation_generation + 1 WHERE id = 1",
+        &[],
+    )
+    .await
+    .map_err(backend)?;
     append(tx, head, plan.events, at).await?;
     Ok(plan.cert)
 }
@@ -125,6 +131,18 @@ async fn cert_for_update(
 }
 
 impl PostgresStore {
+    pub(crate) async fn revocation_generation_impl(&self) -> Result<u64> {
+        let client = self.client().await?;
+        let row = client
+            .query_one(
+                "SELECT revocation_generation FROM pki_state WHERE id = 1",
+                &[],
+            )
+            .await
+            .map_err(backend)?;
+        Ok(col::<i64>(&row, 0, "pki_state")? as u64)
+    }
+
     pub(crate) async fn create_enrollment_token_impl(
         &self,
         t: EnrollmentTokenRecord,

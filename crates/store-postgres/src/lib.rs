@@ -647,6 +647,11 @@ impl Store for PostgresStore {
         let mut client = self.client().await?;
         let tx = client.transaction().await.map_err(backend)?;
         let head = lock_head(&tx).await?;
+        if let Some(id) = draft.device_id {
+            get_device(&tx, id, false)
+                .await?
+                .ok_or_else(|| not_found(id))?;
+        }
         // Sealing is deterministic: this is exactly the event `append` stores.
         let event = draft.clone().seal(EventSeq(head.0.0 + 1), at, head.1);
         append(&tx, head, vec![draft], at).await?;
@@ -712,5 +717,9 @@ impl Store for PostgresStore {
         change: Change,
     ) -> Result<CertificateRecord> {
         self.release_certificate_impl(serial, change).await
+    }
+
+    async fn revocation_generation(&self) -> Result<u64> {
+        self.revocation_generation_impl().await
     }
 }

@@ -79,6 +79,11 @@ fn write_status(
     if let Some(d) = &plan.device {
         update_device(conn, d, &serde_json::to_string(d)?)?;
     }
+    conn.execute(
+        "UPDATE pki_state SET revocation_generation = revocation_generation + 1 WHERE id = 1",
+        [],
+    )
+    .map_err(backend)?;
     append(
         conn,
         plan.events.into_iter().map(|e| (e, Some(num))).collect(),
@@ -307,4 +312,13 @@ pub(crate) fn release_certificate(
     let out = write_status(&tx, num, plan, change.at)?;
     tx.commit().map_err(backend)?;
     Ok(out)
+}
+
+pub(crate) fn revocation_generation(conn: &Connection) -> Result<u64> {
+    let g: i64 = conn
+        .prepare_cached("SELECT revocation_generation FROM pki_state WHERE id = 1")
+        .map_err(backend)?
+        .query_row([], |r| r.get(0))
+        .map_err(backend)?;
+    Ok(g as u64)
 }

@@ -663,7 +663,12 @@ impl Store for SqliteStore {
             let tx = conn
                 .transaction_with_behavior(TransactionBehavior::Immediate)
                 .map_err(backend)?;
-            let event = append(&tx, vec![(draft, None)], at)?
+            // Events refer to devices by `num`: an event about a device must name one that exists.
+            let num = match draft.device_id {
+                Some(id) => Some(get_device(&tx, id)?.ok_or_else(|| not_found(id))?.0),
+                None => None,
+            };
+            let event = append(&tx, vec![(draft, num)], at)?
                 .ok_or_else(|| StoreError::Backend("appending produced no event".into()))?;
             tx.commit().map_err(backend)?;
             Ok(event)
@@ -735,5 +740,9 @@ impl Store for SqliteStore {
     ) -> Result<CertificateRecord> {
         self.write(move |c| certs::release_certificate(c, serial, change))
             .await
+    }
+
+    async fn revocation_generation(&self) -> Result<u64> {
+        self.read(certs::revocation_generation).await
     }
 }

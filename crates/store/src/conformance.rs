@@ -753,6 +753,23 @@ pub async fn standalone_events_join_the_chain(s: Arc<dyn Store>) {
     assert_eq!((e.seq, e.at, &e.draft), (EventSeq(2), change(2).at, &draft));
     let stored = s.events(Some(EventSeq(1)), 10).await.unwrap();
     assert_eq!(stored, vec![e]);
+    // An event about a device joins that device's history.
+    let d = sample_device(1).id;
+    let about = vouch_events::EventDraft {
+        device_id: Some(d),
+        action: Action::EnrollmentRefused,
+        ..draft
+    };
+    let e = s.append_event(about, change(3).at).await.unwrap();
+    assert_eq!(s.device_events(d, None, 10).await.unwrap().last(), Some(&e));
+    let missing = vouch_events::EventDraft {
+        device_id: Some(DeviceId::new()),
+        ..e.draft.clone()
+    };
+    assert!(matches!(
+        s.append_event(missing, change(4).at).await,
+        Err(StoreError::NotFound { .. })
+    ));
     assert!(verify_audit(&*s).await.unwrap().is_intact());
 }
 
@@ -1006,7 +1023,12 @@ pub async fn revocation_suspends_and_a_released_hold_reactivates(s: Arc<dyn Stor
         s.revoked_certificates().await.unwrap(),
         vec![(c.serial, change(20).at, RevocationReason::CertificateHold)]
     );
+    let g1 = s.revocation_generation().await.unwrap();
     let released = s.release_certificate(c.serial, change(30)).await.unwrap();
+    assert!(
+        s.revocation_generation().await.unwrap() > g1,
+        "so does a release"
+    );
     assert_eq!(released.status, CertStatus::Good);
     assert_eq!(s.get_device(d.id).await.unwrap().state, DeviceState::Active);
     assert!(s.revoked_certificates().await.unwrap().is_empty());

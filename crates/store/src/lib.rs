@@ -163,6 +163,10 @@ pub trait Store: Send + Sync + 'static {
         change: Change,
     ) -> Result<CertificateRecord>;
 
+    /// A number that grows with every revocation, hold or release, in any process: caches of CRL and OCSP
+    /// answers compare it to know when they went stale.
+    async fn revocation_generation(&self) -> Result<u64>;
+
     /// Releases a certificate from hold (see [`plan_release`]).
     async fn release_certificate(
         &self,

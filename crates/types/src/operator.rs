@@ -32,6 +32,8 @@ pub enum Permission {
     TokensManage,
     /// Scrape Prometheus metrics.
     MetricsRead,
+    /// Issue enrollment tokens and certificates; revoke, hold and release certificates.
+    CertificatesManage,
 }
 
 impl Role {
@@ -52,7 +54,10 @@ impl Role {
         use Permission::*;
         match self {
             Self::Admin => true,
-            Self::Operator => matches!(p, DevicesRead | DevicesWrite | MetricsRead),
+            Self::Operator => matches!(
+                p,
+                DevicesRead | DevicesWrite | MetricsRead | CertificatesManage
+            ),
             Self::Auditor => matches!(p, DevicesRead | AuditRead | MetricsRead),
         }
     }

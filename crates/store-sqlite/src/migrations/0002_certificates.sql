@@ -23,3 +23,11 @@ CREATE TABLE enrollment_tokens (
     expires_at  INTEGER NOT NULL,
     used_at     INTEGER
 );
+
+-- Bumped by every revocation, hold and release: CRL and OCSP caches in any process compare it to know when
+-- their answers went stale.
+CREATE TABLE pki_state (
+    id                    INTEGER PRIMARY KEY CHECK (id = 1),
+    revocation_generation BIGINT NOT NULL
+);
+INSERT INTO pki_state (id, revocation_generation) VALUES (1, 0);

@@ -1,0 +1,460 @@
+//! The identity service: enrollment, issuance, revocation, CRL and OCSP.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use serde_json::json;
+use vouch_events::{Action, EventDraft};
+use vouch_pki::ocsp::{OcspStatus, error_response, parse_request};
+use vouch_pki::{CheckedCsr, DeviceProfile, IssuedCert, IssuingCa, device_uri};
+use vouch_store::{
+    CertStatus, CertificateRecord, Change, EnrollmentTokenRecord, Issuance, Store, StoreError,
+};
+use vouch_types::{Actor, Clock, Device, DeviceId, Reason, RevocationReason, Serial, Timestamp};
+
+use crate::IdentityError;
+use crate::tokens::{EnrollmentSecret, mint, parse_enrollment_secret, secret_matches};
+
+const HOUR_US: i64 = 3_600_000_000;
+
+/// How the identity service issues and publishes.
+#[derive(Debug, Clone)]
+pub struct PkiSettings {
+    /// The device certificate profile.
+    pub profile: DeviceProfile,
+    /// How long an enrollment token stays valid.
+    pub enrollment_token_ttl_hours: u32,
+    /// How long a CRL is valid (it is regenerated sooner whenever revocations change).
+    pub crl_validity_hours: u32,
+    /// How long an OCSP answer is valid.
+    pub ocsp_validity_minutes: u32,
+}
+
+struct CachedCrl {
+    generation: u64,
+    fresh_until: Timestamp,
+    der: Arc<Vec<u8>>,
+}
+
+struct CachedOcsp {
+    generation: u64,
+    fresh_until: Timestamp,
+    der: Arc<Vec<u8>>,
+}
+
+/// How often the revocation generation is re-read from the store.
+const GENERATION_POLL: std::time::Duration = std::time::Duration::from_millis(250);
+
+/// The most pre-signed OCSP answers kept (one per certificate asked about).
+const OCSP_CACHE_MAX: usize = 100_000;
+
+/// Issues and revokes device identities; see the crate documentation.
+pub struct IdentityService {
+    store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
+    ca: IssuingCa,
+    settings: PkiSettings,
+    /// The store's revocation generation as last read, and when: polled at most every
+    /// [`GENERATION_POLL`], so that a revocation made by any process reaches CRL and OCSP answers quickly
+    /// without a store query per OCSP request. `None` forces a read.
+    generation: std::sync::Mutex<Option<(std::time::Instant, u64)>>,
+    crl_number: AtomicU64,
+    crl: tokio::sync::Mutex<Option<CachedCrl>>,
+    ocsp: std::sync::Mutex<HashMap<Vec<u8>, CachedOcsp>>,
+}
+
+impl std::fmt::Debug for IdentityService {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IdentityService")
+            .field("settings", &self.settings)
+            .finish_non_exhaustive()
+    }
+}
+
+impl IdentityService {
+    /// A service issuing with `ca` into `store`.
+    pub fn new(
+        store: Arc<dyn Store>,
+        clock: Arc<dyn Clock>,
+        ca: IssuingCa,
+        settings: PkiSettings,
+    ) -> Self {
+        // CRL numbers must grow across restarts too: start from the clock.
+        let start = u64::try_from(clock.now().unix_micros() / 1_000_000).unwrap_or(1);
+        Self {
+            store,
+            clock,
+            ca,
+            settings,
+            generation: std::sync::Mutex::new(None),
+            crl_number: AtomicU64::new(start),
+            crl: tokio::sync::Mutex::new(None),
+            ocsp: std::sync::Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The issuing CA's certificate (DER), for `/cacerts` and chain building.
+    pub fn ca_cert_der(&self) -> &[u8] {
+        self.ca.cert_der()
+    }
+
+    /// The settings in force.
+    pub fn settings(&self) -> &PkiSettings {
+        &self.settings
+    }
+
+    /// Issues a one-time enrollment token for `device`.
+    pub async fn create_enrollment_token(
+        &self,
+        device: DeviceId,
+        actor: Actor,
+        reason: Option<Reason>,
+    ) -> Result<(EnrollmentTokenRecord, EnrollmentSecret), IdentityError> {
+        let now = self.clock.now();
+        let ttl = i64::from(self.settings.enrollment_token_ttl_hours.max(1)) * HOUR_US;
+        let (record, secret) = mint(device, now, now.plus_micros(ttl));
+        self.store
+            .create_enrollment_token(
+                record.clone(),
+                Change {
+                    actor,
+                    reason,
+                    at: now,
+                },
+            )
+            .await?;
+        Ok((record, secret))
+    }
+
+    /// Logs a refused enrollment (best effort: the refusal itself must not fail on a logging error).
+    async fn refused(&self, device: Option<DeviceId>, actor: &Actor, why: &IdentityError) {
+        let draft = EventDraft {
+            device_id: device,
+            actor: actor.clone(),
+            action: Action::EnrollmentRefused,
+            before: None,
+            after: Some(json!({ "why": why.to_string() }).to_string()),
+            reason: None,
+        };
+        if let Err(e) = self.store.append_event(draft, self.clock.now()).await {
+            tracing::error!(error = %e, "could not log a refused enrollment");
+        }
+    }
+
+    /// Checks that what the request names is the device: a CN, if any, is its id or serial; URIs, if any,
+    /// are its SPIFFE ID.
+    fn check_names(&self, csr: &CheckedCsr, device: &Device) -> Result<(), IdentityError> {
+        let uri = device_uri(&self.settings.profile.trust_domain, device.id);
+        let wrong = |requested: &str| IdentityError::WrongDevice {
+            requested: requested.to_owned(),
+            device: device.id.to_string(),
+        };
+        if let Some(cn) = csr.common_name() {
+            let is_id = cn.parse::<DeviceId>().ok() == Some(device.id);
+            let is_serial = device
+                .identifiers
+                .serial
+                .as_ref()
+                .is_some_and(|s| s.as_str() == cn);
+            if !is_id && !is_serial {
+                return Err(wrong(cn));
+            }
+        }
+        if let Some(other) = csr.uris().iter().find(|u| **u != uri) {
+            return Err(wrong(other));
+        }
+        Ok(())
+    }
+
+    /// Signs `csr` for `device` and records it (consuming `token` if given); the certificate is returned only
+    /// once the store committed it.
+    async fn issue_and_record(
+        &self,
+        device: &Device,
+        csr: &CheckedCsr,
+        token: Option<vouch_types::TokenId>,
+        change: Change,
+    ) -> Result<IssuedCert, IdentityError> {
+        let cert = self
+            .ca
+            .issue_device(csr, device.id, &self.settings.profile, change.at)?;
+        let record = CertificateRecord {
+            serial: cert.serial,
+            device_id: device.id,
+            fingerprint: cert.fingerprint,
+            not_before: cert.not_before,
+            not_after: cert.not_after,
+            status: CertStatus::Good,
+            der: cert.der.clone(),
+        };
+        self.store
+            .record_issuance(
+                Issuance {
+                    cert: record,
+                    token,
+                },
+                change,
+            )
+            .await?;
+        Ok(cert)
+    }
+
+    /// EST bootstrap: enrolls with a one-time token (its full text) and a DER PKCS#10 request. Every refusal
+    /// is logged and issues nothing.
+    pub async fn enroll_with_token(
+        &self,
+        token_text: &str,
+        csr_der: &[u8],
+    ) -> Result<IssuedCert, IdentityError> {
+        let actor = Actor::System("est".into());
+        let outcome = self
+            .try_enroll_with_token(token_text, csr_der, &actor)
+            .await;
+        if let Err((device, e)) = &outcome {
+            self.refused(*device, &actor, e).await;
+        }
+        outcome.map_err(|(_, e)| e)
+    }
+
+    async fn try_enroll_with_token(
+        &self,
+        token_text: &str,
+        csr_der: &[u8],
+        actor: &Actor,
+    ) -> Result<IssuedCert, (Option<DeviceId>, IdentityError)> {
+        let unauthorized = |why: &str| (None, IdentityError::Unauthorized(why.to_owned()));
+        let (id, secret) = parse_enrollment_secret(token_text)
+            .ok_or_else(|| unauthorized("malformed enrollment token"))?;
+        let record = self
+            .store
+            .get_enrollment_token(id)
+            .await
+            .map_err(|e| (None, e.into()))?
+            .ok_or_else(|| unauthorized("unknown enrollment token"))?;
+        let device_id = Some(record.device_id);
+        if !secret_matches(&record, secret) {
+            return Err((
+                device_id,
+                IdentityError::Unauthorized("wrong enrollment token secret".into()),
+            ));
+        }
+        let csr = CheckedCsr::from_der(csr_der).map_err(|e| (device_id, e.into()))?;
+        let device = self
+            .store
+            .get_device(record.device_id)
+            .await
+            .map_err(|e| (device_id, e.into()))?;
+        self.check_names(&csr, &device)
+            .map_err(|e| (device_id, e))?;
+        let change = Change {
+            actor: actor.clone(),
+            reason: None,
+            at: self.clock.now(),
+        };
+        self.issue_and_record(&device, &csr, Some(id), change)
+            .await
+            .map_err(|e| {
+                let e = match e {
+                    IdentityError::Store(StoreError::Refused(r)) => {
+                        IdentityError::Unauthorized(r.to_string())
+                    }
+                    other => other,
+                };
+                (device_id, e)
+            })
+    }
+
+    /// An operator issues a certificate for `device` from a DER request (no token: the operator vouches).
+    pub async fn issue_for_device(
+        &self,
+        device: DeviceId,
+        csr_der: &[u8],
+        actor: Actor,
+        reason: Option<Reason>,
+    ) -> Result<IssuedCert, IdentityError> {
+        let outcome = async {
+            let csr = CheckedCsr::from_der(csr_der)?;
+            let d = self.store.get_device(device).await?;
+            self.check_names(&csr, &d)?;
+            let change = Change {
+                actor: actor.clone(),
+                reason,
+                at: self.clock.now(),
+            };
+            self.issue_and_record(&d, &csr, None, change).await
+        }
+        .await;
+        if let Err(e) = &outcome {
+            self.refused(Some(device), &actor, e).await;
+        }
+        outcome
+    }
+
+    /// Revokes a certificate; the device is suspended if it was its current one. CRL and OCSP follow at once.
+    pub async fn revoke(
+        &self,
+        serial: Serial,
+        reason: RevocationReason,
+        actor: Actor,
+        why: Option<Reason>,
+    ) -> Result<CertificateRecord, IdentityError> {
+        let change = Change {
+            actor,
+            reason: why,
+            at: self.clock.now(),
+        };
+        let out = self
+            .store
+            .revoke_certificate(serial, reason, change)
+            .await?;
+        self.invalidate();
+        Ok(out)
+    }
+
+    /// Releases a certificate from hold; the device is reactivated if it was suspended by it.
+    pub async fn release(
+        &self,
+        serial: Serial,
+        actor: Actor,
+        why: Option<Reason>,
+    ) -> Result<CertificateRecord, IdentityError> {
+        let change = Change {
+            actor,
+            reason: why,
+            at: self.clock.now(),
+        };
+        let out = self.store.release_certificate(serial, change).await?;
+        self.invalidate();
+        Ok(out)
+    }
+
+    /// Forgets the generation read last, so that the next CRL or OCSP answer re-reads it.
+    fn invalidate(&self) {
+        if let Ok(mut g) = self.generation.lock() {
+            *g = None;
+        }
+    }
+
+    /// The store's revocation generation, re-read at most every [`GENERATION_POLL`].
+    async fn generation(&self) -> Result<u64, IdentityError> {
+        if let Ok(g) = self.generation.lock()
+            && let Some((at, value)) = *g
+            && at.elapsed() < GENERATION_POLL
+        {
+            return Ok(value);
+        }
+        let value = self.store.revocation_generation().await?;
+        if let Ok(mut g) = self.generation.lock() {
+            *g = Some((std::time::Instant::now(), value));
+        }
+        Ok(value)
+    }
+
+    /// The current CRL (DER): regenerated when revocations changed or it is past half its validity.
+    pub async fn crl(&self) -> Result<Arc<Vec<u8>>, IdentityError> {
+        let generation = self.generation().await?;
+        let now = self.clock.now();
+        let mut cached = self.crl.lock().await;
+        if let Some(c) = cached.as_ref()
+            && c.generation == generation
+            && now < c.fresh_until
+        {
+            return Ok(c.der.clone());
+        }
+        let revoked = self.store.revoked_certificates().await?;
+        let validity = i64::from(self.settings.crl_validity_hours.max(1)) * HOUR_US;
+        let number = self.crl_number.fetch_add(1, Ordering::SeqCst);
+        let der = Arc::new(
+            self.ca
+                .crl(&revoked, now, now.plus_micros(validity), number)?,
+        );
+        *cached = Some(CachedCrl {
+            generation,
+            fresh_until: now.plus_micros(validity / 2),
+            der: der.clone(),
+        });
+        Ok(der)
+    }
+
+    /// Answers a DER OCSP request with a DER OCSP response (a malformed request gets `malformedRequest`).
+    /// Answers without a nonce are signed once and served from a cache until half their validity has passed
+    /// or revocations changed; a nonce forces a fresh signature.
+    pub async fn ocsp(&self, request_der: &[u8]) -> Vec<u8> {
+        let Ok(request) = parse_request(request_der) else {
+            return error_response(1);
+        };
+        let Ok(generation) = self.generation().await else {
+            return error_response(2);
+        };
+        let now = self.clock.now();
+        let cache_key = (request.nonce_extension_der.is_none() && request.certs.len() == 1)
+            .then(|| request.certs[0].cert_id_der.clone());
+        if let Some(key) = &cache_key
+            && let Ok(cache) = self.ocsp.lock()
+            && let Some(c) = cache.get(key)
+            && c.generation == generation
+            && now < c.fresh_until
+        {
+            return c.der.as_ref().clone();
+        }
+        let mut statuses = HashMap::new();
+        for q in &request.certs {
+            let Some(serial) = q.serial else { continue };
+            let status = match self.store.get_certificate(serial).await {
+                Ok(Some(c)) => match c.status {
+                    CertStatus::Good => OcspStatus::Good,
+                    CertStatus::Revoked { reason, at } => OcspStatus::Revoked(at, reason),
+                },
+                Ok(None) => OcspStatus::Unknown,
+                Err(e) => {
+                    tracing::error!(error = %e, "OCSP lookup failed");
+                    return error_response(2);
+                }
+            };
+            statuses.insert(serial, status);
+        }
+        let validity = i64::from(self.settings.ocsp_validity_minutes.max(1)) * 60_000_000;
+        let lookup = |s: Serial| statuses.get(&s).copied().unwrap_or(OcspStatus::Unknown);
+        match self
+            .ca
+            .ocsp_response(&request, &lookup, now, now.plus_micros(validity))
+        {
+            Ok(der) => {
+                if let Some(key) = cache_key
+                    && let Ok(mut cache) = self.ocsp.lock()
+                {
+                    if cache.len() >= OCSP_CACHE_MAX {
+                        cache.clear();
+                    }
+                    let entry = CachedOcsp {
+                        generation,
+                        fresh_until: now.plus_micros(validity / 2),
+                        der: Arc::new(der.clone()),
+                    };
+                    cache.insert(key, entry);
+                }
+                der
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "signing an OCSP response failed");
+                error_response(2)
+            }
+        }
+    }
+
+    /// Unrevoked certificates expiring within `days`, soonest first.
+    pub async fn expiring_within(
+        &self,
+        days: u32,
+        limit: u32,
+    ) -> Result<Vec<CertificateRecord>, IdentityError> {
+        let before = self.clock.now().plus_micros(i64::from(days) * 24 * HOUR_US);
+        Ok(self.store.expiring_certificates(before, limit).await?)
+    }
+
+    /// When a certificate valid from `not_before` to `not_after` should be renewed.
+    pub fn renew_after(not_before: Timestamp, not_after: Timestamp) -> Timestamp {
+        DeviceProfile::renew_after(not_before, not_after)
+    }
+}
