@@ -161,7 +161,7 @@ pub async fn run(cmd: CaCommand, data_dir: &Path, store: &dyn Store, out: Output
 pub fn load_issuing(
     data_dir: &Path,
     passphrase_file: Option<&Path>,
-) -> Result<Option<vouch_pki::IssuingCa>> {
+) -> Result<Option<(vouch_pki::IssuingCa, Vec<u8>)>> {
     let dir = data_dir.join("ca");
     let (cert, key) = (dir.join("issuing.pem"), dir.join("issuing.key.pem"));
     if !cert.exists() {
@@ -172,8 +172,10 @@ pub fn load_issuing(
         std::fs::read_to_string(&cert).with_context(|| format!("reading {}", cert.display()))?;
     let key_pem =
         std::fs::read_to_string(&key).with_context(|| format!("reading {}", key.display()))?;
-    Ok(Some(
-        vouch_pki::IssuingCa::load(&cert_pem, &key_pem, &pass)
-            .with_context(|| format!("loading the CA in {}", dir.display()))?,
-    ))
+    let root_pem =
+        std::fs::read_to_string(dir.join("root.pem")).context("reading the root certificate")?;
+    let root_der = vouch_pki::cert_der_from_pem(&root_pem)?;
+    let ca = vouch_pki::IssuingCa::load(&cert_pem, &key_pem, &pass)
+        .with_context(|| format!("loading the CA in {}", dir.display()))?;
+    Ok(Some((ca, root_der)))
 }

@@ -25,6 +25,15 @@ pub struct RawConfig {
     log: RawLog,
     #[serde(default)]
     pki: RawPki,
+    #[serde(default)]
+    est: RawEst,
+}
+
+#[derive(Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+struct RawEst {
+    listen: Option<String>,
+    server_names: Option<Vec<String>>,
 }
 
 #[derive(Debug, Default, Deserialize, Serialize)]
@@ -152,6 +161,10 @@ pub struct Config {
     pub source: Option<PathBuf>,
     /// How certificates are issued and where revocation is published.
     pub pki: PkiConfig,
+    /// Where the EST server (HTTPS) listens, when a CA exists.
+    pub est_listen: SocketAddr,
+    /// The DNS names in the EST server's certificate.
+    pub est_server_names: Vec<String>,
 }
 
 /// The PKI settings.
@@ -181,6 +194,7 @@ pub const ENV_KEYS: &[(&str, &str)] = &[
     ("VOUCH_LOG_LEVEL", "log.level"),
     ("VOUCH_PKI_TRUST_DOMAIN", "pki.trust_domain"),
     ("VOUCH_PKI_PUBLIC_URL", "pki.public_url"),
+    ("VOUCH_EST_LISTEN", "est.listen"),
 ];
 
 /// `VOUCH_*` variables that are not configuration keys but are known to Vouch's tools.
@@ -232,6 +246,9 @@ impl RawConfig {
         }
         if let Some(v) = env("VOUCH_PKI_PUBLIC_URL") {
             self.pki.public_url = Some(v);
+        }
+        if let Some(v) = env("VOUCH_EST_LISTEN") {
+            self.est.listen = Some(v);
         }
         Ok(())
     }
@@ -295,8 +312,21 @@ impl RawConfig {
         if !(1..=720).contains(&pki.enrollment_token_ttl_hours) {
             bail!("pki.enrollment_token_ttl_hours must be between 1 and 720");
         }
+        let est_text = self
+            .est
+            .listen
+            .unwrap_or_else(|| "127.0.0.1:8443".to_owned());
+        let est_listen: SocketAddr = est_text.parse().with_context(|| {
+            format!("est.listen `{est_text}` is not an address like 127.0.0.1:8443")
+        })?;
+        let est_server_names = self
+            .est
+            .server_names
+            .unwrap_or_else(|| vec!["localhost".to_owned()]);
         Ok(Config {
             pki,
+            est_listen,
+            est_server_names,
             data_dir,
             listen,
             max_body_bytes,

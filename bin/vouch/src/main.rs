@@ -54,6 +54,9 @@ enum Command {
         /// Keep data here instead of the configured directory.
         #[arg(long, value_name = "DIR")]
         data_dir: Option<PathBuf>,
+        /// Serve EST (HTTPS) on this address instead of the configured one.
+        #[arg(long, value_name = "ADDR")]
+        est_listen: Option<std::net::SocketAddr>,
     },
     /// Manage devices.
     #[command(subcommand)]
@@ -132,9 +135,17 @@ async fn run(cli: Cli) -> Result<ExitCode> {
     if let Command::Config(ConfigCommand::Check) = cli.command {
         return Ok(print_config(&config));
     }
-    if let Command::Serve { listen, data_dir } = &cli.command {
+    if let Command::Serve {
+        listen,
+        data_dir,
+        est_listen,
+    } = &cli.command
+    {
         if let Some(l) = listen {
             config.listen = *l;
+        }
+        if let Some(l) = est_listen {
+            config.est_listen = *l;
         }
         if let Some(d) = data_dir {
             if config.store == StoreLocation::Sqlite(config.data_dir.join("vouch.db")) {
@@ -231,6 +242,7 @@ fn print_config(c: &Config) -> ExitCode {
     println!("pki.trust_domain         = {}", c.pki.trust_domain);
     println!("pki.public_url           = {}", c.pki.public_url);
     println!("pki.device_lifetime_days = {}", c.pki.device_lifetime_days);
+    println!("est.listen               = {}", c.est_listen);
     for var in config::unknown_env_vars() {
         println!("warning: unknown environment variable {var} is ignored (a typo?)");
     }

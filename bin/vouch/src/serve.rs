@@ -28,14 +28,23 @@ pub async fn run(config: Config) -> Result<()> {
         );
     }
     let mut state = AppState::new(store.clone(), clock.clone());
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let mut est_task = None;
     match crate::ca::load_issuing(&config.data_dir, config.pki.passphrase_file.as_deref())? {
-        Some(ca) => {
-            let svc = vouch_identity::IdentityService::new(store, clock, ca, config.pki.settings());
-            state = state.with_identity(Arc::new(svc));
+        Some((ca, root_der)) => {
+            let svc = Arc::new(vouch_identity::IdentityService::new(
+                store,
+                clock,
+                ca,
+                root_der,
+                config.pki.settings(),
+            ));
+            state = state.with_identity(svc.clone());
             tracing::info!(trust_domain = %config.pki.trust_domain, "certificate authority loaded");
+            est_task = Some(start_est(&config, &svc, state.clone(), stop_rx.clone()).await?);
         }
         None => tracing::info!(
-            "no certificate authority yet: certificate routes answer 503 until `vouch ca init`"
+            "no certificate authority yet: certificate routes and EST answer 503 until `vouch ca init`"
         ),
     }
     if !config.listen.ip().is_loopback() {
@@ -55,12 +64,59 @@ pub async fn run(config: Config) -> Result<()> {
             max_body_bytes: config.max_body_bytes,
         },
     );
+    tokio::spawn(async move {
+        shutdown().await;
+        let _ = stop_tx.send(true);
+    });
     axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown())
+        .with_graceful_shutdown(stopped(stop_rx))
         .await
         .context("serving the API")?;
+    if let Some(task) = est_task {
+        task.await.context("the EST server task failed")??;
+    }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Resolves once shutdown was asked for.
+async fn stopped(mut rx: tokio::sync::watch::Receiver<bool>) {
+    while !*rx.borrow() {
+        if rx.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
+/// Starts the EST server over TLS: a server certificate fresh from the CA (its key only in memory), client
+/// certificates optional and checked against Vouch's own CAs.
+async fn start_est(
+    config: &Config,
+    svc: &Arc<vouch_identity::IdentityService>,
+    state: AppState,
+    stop: tokio::sync::watch::Receiver<bool>,
+) -> Result<tokio::task::JoinHandle<Result<()>>> {
+    use vouch_api::tls::{TlsListener, TlsPeer, server_config};
+    let mut ips = vec![config.est_listen.ip()];
+    if config.est_listen.ip().is_unspecified() {
+        ips = vec!["127.0.0.1".parse()?, "::1".parse()?];
+    }
+    let (cert, key) = svc
+        .server_certificate(&config.est_server_names, &ips)
+        .context("issuing the EST server certificate")?;
+    let chain = vec![cert, svc.ca_cert_der().to_vec()];
+    let roots = vec![svc.root_cert_der().to_vec(), svc.ca_cert_der().to_vec()];
+    let tls = server_config(chain, key, &roots).context("configuring TLS for EST")?;
+    let listener = TlsListener::bind(config.est_listen, tls).await?;
+    let addr = axum::serve::Listener::local_addr(&listener).map(|p| p.remote)?;
+    tracing::info!(est_addr = %addr, "EST listening (RFC 7030, https)");
+    let app = vouch_api::est::router(state).into_make_service_with_connect_info::<TlsPeer>();
+    Ok(tokio::spawn(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(stopped(stop))
+            .await
+            .context("serving EST")
+    }))
 }
 
 async fn shutdown() {

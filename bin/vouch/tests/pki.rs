@@ -259,3 +259,232 @@ fn a_server_with_a_ca_refuses_to_start_without_its_passphrase() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// curl against the EST server: (HTTP status, body).
+fn est_curl(d: &Path, args: &[&str]) -> (u16, String) {
+    let mut all = vec!["--cacert", "root.pem"];
+    all.extend_from_slice(args);
+    let out = std::process::Command::new("curl")
+        .current_dir(d)
+        .args(["-sS", "-w", "\n%{http_code}"])
+        .args(&all)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (body, code) = text.rsplit_once('\n').unwrap_or(("", "0"));
+    (code.trim().parse().unwrap_or(0), body.to_owned())
+}
+
+/// Base64 DER of a new request, as EST clients send it.
+fn est_csr(d: &Path, name: &str, cn: &str, key: &[&str]) -> String {
+    csr(d, name, cn, key);
+    let (ok, text) = openssl(
+        d,
+        &[
+            "req",
+            "-in",
+            &format!("{name}.csr"),
+            "-outform",
+            "DER",
+            "-out",
+            &format!("{name}.der"),
+        ],
+    );
+    assert!(ok, "{text}");
+    let (ok, text) = openssl(
+        d,
+        &[
+            "base64",
+            "-in",
+            &format!("{name}.der"),
+            "-out",
+            &format!("{name}.b64"),
+        ],
+    );
+    assert!(ok, "{text}");
+    format!("@{name}.b64")
+}
+
+/// Decodes an EST PKCS#7 answer with openssl into PEM certificates in `out`.
+fn pkcs7_to_pem(d: &Path, body: &str, out: &str) -> String {
+    std::fs::write(d.join("answer.b64"), body).unwrap();
+    let (ok, text) = openssl(
+        d,
+        &["base64", "-d", "-in", "answer.b64", "-out", "answer.p7"],
+    );
+    assert!(ok, "{text}");
+    let (ok, text) = openssl(
+        d,
+        &[
+            "pkcs7",
+            "-inform",
+            "DER",
+            "-in",
+            "answer.p7",
+            "-print_certs",
+            "-out",
+            out,
+        ],
+    );
+    assert!(ok, "{text}");
+    std::fs::read_to_string(d.join(out)).unwrap()
+}
+
+#[test]
+fn est_enrollment_with_curl_and_openssl() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    ok(vouch(d)
+        .args(["ca", "init"])
+        .env("VOUCH_CA_PASSPHRASE", PASS)
+        .output()
+        .unwrap());
+    std::fs::copy(d.join("vouch-data/ca/root.pem"), d.join("root.pem")).unwrap();
+    let (server, addr, token, log) = serve_with(d, "127.0.0.1:0", &[("VOUCH_CA_PASSPHRASE", PASS)]);
+    let est = format!(
+        "https://{}/.well-known/est",
+        util::est_addr(&log).expect("EST started")
+    );
+    let api = Api {
+        base: format!("http://{addr}"),
+        auth: format!("Authorization: Bearer {}", token.unwrap()),
+    };
+    let (_, device) = api.call(
+        "POST",
+        "/api/v1/devices",
+        Some(&serde_json::json!({"identifiers": {"serial": "SN-1"}})),
+    );
+    let id = device["id"].as_str().unwrap().to_owned();
+    let (_, t) = api.call(
+        "POST",
+        &format!("/api/v1/devices/{id}/enrollment-tokens"),
+        Some(&serde_json::json!({})),
+    );
+    let enroll_token = t["token"].as_str().unwrap().to_owned();
+    let basic = format!("device:{enroll_token}");
+
+    // /cacerts: the issuing CA and the root, as PKCS#7 that openssl reads.
+    let (code, body) = est_curl(d, &[&format!("{est}/cacerts")]);
+    assert_eq!(code, 200, "{body}");
+    let cas = pkcs7_to_pem(d, &body, "cas.pem");
+    assert_eq!(cas.matches("BEGIN CERTIFICATE").count(), 2);
+    let (code, _) = est_curl(d, &[&format!("{est}/csrattrs")]);
+    assert_eq!(code, 204);
+
+    // Bad input: each a clear 4xx, nothing issued, an event logged.
+    let enroll = |args: &[&str]| {
+        let mut all = vec!["-H", "Content-Type: application/pkcs10"];
+        all.extend_from_slice(args);
+        let url = format!("{est}/simpleenroll");
+        all.push(&url);
+        est_curl(d, &all)
+    };
+    let good = est_csr(d, "dev", "SN-1", P256);
+    let (code, _) = enroll(&["--data-binary", &good]);
+    assert_eq!(code, 401, "no credentials");
+    std::fs::write(d.join("garbage.b64"), "!!! not base64 !!!").unwrap();
+    let (code, body) = enroll(&["-u", &basic, "--data-binary", "@garbage.b64"]);
+    assert_eq!(code, 400, "{body}");
+    let truncated = std::fs::read_to_string(d.join("dev.b64")).unwrap();
+    std::fs::write(d.join("trunc.b64"), &truncated[..truncated.len() / 2]).unwrap();
+    let (code, body) = enroll(&["-u", &basic, "--data-binary", "@trunc.b64"]);
+    assert_eq!(code, 400, "{body}");
+    let weak = est_csr(d, "weak", "SN-1", &["-newkey", "rsa:1024"]);
+    let (code, body) = enroll(&["-u", &basic, "--data-binary", &weak]);
+    assert!(code == 400 && body.contains("RSA-1024"), "{code} {body}");
+    let other = est_csr(d, "other", "SN-OTHER", P256);
+    let (code, body) = enroll(&["-u", &basic, "--data-binary", &other]);
+    assert!(code == 403 && body.contains("SN-OTHER"), "{code} {body}");
+    std::fs::write(d.join("big.b64"), "A".repeat(70_000)).unwrap();
+    let (code, body) = enroll(&["-u", &basic, "--data-binary", "@big.b64"]);
+    assert_eq!(code, 413, "{body}");
+    let (_, certs) = api.call("GET", &format!("/api/v1/devices/{id}/certificates"), None);
+    assert!(certs.as_array().unwrap().is_empty(), "nothing issued");
+
+    // The real enrollment.
+    let (code, body) = enroll(&["-u", &basic, "--data-binary", &good]);
+    assert_eq!(code, 200, "{body}");
+    pkcs7_to_pem(d, &body, "dev.pem");
+    let (ok, text) = openssl(
+        d,
+        &[
+            "verify",
+            "-CAfile",
+            "root.pem",
+            "-untrusted",
+            "cas.pem",
+            "dev.pem",
+        ],
+    );
+    assert!(ok, "{text}");
+    let (_, device) = api.call("GET", &format!("/api/v1/devices/{id}"), None);
+    assert_eq!(device["state"], "active");
+
+    // The token was single-use.
+    let (code, body) = enroll(&["-u", &basic, "--data-binary", &good]);
+    assert!(
+        code == 403 && body.contains("used already"),
+        "{code} {body}"
+    );
+
+    // Re-enrollment over mutual TLS with the current certificate.
+    let reenroll = |cert: &str, key: &str, csr_file: &str| {
+        est_curl(
+            d,
+            &[
+                "--cert",
+                cert,
+                "--key",
+                key,
+                "-H",
+                "Content-Type: application/pkcs10",
+                "--data-binary",
+                csr_file,
+                &format!("{est}/simplereenroll"),
+            ],
+        )
+    };
+    let renew = est_csr(d, "renew", "SN-1", P256);
+    let (code, body) = reenroll("dev.pem", "dev.key", &renew);
+    assert_eq!(code, 200, "{body}");
+    pkcs7_to_pem(d, &body, "renewed.pem");
+    let (code, _) = est_curl(
+        d,
+        &[
+            "-H",
+            "Content-Type: application/pkcs10",
+            "--data-binary",
+            &renew,
+            &format!("{est}/simplereenroll"),
+        ],
+    );
+    assert_eq!(code, 401, "re-enrollment needs a client certificate");
+
+    // A revoked certificate cannot re-enroll.
+    let (_, certs) = api.call("GET", &format!("/api/v1/devices/{id}/certificates"), None);
+    let renewed_serial = certs[0]["serial"].as_str().unwrap().to_owned();
+    let (code, _) = api.call(
+        "POST",
+        &format!("/api/v1/certificates/{renewed_serial}/revoke"),
+        Some(&serde_json::json!({"reason": "keyCompromise"})),
+    );
+    assert_eq!(code, 200);
+    let again = est_csr(d, "again", "SN-1", P256);
+    let (code, body) = reenroll("renewed.pem", "renew.key", &again);
+    assert!(code == 403 && body.contains("revoked"), "{code} {body}");
+
+    let (_, events) = api.call("GET", "/api/v1/audit/events?limit=1000", None);
+    let refused = events["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["action"] == "enrollment.refused")
+        .count();
+    assert!(
+        refused >= 8,
+        "every refusal is logged ({refused}): {events}"
+    );
+    let (_, verify) = api.call("GET", "/api/v1/audit/verify", None);
+    assert_eq!(verify["intact"], true);
+    terminate(server);
+}

@@ -1,6 +1,6 @@
 //! Extractors whose rejections are problem documents with the parser's own explanation.
 
-use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
+use axum::extract::rejection::{BytesRejection, JsonRejection, PathRejection, QueryRejection};
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::StatusCode;
 use axum::http::request::Parts;
@@ -70,4 +70,18 @@ impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for ApiPath
 
 fn path_rejection(r: PathRejection) -> ApiError {
     ApiError::bad_request(r.body_text())
+}
+
+/// A raw body that could not be read (too large, most often) as a problem.
+pub(crate) fn bytes_rejection(r: BytesRejection) -> ApiError {
+    let status = r.status();
+    if status == StatusCode::PAYLOAD_TOO_LARGE {
+        ApiError::new(
+            status,
+            "body-too-large",
+            "the request body is larger than the server accepts",
+        )
+    } else {
+        ApiError::new(status, "bad-request", r.body_text())
+    }
 }

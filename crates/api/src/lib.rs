@@ -12,9 +12,11 @@ pub mod auth;
 mod certs;
 mod devices;
 mod error;
+pub mod est;
 mod extract;
 mod health;
 mod metrics;
+pub mod tls;
 mod tokens;
 
 use std::sync::Arc;

@@ -54,6 +54,8 @@ pub struct IdentityService {
     store: Arc<dyn Store>,
     clock: Arc<dyn Clock>,
     ca: IssuingCa,
+    /// The root certificate (DER), sent with the issuing CA in `/cacerts`.
+    root_der: Vec<u8>,
     settings: PkiSettings,
     /// The store's revocation generation as last read, and when: polled at most every
     /// [`GENERATION_POLL`], so that a revocation made by any process reaches CRL and OCSP answers quickly
@@ -78,6 +80,7 @@ impl IdentityService {
         store: Arc<dyn Store>,
         clock: Arc<dyn Clock>,
         ca: IssuingCa,
+        root_der: Vec<u8>,
         settings: PkiSettings,
     ) -> Self {
         // CRL numbers must grow across restarts too: start from the clock.
@@ -86,6 +89,7 @@ impl IdentityService {
             store,
             clock,
             ca,
+            root_der,
             settings,
             generation: std::sync::Mutex::new(None),
             crl_number: AtomicU64::new(start),
@@ -97,6 +101,91 @@ impl IdentityService {
     /// The issuing CA's certificate (DER), for `/cacerts` and chain building.
     pub fn ca_cert_der(&self) -> &[u8] {
         self.ca.cert_der()
+    }
+
+    /// The root certificate (DER).
+    pub fn root_cert_der(&self) -> &[u8] {
+        &self.root_der
+    }
+
+    /// A TLS server certificate and PKCS#8 key for this server's HTTPS endpoints (EST), made fresh.
+    pub fn server_certificate(
+        &self,
+        dns_names: &[String],
+        ips: &[std::net::IpAddr],
+    ) -> Result<(Vec<u8>, Vec<u8>), IdentityError> {
+        Ok(self.ca.issue_server(dns_names, ips, 30, self.clock.now())?)
+    }
+
+    /// EST re-enrollment: the device proves itself with its current certificate (`presented`, the leaf the TLS
+    /// client authenticated with) and gets a new one for the key in `csr_der`. The presented certificate must
+    /// be one Vouch issued, unrevoked and unexpired.
+    pub async fn reenroll(
+        &self,
+        presented: &[u8],
+        csr_der: &[u8],
+    ) -> Result<IssuedCert, IdentityError> {
+        use sha2::Digest as _;
+        let actor = Actor::System("est".into());
+        let outcome = async {
+            let fp =
+                vouch_types::CertFingerprint::from_bytes(sha2::Sha256::digest(presented).into());
+            let unauthorized = |why: &str| (None, IdentityError::Unauthorized(why.to_owned()));
+            let current = self
+                .store
+                .get_certificate_by_fingerprint(fp)
+                .await
+                .map_err(|e| (None, e.into()))?
+                .ok_or_else(|| unauthorized("the client certificate was not issued by Vouch"))?;
+            let device_id = Some(current.device_id);
+            let now = self.clock.now();
+            if !current.is_valid_at(now) {
+                let why = match current.status {
+                    CertStatus::Revoked { .. } => "the client certificate is revoked",
+                    CertStatus::Good => "the client certificate is expired or not yet valid",
+                };
+                return Err((device_id, IdentityError::Unauthorized(why.into())));
+            }
+            let csr = CheckedCsr::from_der(csr_der).map_err(|e| (device_id, e.into()))?;
+            let device = self
+                .store
+                .get_device(current.device_id)
+                .await
+                .map_err(|e| (device_id, e.into()))?;
+            self.check_names(&csr, &device)
+                .map_err(|e| (device_id, e))?;
+            let change = Change {
+                actor: actor.clone(),
+                reason: None,
+                at: now,
+            };
+            self.issue_and_record(&device, &csr, None, change)
+                .await
+                .map_err(|e| {
+                    let e = match e {
+                        IdentityError::Store(StoreError::Refused(r)) => {
+                            IdentityError::Unauthorized(r.to_string())
+                        }
+                        other => other,
+                    };
+                    (device_id, e)
+                })
+        }
+        .await;
+        if let Err((device, e)) = &outcome {
+            self.refused(*device, &actor, e).await;
+        }
+        outcome.map_err(|(_, e)| e)
+    }
+
+    /// Logs an enrollment refused before it reached the service (say, a body over the size limit).
+    pub async fn log_refusal(&self, why: &str) {
+        self.refused(
+            None,
+            &Actor::System("est".into()),
+            &IdentityError::Unauthorized(why.to_owned()),
+        )
+        .await;
     }
 
     /// The settings in force.

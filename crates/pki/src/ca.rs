@@ -234,6 +234,49 @@ impl IssuingCa {
         })
     }
 
+    /// A TLS server certificate for this Vouch server (serverAuth) naming `dns_names` and `ips`, valid for
+    /// `days`, with a fresh P-256 key: returns the certificate DER and the key as PKCS#8 DER. The key lives in
+    /// memory only; a restart makes a new one.
+    pub fn issue_server(
+        &self,
+        dns_names: &[String],
+        ips: &[std::net::IpAddr],
+        days: u32,
+        now: Timestamp,
+    ) -> Result<(Vec<u8>, Vec<u8>), PkiError> {
+        let key = KeyAlgorithm::EcdsaP256.generate()?;
+        let mut p = CertificateParams::default();
+        let mut dn = DistinguishedName::new();
+        dn.push(
+            DnType::CommonName,
+            dns_names
+                .first()
+                .cloned()
+                .unwrap_or_else(|| "vouch".to_owned()),
+        );
+        p.distinguished_name = dn;
+        let mut sans = Vec::new();
+        for n in dns_names {
+            sans.push(SanType::DnsName(n.clone().try_into().map_err(
+                |e: rcgen::Error| PkiError::Invalid {
+                    what: "DNS name",
+                    why: e.to_string(),
+                },
+            )?));
+        }
+        sans.extend(ips.iter().map(|ip| SanType::IpAddress(*ip)));
+        p.subject_alt_names = sans;
+        p.is_ca = IsCa::ExplicitNoCa;
+        p.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        p.serial_number = Some(SerialNumber::from_slice(crate::random_serial().as_bytes()));
+        p.not_before = at(now.plus_micros(-300_000_000))?;
+        p.not_after = at(now.plus_micros(i64::from(days) * 86_400_000_000))?;
+        p.use_authority_key_identifier_extension = true;
+        let cert = p.signed_by(&key, &self.issuer)?;
+        Ok((cert.der().to_vec(), key.serialize_der()))
+    }
+
     /// The issuing CA's certificate, DER.
     pub fn cert_der(&self) -> &[u8] {
         &self.cert_der
@@ -389,6 +432,18 @@ fn pem_decode(pem: &str) -> Result<(String, Vec<u8>), PkiError> {
             what: "PEM",
             why: e.to_string(),
         })
+}
+
+/// The DER of a PEM `CERTIFICATE`.
+pub fn cert_der_from_pem(pem: &str) -> Result<Vec<u8>, PkiError> {
+    let (label, der) = pem_decode(pem)?;
+    if label != "CERTIFICATE" {
+        return Err(PkiError::Malformed {
+            what: "certificate",
+            why: format!("expected CERTIFICATE, found {label}"),
+        });
+    }
+    Ok(der)
 }
 
 /// What a certificate says about itself, for `vouch ca show` and the event log.

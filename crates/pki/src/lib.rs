@@ -14,9 +14,13 @@ mod csr;
 mod error;
 mod keys;
 pub mod ocsp;
+pub mod pkcs7;
 mod profile;
 
-pub use ca::{CaMaterial, CaSubject, CertSummary, IssuedCert, IssuingCa, init_ca, summarize_pem};
+pub use ca::{
+    CaMaterial, CaSubject, CertSummary, IssuedCert, IssuingCa, cert_der_from_pem, init_ca,
+    summarize_pem,
+};
 pub use csr::{CheckedCsr, csr_der_from_text};
 pub use error::PkiError;
 pub use keys::{KeyAlgorithm, Passphrase, decrypt_key_pem, encrypt_key_pem};

@@ -71,7 +71,7 @@ pub fn serve_with(
     std::sync::Arc<std::sync::Mutex<Vec<String>>>,
 ) {
     let mut child = vouch(dir)
-        .args(["serve", "--listen", listen])
+        .args(["serve", "--listen", listen, "--est-listen", "127.0.0.1:0"])
         .envs(envs.iter().copied())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -84,7 +84,7 @@ pub fn serve_with(
     std::thread::spawn(move || {
         for line in BufReader::new(stderr).lines().map_while(Result::ok) {
             log_lines.lock().unwrap().push(line.clone());
-            if let Some(addr) = line.split("addr=").nth(1) {
+            if let Some(addr) = line.split(" addr=").nth(1) {
                 let _ = tx.send(addr.split_whitespace().next().unwrap_or("").to_owned());
             }
         }
@@ -152,4 +152,14 @@ pub fn openssl(dir: &Path, args: &[&str]) -> (bool, String) {
             String::from_utf8_lossy(&out.stderr)
         ),
     )
+}
+
+/// The EST address a server logged, if it started EST.
+pub fn est_addr(log: &std::sync::Mutex<Vec<String>>) -> Option<String> {
+    let lines = log.lock().unwrap();
+    lines.iter().find_map(|l| {
+        l.split("est_addr=")
+            .nth(1)
+            .map(|a| a.split_whitespace().next().unwrap_or("").to_owned())
+    })
 }
