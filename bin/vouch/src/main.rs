@@ -6,6 +6,7 @@
 
 mod bench;
 mod ca;
+mod certs;
 mod config;
 mod devices;
 mod import;
@@ -70,6 +71,9 @@ enum Command {
     /// The certificate authority: create it, show it.
     #[command(subcommand)]
     Ca(ca::CaCommand),
+    /// Device certificates: enrollment tokens, issue, list, revoke, hold and release.
+    #[command(subcommand)]
+    Cert(certs::CertCommand),
     /// Check the configuration.
     #[command(subcommand)]
     Config(ConfigCommand),
@@ -177,6 +181,12 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Audit(AuditCommand::Verify) => {
             let store = open_store(&config).await?;
             audit_verify(&*store, cli.output).await
+        }
+        Command::Cert(cmd) => {
+            let store = open_store(&config).await?;
+            certs::run(cmd, &config, store, cli.output)
+                .await
+                .map(|()| ExitCode::SUCCESS)
         }
         Command::Ca(cmd) => {
             let store = open_store(&config).await?;

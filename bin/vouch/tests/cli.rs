@@ -431,3 +431,94 @@ fn ca_init_writes_an_encrypted_ca_that_openssl_verifies_and_logs_it() {
         .unwrap());
     assert!(audit.contains("intact: 1 events verified"), "{audit}");
 }
+
+#[test]
+fn cert_commands_issue_list_hold_and_release() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let pass = "correct horse battery staple";
+    ok(vouch(d)
+        .args(["ca", "init"])
+        .env("VOUCH_CA_PASSPHRASE", pass)
+        .output()
+        .unwrap());
+    let dev: serde_json::Value = serde_json::from_str(&ok(vouch(d)
+        .args(["-o", "json", "device", "add", "--serial", "PLC-7"])
+        .output()
+        .unwrap()))
+    .unwrap();
+    let id = dev["id"].as_str().unwrap().to_owned();
+    let token = ok(vouch(d).args(["cert", "token", &id]).output().unwrap());
+    assert!(token.contains("vouch-enroll_"), "{token}");
+    let req = Command::new("openssl")
+        .current_dir(d)
+        .args([
+            "req",
+            "-new",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-keyout",
+            "k.pem",
+            "-subj",
+            "/CN=PLC-7",
+            "-out",
+            "r.csr",
+        ])
+        .output()
+        .unwrap();
+    assert!(req.status.success());
+    let out = vouch(d)
+        .args(["cert", "issue", &id, "--csr", "r.csr", "--out", "c.pem"])
+        .env_remove("VOUCH_CA_PASSPHRASE")
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "issuing needs the CA passphrase");
+    ok(vouch(d)
+        .args(["cert", "issue", &id, "--csr", "r.csr", "--out", "c.pem"])
+        .env("VOUCH_CA_PASSPHRASE", pass)
+        .output()
+        .unwrap());
+    let verify = Command::new("openssl")
+        .current_dir(d)
+        .args([
+            "verify",
+            "-CAfile",
+            "vouch-data/ca/root.pem",
+            "-untrusted",
+            "vouch-data/ca/issuing.pem",
+            "c.pem",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        verify.status.success(),
+        "{}",
+        String::from_utf8_lossy(&verify.stderr)
+    );
+    let list: serde_json::Value = serde_json::from_str(&ok(vouch(d)
+        .args(["-o", "json", "cert", "list", "--device", &id])
+        .output()
+        .unwrap()))
+    .unwrap();
+    let serial = list[0]["serial"].as_str().unwrap().to_owned();
+    let soon = ok(vouch(d)
+        .args(["cert", "list", "--expiring-within", "30"])
+        .output()
+        .unwrap());
+    assert!(soon.contains(&serial), "{soon}");
+    ok(vouch(d)
+        .args(["cert", "revoke", &serial, "--reason", "certificateHold"])
+        .output()
+        .unwrap());
+    assert!(ok(vouch(d).args(["device", "show", &id]).output().unwrap()).contains("suspended"));
+    ok(vouch(d)
+        .args(["cert", "release", &serial])
+        .output()
+        .unwrap());
+    assert!(ok(vouch(d).args(["device", "show", &id]).output().unwrap()).contains("active"));
+    let audit = ok(vouch(d).args(["audit", "verify"]).output().unwrap());
+    assert!(audit.contains("intact"), "{audit}");
+}

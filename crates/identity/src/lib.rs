@@ -14,4 +14,4 @@ mod tokens;
 
 pub use error::IdentityError;
 pub use service::{IdentityService, PkiSettings};
-pub use tokens::{EnrollmentSecret, parse_enrollment_secret};
+pub use tokens::{EnrollmentSecret, issue_enrollment_token, parse_enrollment_secret};

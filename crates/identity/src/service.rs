@@ -14,7 +14,7 @@ use vouch_store::{
 use vouch_types::{Actor, Clock, Device, DeviceId, Reason, RevocationReason, Serial, Timestamp};
 
 use crate::IdentityError;
-use crate::tokens::{EnrollmentSecret, mint, parse_enrollment_secret, secret_matches};
+use crate::tokens::{EnrollmentSecret, parse_enrollment_secret, secret_matches};
 
 const HOUR_US: i64 = 3_600_000_000;
 
@@ -200,20 +200,16 @@ impl IdentityService {
         actor: Actor,
         reason: Option<Reason>,
     ) -> Result<(EnrollmentTokenRecord, EnrollmentSecret), IdentityError> {
-        let now = self.clock.now();
-        let ttl = i64::from(self.settings.enrollment_token_ttl_hours.max(1)) * HOUR_US;
-        let (record, secret) = mint(device, now, now.plus_micros(ttl));
-        self.store
-            .create_enrollment_token(
-                record.clone(),
-                Change {
-                    actor,
-                    reason,
-                    at: now,
-                },
-            )
-            .await?;
-        Ok((record, secret))
+        let ttl = self.settings.enrollment_token_ttl_hours;
+        Ok(crate::issue_enrollment_token(
+            &*self.store,
+            self.clock.now(),
+            device,
+            ttl,
+            actor,
+            reason,
+        )
+        .await?)
     }
 
     /// Logs a refused enrollment (best effort: the refusal itself must not fail on a logging error).

@@ -33,6 +33,34 @@ impl std::fmt::Debug for EnrollmentSecret {
     }
 }
 
+/// Issues a one-time enrollment token for `device`, valid for `ttl_hours`, and stores it (logged as `actor`).
+/// No CA is needed: the token only authorises a later enrollment.
+pub async fn issue_enrollment_token(
+    store: &dyn vouch_store::Store,
+    now: Timestamp,
+    device: DeviceId,
+    ttl_hours: u32,
+    actor: vouch_types::Actor,
+    reason: Option<vouch_types::Reason>,
+) -> Result<(EnrollmentTokenRecord, EnrollmentSecret), vouch_store::StoreError> {
+    let (record, secret) = mint(
+        device,
+        now,
+        now.plus_micros(i64::from(ttl_hours.max(1)) * 3_600_000_000),
+    );
+    store
+        .create_enrollment_token(
+            record.clone(),
+            vouch_store::Change {
+                actor,
+                reason,
+                at: now,
+            },
+        )
+        .await?;
+    Ok((record, secret))
+}
+
 /// Mints a token for `device`, valid until `expires_at`.
 pub(crate) fn mint(
     device: DeviceId,
