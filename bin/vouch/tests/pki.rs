@@ -488,3 +488,134 @@ fn est_enrollment_with_curl_and_openssl() {
     assert_eq!(verify["intact"], true);
     terminate(server);
 }
+
+#[test]
+fn kill_9_during_a_burst_of_enrollments_loses_no_certificate_a_client_received() {
+    const N: usize = 40;
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    ok(vouch(d)
+        .args(["ca", "init"])
+        .env("VOUCH_CA_PASSPHRASE", PASS)
+        .output()
+        .unwrap());
+    std::fs::copy(d.join("vouch-data/ca/root.pem"), d.join("root.pem")).unwrap();
+    let (mut server, addr, token, log) =
+        serve_with(d, "127.0.0.1:0", &[("VOUCH_CA_PASSPHRASE", PASS)]);
+    let est = format!(
+        "https://{}/.well-known/est/simpleenroll",
+        util::est_addr(&log).unwrap()
+    );
+    let api = Api {
+        base: format!("http://{addr}"),
+        auth: format!("Authorization: Bearer {}", token.unwrap()),
+    };
+
+    let mut basics = Vec::new();
+    for i in 0..N {
+        let serial = format!("BURST-{i}");
+        let (_, dev) = api.call(
+            "POST",
+            "/api/v1/devices",
+            Some(&serde_json::json!({"identifiers": {"serial": serial}})),
+        );
+        let id = dev["id"].as_str().unwrap().to_owned();
+        let (_, t) = api.call(
+            "POST",
+            &format!("/api/v1/devices/{id}/enrollment-tokens"),
+            Some(&serde_json::json!({})),
+        );
+        est_csr(d, &format!("b{i}"), &serial, P256);
+        basics.push(format!("d:{}", t["token"].as_str().unwrap()));
+    }
+    let mut clients: Vec<std::process::Child> = (0..N)
+        .map(|i| {
+            std::process::Command::new("curl")
+                .current_dir(d)
+                .args([
+                    "-sS",
+                    "-o",
+                    &format!("ans{i}.b64"),
+                    "-w",
+                    "%{http_code}",
+                    "--cacert",
+                    "root.pem",
+                    "-u",
+                    &basics[i],
+                ])
+                .args([
+                    "-H",
+                    "Content-Type: application/pkcs10",
+                    "--data-binary",
+                    &format!("@b{i}.b64"),
+                    &est,
+                ])
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    // Kill the server once a few enrollments are through and others are in flight.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while clients
+        .iter_mut()
+        .map(|c| c.try_wait())
+        .filter(|r| matches!(r, Ok(Some(_))))
+        .count()
+        < 3
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no enrollment completed"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    server.kill().unwrap(); // SIGKILL
+    server.wait().unwrap();
+
+    let mut received = Vec::new();
+    for (i, c) in clients.into_iter().enumerate() {
+        let out = c.wait_with_output().unwrap();
+        if String::from_utf8_lossy(&out.stdout) != "200" {
+            continue;
+        }
+        let body = std::fs::read_to_string(d.join(format!("ans{i}.b64"))).unwrap();
+        pkcs7_to_pem(d, &body, &format!("got{i}.pem"));
+        let (ok, serial) = openssl(
+            d,
+            &["x509", "-in", &format!("got{i}.pem"), "-noout", "-serial"],
+        );
+        assert!(ok, "{serial}");
+        received.push(serial.trim().trim_start_matches("serial=").to_lowercase());
+    }
+    assert!(
+        received.len() >= 3,
+        "some clients received certificates: {}",
+        received.len()
+    );
+
+    let (server, addr, _, _) = serve_with(d, "127.0.0.1:0", &[("VOUCH_CA_PASSPHRASE", PASS)]);
+    let api = Api {
+        base: format!("http://{addr}"),
+        auth: api.auth,
+    };
+    for serial in &received {
+        let (code, cert) = api.call("GET", &format!("/api/v1/certificates/{serial}"), None);
+        assert_eq!(
+            code, 200,
+            "certificate {serial}, received by a client, is in the store: {cert}"
+        );
+    }
+    let mut unique = received.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!(unique.len(), received.len(), "no serial reused");
+    let (_, verify) = api.call("GET", "/api/v1/audit/verify", None);
+    assert_eq!(verify["intact"], true, "{verify}");
+    eprintln!(
+        "{} of {N} enrollments completed before kill -9; all on record after restart",
+        received.len()
+    );
+    terminate(server);
+}
