@@ -17,6 +17,8 @@ use vouch_types::{DeviceClass, DeviceId};
 pub enum BenchCommand {
     /// Bulk import rate and get-by-id latency of the device registry.
     Registry(RegistryArgs),
+    /// Issuance, EST, OCSP and CRL speed.
+    Pki(crate::bench_pki::PkiArgs),
 }
 
 /// Which stores to measure.
@@ -185,7 +187,10 @@ fn us(d: Duration) -> String {
 
 /// Runs a benchmark.
 pub async fn run(cmd: BenchCommand) -> Result<()> {
-    let BenchCommand::Registry(args) = cmd;
+    let args = match cmd {
+        BenchCommand::Registry(args) => args,
+        BenchCommand::Pki(args) => return crate::bench_pki::run(args).await,
+    };
     anyhow::ensure!(
         args.devices > 0 && args.batch > 0,
         "--devices and --batch must be positive"

@@ -5,6 +5,7 @@
 //! can act on, and a non-zero exit code.
 
 mod bench;
+mod bench_pki;
 mod ca;
 mod certs;
 mod config;

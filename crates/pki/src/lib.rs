@@ -21,7 +21,7 @@ pub use ca::{
     CaMaterial, CaSubject, CertSummary, IssuedCert, IssuingCa, cert_der_from_pem, init_ca,
     summarize_pem,
 };
-pub use csr::{CheckedCsr, csr_der_from_text};
+pub use csr::{CheckedCsr, csr_der_from_text, new_request};
 pub use error::PkiError;
 pub use keys::{KeyAlgorithm, Passphrase, decrypt_key_pem, encrypt_key_pem};
 pub use profile::{DeviceProfile, device_uri, random_serial};
