@@ -215,7 +215,7 @@ async fn bench_est(n: u32, clients: u32) -> Result<f64> {
     let tls = server_config(
         vec![cert, s.svc.ca_cert_der().to_vec()],
         key,
-        &[s.root_der.clone()],
+        std::slice::from_ref(&s.root_der),
     )?;
     let listener = TlsListener::bind("127.0.0.1:0".parse()?, tls).await?;
     let addr = axum::serve::Listener::local_addr(&listener)?.remote;
