@@ -65,7 +65,7 @@ fn cert_for_update(conn: &Connection, serial: Serial) -> Result<(CertificateReco
 }
 
 fn write_status(
-    conn: &rusqlite::Transaction<'_>,
+    conn: &Connection,
     num: i64,
     plan: StatusPlan,
     at: Timestamp,
@@ -160,20 +160,87 @@ pub(crate) fn create_enrollment_token(
     tx.commit().map_err(backend)
 }
 
-pub(crate) fn record_issuance(
-    conn: &mut Connection,
-    issuance: Issuance,
-    change: Change,
-) -> Result<Device> {
-    let tx = conn
-        .transaction_with_behavior(TransactionBehavior::Immediate)
-        .map_err(backend)?;
+/// A pending issuance in the group commit queue, with where to send its outcome.
+pub(crate) type IssuanceJob = (
+    Issuance,
+    Change,
+    tokio::sync::oneshot::Sender<Result<Device>>,
+);
+
+/// Records every queued issuance in one transaction (group commit): each in a savepoint, so that one refused
+/// issuance is rolled back alone, then one commit — one fsync — for all. Outcomes are sent only after the
+/// commit: a certificate is never handed out before it is durable.
+pub(crate) fn record_issuances(conn: &mut Connection, jobs: Vec<IssuanceJob>) {
+    let mut outcomes = Vec::with_capacity(jobs.len());
+    let committed = (|| -> Result<()> {
+        let mut tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(backend)?;
+        for (issuance, change, reply) in jobs {
+            let sp = tx.savepoint().map_err(backend)?;
+            let outcome = record_issuance(&sp, issuance, change);
+            if outcome.is_ok() {
+                sp.commit().map_err(backend)?;
+            }
+            outcomes.push((reply, outcome));
+        }
+        tx.commit().map_err(backend)
+    })();
+    for (reply, outcome) in outcomes {
+        let outcome = match (&committed, outcome) {
+            (Ok(()), o) => o,
+            (Err(e), _) => Err(StoreError::Backend(format!("the group commit failed: {e}"))),
+        };
+        let _ = reply.send(outcome);
+    }
+}
+
+/// The most issuances committed together.
+const MAX_GROUP: usize = 256;
+
+/// Starts the thread that group-commits issuances with the writer connection; it ends when the store (the
+/// last sender) is dropped.
+pub(crate) fn spawn_issuance_writer(
+    writer: std::sync::Arc<std::sync::Mutex<Connection>>,
+) -> std::sync::mpsc::Sender<IssuanceJob> {
+    let (tx, rx) = std::sync::mpsc::channel::<IssuanceJob>();
+    let spawned = std::thread::Builder::new()
+        .name("vouch-issuance-writer".into())
+        .spawn(move || {
+            while let Ok(first) = rx.recv() {
+                let mut jobs = vec![first];
+                while jobs.len() < MAX_GROUP
+                    && let Ok(next) = rx.try_recv()
+                {
+                    jobs.push(next);
+                }
+                match writer.lock() {
+                    Ok(mut conn) => record_issuances(&mut conn, jobs),
+                    Err(_) => {
+                        for (_, _, reply) in jobs {
+                            let _ = reply.send(Err(StoreError::Backend(
+                                "writer connection poisoned".into(),
+                            )));
+                        }
+                    }
+                }
+            }
+        });
+    if let Err(e) = spawned {
+        // Without the thread the receiver is dropped: every issuance then fails with a clear error.
+        tracing::error!(error = %e, "could not start the issuance writer");
+    }
+    tx
+}
+
+/// Records one issuance inside an open transaction or savepoint.
+fn record_issuance(tx: &Connection, issuance: Issuance, change: Change) -> Result<Device> {
     let cert = issuance.cert;
     let (num, device) =
-        get_device(&tx, cert.device_id)?.ok_or_else(|| not_found(cert.device_id))?;
+        get_device(tx, cert.device_id)?.ok_or_else(|| not_found(cert.device_id))?;
     let token = match issuance.token {
         None => None,
-        Some(id) => Some(get_enrollment_token(&tx, id)?),
+        Some(id) => Some(get_enrollment_token(tx, id)?),
     };
     let plan = plan_issuance(&device, token.as_ref().map(Option::as_ref), &cert, &change)?;
     if let Some(t) = &plan.token {
@@ -206,13 +273,12 @@ pub(crate) fn record_issuance(
             id: cert.serial.to_string(),
         });
     }
-    update_device(&tx, &plan.device, &serde_json::to_string(&plan.device)?)?;
+    update_device(tx, &plan.device, &serde_json::to_string(&plan.device)?)?;
     append(
-        &tx,
+        tx,
         plan.events.into_iter().map(|e| (e, Some(num))).collect(),
         change.at,
     )?;
-    tx.commit().map_err(backend)?;
     Ok(plan.device)
 }
 

@@ -51,6 +51,8 @@ pub enum Durability {
 pub struct SqliteStore {
     path: PathBuf,
     writer: Arc<Mutex<Connection>>,
+    /// Issuances waiting for the next group commit, taken by the issuance writer thread.
+    issuances: std::sync::mpsc::Sender<certs::IssuanceJob>,
     readers: Arc<Mutex<Vec<Connection>>>,
 }
 
@@ -130,9 +132,11 @@ impl SqliteStore {
         }
         let mut writer = open_conn(&path, durability, false)?;
         migrate(&mut writer)?;
+        let writer = Arc::new(Mutex::new(writer));
         Ok(Self {
             path,
-            writer: Arc::new(Mutex::new(writer)),
+            issuances: certs::spawn_issuance_writer(writer.clone()),
+            writer,
             readers: Arc::new(Mutex::new(Vec::new())),
         })
     }
@@ -189,7 +193,7 @@ impl SqliteStore {
     }
 }
 
-fn head(tx: &rusqlite::Transaction<'_>) -> Result<(EventSeq, Digest)> {
+fn head(tx: &Connection) -> Result<(EventSeq, Digest)> {
     let row: Option<(i64, Vec<u8>)> = tx
         .query_row("SELECT seq, hash FROM audit_head WHERE id = 1", [], |r| {
             Ok((r.get(0)?, r.get(1)?))
@@ -206,7 +210,7 @@ fn head(tx: &rusqlite::Transaction<'_>) -> Result<(EventSeq, Digest)> {
 /// sealed. Each draft comes with the `num` of the device it is about. Call inside the transaction that makes
 /// the changes they describe.
 pub(crate) fn append(
-    tx: &rusqlite::Transaction<'_>,
+    tx: &Connection,
     drafts: Vec<(EventDraft, Option<i64>)>,
     at: Timestamp,
 ) -> Result<Option<Event>> {
@@ -251,12 +255,7 @@ pub(crate) fn append(
 
 /// Writes `device` (whose JSON is `doc`) with `sql`, whose parameters ?1..?10 are the devices columns in
 /// table order; returns the number of rows changed.
-fn write_device(
-    tx: &rusqlite::Transaction<'_>,
-    sql: &str,
-    device: &Device,
-    doc: &str,
-) -> Result<usize> {
+fn write_device(tx: &Connection, sql: &str, device: &Device, doc: &str) -> Result<usize> {
     tx.prepare_cached(sql)
         .map_err(backend)?
         .execute(params![
@@ -275,11 +274,7 @@ fn write_device(
 }
 
 /// Inserts `device` (whose JSON is `doc`) unless its id exists; its `num` if inserted.
-fn insert_device(
-    tx: &rusqlite::Transaction<'_>,
-    device: &Device,
-    doc: &str,
-) -> Result<Option<i64>> {
+fn insert_device(tx: &Connection, device: &Device, doc: &str) -> Result<Option<i64>> {
     let n = write_device(
         tx,
         "INSERT INTO devices (id, state, class, zone, vendor, mac, serial, cert_fp, revision, doc)
@@ -290,11 +285,7 @@ fn insert_device(
     Ok((n == 1).then(|| tx.last_insert_rowid()))
 }
 
-pub(crate) fn update_device(
-    tx: &rusqlite::Transaction<'_>,
-    device: &Device,
-    doc: &str,
-) -> Result<()> {
+pub(crate) fn update_device(tx: &Connection, device: &Device, doc: &str) -> Result<()> {
     write_device(
         tx,
         "UPDATE devices SET state = ?2, class = ?3, zone = ?4, vendor = ?5, mac = ?6, serial = ?7, cert_fp = ?8,
@@ -690,8 +681,15 @@ impl Store for SqliteStore {
     }
 
     async fn record_issuance(&self, issuance: Issuance, change: Change) -> Result<Device> {
-        self.write(move |c| certs::record_issuance(c, issuance, change))
+        // Group commit: the issuance writer takes every job queued while it committed the last batch and
+        // commits them together, so that concurrent enrollments share one fsync instead of paying one each.
+        let (reply, outcome) = tokio::sync::oneshot::channel();
+        self.issuances
+            .send((issuance, change, reply))
+            .map_err(|_| StoreError::Backend("the issuance writer stopped".into()))?;
+        outcome
             .await
+            .map_err(|_| StoreError::Backend("the group commit was abandoned".into()))?
     }
 
     async fn get_certificate(&self, serial: Serial) -> Result<Option<CertificateRecord>> {
