@@ -71,18 +71,18 @@ fn write_status(
     at: Timestamp,
 ) -> Result<CertificateRecord> {
     let (revoked_at, reason) = status_columns(plan.cert.status);
-    conn.execute(
-        "UPDATE certificates SET revoked_at = ?2, reason = ?3 WHERE serial = ?1",
-        params![plan.cert.serial.as_bytes(), revoked_at, reason],
-    )
-    .map_err(backend)?;
+    conn.prepare_cached("UPDATE certificates SET revoked_at = ?2, reason = ?3 WHERE serial = ?1")
+        .map_err(backend)?
+        .execute(params![plan.cert.serial.as_bytes(), revoked_at, reason])
+        .map_err(backend)?;
     if let Some(d) = &plan.device {
         update_device(conn, d, &serde_json::to_string(d)?)?;
     }
-    conn.execute(
+    conn.prepare_cached(
         "UPDATE pki_state SET revocation_generation = revocation_generation + 1 WHERE id = 1",
-        [],
     )
+    .map_err(backend)?
+    .execute([])
     .map_err(backend)?;
     append(
         conn,
@@ -133,10 +133,8 @@ pub(crate) fn create_enrollment_token(
         .map_err(backend)?;
     let (num, _) = get_device(&tx, t.device_id)?.ok_or_else(|| not_found(t.device_id))?;
     let n = tx
-        .execute(
-            "INSERT INTO enrollment_tokens (id, device_num, secret_hash, created_at, expires_at, used_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (id) DO NOTHING",
-            params![
+        .prepare_cached("INSERT INTO enrollment_tokens (id, device_num, secret_hash, created_at, expires_at, used_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (id) DO NOTHING").map_err(backend)?.execute(params![
                 &t.id.to_bytes()[..],
                 num,
                 &t.secret_hash[..],
@@ -236,26 +234,25 @@ pub(crate) fn spawn_issuance_writer(
 /// Records one issuance inside an open transaction or savepoint.
 fn record_issuance(tx: &Connection, issuance: Issuance, change: Change) -> Result<Device> {
     let cert = issuance.cert;
-    let (num, device) =
-        get_device(tx, cert.device_id)?.ok_or_else(|| not_found(cert.device_id))?;
+    let (num, device) = get_device(tx, cert.device_id)?.ok_or_else(|| not_found(cert.device_id))?;
     let token = match issuance.token {
         None => None,
         Some(id) => Some(get_enrollment_token(tx, id)?),
     };
     let plan = plan_issuance(&device, token.as_ref().map(Option::as_ref), &cert, &change)?;
     if let Some(t) = &plan.token {
-        tx.execute(
-            "UPDATE enrollment_tokens SET used_at = ?2 WHERE id = ?1",
-            params![&t.id.to_bytes()[..], t.used_at.map(Timestamp::unix_micros)],
-        )
-        .map_err(backend)?;
+        tx.prepare_cached("UPDATE enrollment_tokens SET used_at = ?2 WHERE id = ?1")
+            .map_err(backend)?
+            .execute(params![
+                &t.id.to_bytes()[..],
+                t.used_at.map(Timestamp::unix_micros)
+            ])
+            .map_err(backend)?;
     }
     let (revoked_at, reason) = status_columns(cert.status);
     let n = tx
-        .execute(
-            "INSERT INTO certificates (serial, device_num, fingerprint, not_before, not_after, revoked_at, reason, der)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) ON CONFLICT DO NOTHING",
-            params![
+        .prepare_cached("INSERT INTO certificates (serial, device_num, fingerprint, not_before, not_after, revoked_at, reason, der)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) ON CONFLICT DO NOTHING").map_err(backend)?.execute(params![
                 cert.serial.as_bytes(),
                 num,
                 &cert.fingerprint.as_bytes()[..],

@@ -35,7 +35,7 @@ const MIGRATIONS: &[(u32, &str)] = &[
 ];
 
 /// How many idle reader connections are kept.
-const MAX_IDLE_READERS: usize = 8;
+const MAX_READERS: usize = 8;
 
 /// When SQLite makes a commit durable.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -54,6 +54,9 @@ pub struct SqliteStore {
     /// Issuances waiting for the next group commit, taken by the issuance writer thread.
     issuances: std::sync::mpsc::Sender<certs::IssuanceJob>,
     readers: Arc<Mutex<Vec<Connection>>>,
+    /// At most [`MAX_READERS`] reads at once: a read waits for a pooled connection instead of opening one
+    /// (opening costs far more than a read, and bursts of concurrent reads would pay it again and again).
+    reader_permits: Arc<tokio::sync::Semaphore>,
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -138,6 +141,7 @@ impl SqliteStore {
             issuances: certs::spawn_issuance_writer(writer.clone()),
             writer,
             readers: Arc::new(Mutex::new(Vec::new())),
+            reader_permits: Arc::new(tokio::sync::Semaphore::new(MAX_READERS)),
         })
     }
 
@@ -171,7 +175,14 @@ impl SqliteStore {
     {
         let readers = self.readers.clone();
         let path = self.path.clone();
+        let permit = self
+            .reader_permits
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| StoreError::Backend("reader pool closed".into()))?;
         tokio::task::spawn_blocking(move || {
+            let _permit = permit;
             let idle = readers
                 .lock()
                 .map_err(|_| StoreError::Backend("reader pool poisoned".into()))?
@@ -182,7 +193,7 @@ impl SqliteStore {
             };
             let out = f(&conn);
             if let Ok(mut pool) = readers.lock()
-                && pool.len() < MAX_IDLE_READERS
+                && pool.len() < MAX_READERS
             {
                 pool.push(conn);
             }
@@ -244,11 +255,12 @@ pub(crate) fn append(
         prev = e.hash;
         last = Some(e);
     }
-    tx.execute(
+    tx.prepare_cached(
         "INSERT INTO audit_head (id, seq, hash) VALUES (1, ?1, ?2)
          ON CONFLICT (id) DO UPDATE SET seq = excluded.seq, hash = excluded.hash",
-        params![seq.0 as i64, &prev.0[..]],
     )
+    .map_err(backend)?
+    .execute(params![seq.0 as i64, &prev.0[..]])
     .map_err(backend)?;
     Ok(last)
 }
@@ -569,10 +581,8 @@ impl Store for SqliteStore {
         self.write(move |conn| {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(backend)?;
             let n = tx
-                .execute(
-                    "INSERT INTO tokens (id, operator, role, secret_hash, created_at, expires_at, revoked_at)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT (id) DO NOTHING",
-                    params![
+                .prepare_cached("INSERT INTO tokens (id, operator, role, secret_hash, created_at, expires_at, revoked_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT (id) DO NOTHING").map_err(backend)?.execute(params![
                         &token.id.to_bytes()[..],
                         token.operator.as_str(),
                         token.role.as_str(),
@@ -637,9 +647,7 @@ impl Store for SqliteStore {
             let Some((revoked, event)) = plan_token_revoked(&token, &change) else {
                 return Ok(token);
             };
-            tx.execute(
-                "UPDATE tokens SET revoked_at = ?2 WHERE id = ?1",
-                params![&id.to_bytes()[..], change.at.unix_micros()],
+            tx.prepare_cached("UPDATE tokens SET revoked_at = ?2 WHERE id = ?1").map_err(backend)?.execute(params![&id.to_bytes()[..], change.at.unix_micros()],
             )
             .map_err(backend)?;
             append(&tx, vec![(event, None)], change.at)?;
