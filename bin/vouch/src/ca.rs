@@ -23,7 +23,7 @@ use crate::output::{self, Output};
 pub enum CaCommand {
     /// Create the root and issuing CA (keys encrypted with the CA passphrase).
     Init {
-        /// Key algorithm: p256 (default) or ed25519.
+        /// Key algorithm: p256 (default), ed25519 or rsa3072.
         #[arg(long, default_value = "p256")]
         algorithm: KeyAlgorithm,
         /// The organisation named in the CA certificates.

@@ -334,12 +334,16 @@ impl IssuingCa {
 }
 
 impl IssuingCa {
-    /// The signature algorithm identifier of this CA's signatures (for OCSP responses).
-    fn signature_oid(&self) -> &'static [u64] {
-        if rcgen::PublicKeyData::algorithm(&self.key) == &rcgen::PKCS_ED25519 {
-            &[1, 3, 101, 112]
+    /// The signature algorithm identifier of this CA's signatures (for OCSP responses): the OID, and whether
+    /// its parameters are an explicit NULL (RSA's are).
+    fn signature_oid(&self) -> (&'static [u64], bool) {
+        let alg = rcgen::PublicKeyData::algorithm(&self.key);
+        if alg == &rcgen::PKCS_ED25519 {
+            (&[1, 3, 101, 112], false)
+        } else if alg == &rcgen::PKCS_RSA_SHA256 {
+            (&[1, 2, 840, 113549, 1, 1, 11], true)
         } else {
-            &[1, 2, 840, 10045, 4, 3, 2]
+            (&[1, 2, 840, 10045, 4, 3, 2], false)
         }
     }
 

@@ -14,17 +14,20 @@ pub enum KeyAlgorithm {
     EcdsaP256,
     /// Ed25519: small and fast, for fleets whose devices support it.
     Ed25519,
+    /// RSA-3072 with SHA-256, for relying parties that accept nothing else.
+    Rsa3072,
 }
 
 impl KeyAlgorithm {
     /// Every algorithm.
-    pub const ALL: [KeyAlgorithm; 2] = [Self::EcdsaP256, Self::Ed25519];
+    pub const ALL: [KeyAlgorithm; 3] = [Self::EcdsaP256, Self::Ed25519, Self::Rsa3072];
 
     /// The algorithm's name on the command line.
     pub const fn as_str(self) -> &'static str {
         match self {
             Self::EcdsaP256 => "p256",
             Self::Ed25519 => "ed25519",
+            Self::Rsa3072 => "rsa3072",
         }
     }
 
@@ -33,6 +36,20 @@ impl KeyAlgorithm {
         let alg = match self {
             Self::EcdsaP256 => &rcgen::PKCS_ECDSA_P256_SHA256,
             Self::Ed25519 => &rcgen::PKCS_ED25519,
+            // ring cannot generate RSA keys: the RustCrypto `rsa` crate does, ring signs with them.
+            Self::Rsa3072 => {
+                use rsa::pkcs8::EncodePrivateKey;
+                let key = rsa::RsaPrivateKey::new(&mut rand_core::OsRng, 3072)
+                    .map_err(|e| PkiError::Signing(format!("generating an RSA key: {e}")))?;
+                let der = key
+                    .to_pkcs8_der()
+                    .map_err(|e| PkiError::Signing(format!("encoding an RSA key: {e}")))?;
+                let pkcs8 = rustls_pki_types::PrivatePkcs8KeyDer::from(der.as_bytes().to_vec());
+                return Ok(KeyPair::from_pkcs8_der_and_sign_algo(
+                    &pkcs8,
+                    &rcgen::PKCS_RSA_SHA256,
+                )?);
+            }
         };
         Ok(KeyPair::generate_for(alg)?)
     }

@@ -234,7 +234,7 @@ pub(crate) fn encode_response(
     nonce: Option<&[u8]>,
     produced_at: Timestamp,
     next_update: Timestamp,
-    signature_oid: &'static [u64],
+    (signature_oid, null_params): (&'static [u64], bool),
     key: &impl rcgen::SigningKey,
 ) -> Result<Vec<u8>, PkiError> {
     let produced = gtime(produced_at)?;
@@ -296,7 +296,10 @@ pub(crate) fn encode_response(
             w.next().write_der(&tbs);
             w.next().write_sequence(|w| {
                 w.next()
-                    .write_oid(&ObjectIdentifier::from_slice(signature_oid))
+                    .write_oid(&ObjectIdentifier::from_slice(signature_oid));
+                if null_params {
+                    w.next().write_null();
+                }
             });
             w.next().write_bitvec_bytes(&signature, signature.len() * 8);
         });

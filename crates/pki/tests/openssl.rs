@@ -490,3 +490,100 @@ fn malformed_ocsp_requests_are_refused() {
         assert!(parse_request(&good[..cut]).is_err(), "truncated at {cut}");
     }
 }
+
+#[test]
+fn an_rsa_3072_ca_signs_certificates_crls_and_ocsp_answers_openssl_accepts() {
+    use vouch_pki::ocsp::{OcspStatus, parse_request};
+    use vouch_types::RevocationReason;
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let ca = ca(d, KeyAlgorithm::Rsa3072);
+    let (ok, text) = openssl(d, &["x509", "-in", "issuing.pem", "-noout", "-text"]);
+    assert!(
+        ok && text.contains("Public-Key: (3072 bit)") && text.contains("sha256WithRSAEncryption"),
+        "{text}"
+    );
+    let csr = CheckedCsr::from_der(&openssl_csr(d, "dev", P256)).unwrap();
+    let cert = ca
+        .issue_device(&csr, DeviceId::new(), &profile(), now())
+        .unwrap();
+    std::fs::write(d.join("dev.pem"), cert.pem()).unwrap();
+    let (ok, text) = openssl(
+        d,
+        &[
+            "verify",
+            "-CAfile",
+            "root.pem",
+            "-untrusted",
+            "issuing.pem",
+            "dev.pem",
+        ],
+    );
+    assert!(ok, "{text}");
+    let der = ca
+        .crl(
+            &[(cert.serial, now(), RevocationReason::Superseded)],
+            now(),
+            now().plus_micros(3_600_000_000),
+            1,
+        )
+        .unwrap();
+    std::fs::write(d.join("crl.der"), der).unwrap();
+    let (ok, text) = openssl(
+        d,
+        &[
+            "crl",
+            "-inform",
+            "DER",
+            "-in",
+            "crl.der",
+            "-CAfile",
+            "issuing.pem",
+            "-noout",
+        ],
+    );
+    assert!(ok && text.contains("verify OK"), "{text}");
+    openssl(
+        d,
+        &[
+            "ocsp",
+            "-issuer",
+            "issuing.pem",
+            "-cert",
+            "dev.pem",
+            "-reqout",
+            "req.der",
+        ],
+    );
+    let req = parse_request(&std::fs::read(d.join("req.der")).unwrap()).unwrap();
+    let resp = ca
+        .ocsp_response(
+            &req,
+            &|_| OcspStatus::Good,
+            now(),
+            now().plus_micros(3_600_000_000),
+        )
+        .unwrap();
+    std::fs::write(d.join("resp.der"), resp).unwrap();
+    let (ok, text) = openssl(
+        d,
+        &[
+            "ocsp",
+            "-respin",
+            "resp.der",
+            "-issuer",
+            "issuing.pem",
+            "-cert",
+            "dev.pem",
+            "-CAfile",
+            "root.pem",
+            "-verify_other",
+            "issuing.pem",
+            "-no_nonce",
+        ],
+    );
+    assert!(
+        ok && text.contains("dev.pem: good") && text.contains("Response verify OK"),
+        "{text}"
+    );
+}
