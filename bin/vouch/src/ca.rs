@@ -33,6 +33,31 @@ pub enum CaCommand {
         #[arg(long, value_name = "FILE")]
         passphrase_file: Option<PathBuf>,
     },
+    /// Bring your own PKI, step 1: create the issuing CA key and a request (issuing.csr.pem) for your
+    /// enterprise root to sign.
+    Request {
+        /// Key algorithm: p256 (default), ed25519 or rsa3072.
+        #[arg(long, default_value = "p256")]
+        algorithm: KeyAlgorithm,
+        /// The organisation named in the request.
+        #[arg(long, default_value = "Vouch")]
+        organization: String,
+        /// Read the passphrase from this file instead of VOUCH_CA_PASSPHRASE.
+        #[arg(long, value_name = "FILE")]
+        passphrase_file: Option<PathBuf>,
+    },
+    /// Bring your own PKI, step 2: install the issuing CA certificate your enterprise root signed.
+    Import {
+        /// The signed issuing CA certificate (PEM).
+        #[arg(long)]
+        cert: PathBuf,
+        /// The enterprise root certificate (PEM) it chains to.
+        #[arg(long)]
+        root: PathBuf,
+        /// Read the passphrase from this file instead of VOUCH_CA_PASSPHRASE.
+        #[arg(long, value_name = "FILE")]
+        passphrase_file: Option<PathBuf>,
+    },
     /// Show the CA certificates.
     Show,
 }
@@ -148,6 +173,80 @@ pub async fn run(cmd: CaCommand, data_dir: &Path, store: &dyn Store, out: Output
                 println!("written to {} (keys encrypted, owner-only)", dir.display());
             }
             Ok(())
+        }
+        CaCommand::Request {
+            algorithm,
+            organization,
+            passphrase_file,
+        } => {
+            if let Some(existing) = FILES.iter().map(|f| dir.join(f)).find(|p| p.exists()) {
+                bail!(
+                    "a CA exists already ({}): refusing to replace it",
+                    existing.display()
+                );
+            }
+            let pass = passphrase(passphrase_file.as_deref())?;
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(&dir)
+                .with_context(|| format!("creating {}", dir.display()))?;
+            let (key_pem, csr_pem) =
+                vouch_pki::intermediate_request(algorithm, &CaSubject { organization }, &pass)?;
+            write_new(&dir.join("issuing.key.pem"), &key_pem, 0o600)?;
+            let csr_path = dir.join("issuing.csr.pem");
+            std::fs::write(&csr_path, csr_pem)
+                .with_context(|| format!("writing {}", csr_path.display()))?;
+            println!(
+                "issuing CA key created (encrypted); have your enterprise root sign {} as a CA certificate \
+                 (basicConstraints CA:TRUE, pathlen 0), then run `vouch ca import --cert SIGNED --root ROOT`",
+                csr_path.display()
+            );
+            Ok(())
+        }
+        CaCommand::Import {
+            cert,
+            root,
+            passphrase_file,
+        } => {
+            if dir.join("issuing.pem").exists() {
+                bail!(
+                    "a CA exists already ({}): refusing to replace it",
+                    dir.join("issuing.pem").display()
+                );
+            }
+            let key_path = dir.join("issuing.key.pem");
+            let key_pem = std::fs::read_to_string(&key_path).with_context(|| {
+                format!(
+                    "reading {} (run `vouch ca request` first)",
+                    key_path.display()
+                )
+            })?;
+            let pass = passphrase(passphrase_file.as_deref())?;
+            let cert_pem = std::fs::read_to_string(&cert)
+                .with_context(|| format!("reading {}", cert.display()))?;
+            let root_pem = std::fs::read_to_string(&root)
+                .with_context(|| format!("reading {}", root.display()))?;
+            vouch_pki::import_intermediate(&cert_pem, &key_pem, &pass, &root_pem)?;
+            write_new(&dir.join("root.pem"), &root_pem, 0o644)?;
+            write_new(&dir.join("issuing.pem"), &cert_pem, 0o644)?;
+            let (root_s, issuing_s) = (summarize_pem(&root_pem)?, summarize_pem(&cert_pem)?);
+            let draft = EventDraft {
+                device_id: None,
+                actor: crate::cli_actor(),
+                action: Action::CaInitialized,
+                before: None,
+                after: Some(
+                    json!({ "external_root": true, "root": summary_json(&root_s), "issuing": summary_json(&issuing_s) })
+                        .to_string(),
+                ),
+                reason: None,
+            };
+            store
+                .append_event(draft, SystemClock.now())
+                .await
+                .context("recording the CA in the event log")?;
+            print(&root_s, &issuing_s, out)
         }
         CaCommand::Show => print(
             &read_summary(&dir, "root.pem")?,

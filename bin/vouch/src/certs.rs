@@ -31,6 +31,14 @@ pub enum CertCommand {
         #[arg(long)]
         out: Option<PathBuf>,
     },
+    /// Import a certificate an existing PKI already issued to a device (PEM).
+    Import {
+        /// The certificate file.
+        file: PathBuf,
+        /// The device it belongs to.
+        #[arg(long)]
+        device: DeviceId,
+    },
     /// List a device's certificates, or all certificates expiring within N days.
     List {
         /// Only this device's.
@@ -170,6 +178,37 @@ pub async fn run(
                 }
                 None => print!("{}", cert.pem()),
             }
+        }
+        CertCommand::Import { file, device } => {
+            let pem = std::fs::read_to_string(&file)
+                .with_context(|| format!("reading {}", file.display()))?;
+            let (serial, not_before, not_after, fingerprint, der) =
+                vouch_pki::read_certificate(&pem)?;
+            let record = CertificateRecord {
+                serial,
+                device_id: device,
+                fingerprint,
+                not_before,
+                not_after,
+                status: CertStatus::Good,
+                der,
+            };
+            let reason = Reason::try_from("imported from an existing PKI".to_owned())?;
+            let change = Change {
+                actor: crate::cli_actor(),
+                reason: Some(reason),
+                at: clock.now(),
+            };
+            store
+                .record_issuance(
+                    vouch_store::Issuance {
+                        cert: record.clone(),
+                        token: None,
+                    },
+                    change,
+                )
+                .await?;
+            print(&[record], out)?;
         }
         CertCommand::List {
             device,

@@ -619,3 +619,173 @@ fn kill_9_during_a_burst_of_enrollments_loses_no_certificate_a_client_received()
     );
     terminate(server);
 }
+
+#[test]
+fn bring_your_own_pki_an_enterprise_root_signs_the_issuing_ca() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let run = |args: &[&str]| {
+        vouch(d)
+            .args(args)
+            .env("VOUCH_CA_PASSPHRASE", PASS)
+            .output()
+            .unwrap()
+    };
+    ok(run(&["ca", "request", "--organization", "Acme"]));
+    assert!(d.join("vouch-data/ca/issuing.csr.pem").exists());
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+    ];
+    let root = |name: &str| {
+        let (key, pem, subj) = (
+            format!("{name}.key"),
+            format!("{name}.pem"),
+            format!("/CN={name}"),
+        );
+        let mut args = vec![
+            "req", "-x509", "-keyout", &key, "-out", &pem, "-subj", &subj, "-days", "3650",
+        ];
+        args.extend_from_slice(&ec);
+        args.extend_from_slice(&[
+            "-addext",
+            "basicConstraints=critical,CA:true",
+            "-addext",
+            "keyUsage=critical,keyCertSign,cRLSign",
+        ]);
+        let (ok, text) = openssl(d, &args);
+        assert!(ok, "{text}");
+    };
+    root("enterprise-root");
+    root("other-root");
+    std::fs::write(
+        d.join("ca.ext"),
+        "basicConstraints=critical,CA:true,pathlen:0\nkeyUsage=critical,keyCertSign,cRLSign,digitalSignature\n\
+         subjectKeyIdentifier=hash\nauthorityKeyIdentifier=keyid\n",
+    )
+    .unwrap();
+    let sign = |out: &str, ext: bool| {
+        let mut args = vec![
+            "x509",
+            "-req",
+            "-in",
+            "vouch-data/ca/issuing.csr.pem",
+            "-CA",
+            "enterprise-root.pem",
+            "-CAkey",
+            "enterprise-root.key",
+            "-CAcreateserial",
+            "-days",
+            "365",
+            "-out",
+            out,
+        ];
+        if ext {
+            args.extend_from_slice(&["-extfile", "ca.ext"]);
+        }
+        let (ok, text) = openssl(d, &args);
+        assert!(ok, "{text}");
+    };
+    sign("not-a-ca.pem", false);
+    sign("issuing.signed.pem", true);
+
+    let out = run(&[
+        "ca",
+        "import",
+        "--cert",
+        "issuing.signed.pem",
+        "--root",
+        "other-root.pem",
+    ]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not signed by the given root"));
+    let out = run(&[
+        "ca",
+        "import",
+        "--cert",
+        "not-a-ca.pem",
+        "--root",
+        "enterprise-root.pem",
+    ]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not a CA certificate"));
+    ok(run(&[
+        "ca",
+        "import",
+        "--cert",
+        "issuing.signed.pem",
+        "--root",
+        "enterprise-root.pem",
+    ]));
+
+    // Vouch now issues under the enterprise root.
+    let dev: Value = serde_json::from_str(&ok(run(&[
+        "-o", "json", "device", "add", "--serial", "NEW-1",
+    ])))
+    .unwrap();
+    let id = dev["id"].as_str().unwrap().to_owned();
+    csr(d, "dev", "NEW-1", P256);
+    ok(run(&[
+        "cert", "issue", &id, "--csr", "dev.csr", "--out", "dev.pem",
+    ]));
+    let (ok_v, text) = openssl(
+        d,
+        &[
+            "verify",
+            "-CAfile",
+            "enterprise-root.pem",
+            "-untrusted",
+            "vouch-data/ca/issuing.pem",
+            "dev.pem",
+        ],
+    );
+    assert!(ok_v, "{text}");
+
+    // And certificates the enterprise PKI issued before are imported.
+    let legacy: Value = serde_json::from_str(&ok(run(&[
+        "-o", "json", "device", "add", "--serial", "OLD-1",
+    ])))
+    .unwrap();
+    let legacy_id = legacy["id"].as_str().unwrap().to_owned();
+    csr(d, "legacy", "OLD-1", P256);
+    let (ok_s, text) = openssl(
+        d,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "legacy.csr",
+            "-CA",
+            "enterprise-root.pem",
+            "-CAkey",
+            "enterprise-root.key",
+            "-CAcreateserial",
+            "-days",
+            "30",
+            "-out",
+            "legacy.pem",
+        ],
+    );
+    assert!(ok_s, "{text}");
+    ok(run(&[
+        "cert",
+        "import",
+        "legacy.pem",
+        "--device",
+        &legacy_id,
+    ]));
+    let list: Value = serde_json::from_str(&ok(run(&[
+        "-o", "json", "cert", "list", "--device", &legacy_id,
+    ])))
+    .unwrap();
+    assert_eq!(list.as_array().unwrap().len(), 1);
+    let shown = ok(run(&["device", "show", &legacy_id]));
+    assert!(
+        shown.contains("active"),
+        "an imported certificate makes the device managed: {shown}"
+    );
+    assert!(ok(run(&["audit", "verify"])).contains("intact"));
+}

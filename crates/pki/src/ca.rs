@@ -495,3 +495,95 @@ pub fn summarize_pem(pem: &str) -> Result<CertSummary, PkiError> {
         fingerprint: CertFingerprint::from_bytes(Sha256::digest(&der).into()),
     })
 }
+
+/// The first half of bringing your own PKI: an issuing CA key (encrypted) and a request for an enterprise root
+/// to sign, as PEM.
+pub fn intermediate_request(
+    alg: KeyAlgorithm,
+    subject: &CaSubject,
+    pass: &Passphrase,
+) -> Result<(String, String), PkiError> {
+    let key = alg.generate()?;
+    let mut p = CertificateParams::default();
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::OrganizationName, subject.organization.as_str());
+    dn.push(
+        DnType::CommonName,
+        format!("{} Vouch Issuing CA", subject.organization),
+    );
+    p.distinguished_name = dn;
+    let csr = p.serialize_request(&key)?;
+    let csr_pem = csr.pem()?;
+    Ok((encrypt_key_pem(&key, pass)?, csr_pem))
+}
+
+/// The second half: checks that `cert_pem` (signed by the enterprise) is a CA certificate for the key in
+/// `key_pem` and that it chains to `root_pem`, and returns the issuing CA ready to use.
+pub fn import_intermediate(
+    cert_pem: &str,
+    key_pem: &str,
+    pass: &Passphrase,
+    root_pem: &str,
+) -> Result<IssuingCa, PkiError> {
+    use x509_parser::prelude::FromDer;
+    let ca = IssuingCa::load(cert_pem, key_pem, pass)?;
+    let root_der = cert_der_from_pem(root_pem)?;
+    let bad = |why: String| PkiError::Invalid {
+        what: "intermediate certificate",
+        why,
+    };
+    let (_, cert) = x509_parser::certificate::X509Certificate::from_der(ca.cert_der())
+        .map_err(|e| bad(e.to_string()))?;
+    let (_, root) =
+        x509_parser::certificate::X509Certificate::from_der(&root_der).map_err(|e| {
+            PkiError::Malformed {
+                what: "root certificate",
+                why: e.to_string(),
+            }
+        })?;
+    if !cert.is_ca() {
+        return Err(bad(
+            "it is not a CA certificate (basicConstraints CA:TRUE is missing)".into(),
+        ));
+    }
+    if !root.is_ca() {
+        return Err(PkiError::Invalid {
+            what: "root certificate",
+            why: "it is not a CA certificate".into(),
+        });
+    }
+    cert.verify_signature(Some(root.public_key()))
+        .map_err(|_| bad("it is not signed by the given root".into()))?;
+    Ok(ca)
+}
+
+/// A certificate an existing PKI issued, read for import: its serial, validity and fingerprint.
+pub fn read_certificate(
+    pem: &str,
+) -> Result<(Serial, Timestamp, Timestamp, CertFingerprint, Vec<u8>), PkiError> {
+    use x509_parser::prelude::FromDer;
+    let der = cert_der_from_pem(pem)?;
+    let (_, cert) = x509_parser::certificate::X509Certificate::from_der(&der).map_err(|e| {
+        PkiError::Malformed {
+            what: "certificate",
+            why: e.to_string(),
+        }
+    })?;
+    let serial = Serial::from_slice(cert.raw_serial())
+        .or_else(|_| Serial::from_slice(cert.raw_serial().strip_prefix(&[0]).unwrap_or_default()))
+        .map_err(|e| PkiError::Invalid {
+            what: "serial number",
+            why: e.to_string(),
+        })?;
+    let ts = |t: x509_parser::time::ASN1Time| {
+        Timestamp::from_unix_micros(t.timestamp().saturating_mul(1_000_000))
+    };
+    let fp = CertFingerprint::from_bytes(Sha256::digest(&der).into());
+    Ok((
+        serial,
+        ts(cert.validity().not_before),
+        ts(cert.validity().not_after),
+        fp,
+        der,
+    ))
+}
