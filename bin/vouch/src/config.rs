@@ -34,6 +34,7 @@ pub struct RawConfig {
 struct RawEst {
     listen: Option<String>,
     server_names: Option<Vec<String>>,
+    manufacturer_cas: Option<Vec<PathBuf>>,
 }
 
 #[derive(Debug, Default, Deserialize, Serialize)]
@@ -165,6 +166,8 @@ pub struct Config {
     pub est_listen: SocketAddr,
     /// The DNS names in the EST server's certificate.
     pub est_server_names: Vec<String>,
+    /// Manufacturer CA certificates (PEM files) whose IDevIDs may bootstrap over EST.
+    pub est_manufacturer_cas: Vec<PathBuf>,
 }
 
 /// The PKI settings.
@@ -195,6 +198,7 @@ pub const ENV_KEYS: &[(&str, &str)] = &[
     ("VOUCH_PKI_TRUST_DOMAIN", "pki.trust_domain"),
     ("VOUCH_PKI_PUBLIC_URL", "pki.public_url"),
     ("VOUCH_EST_LISTEN", "est.listen"),
+    ("VOUCH_EST_MANUFACTURER_CAS", "est.manufacturer_cas"),
 ];
 
 /// `VOUCH_*` variables that are not configuration keys but are known to Vouch's tools.
@@ -249,6 +253,14 @@ impl RawConfig {
         }
         if let Some(v) = env("VOUCH_EST_LISTEN") {
             self.est.listen = Some(v);
+        }
+        if let Some(v) = env("VOUCH_EST_MANUFACTURER_CAS") {
+            self.est.manufacturer_cas = Some(
+                v.split(',')
+                    .filter(|p| !p.is_empty())
+                    .map(PathBuf::from)
+                    .collect(),
+            );
         }
         Ok(())
     }
@@ -327,6 +339,7 @@ impl RawConfig {
             pki,
             est_listen,
             est_server_names,
+            est_manufacturer_cas: self.est.manufacturer_cas.unwrap_or_default(),
             data_dir,
             listen,
             max_body_bytes,

@@ -75,6 +75,9 @@ pub struct ListArgs {
     /// Only this vendor.
     #[arg(long)]
     vendor: Option<vouch_types::Vendor>,
+    /// Only the device with this hardware serial.
+    #[arg(long)]
+    serial: Option<vouch_types::HardwareSerial>,
     /// Only this group.
     #[arg(long)]
     group: Option<vouch_types::GroupName>,
@@ -237,6 +240,7 @@ pub async fn run(cmd: DeviceCommand, store: std::sync::Arc<dyn Store>, out: Outp
                 class: a.class,
                 zone: a.zone,
                 vendor: a.vendor,
+                serial: a.serial,
                 group: a.group,
                 label: a.label.as_deref().map(parse_label).transpose()?,
                 after: a.cursor,

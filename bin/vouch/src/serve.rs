@@ -32,13 +32,26 @@ pub async fn run(config: Config) -> Result<()> {
     let mut est_task = None;
     match crate::ca::load_issuing(&config.data_dir, config.pki.passphrase_file.as_deref())? {
         Some((ca, root_der)) => {
-            let svc = Arc::new(vouch_identity::IdentityService::new(
-                store,
-                clock,
-                ca,
-                root_der,
-                config.pki.settings(),
-            ));
+            let mut manufacturers = Vec::new();
+            for path in &config.est_manufacturer_cas {
+                let pem = std::fs::read_to_string(path)
+                    .with_context(|| format!("reading the manufacturer CA {}", path.display()))?;
+                manufacturers.push(
+                    vouch_pki::cert_der_from_pem(&pem).with_context(|| {
+                        format!("reading the manufacturer CA {}", path.display())
+                    })?,
+                );
+            }
+            let svc = Arc::new(
+                vouch_identity::IdentityService::new(
+                    store,
+                    clock,
+                    ca,
+                    root_der,
+                    config.pki.settings(),
+                )
+                .with_manufacturer_cas(manufacturers),
+            );
             state = state.with_identity(svc.clone());
             tracing::info!(trust_domain = %config.pki.trust_domain, "certificate authority loaded");
             est_task = Some(start_est(&config, &svc, state.clone(), stop_rx.clone()).await?);
@@ -105,7 +118,8 @@ async fn start_est(
         .server_certificate(&config.est_server_names, &ips)
         .context("issuing the EST server certificate")?;
     let chain = vec![cert, svc.ca_cert_der().to_vec()];
-    let roots = vec![svc.root_cert_der().to_vec(), svc.ca_cert_der().to_vec()];
+    let mut roots = vec![svc.root_cert_der().to_vec(), svc.ca_cert_der().to_vec()];
+    roots.extend(svc.manufacturer_cas().iter().cloned());
     let tls = server_config(chain, key, &roots).context("configuring TLS for EST")?;
     let listener = TlsListener::bind(config.est_listen, tls).await?;
     let addr = axum::serve::Listener::local_addr(&listener).map(|p| p.remote)?;

@@ -789,3 +789,151 @@ fn bring_your_own_pki_an_enterprise_root_signs_the_issuing_ca() {
     );
     assert!(ok(run(&["audit", "verify"])).contains("intact"));
 }
+
+#[test]
+fn an_idevid_from_a_trusted_manufacturer_is_exchanged_for_a_vouch_certificate() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    ok(vouch(d)
+        .args(["ca", "init"])
+        .env("VOUCH_CA_PASSPHRASE", PASS)
+        .output()
+        .unwrap());
+    std::fs::copy(d.join("vouch-data/ca/root.pem"), d.join("root.pem")).unwrap();
+    // A manufacturer CA and the IDevIDs it put into devices at the factory.
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+    ];
+    for ca in ["mfr", "rogue"] {
+        let (key, pem, subj) = (
+            format!("{ca}.key"),
+            format!("{ca}.pem"),
+            format!("/CN={ca} CA"),
+        );
+        let mut args = vec![
+            "req", "-x509", "-keyout", &key, "-out", &pem, "-subj", &subj, "-days", "3650",
+        ];
+        args.extend_from_slice(&ec);
+        args.extend_from_slice(&[
+            "-addext",
+            "basicConstraints=critical,CA:true",
+            "-addext",
+            "keyUsage=critical,keyCertSign",
+        ]);
+        let (ok, text) = openssl(d, &args);
+        assert!(ok, "{text}");
+    }
+    std::fs::write(d.join("idevid.ext"), "basicConstraints=critical,CA:false\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=clientAuth\n").unwrap();
+    let idevid = |name: &str, serial: &str, ca: &str| {
+        let (key, req, pem) = (
+            format!("{name}.key"),
+            format!("{name}.req"),
+            format!("{name}.pem"),
+        );
+        let subj = format!("/CN=widget/serialNumber={serial}");
+        let mut args = vec!["req", "-new", "-keyout", &key, "-out", &req, "-subj", &subj];
+        args.extend_from_slice(&ec);
+        assert!(openssl(d, &args).0);
+        let (ca_pem, ca_key) = (format!("{ca}.pem"), format!("{ca}.key"));
+        let (ok, text) = openssl(
+            d,
+            &[
+                "x509",
+                "-req",
+                "-in",
+                &req,
+                "-CA",
+                &ca_pem,
+                "-CAkey",
+                &ca_key,
+                "-CAcreateserial",
+                "-days",
+                "3650",
+                "-extfile",
+                "idevid.ext",
+                "-out",
+                &pem,
+            ],
+        );
+        assert!(ok, "{text}");
+    };
+    idevid("good", "SN-77", "mfr");
+    idevid("unknown", "SN-404", "mfr");
+    idevid("rogue-dev", "SN-77", "rogue");
+
+    let mfr = d.join("mfr.pem").display().to_string();
+    let (server, addr, token, log) = serve_with(
+        d,
+        "127.0.0.1:0",
+        &[
+            ("VOUCH_CA_PASSPHRASE", PASS),
+            ("VOUCH_EST_MANUFACTURER_CAS", &mfr),
+        ],
+    );
+    let est = format!(
+        "https://{}/.well-known/est/simpleenroll",
+        util::est_addr(&log).unwrap()
+    );
+    let api = Api {
+        base: format!("http://{addr}"),
+        auth: format!("Authorization: Bearer {}", token.unwrap()),
+    };
+    let (_, device) = api.call(
+        "POST",
+        "/api/v1/devices",
+        Some(&serde_json::json!({"identifiers": {"serial": "SN-77"}})),
+    );
+    let id = device["id"].as_str().unwrap().to_owned();
+    let ldevid_csr = est_csr(d, "ldevid", "SN-77", P256);
+    let enroll = |cert: &str, key: &str| {
+        est_curl(
+            d,
+            &[
+                "--cert",
+                cert,
+                "--key",
+                key,
+                "-H",
+                "Content-Type: application/pkcs10",
+                "--data-binary",
+                &ldevid_csr,
+                &est,
+            ],
+        )
+    };
+
+    let (code, _) = enroll("rogue-dev.pem", "rogue-dev.key");
+    assert_ne!(
+        code, 200,
+        "an IDevID from an untrusted manufacturer does not even complete the handshake"
+    );
+    let (code, body) = enroll("unknown.pem", "unknown.key");
+    assert!(code == 403 && body.contains("SN-404"), "{code} {body}");
+    let (code, body) = enroll("good.pem", "good.key");
+    assert_eq!(code, 200, "{body}");
+    pkcs7_to_pem(d, &body, "ldevid.pem");
+    let (ok_v, text) = openssl(
+        d,
+        &[
+            "verify",
+            "-CAfile",
+            "root.pem",
+            "-untrusted",
+            "vouch-data/ca/issuing.pem",
+            "ldevid.pem",
+        ],
+    );
+    assert!(ok_v, "{text}");
+    let (_, device) = api.call("GET", &format!("/api/v1/devices/{id}"), None);
+    assert_eq!(device["state"], "active");
+    let (code, body) = enroll("good.pem", "good.key");
+    assert!(
+        code == 403 && body.contains("not awaiting onboarding"),
+        "an IDevID bootstraps once: {code} {body}"
+    );
+    terminate(server);
+}

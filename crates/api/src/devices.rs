@@ -105,6 +105,7 @@ pub(crate) struct ListParams {
     class: Option<DeviceClass>,
     zone: Option<Zone>,
     vendor: Option<Vendor>,
+    serial: Option<vouch_types::HardwareSerial>,
     group: Option<vouch_types::GroupName>,
     /// `key=value`.
     label: Option<String>,
@@ -144,6 +145,7 @@ pub(crate) async fn list(
         class: p.class,
         zone: p.zone,
         vendor: p.vendor,
+        serial: p.serial,
         group: p.group,
         label,
         after: p.cursor,

@@ -89,14 +89,25 @@ async fn body_or_refuse(
     }
 }
 
-/// `POST /simpleenroll`: bootstrap with a one-time token.
+/// `POST /simpleenroll`: bootstrap with a one-time token, or with a manufacturer certificate (IDevID) over
+/// mutual TLS.
 async fn simpleenroll(
     State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<TlsPeer>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let svc = identity(&state)?;
-    let Some(token) = token_from(&headers) else {
+    let token = token_from(&headers);
+    if token.is_none()
+        && let Some(idevid) = peer.chain.first()
+    {
+        let body = body_or_refuse(&state, body).await?;
+        let csr = csr_der(&body, svc).await?;
+        let cert = svc.enroll_with_idevid(idevid, &csr).await?;
+        return Ok(pkcs7_response(&[&cert.der]));
+    }
+    let Some(token) = token else {
         svc.log_refusal("simpleenroll without credentials").await;
         let mut resp = ApiError::unauthenticated(
             "EST enrollment needs a one-time token: HTTP Basic password or Bearer",

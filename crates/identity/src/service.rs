@@ -56,6 +56,8 @@ pub struct IdentityService {
     ca: IssuingCa,
     /// The root certificate (DER), sent with the issuing CA in `/cacerts`.
     root_der: Vec<u8>,
+    /// Manufacturer CAs (DER) whose device certificates (IDevIDs) may be exchanged for a Vouch certificate.
+    manufacturers: Vec<Vec<u8>>,
     settings: PkiSettings,
     /// The store's revocation generation as last read, and when: polled at most every
     /// [`GENERATION_POLL`], so that a revocation made by any process reaches CRL and OCSP answers quickly
@@ -90,6 +92,7 @@ impl IdentityService {
             clock,
             ca,
             root_der,
+            manufacturers: Vec::new(),
             settings,
             generation: std::sync::Mutex::new(None),
             crl_number: AtomicU64::new(start),
@@ -101,6 +104,80 @@ impl IdentityService {
     /// The issuing CA's certificate (DER), for `/cacerts` and chain building.
     pub fn ca_cert_der(&self) -> &[u8] {
         self.ca.cert_der()
+    }
+
+    /// The same service accepting IDevIDs signed by `manufacturers` (DER CA certificates) for bootstrap.
+    pub fn with_manufacturer_cas(mut self, manufacturers: Vec<Vec<u8>>) -> Self {
+        self.manufacturers = manufacturers;
+        self
+    }
+
+    /// The manufacturer CAs trusted for IDevID bootstrap.
+    pub fn manufacturer_cas(&self) -> &[Vec<u8>] {
+        &self.manufacturers
+    }
+
+    /// EST bootstrap with a manufacturer certificate (IDevID, IEEE 802.1AR) presented over mutual TLS: the
+    /// device record whose hardware serial the IDevID names, awaiting onboarding, gets a Vouch certificate
+    /// (LDevID) for the key in `csr_der`.
+    pub async fn enroll_with_idevid(
+        &self,
+        idevid: &[u8],
+        csr_der: &[u8],
+    ) -> Result<IssuedCert, IdentityError> {
+        let actor = Actor::System("est".into());
+        let outcome = async {
+            let serial = vouch_pki::idevid_serial(idevid, &self.manufacturers, self.clock.now())
+                .map_err(|e| (None, IdentityError::Unauthorized(e.to_string())))?;
+            let hw: vouch_types::HardwareSerial = serial.parse().map_err(|e| {
+                (
+                    None,
+                    IdentityError::Unauthorized(format!("the IDevID serial: {e}")),
+                )
+            })?;
+            let query = vouch_store::DeviceQuery {
+                serial: Some(hw),
+                limit: 2,
+                ..Default::default()
+            };
+            let found = self
+                .store
+                .list_devices(&query)
+                .await
+                .map_err(|e| (None, e.into()))?
+                .devices;
+            let [device] = found.as_slice() else {
+                let why = if found.is_empty() {
+                    "no device record has"
+                } else {
+                    "several device records have"
+                };
+                return Err((
+                    None,
+                    IdentityError::Unauthorized(format!("{why} the IDevID's serial {serial}")),
+                ));
+            };
+            let device_id = Some(device.id);
+            if device.state != vouch_types::DeviceState::Onboarding {
+                let why = format!("the device is {}, not awaiting onboarding", device.state);
+                return Err((device_id, IdentityError::Unauthorized(why)));
+            }
+            let csr = CheckedCsr::from_der(csr_der).map_err(|e| (device_id, e.into()))?;
+            self.check_names(&csr, device).map_err(|e| (device_id, e))?;
+            let change = Change {
+                actor: actor.clone(),
+                reason: None,
+                at: self.clock.now(),
+            };
+            self.issue_and_record(device, &csr, None, change)
+                .await
+                .map_err(|e| (device_id, e))
+        }
+        .await;
+        if let Err((device, e)) = &outcome {
+            self.refused(*device, &actor, e).await;
+        }
+        outcome.map_err(|(_, e)| e)
     }
 
     /// The root certificate (DER).

@@ -587,3 +587,45 @@ pub fn read_certificate(
         der,
     ))
 }
+
+/// The hardware serial an IDevID (IEEE 802.1AR manufacturer certificate) vouches for: its subject's
+/// serialNumber (else its CN), once the certificate is found signed by one of `manufacturers` and valid at
+/// `now`.
+pub fn idevid_serial(
+    leaf_der: &[u8],
+    manufacturers: &[Vec<u8>],
+    now: Timestamp,
+) -> Result<String, PkiError> {
+    use x509_parser::prelude::FromDer;
+    let bad = |why: &str| PkiError::Invalid {
+        what: "manufacturer certificate",
+        why: why.to_owned(),
+    };
+    let (_, leaf) = x509_parser::certificate::X509Certificate::from_der(leaf_der).map_err(|e| {
+        PkiError::Malformed {
+            what: "manufacturer certificate",
+            why: e.to_string(),
+        }
+    })?;
+    let signed_by_a_manufacturer = manufacturers.iter().any(|m| {
+        x509_parser::certificate::X509Certificate::from_der(m)
+            .map(|(_, ca)| leaf.verify_signature(Some(ca.public_key())).is_ok())
+            .unwrap_or(false)
+    });
+    if !signed_by_a_manufacturer {
+        return Err(bad("it is not signed by a trusted manufacturer CA"));
+    }
+    let secs = now.unix_micros().div_euclid(1_000_000);
+    let v = leaf.validity();
+    if secs < v.not_before.timestamp() || secs > v.not_after.timestamp() {
+        return Err(bad("it is expired or not yet valid"));
+    }
+    let subject = leaf.subject();
+    let serial = subject
+        .iter_by_oid(&x509_parser::oid_registry::OID_X509_SERIALNUMBER)
+        .next()
+        .or_else(|| subject.iter_common_name().next())
+        .and_then(|a| a.as_str().ok())
+        .ok_or_else(|| bad("it names no serialNumber or CN"))?;
+    Ok(serial.to_owned())
+}

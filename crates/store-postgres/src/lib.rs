@@ -428,6 +428,13 @@ impl Store for PostgresStore {
                 Box::new(vendor.as_str().to_owned()),
             );
         }
+        if let Some(serial) = &q.serial {
+            arg(
+                &mut sql,
+                " AND serial = ?",
+                Box::new(serial.as_str().to_owned()),
+            );
+        }
         if let Some(group) = &q.group {
             arg(
                 &mut sql,

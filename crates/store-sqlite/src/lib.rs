@@ -436,6 +436,13 @@ impl Store for SqliteStore {
                     vendor.as_str().to_owned().into(),
                 );
             }
+            if let Some(serial) = &q.serial {
+                arg(
+                    &mut sql,
+                    " AND serial = ?",
+                    serial.as_str().to_owned().into(),
+                );
+            }
             if let Some(group) = &q.group {
                 arg(
                     &mut sql,

@@ -277,6 +277,15 @@ pub async fn list_filters_and_cursor_pagination(s: Arc<dyn Store>) {
         in_zone.len(),
         (0..60).filter(|n| n % 3 == 1 && n % 5 == 1).count()
     );
+    let by_serial = count(DeviceQuery {
+        serial: Some("SN0000042".parse().unwrap()),
+        ..DeviceQuery::default()
+    })
+    .await;
+    assert_eq!(
+        by_serial.iter().map(|d| d.id).collect::<Vec<_>>(),
+        [sample_device(42).id]
+    );
     let siemens = count(DeviceQuery {
         vendor: Some("Siemens".parse().unwrap()),
         ..DeviceQuery::default()

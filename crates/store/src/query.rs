@@ -1,8 +1,8 @@
 //! What callers ask a store for and what they get back.
 
 use vouch_types::{
-    Device, DeviceClass, DeviceId, DeviceState, GroupName, LabelKey, LabelValue, OperatorName,
-    Role, Timestamp, TokenId, Vendor, Zone,
+    Device, DeviceClass, DeviceId, DeviceState, GroupName, HardwareSerial, LabelKey, LabelValue,
+    OperatorName, Role, Timestamp, TokenId, Vendor, Zone,
 };
 
 /// The largest page a store returns.
@@ -21,6 +21,8 @@ pub struct DeviceQuery {
     pub zone: Option<Zone>,
     /// Only devices of this vendor.
     pub vendor: Option<Vendor>,
+    /// Only the device with this hardware serial number.
+    pub serial: Option<HardwareSerial>,
     /// Only devices in this group.
     pub group: Option<GroupName>,
     /// Only devices with this label set to this value.
@@ -39,6 +41,7 @@ impl Default for DeviceQuery {
             class: None,
             zone: None,
             vendor: None,
+            serial: None,
             group: None,
             label: None,
             after: None,
