@@ -32,6 +32,12 @@ pub enum CaCommand {
         /// Read the passphrase from this file instead of VOUCH_CA_PASSPHRASE.
         #[arg(long, value_name = "FILE")]
         passphrase_file: Option<PathBuf>,
+        /// Keep the CA keys in an HSM: the PKCS#11 module (the PIN comes from VOUCH_HSM_PIN).
+        #[arg(long, value_name = "PATH", requires = "hsm_token")]
+        hsm_module: Option<PathBuf>,
+        /// The HSM token's label.
+        #[arg(long, value_name = "LABEL")]
+        hsm_token: Option<String>,
     },
     /// Bring your own PKI, step 1: create the issuing CA key and a request (issuing.csr.pem) for your
     /// enterprise root to sign.
@@ -63,6 +69,15 @@ pub enum CaCommand {
 }
 
 const FILES: [&str; 4] = ["root.pem", "root.key.pem", "issuing.pem", "issuing.key.pem"];
+
+/// Where an HSM-held issuing key is found: module, token and key label (no secret).
+const HSM_FILE: &str = "issuing.key.hsm";
+
+/// The HSM user PIN, from VOUCH_HSM_PIN.
+fn hsm_pin() -> Result<String> {
+    std::env::var("VOUCH_HSM_PIN")
+        .context("the CA keys are in an HSM: set VOUCH_HSM_PIN to the token's user PIN")
+}
 
 /// The CA passphrase: from `file`, else `VOUCH_CA_PASSPHRASE`.
 pub fn passphrase(file: Option<&Path>) -> Result<Passphrase> {
@@ -126,9 +141,82 @@ pub async fn run(cmd: CaCommand, data_dir: &Path, store: &dyn Store, out: Output
     let dir = data_dir.join("ca");
     match cmd {
         CaCommand::Init {
+            hsm_module: Some(module),
+            hsm_token: Some(token),
+            organization,
+            ..
+        } => {
+            if let Some(existing) = FILES
+                .iter()
+                .chain([&HSM_FILE])
+                .map(|f| dir.join(f))
+                .find(|p| p.exists())
+            {
+                bail!(
+                    "a CA exists already ({}): refusing to replace it",
+                    existing.display()
+                );
+            }
+            let pin = hsm_pin()?;
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(&dir)
+                .with_context(|| format!("creating {}", dir.display()))?;
+            let loc = |key: &str| vouch_pki::hsm::HsmLocation {
+                module: module.clone(),
+                token: token.clone(),
+                key: key.into(),
+            };
+            let root_key = vouch_pki::hsm::HsmKey::generate(&loc("vouch-root"), &pin)?;
+            let issuing_key = vouch_pki::hsm::HsmKey::generate(&loc("vouch-issuing"), &pin)?;
+            let now = SystemClock.now();
+            let (root_pem, issuing_pem) = vouch_pki::ca_certificates(
+                &root_key,
+                &issuing_key,
+                &CaSubject { organization },
+                now,
+            )?;
+            write_new(
+                &dir.join(HSM_FILE),
+                &format!(
+                    "module={}\ntoken={token}\nkey=vouch-issuing\n",
+                    module.display()
+                ),
+                0o600,
+            )?;
+            write_new(&dir.join("root.pem"), &root_pem, 0o644)?;
+            write_new(&dir.join("issuing.pem"), &issuing_pem, 0o644)?;
+            let (root, issuing) = (summarize_pem(&root_pem)?, summarize_pem(&issuing_pem)?);
+            let draft = EventDraft {
+                device_id: None,
+                actor: crate::cli_actor(),
+                action: Action::CaInitialized,
+                before: None,
+                after: Some(
+                    json!({ "algorithm": "p256", "hsm_token": token, "root": summary_json(&root), "issuing": summary_json(&issuing) })
+                        .to_string(),
+                ),
+                reason: None,
+            };
+            store
+                .append_event(draft, now)
+                .await
+                .context("recording the new CA in the event log")?;
+            print(&root, &issuing, out)?;
+            if out == Output::Table {
+                println!(
+                    "keys generated in the HSM token `{token}`; certificates written to {}",
+                    dir.display()
+                );
+            }
+            Ok(())
+        }
+        CaCommand::Init {
             algorithm,
             organization,
             passphrase_file,
+            ..
         } => {
             if let Some(existing) = FILES.iter().map(|f| dir.join(f)).find(|p| p.exists()) {
                 bail!(
@@ -265,6 +353,29 @@ pub fn load_issuing(
     let (cert, key) = (dir.join("issuing.pem"), dir.join("issuing.key.pem"));
     if !cert.exists() {
         return Ok(None);
+    }
+    if dir.join(HSM_FILE).exists() {
+        let text =
+            std::fs::read_to_string(dir.join(HSM_FILE)).context("reading the HSM key location")?;
+        let field = |k: &str| {
+            text.lines()
+                .find_map(|l| l.strip_prefix(&format!("{k}=")))
+                .map(str::to_owned)
+                .with_context(|| format!("{HSM_FILE} has no `{k}=` line"))
+        };
+        let loc = vouch_pki::hsm::HsmLocation {
+            module: field("module")?.into(),
+            token: field("token")?,
+            key: field("key")?,
+        };
+        let key = vouch_pki::hsm::HsmKey::open(&loc, &hsm_pin()?)?;
+        let cert_pem = std::fs::read_to_string(&cert)
+            .with_context(|| format!("reading {}", cert.display()))?;
+        let root_pem = std::fs::read_to_string(dir.join("root.pem"))
+            .context("reading the root certificate")?;
+        let ca = vouch_pki::IssuingCa::load_with_key(&cert_pem, std::sync::Arc::new(key))
+            .with_context(|| format!("loading the CA in {} with its HSM key", dir.display()))?;
+        return Ok(Some((ca, vouch_pki::cert_der_from_pem(&root_pem)?)));
     }
     let pass = passphrase(passphrase_file).context("a CA exists in the data directory")?;
     let cert_pem =

@@ -205,6 +205,7 @@ pub const ENV_KEYS: &[(&str, &str)] = &[
 const ENV_OTHER: &[&str] = &[
     "VOUCH_CONFIG",
     "VOUCH_CA_PASSPHRASE",
+    "VOUCH_HSM_PIN",
     "VOUCH_PG_BINDIR",
     "VOUCH_TEST_POSTGRES_URL",
 ];

@@ -14,19 +14,6 @@ pub async fn run(config: Config) -> Result<()> {
         .with_context(|| format!("creating the data directory {}", config.data_dir.display()))?;
     let store = crate::open_store(&config).await?;
     let clock = Arc::new(SystemClock);
-    if let Some(token) = auth::bootstrap_admin(&*store, &*clock)
-        .await
-        .context("creating the first admin token")?
-    {
-        // Printed, never logged: log lines end up in collectors, this line only on the operator's terminal.
-        println!(
-            "\nVouch created the first admin API token. It is shown only this once; keep it somewhere safe:\n\n    \
-             {}\n\nUse it as:  curl -H \"Authorization: Bearer $TOKEN\" http://{}/api/v1/devices\n\
-             Lost it? On this host, `vouch token create --operator NAME --role admin` issues another.\n",
-            token.expose(),
-            config.listen
-        );
-    }
     let mut state = AppState::new(store.clone(), clock.clone());
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut est_task = None;
@@ -44,8 +31,8 @@ pub async fn run(config: Config) -> Result<()> {
             }
             let svc = Arc::new(
                 vouch_identity::IdentityService::new(
-                    store,
-                    clock,
+                    store.clone(),
+                    clock.clone(),
                     ca,
                     root_der,
                     config.pki.settings(),
@@ -59,6 +46,20 @@ pub async fn run(config: Config) -> Result<()> {
         None => tracing::info!(
             "no certificate authority yet: certificate routes and EST answer 503 until `vouch ca init`"
         ),
+    }
+    // The first admin token only once everything else started: a failed start issues nothing.
+    if let Some(token) = auth::bootstrap_admin(&*store, &*clock)
+        .await
+        .context("creating the first admin token")?
+    {
+        // Printed, never logged: log lines end up in collectors, this line only on the operator's terminal.
+        println!(
+            "\nVouch created the first admin API token. It is shown only this once; keep it somewhere safe:\n\n    \
+             {}\n\nUse it as:  curl -H \"Authorization: Bearer $TOKEN\" http://{}/api/v1/devices\n\
+             Lost it? On this host, `vouch token create --operator NAME --role admin` issues another.\n",
+            token.expose(),
+            config.listen
+        );
     }
     if !config.listen.ip().is_loopback() {
         tracing::warn!(

@@ -937,3 +937,159 @@ fn an_idevid_from_a_trusted_manufacturer_is_exchanged_for_a_vouch_certificate() 
     );
     terminate(server);
 }
+
+#[test]
+fn ca_keys_held_in_softhsm_sign_certificates_openssl_verifies() {
+    let module = std::env::var("VOUCH_TEST_SOFTHSM_MODULE")
+        .unwrap_or_else(|_| "/usr/lib/softhsm/libsofthsm2.so".into());
+    assert!(
+        Path::new(&module).exists(),
+        "SoftHSM2 is not installed ({module}): scripts/test installs it"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::create_dir_all(d.join("tokens")).unwrap();
+    let conf = d.join("softhsm2.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "directories.tokendir = {}\nobjectstore.backend = file\nlog.level = ERROR\n",
+            d.join("tokens").display()
+        ),
+    )
+    .unwrap();
+    let conf = conf.display().to_string();
+    let init = std::process::Command::new("softhsm2-util")
+        .env("SOFTHSM2_CONF", &conf)
+        .args([
+            "--init-token",
+            "--free",
+            "--label",
+            "vouch",
+            "--pin",
+            "123456",
+            "--so-pin",
+            "654321",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        init.status.success(),
+        "{}",
+        String::from_utf8_lossy(&init.stderr)
+    );
+    let env = [
+        ("SOFTHSM2_CONF", conf.as_str()),
+        ("VOUCH_HSM_PIN", "123456"),
+    ];
+
+    let out = vouch(d)
+        .args([
+            "ca",
+            "init",
+            "--organization",
+            "HSM",
+            "--hsm-module",
+            &module,
+            "--hsm-token",
+            "vouch",
+        ])
+        .envs(env)
+        .output()
+        .unwrap();
+    ok(out);
+    let ca_dir = d.join("vouch-data/ca");
+    let names: Vec<String> = std::fs::read_dir(&ca_dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    assert!(
+        !names.iter().any(|n| n.ends_with(".key.pem")),
+        "no private key on disk: {names:?}"
+    );
+    let text = std::fs::read_to_string(ca_dir.join("issuing.key.hsm")).unwrap();
+    assert!(!text.contains("123456"), "the PIN is not stored");
+    std::fs::copy(ca_dir.join("root.pem"), d.join("root.pem")).unwrap();
+    let (ok_v, text) = openssl(
+        d,
+        &["verify", "-CAfile", "root.pem", "vouch-data/ca/issuing.pem"],
+    );
+    assert!(ok_v, "{text}");
+
+    // A wrong PIN stops the server; the right one lets the HSM sign device certificates.
+    let bad = vouch(d)
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--est-listen",
+            "127.0.0.1:0",
+        ])
+        .env("SOFTHSM2_CONF", &conf)
+        .env("VOUCH_HSM_PIN", "000000")
+        .output()
+        .unwrap();
+    assert!(!bad.status.success());
+    assert!(
+        String::from_utf8_lossy(&bad.stderr).contains("PIN"),
+        "{}",
+        String::from_utf8_lossy(&bad.stderr)
+    );
+    let (server, addr, token, _) = serve_with(d, "127.0.0.1:0", &env);
+    let api = Api {
+        base: format!("http://{addr}"),
+        auth: format!("Authorization: Bearer {}", token.unwrap()),
+    };
+    let (_, device) = api.call(
+        "POST",
+        "/api/v1/devices",
+        Some(&serde_json::json!({"identifiers": {"serial": "HSM-1"}})),
+    );
+    let id = device["id"].as_str().unwrap().to_owned();
+    let pem = csr(d, "dev", "HSM-1", P256);
+    let (code, issued) = api.call(
+        "POST",
+        &format!("/api/v1/devices/{id}/certificates"),
+        Some(&serde_json::json!({"csr": pem})),
+    );
+    assert_eq!(code, 201, "{issued}");
+    std::fs::write(
+        d.join("dev.pem"),
+        issued["certificate_pem"].as_str().unwrap(),
+    )
+    .unwrap();
+    let (ok_v, text) = openssl(
+        d,
+        &[
+            "verify",
+            "-CAfile",
+            "root.pem",
+            "-untrusted",
+            "vouch-data/ca/issuing.pem",
+            "dev.pem",
+        ],
+    );
+    assert!(ok_v, "{text}");
+    // CRLs and OCSP answers are signed by the HSM too.
+    let (code, _) = curl(&[
+        "-o",
+        &d.join("crl.der").display().to_string(),
+        &format!("http://{addr}/pki/crl"),
+    ]);
+    assert_eq!(code, 200);
+    let (ok_c, text) = openssl(
+        d,
+        &[
+            "crl",
+            "-inform",
+            "DER",
+            "-in",
+            "crl.der",
+            "-CAfile",
+            "vouch-data/ca/issuing.pem",
+            "-noout",
+        ],
+    );
+    assert!(ok_c && text.contains("verify OK"), "{text}");
+    terminate(server);
+}

@@ -2,7 +2,7 @@
 
 use rcgen::{
     BasicConstraints, CertificateParams, CrlDistributionPoint, CustomExtension, DistinguishedName,
-    DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose, SanType, SerialNumber,
+    DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyUsagePurpose, SanType, SerialNumber,
 };
 use rustls_pki_types::CertificateDer;
 use sha2::{Digest, Sha256};
@@ -79,13 +79,31 @@ pub fn init_ca(
     now: Timestamp,
     pass: &Passphrase,
 ) -> Result<CaMaterial, PkiError> {
+    let root_key = alg.generate()?;
+    let issuing_key = alg.generate()?;
+    let (root_cert_pem, issuing_cert_pem) = ca_certificates(&root_key, &issuing_key, subject, now)?;
+    Ok(CaMaterial {
+        root_cert_pem,
+        root_key_pem: encrypt_key_pem(&root_key, pass)?,
+        issuing_cert_pem,
+        issuing_key_pem: encrypt_key_pem(&issuing_key, pass)?,
+    })
+}
+
+/// The root (20 years, self-signed by `root_key`) and issuing CA (10 years, for `issuing_key`) certificates,
+/// as PEM: for keys made elsewhere, such as in an HSM.
+pub fn ca_certificates(
+    root_key: &dyn rcgen::SigningKey,
+    issuing_key: &dyn rcgen::SigningKey,
+    subject: &CaSubject,
+    now: Timestamp,
+) -> Result<(String, String), PkiError> {
     if subject.organization.is_empty() || subject.organization.len() > 64 {
         return Err(PkiError::Invalid {
             what: "organization",
             why: "must be 1 to 64 characters".into(),
         });
     }
-    let root_key = alg.generate()?;
     let mut root_params = ca_params(
         format!("{} Vouch Root CA", subject.organization),
         &subject.organization,
@@ -95,9 +113,7 @@ pub fn init_ca(
     )?;
     root_params.use_authority_key_identifier_extension = false;
     let root_cert = root_params.self_signed(&root_key)?;
-    let root = Issuer::from_params(&root_params, &root_key);
-
-    let issuing_key = alg.generate()?;
+    let root = Issuer::from_params(&root_params, root_key);
     let issuing_params = ca_params(
         format!("{} Vouch Issuing CA", subject.organization),
         &subject.organization,
@@ -106,12 +122,7 @@ pub fn init_ca(
         10,
     )?;
     let issuing_cert = issuing_params.signed_by(&issuing_key, &root)?;
-    Ok(CaMaterial {
-        root_cert_pem: root_cert.pem(),
-        root_key_pem: encrypt_key_pem(&root_key, pass)?,
-        issuing_cert_pem: issuing_cert.pem(),
-        issuing_key_pem: encrypt_key_pem(&issuing_key, pass)?,
-    })
+    Ok((root_cert.pem(), issuing_cert.pem()))
 }
 
 /// A certificate Vouch issued.
@@ -140,7 +151,7 @@ impl IssuedCert {
 
 /// The CA key, shared between the certificate issuer and the CRL and OCSP signers.
 #[derive(Clone)]
-struct SharedKey(Arc<KeyPair>);
+struct SharedKey(Arc<dyn rcgen::SigningKey + Send + Sync>);
 
 impl rcgen::PublicKeyData for SharedKey {
     fn der_bytes(&self) -> &[u8] {
@@ -193,6 +204,14 @@ fn ocsp_aia(url: &str) -> CustomExtension {
 impl IssuingCa {
     /// Loads the issuing CA from its certificate and encrypted key.
     pub fn load(cert_pem: &str, key_pem: &str, pass: &Passphrase) -> Result<Self, PkiError> {
+        Self::load_with_key(cert_pem, Arc::new(crate::decrypt_key_pem(key_pem, pass)?))
+    }
+
+    /// Loads the issuing CA from its certificate and a key held elsewhere (an HSM, say).
+    pub fn load_with_key(
+        cert_pem: &str,
+        key: Arc<dyn rcgen::SigningKey + Send + Sync>,
+    ) -> Result<Self, PkiError> {
         let (label, cert_der) = pem_decode(cert_pem)?;
         if label != "CERTIFICATE" {
             return Err(PkiError::Malformed {
@@ -200,7 +219,7 @@ impl IssuingCa {
                 why: format!("expected CERTIFICATE, found {label}"),
             });
         }
-        let key = SharedKey(Arc::new(crate::decrypt_key_pem(key_pem, pass)?));
+        let key = SharedKey(key);
         let issuer = Issuer::from_ca_cert_der(&CertificateDer::from(cert_der.clone()), key.clone())
             .map_err(|e| PkiError::Malformed {
                 what: "CA certificate",

@@ -12,14 +12,16 @@
 mod ca;
 mod csr;
 mod error;
+pub mod hsm;
 mod keys;
 pub mod ocsp;
 pub mod pkcs7;
 mod profile;
 
 pub use ca::{
-    CaMaterial, CaSubject, CertSummary, IssuedCert, IssuingCa, cert_der_from_pem, idevid_serial,
-    import_intermediate, init_ca, intermediate_request, read_certificate, summarize_pem,
+    CaMaterial, CaSubject, CertSummary, IssuedCert, IssuingCa, ca_certificates, cert_der_from_pem,
+    idevid_serial, import_intermediate, init_ca, intermediate_request, read_certificate,
+    summarize_pem,
 };
 pub use csr::{CheckedCsr, csr_der_from_text, new_request};
 pub use error::PkiError;
