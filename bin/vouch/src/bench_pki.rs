@@ -147,18 +147,34 @@ async fn devices(store: &dyn Store, n: u32, prefix: &str) -> Result<Vec<DeviceId
     Ok(ids)
 }
 
-async fn bench_issue(n: u32) -> Result<(f64, f64, f64, f64)> {
+async fn bench_issue(n: u32, issuers: u32) -> Result<(f64, f64, f64, f64)> {
     let s = setup("issue").await?;
     let ids = devices(&*s.store, n, "issue").await?;
-    let requests: Vec<Vec<u8>> = ids
+    let work: Vec<(DeviceId, Vec<u8>)> = ids
         .iter()
-        .map(|id| new_request(&id.to_string()))
-        .collect::<Result<_, _>>()?;
+        .map(|id| Ok((*id, new_request(&id.to_string())?)))
+        .collect::<Result<_>>()?;
+    let queue = Arc::new(std::sync::Mutex::new(work));
     let start = Instant::now();
-    for (id, csr) in ids.iter().zip(&requests) {
-        s.svc
-            .issue_for_device(*id, csr, Actor::System("bench".into()), None)
-            .await?;
+    let mut tasks = Vec::new();
+    for _ in 0..issuers.max(1) {
+        let (queue, svc) = (queue.clone(), s.svc.clone());
+        tasks.push(tokio::spawn(async move {
+            loop {
+                let next = queue
+                    .lock()
+                    .map_err(|_| anyhow::anyhow!("queue poisoned"))?
+                    .pop();
+                let Some((id, csr)) = next else {
+                    return Ok::<_, anyhow::Error>(());
+                };
+                svc.issue_for_device(id, &csr, Actor::System("bench".into()), None)
+                    .await?;
+            }
+        }));
+    }
+    for t in tasks {
+        t.await??;
     }
     let rate = f64::from(n) / start.elapsed().as_secs_f64();
     let (sign, verify) = tokio::task::spawn_blocking(openssl_speed).await??;
@@ -352,7 +368,7 @@ pub async fn run(a: PkiArgs) -> Result<()> {
         "issuing {} certificates in-process, then `openssl speed ecdsap256`…",
         a.issue
     );
-    let (issue, sign, verify, bound) = bench_issue(a.issue).await?;
+    let (issue, sign, verify, bound) = bench_issue(a.issue, a.issuers).await?;
     eprintln!(
         "{} EST enrollments over new TLS connections, {} clients…",
         a.est, a.est_clients
