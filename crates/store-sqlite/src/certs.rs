@@ -169,9 +169,6 @@ pub(crate) type IssuanceJob = (
 /// issuance is rolled back alone, then one commit — one fsync — for all. Outcomes are sent only after the
 /// commit: a certificate is never handed out before it is durable.
 pub(crate) fn record_issuances(conn: &mut Connection, jobs: Vec<IssuanceJob>) {
-    if std::env::var_os("XB").is_some() {
-        eprintln!("XBATCH {}", jobs.len());
-    }
     let mut outcomes = Vec::with_capacity(jobs.len());
     let committed = (|| -> Result<()> {
         let mut tx = conn
