@@ -103,6 +103,54 @@ fn write_new(path: &Path, contents: &str, mode: u32) -> Result<()> {
     Ok(())
 }
 
+/// Refuses to touch an existing CA, then creates `dir` (owner-only).
+fn fresh_ca_dir(dir: &Path, extra: &[&str]) -> Result<()> {
+    if let Some(existing) = FILES
+        .iter()
+        .chain(extra)
+        .map(|f| dir.join(f))
+        .find(|p| p.exists())
+    {
+        bail!(
+            "a CA exists already ({}): refusing to replace it",
+            existing.display()
+        );
+    }
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .with_context(|| format!("creating {}", dir.display()))
+}
+
+/// Logs the new CA (`details` plus both certificates' summaries) in the event chain and prints it.
+async fn record_ca(
+    store: &dyn Store,
+    mut details: serde_json::Value,
+    root_pem: &str,
+    issuing_pem: &str,
+    out: Output,
+) -> Result<()> {
+    let (root, issuing) = (summarize_pem(root_pem)?, summarize_pem(issuing_pem)?);
+    if let serde_json::Value::Object(m) = &mut details {
+        m.insert("root".into(), summary_json(&root));
+        m.insert("issuing".into(), summary_json(&issuing));
+    }
+    let draft = EventDraft {
+        device_id: None,
+        actor: crate::cli_actor(),
+        action: Action::CaInitialized,
+        before: None,
+        after: Some(details.to_string()),
+        reason: None,
+    };
+    store
+        .append_event(draft, SystemClock.now())
+        .await
+        .context("recording the CA in the event log")?;
+    print(&root, &issuing, out)
+}
+
 fn summary_json(s: &CertSummary) -> serde_json::Value {
     json!({
         "subject": s.subject, "issuer": s.issuer, "serial": s.serial,
@@ -146,23 +194,8 @@ pub async fn run(cmd: CaCommand, data_dir: &Path, store: &dyn Store, out: Output
             organization,
             ..
         } => {
-            if let Some(existing) = FILES
-                .iter()
-                .chain([&HSM_FILE])
-                .map(|f| dir.join(f))
-                .find(|p| p.exists())
-            {
-                bail!(
-                    "a CA exists already ({}): refusing to replace it",
-                    existing.display()
-                );
-            }
+            fresh_ca_dir(&dir, &[HSM_FILE])?;
             let pin = hsm_pin()?;
-            std::fs::DirBuilder::new()
-                .recursive(true)
-                .mode(0o700)
-                .create(&dir)
-                .with_context(|| format!("creating {}", dir.display()))?;
             let loc = |key: &str| vouch_pki::hsm::HsmLocation {
                 module: module.clone(),
                 token: token.clone(),
@@ -170,40 +203,27 @@ pub async fn run(cmd: CaCommand, data_dir: &Path, store: &dyn Store, out: Output
             };
             let root_key = vouch_pki::hsm::HsmKey::generate(&loc("vouch-root"), &pin)?;
             let issuing_key = vouch_pki::hsm::HsmKey::generate(&loc("vouch-issuing"), &pin)?;
-            let now = SystemClock.now();
             let (root_pem, issuing_pem) = vouch_pki::ca_certificates(
                 &root_key,
                 &issuing_key,
                 &CaSubject { organization },
-                now,
+                SystemClock.now(),
             )?;
-            write_new(
-                &dir.join(HSM_FILE),
-                &format!(
-                    "module={}\ntoken={token}\nkey=vouch-issuing\n",
-                    module.display()
-                ),
-                0o600,
-            )?;
+            let location = format!(
+                "module={}\ntoken={token}\nkey=vouch-issuing\n",
+                module.display()
+            );
+            write_new(&dir.join(HSM_FILE), &location, 0o600)?;
             write_new(&dir.join("root.pem"), &root_pem, 0o644)?;
             write_new(&dir.join("issuing.pem"), &issuing_pem, 0o644)?;
-            let (root, issuing) = (summarize_pem(&root_pem)?, summarize_pem(&issuing_pem)?);
-            let draft = EventDraft {
-                device_id: None,
-                actor: crate::cli_actor(),
-                action: Action::CaInitialized,
-                before: None,
-                after: Some(
-                    json!({ "algorithm": "p256", "hsm_token": token, "root": summary_json(&root), "issuing": summary_json(&issuing) })
-                        .to_string(),
-                ),
-                reason: None,
-            };
-            store
-                .append_event(draft, now)
-                .await
-                .context("recording the new CA in the event log")?;
-            print(&root, &issuing, out)?;
+            record_ca(
+                store,
+                json!({ "algorithm": "p256", "hsm_token": token }),
+                &root_pem,
+                &issuing_pem,
+                out,
+            )
+            .await?;
             if out == Output::Table {
                 println!(
                     "keys generated in the HSM token `{token}`; certificates written to {}",
@@ -218,45 +238,21 @@ pub async fn run(cmd: CaCommand, data_dir: &Path, store: &dyn Store, out: Output
             passphrase_file,
             ..
         } => {
-            if let Some(existing) = FILES.iter().map(|f| dir.join(f)).find(|p| p.exists()) {
-                bail!(
-                    "a CA exists already ({}): refusing to replace it",
-                    existing.display()
-                );
-            }
+            fresh_ca_dir(&dir, &[])?;
             let pass = passphrase(passphrase_file.as_deref())?;
-            std::fs::DirBuilder::new()
-                .recursive(true)
-                .mode(0o700)
-                .create(&dir)
-                .with_context(|| format!("creating {}", dir.display()))?;
-            let now = SystemClock.now();
-            let m = init_ca(algorithm, &CaSubject { organization }, now, &pass)?;
+            let m = init_ca(
+                algorithm,
+                &CaSubject { organization },
+                SystemClock.now(),
+                &pass,
+            )?;
             // Keys first: if anything fails half-way, no certificate points at a key that is not there.
             write_new(&dir.join("root.key.pem"), &m.root_key_pem, 0o600)?;
             write_new(&dir.join("issuing.key.pem"), &m.issuing_key_pem, 0o600)?;
             write_new(&dir.join("root.pem"), &m.root_cert_pem, 0o644)?;
             write_new(&dir.join("issuing.pem"), &m.issuing_cert_pem, 0o644)?;
-            let (root, issuing) = (
-                summarize_pem(&m.root_cert_pem)?,
-                summarize_pem(&m.issuing_cert_pem)?,
-            );
-            let draft = EventDraft {
-                device_id: None,
-                actor: crate::cli_actor(),
-                action: Action::CaInitialized,
-                before: None,
-                after: Some(
-                    json!({ "algorithm": algorithm.as_str(), "root": summary_json(&root), "issuing": summary_json(&issuing) })
-                        .to_string(),
-                ),
-                reason: None,
-            };
-            store
-                .append_event(draft, now)
-                .await
-                .context("recording the new CA in the event log")?;
-            print(&root, &issuing, out)?;
+            let details = json!({ "algorithm": algorithm.as_str() });
+            record_ca(store, details, &m.root_cert_pem, &m.issuing_cert_pem, out).await?;
             if out == Output::Table {
                 println!("written to {} (keys encrypted, owner-only)", dir.display());
             }
@@ -267,18 +263,8 @@ pub async fn run(cmd: CaCommand, data_dir: &Path, store: &dyn Store, out: Output
             organization,
             passphrase_file,
         } => {
-            if let Some(existing) = FILES.iter().map(|f| dir.join(f)).find(|p| p.exists()) {
-                bail!(
-                    "a CA exists already ({}): refusing to replace it",
-                    existing.display()
-                );
-            }
+            fresh_ca_dir(&dir, &[])?;
             let pass = passphrase(passphrase_file.as_deref())?;
-            std::fs::DirBuilder::new()
-                .recursive(true)
-                .mode(0o700)
-                .create(&dir)
-                .with_context(|| format!("creating {}", dir.display()))?;
             let (key_pem, csr_pem) =
                 vouch_pki::intermediate_request(algorithm, &CaSubject { organization }, &pass)?;
             write_new(&dir.join("issuing.key.pem"), &key_pem, 0o600)?;
@@ -318,23 +304,14 @@ pub async fn run(cmd: CaCommand, data_dir: &Path, store: &dyn Store, out: Output
             vouch_pki::import_intermediate(&cert_pem, &key_pem, &pass, &root_pem)?;
             write_new(&dir.join("root.pem"), &root_pem, 0o644)?;
             write_new(&dir.join("issuing.pem"), &cert_pem, 0o644)?;
-            let (root_s, issuing_s) = (summarize_pem(&root_pem)?, summarize_pem(&cert_pem)?);
-            let draft = EventDraft {
-                device_id: None,
-                actor: crate::cli_actor(),
-                action: Action::CaInitialized,
-                before: None,
-                after: Some(
-                    json!({ "external_root": true, "root": summary_json(&root_s), "issuing": summary_json(&issuing_s) })
-                        .to_string(),
-                ),
-                reason: None,
-            };
-            store
-                .append_event(draft, SystemClock.now())
-                .await
-                .context("recording the CA in the event log")?;
-            print(&root_s, &issuing_s, out)
+            record_ca(
+                store,
+                json!({ "external_root": true }),
+                &root_pem,
+                &cert_pem,
+                out,
+            )
+            .await
         }
         CaCommand::Show => print(
             &read_summary(&dir, "root.pem")?,

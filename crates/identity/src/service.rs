@@ -162,14 +162,7 @@ impl IdentityService {
                 let why = format!("the device is {}, not awaiting onboarding", device.state);
                 return Err((device_id, IdentityError::Unauthorized(why)));
             }
-            let csr = CheckedCsr::from_der(csr_der).map_err(|e| (device_id, e.into()))?;
-            self.check_names(&csr, device).map_err(|e| (device_id, e))?;
-            let change = Change {
-                actor: actor.clone(),
-                reason: None,
-                at: self.clock.now(),
-            };
-            self.issue_and_record(device, &csr, None, change)
+            self.issue_checked(device, csr_der, None, &actor, None)
                 .await
                 .map_err(|e| (device_id, e))
         }
@@ -223,30 +216,14 @@ impl IdentityService {
                 };
                 return Err((device_id, IdentityError::Unauthorized(why.into())));
             }
-            let csr = CheckedCsr::from_der(csr_der).map_err(|e| (device_id, e.into()))?;
             let device = self
                 .store
                 .get_device(current.device_id)
                 .await
                 .map_err(|e| (device_id, e.into()))?;
-            self.check_names(&csr, &device)
-                .map_err(|e| (device_id, e))?;
-            let change = Change {
-                actor: actor.clone(),
-                reason: None,
-                at: now,
-            };
-            self.issue_and_record(&device, &csr, None, change)
+            self.issue_checked(&device, csr_der, None, &actor, None)
                 .await
-                .map_err(|e| {
-                    let e = match e {
-                        IdentityError::Store(StoreError::Refused(r)) => {
-                            IdentityError::Unauthorized(r.to_string())
-                        }
-                        other => other,
-                    };
-                    (device_id, e)
-                })
+                .map_err(|e| (device_id, e))
         }
         .await;
         if let Err((device, e)) = &outcome {
@@ -329,18 +306,23 @@ impl IdentityService {
         Ok(())
     }
 
-    /// Signs `csr` for `device` and records it (consuming `token` if given); the certificate is returned only
-    /// once the store committed it.
-    async fn issue_and_record(
+    /// Checks `csr_der` (well-formed, strong key, valid signature, naming only `device`), signs it, and records
+    /// it (consuming `token` if given); a refusal by the store (token used, device not enrollable) becomes
+    /// `Unauthorized`. The certificate is returned only once the store committed it.
+    async fn issue_checked(
         &self,
         device: &Device,
-        csr: &CheckedCsr,
+        csr_der: &[u8],
         token: Option<vouch_types::TokenId>,
-        change: Change,
+        actor: &Actor,
+        reason: Option<Reason>,
     ) -> Result<IssuedCert, IdentityError> {
+        let csr = CheckedCsr::from_der(csr_der)?;
+        self.check_names(&csr, device)?;
+        let at = self.clock.now();
         let cert = self
             .ca
-            .issue_device(csr, device.id, &self.settings.profile, change.at)?;
+            .issue_device(&csr, device.id, &self.settings.profile, at)?;
         let record = CertificateRecord {
             serial: cert.serial,
             device_id: device.id,
@@ -350,7 +332,13 @@ impl IdentityService {
             status: CertStatus::Good,
             der: cert.der.clone(),
         };
-        self.store
+        let change = Change {
+            actor: actor.clone(),
+            reason,
+            at,
+        };
+        match self
+            .store
             .record_issuance(
                 Issuance {
                     cert: record,
@@ -358,8 +346,12 @@ impl IdentityService {
                 },
                 change,
             )
-            .await?;
-        Ok(cert)
+            .await
+        {
+            Ok(_) => Ok(cert),
+            Err(StoreError::Refused(r)) => Err(IdentityError::Unauthorized(r.to_string())),
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// EST bootstrap: enrolls with a one-time token (its full text) and a DER PKCS#10 request. Every refusal
@@ -401,30 +393,14 @@ impl IdentityService {
                 IdentityError::Unauthorized("wrong enrollment token secret".into()),
             ));
         }
-        let csr = CheckedCsr::from_der(csr_der).map_err(|e| (device_id, e.into()))?;
         let device = self
             .store
             .get_device(record.device_id)
             .await
             .map_err(|e| (device_id, e.into()))?;
-        self.check_names(&csr, &device)
-            .map_err(|e| (device_id, e))?;
-        let change = Change {
-            actor: actor.clone(),
-            reason: None,
-            at: self.clock.now(),
-        };
-        self.issue_and_record(&device, &csr, Some(id), change)
+        self.issue_checked(&device, csr_der, Some(id), actor, None)
             .await
-            .map_err(|e| {
-                let e = match e {
-                    IdentityError::Store(StoreError::Refused(r)) => {
-                        IdentityError::Unauthorized(r.to_string())
-                    }
-                    other => other,
-                };
-                (device_id, e)
-            })
+            .map_err(|e| (device_id, e))
     }
 
     /// An operator issues a certificate for `device` from a DER request (no token: the operator vouches).
@@ -436,15 +412,8 @@ impl IdentityService {
         reason: Option<Reason>,
     ) -> Result<IssuedCert, IdentityError> {
         let outcome = async {
-            let csr = CheckedCsr::from_der(csr_der)?;
             let d = self.store.get_device(device).await?;
-            self.check_names(&csr, &d)?;
-            let change = Change {
-                actor: actor.clone(),
-                reason,
-                at: self.clock.now(),
-            };
-            self.issue_and_record(&d, &csr, None, change).await
+            self.issue_checked(&d, csr_der, None, &actor, reason).await
         }
         .await;
         if let Err(e) = &outcome {
