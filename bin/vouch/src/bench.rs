@@ -42,7 +42,7 @@ pub struct RegistryArgs {
     #[arg(long, default_value_t = 100_000)]
     gets: u32,
     /// Devices per import transaction (as `vouch device import --batch-size`).
-    #[arg(long, default_value_t = 20_000)]
+    #[arg(long, default_value_t = 50_000)]
     batch: u32,
     /// Which stores.
     #[arg(long, value_enum, default_value_t = Which::Both)]

@@ -41,8 +41,8 @@ pub struct ImportArgs {
     /// Its format (default: from the extension: .csv, .jsonl/.ndjson, .json).
     #[arg(long)]
     pub format: Option<Format>,
-    /// Records per transaction.
-    #[arg(long, default_value_t = 20_000, value_parser = clap::value_parser!(u32).range(1..=50_000))]
+    /// Records per transaction (larger imports faster; the writer is held that long per batch).
+    #[arg(long, default_value_t = 50_000, value_parser = clap::value_parser!(u32).range(1..=100_000))]
     pub batch_size: u32,
     /// Validate every record, write nothing.
     #[arg(long)]

@@ -257,7 +257,7 @@ pub enum ChainBreak {
         seq: EventSeq,
     },
     /// Positions jump: events in between were removed.
-    #[error("events {expected} to {} are missing: expected event {expected}, found {found}", found.0 - 1)]
+    #[error("{}: expected event {expected}, found {found}", missing_range(*expected, *found))]
     Missing {
         /// The position that should have come next.
         expected: EventSeq,
@@ -297,6 +297,17 @@ pub enum ChainBreak {
         /// The head's position.
         head: EventSeq,
     },
+}
+
+fn missing_range(expected: EventSeq, found: EventSeq) -> String {
+    if found.0 == expected.0 + 1 {
+        format!("event {expected} is missing")
+    } else {
+        format!(
+            "events {expected} to {} are missing",
+            found.0.saturating_sub(1)
+        )
+    }
 }
 
 /// Walks the log in order and reports the first break. Feed it every event with [`push`](Self::push), then
@@ -465,5 +476,11 @@ mod tests {
         }
         .to_string();
         assert_eq!(msg, "events 3 to 5 are missing: expected event 3, found 6");
+        let msg = ChainBreak::Missing {
+            expected: EventSeq(3),
+            found: EventSeq(4),
+        }
+        .to_string();
+        assert_eq!(msg, "event 3 is missing: expected event 3, found 4");
     }
 }
