@@ -10,7 +10,7 @@ use vouch_store::{
 use vouch_types::{Device, DeviceId, RevocationReason, Serial, Timestamp, TokenId};
 
 use crate::rows::backend;
-use crate::{append, get_device, not_found, update_device};
+use crate::{append, device_event_seq, get_device, not_found, update_device};
 
 const CERT_COLUMNS: &str =
     "c.serial, d.id, c.fingerprint, c.not_before, c.not_after, c.revoked_at, c.reason, c.der
@@ -76,7 +76,7 @@ fn write_status(
         .execute(params![plan.cert.serial.as_bytes(), revoked_at, reason])
         .map_err(backend)?;
     if let Some(d) = &plan.device {
-        update_device(conn, d, &serde_json::to_string(d)?)?;
+        update_device(conn, d, device_event_seq(conn, &plan.events)?)?;
     }
     conn.prepare_cached(
         "UPDATE pki_state SET revocation_generation = revocation_generation + 1 WHERE id = 1",
@@ -270,7 +270,7 @@ fn record_issuance(tx: &Connection, issuance: Issuance, change: Change) -> Resul
             id: cert.serial.to_string(),
         });
     }
-    update_device(tx, &plan.device, &serde_json::to_string(&plan.device)?)?;
+    update_device(tx, &plan.device, device_event_seq(tx, &plan.events)?)?;
     append(
         tx,
         plan.events.into_iter().map(|e| (e, Some(num))).collect(),

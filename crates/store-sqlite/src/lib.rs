@@ -204,6 +204,27 @@ impl SqliteStore {
     }
 }
 
+/// The position the next appended event will take.
+pub(crate) fn next_seq(tx: &Connection) -> Result<i64> {
+    Ok(head(tx)?.0.0 as i64 + 1)
+}
+
+/// The position the device's record will take when `drafts` are appended next: that of the last event about
+/// the device record itself (created, imported, updated, transitioned).
+pub(crate) fn device_event_seq(tx: &Connection, drafts: &[EventDraft]) -> Result<i64> {
+    use vouch_events::Action::*;
+    let offset = drafts
+        .iter()
+        .rposition(|d| {
+            matches!(
+                d.action,
+                DeviceCreated | DeviceImported | DeviceUpdated | DeviceTransitioned
+            )
+        })
+        .ok_or_else(|| StoreError::Backend("a device change without a device event".into()))?;
+    Ok(next_seq(tx)? + offset as i64)
+}
+
 fn head(tx: &Connection) -> Result<(EventSeq, Digest)> {
     let row: Option<(i64, Vec<u8>)> = tx
         .query_row("SELECT seq, hash FROM audit_head WHERE id = 1", [], |r| {
@@ -265,9 +286,9 @@ pub(crate) fn append(
     Ok(last)
 }
 
-/// Writes `device` (whose JSON is `doc`) with `sql`, whose parameters ?1..?10 are the devices columns in
-/// table order; returns the number of rows changed.
-fn write_device(tx: &Connection, sql: &str, device: &Device, doc: &str) -> Result<usize> {
+/// Writes `device`, whose record is the `after` of event `doc_seq`, with `sql`, whose parameters ?1..?10 are
+/// the devices columns in table order; returns the number of rows changed.
+fn write_device(tx: &Connection, sql: &str, device: &Device, doc_seq: i64) -> Result<usize> {
     tx.prepare_cached(sql)
         .map_err(backend)?
         .execute(params![
@@ -280,43 +301,44 @@ fn write_device(tx: &Connection, sql: &str, device: &Device, doc: &str) -> Resul
             device.identifiers.serial.as_ref().map(|s| s.as_str()),
             device.identifiers.cert_fingerprint.map(|f| f.to_string()),
             device.revision as i64,
-            doc,
+            doc_seq,
         ])
         .map_err(backend)
 }
 
-/// Inserts `device` (whose JSON is `doc`) unless its id exists; its `num` if inserted.
-fn insert_device(tx: &Connection, device: &Device, doc: &str) -> Result<Option<i64>> {
+/// Inserts `device` (its record in event `doc_seq`) unless its id exists; its `num` if inserted.
+fn insert_device(tx: &Connection, device: &Device, doc_seq: i64) -> Result<Option<i64>> {
     let n = write_device(
         tx,
-        "INSERT INTO devices (id, state, class, zone, vendor, mac, serial, cert_fp, revision, doc)
+        "INSERT INTO devices (id, state, class, zone, vendor, mac, serial, cert_fp, revision, doc_seq)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) ON CONFLICT (id) DO NOTHING",
         device,
-        doc,
+        doc_seq,
     )?;
     Ok((n == 1).then(|| tx.last_insert_rowid()))
 }
 
-pub(crate) fn update_device(tx: &Connection, device: &Device, doc: &str) -> Result<()> {
+/// Writes `device` over its row; its record is the `after` of event `doc_seq`.
+pub(crate) fn update_device(tx: &Connection, device: &Device, doc_seq: i64) -> Result<()> {
     write_device(
         tx,
         "UPDATE devices SET state = ?2, class = ?3, zone = ?4, vendor = ?5, mac = ?6, serial = ?7, cert_fp = ?8,
-         revision = ?9, doc = ?10 WHERE id = ?1",
+         revision = ?9, doc_seq = ?10 WHERE id = ?1",
         device,
-        doc,
+        doc_seq,
     )?;
     Ok(())
 }
 
 /// The device and its `num`.
 pub(crate) fn get_device(conn: &Connection, id: DeviceId) -> Result<Option<(i64, Device)>> {
-    let row: Option<(i64, String)> = conn
-        .prepare_cached("SELECT num, doc FROM devices WHERE id = ?1")
+    let row: Option<(i64, Option<String>)> = conn
+        .prepare_cached("SELECT d.num, e.after FROM devices d JOIN events e ON e.seq = d.doc_seq WHERE d.id = ?1")
         .map_err(backend)?
         .query_row([&id.as_bytes()[..]], |r| Ok((r.get(0)?, r.get(1)?)))
         .optional()
         .map_err(backend)?;
-    row.map(|(num, d)| Ok((num, device_from_doc(&d)?)))
+    row.map(|(num, d)| Ok((num, device_from_doc(d.as_deref().unwrap_or_default())?)))
         .transpose()
 }
 
@@ -349,8 +371,7 @@ impl Store for SqliteStore {
             let tx = conn
                 .transaction_with_behavior(TransactionBehavior::Immediate)
                 .map_err(backend)?;
-            let doc = event.after.clone().unwrap_or_default();
-            let Some(num) = insert_device(&tx, &device, &doc)? else {
+            let Some(num) = insert_device(&tx, &device, next_seq(&tx)?)? else {
                 return Err(StoreError::AlreadyExists {
                     what: "device",
                     id: device.id.to_string(),
@@ -375,9 +396,11 @@ impl Store for SqliteStore {
                 .map_err(backend)?;
             let mut outcome = ImportOutcome::default();
             let mut events = Vec::with_capacity(planned.len());
+            // The events are appended in insertion order: the i-th inserted device's record lands at next + i.
+            let mut doc_seq = next_seq(&tx)?;
             for (device, event) in planned {
-                let doc = event.after.as_deref().unwrap_or_default();
-                if let Some(num) = insert_device(&tx, &device, doc)? {
+                if let Some(num) = insert_device(&tx, &device, doc_seq)? {
+                    doc_seq += 1;
                     outcome.created += 1;
                     events.push((event, Some(num)));
                 } else {
@@ -403,14 +426,16 @@ impl Store for SqliteStore {
     async fn list_devices(&self, query: &DeviceQuery) -> Result<DevicePage> {
         let q = query.clone();
         self.read(move |c| {
-            let mut sql = String::from("SELECT doc FROM devices WHERE 1 = 1");
+            let mut sql = String::from(
+                "SELECT e.after FROM devices d JOIN events e ON e.seq = d.doc_seq WHERE 1 = 1",
+            );
             let mut args: Vec<rusqlite::types::Value> = Vec::new();
             let mut arg = |sql: &mut String, clause: &str, v: rusqlite::types::Value| {
                 args.push(v);
                 sql.push_str(&clause.replace('?', &format!("?{}", args.len())));
             };
             if let Some(states) = q.states() {
-                sql.push_str(" AND state IN (");
+                sql.push_str(" AND d.state IN (");
                 for (i, s) in states.iter().enumerate() {
                     arg(
                         &mut sql,
@@ -424,29 +449,33 @@ impl Store for SqliteStore {
                 sql.push(')');
             }
             if let Some(class) = q.class {
-                arg(&mut sql, " AND class = ?", class.as_str().to_owned().into());
+                arg(
+                    &mut sql,
+                    " AND d.class = ?",
+                    class.as_str().to_owned().into(),
+                );
             }
             if let Some(zone) = &q.zone {
-                arg(&mut sql, " AND zone = ?", zone.as_str().to_owned().into());
+                arg(&mut sql, " AND d.zone = ?", zone.as_str().to_owned().into());
             }
             if let Some(vendor) = &q.vendor {
                 arg(
                     &mut sql,
-                    " AND vendor = ?",
+                    " AND d.vendor = ?",
                     vendor.as_str().to_owned().into(),
                 );
             }
             if let Some(serial) = &q.serial {
                 arg(
                     &mut sql,
-                    " AND serial = ?",
+                    " AND d.serial = ?",
                     serial.as_str().to_owned().into(),
                 );
             }
             if let Some(group) = &q.group {
                 arg(
                     &mut sql,
-                    " AND EXISTS (SELECT 1 FROM json_each(doc, '$.groups') WHERE value = ?)",
+                    " AND EXISTS (SELECT 1 FROM json_each(e.after, '$.groups') WHERE value = ?)",
                     group.as_str().to_owned().into(),
                 );
             }
@@ -454,29 +483,31 @@ impl Store for SqliteStore {
                 // Label keys cannot contain `"`, so quoting the key makes any of them a valid JSON path.
                 arg(
                     &mut sql,
-                    " AND json_extract(doc, ?",
+                    " AND json_extract(e.after, ?",
                     format!("$.labels.\"{key}\"").into(),
                 );
                 arg(&mut sql, ") = ?", value.as_str().to_owned().into());
             }
             if let Some(after) = q.after {
-                arg(&mut sql, " AND id > ?", after.as_bytes().to_vec().into());
+                arg(&mut sql, " AND d.id > ?", after.as_bytes().to_vec().into());
             }
             let limit = q.effective_limit();
             arg(
                 &mut sql,
-                " ORDER BY id LIMIT ?",
+                " ORDER BY d.id LIMIT ?",
                 i64::from(limit + 1).into(),
             );
             let mut stmt = c.prepare_cached(&sql).map_err(backend)?;
             let docs = stmt
-                .query_map(rusqlite::params_from_iter(args), |r| r.get::<_, String>(0))
+                .query_map(rusqlite::params_from_iter(args), |r| {
+                    r.get::<_, Option<String>>(0)
+                })
                 .map_err(backend)?
-                .collect::<rusqlite::Result<Vec<String>>>()
+                .collect::<rusqlite::Result<Vec<Option<String>>>>()
                 .map_err(backend)?;
             let mut devices = docs
                 .iter()
-                .map(|d| device_from_doc(d))
+                .map(|d| device_from_doc(d.as_deref().unwrap_or_default()))
                 .collect::<Result<Vec<_>>>()?;
             let next = if devices.len() > limit as usize {
                 devices.truncate(limit as usize);
@@ -504,7 +535,7 @@ impl Store for SqliteStore {
             match plan_edit(&current, &edit, expected_revision, &change)? {
                 Edited::Unchanged => Ok(current),
                 Edited::Changed(next, event) => {
-                    update_device(&tx, &next, event.after.as_deref().unwrap_or_default())?;
+                    update_device(&tx, &next, next_seq(&tx)?)?;
                     append(&tx, vec![(event, Some(num))], change.at)?;
                     tx.commit().map_err(backend)?;
                     Ok(*next)

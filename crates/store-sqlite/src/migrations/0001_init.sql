@@ -1,5 +1,7 @@
--- Devices: `doc` is the whole record as JSON (the source of truth); the other columns are copies kept for
--- lookups and filters, written from the same record in the same statement.
+-- Devices. The whole record is not stored here but in the event log: `doc_seq` is the event whose `after`
+-- holds the device's current record (every change to a device appends such an event, in the same
+-- transaction). So the record is written once, not twice, and is itself covered by the hash chain. The other
+-- columns are copies kept for lookups and filters, written from the same record in the same statement.
 -- `num` is an alias of the rowid (stable across VACUUM): events refer to devices by it, so that the index of
 -- events by device grows at its end during an import instead of at random places (ids are random UUIDs).
 CREATE TABLE devices (
@@ -13,7 +15,7 @@ CREATE TABLE devices (
     serial   TEXT,
     cert_fp  TEXT,
     revision INTEGER NOT NULL,
-    doc      TEXT NOT NULL
+    doc_seq  INTEGER NOT NULL
 );
 CREATE INDEX devices_state ON devices (state);
 CREATE INDEX devices_mac ON devices (mac) WHERE mac IS NOT NULL;
