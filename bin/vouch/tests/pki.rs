@@ -49,6 +49,27 @@ fn csr(dir: &Path, name: &str, cn: &str, key: &[&str]) -> String {
 
 const P256: &[&str] = &["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256"];
 
+/// A self-signed CA made by openssl in `d`: `<name>.key`, `<name>.pem`, subject CN `cn`.
+fn openssl_ca(d: &Path, name: &str, cn: &str) {
+    let (key, pem, subj) = (
+        format!("{name}.key"),
+        format!("{name}.pem"),
+        format!("/CN={cn}"),
+    );
+    let mut args = vec![
+        "req", "-x509", "-keyout", &key, "-out", &pem, "-subj", &subj, "-days", "3650", "-nodes",
+    ];
+    args.extend_from_slice(P256);
+    args.extend_from_slice(&[
+        "-addext",
+        "basicConstraints=critical,CA:true",
+        "-addext",
+        "keyUsage=critical,keyCertSign,cRLSign",
+    ]);
+    let (ok, text) = openssl(d, &args);
+    assert!(ok, "{text}");
+}
+
 #[test]
 fn issued_certificates_are_checked_by_openssl_against_the_served_crl_and_ocsp() {
     let dir = tempfile::tempdir().unwrap();
@@ -633,34 +654,8 @@ fn bring_your_own_pki_an_enterprise_root_signs_the_issuing_ca() {
     };
     ok(run(&["ca", "request", "--organization", "Acme"]));
     assert!(d.join("vouch-data/ca/issuing.csr.pem").exists());
-    let ec = [
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:P-256",
-        "-nodes",
-    ];
-    let root = |name: &str| {
-        let (key, pem, subj) = (
-            format!("{name}.key"),
-            format!("{name}.pem"),
-            format!("/CN={name}"),
-        );
-        let mut args = vec![
-            "req", "-x509", "-keyout", &key, "-out", &pem, "-subj", &subj, "-days", "3650",
-        ];
-        args.extend_from_slice(&ec);
-        args.extend_from_slice(&[
-            "-addext",
-            "basicConstraints=critical,CA:true",
-            "-addext",
-            "keyUsage=critical,keyCertSign,cRLSign",
-        ]);
-        let (ok, text) = openssl(d, &args);
-        assert!(ok, "{text}");
-    };
-    root("enterprise-root");
-    root("other-root");
+    openssl_ca(d, "enterprise-root", "enterprise-root");
+    openssl_ca(d, "other-root", "other-root");
     std::fs::write(
         d.join("ca.ext"),
         "basicConstraints=critical,CA:true,pathlen:0\nkeyUsage=critical,keyCertSign,cRLSign,digitalSignature\n\
@@ -809,23 +804,7 @@ fn an_idevid_from_a_trusted_manufacturer_is_exchanged_for_a_vouch_certificate() 
         "-nodes",
     ];
     for ca in ["mfr", "rogue"] {
-        let (key, pem, subj) = (
-            format!("{ca}.key"),
-            format!("{ca}.pem"),
-            format!("/CN={ca} CA"),
-        );
-        let mut args = vec![
-            "req", "-x509", "-keyout", &key, "-out", &pem, "-subj", &subj, "-days", "3650",
-        ];
-        args.extend_from_slice(&ec);
-        args.extend_from_slice(&[
-            "-addext",
-            "basicConstraints=critical,CA:true",
-            "-addext",
-            "keyUsage=critical,keyCertSign",
-        ]);
-        let (ok, text) = openssl(d, &args);
-        assert!(ok, "{text}");
+        openssl_ca(d, ca, &format!("{ca} CA"));
     }
     std::fs::write(d.join("idevid.ext"), "basicConstraints=critical,CA:false\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=clientAuth\n").unwrap();
     let idevid = |name: &str, serial: &str, ca: &str| {

@@ -129,7 +129,10 @@ async fn a_forged_request_and_a_wrong_secret_are_refused_and_logged() {
         .await
         .unwrap_err();
     assert!(matches!(err, IdentityError::BadRequest(_)), "{err}");
-    let wrong = format!("{}0", &token.expose()[..token.expose().len() - 1]);
+    // Change the last hex digit (to one it is not: a fixed replacement would match 1 time in 16).
+    let t = token.expose();
+    let last = if t.ends_with('0') { '1' } else { '0' };
+    let wrong = format!("{}{last}", &t[..t.len() - 1]);
     let err = w
         .svc
         .enroll_with_token(&wrong, &csr(&w.device.to_string()))

@@ -237,18 +237,41 @@ pub fn plan_revocation(
         },
         ..cert.clone()
     };
+    let suspend = matches!(device.state, DeviceState::Active | DeviceState::Restricted)
+        .then_some(DeviceState::Suspended);
+    plan_status(
+        cert,
+        next_cert,
+        device,
+        Action::CertificateRevoked,
+        suspend,
+        change,
+    )
+    .map(Some)
+}
+
+/// The status change of `cert` to `next_cert`, logged as `action`; if `cert` is the device's current
+/// certificate and `device_to` is given, the device moves there too (and that is logged as well).
+fn plan_status(
+    cert: &CertificateRecord,
+    next_cert: CertificateRecord,
+    device: &Device,
+    action: Action,
+    device_to: Option<DeviceState>,
+    change: &Change,
+) -> Result<StatusPlan, StoreError> {
     let mut events = vec![EventDraft {
         device_id: Some(device.id),
         actor: change.actor.clone(),
-        action: Action::CertificateRevoked,
+        action,
         before: Some(cert.summary().to_string()),
         after: Some(next_cert.summary().to_string()),
         reason: change.reason.clone(),
     }];
     let current = device.identifiers.cert_fingerprint == Some(cert.fingerprint);
-    let next_device =
-        if current && matches!(device.state, DeviceState::Active | DeviceState::Restricted) {
-            let next = device.transitioned(DeviceState::Suspended, change.at)?;
+    let next_device = match device_to {
+        Some(to) if current => {
+            let next = device.transitioned(to, change.at)?;
             events.push(EventDraft::device(
                 Action::DeviceTransitioned,
                 change.actor.clone(),
@@ -257,14 +280,14 @@ pub fn plan_revocation(
                 change.reason.clone(),
             )?);
             Some(next)
-        } else {
-            None
-        };
-    Ok(Some(StatusPlan {
+        }
+        _ => None,
+    };
+    Ok(StatusPlan {
         cert: next_cert,
         device: next_device,
         events,
-    }))
+    })
 }
 
 /// Plans releasing a certificate from hold; a device suspended because of it becomes active again.
@@ -286,33 +309,15 @@ pub fn plan_release(
         status: CertStatus::Good,
         ..cert.clone()
     };
-    let mut events = vec![EventDraft {
-        device_id: Some(device.id),
-        actor: change.actor.clone(),
-        action: Action::CertificateReleased,
-        before: Some(cert.summary().to_string()),
-        after: Some(next_cert.summary().to_string()),
-        reason: change.reason.clone(),
-    }];
-    let current = device.identifiers.cert_fingerprint == Some(cert.fingerprint);
-    let next_device = if current && device.state == DeviceState::Suspended {
-        let next = device.transitioned(DeviceState::Active, change.at)?;
-        events.push(EventDraft::device(
-            Action::DeviceTransitioned,
-            change.actor.clone(),
-            Some(device),
-            &next,
-            change.reason.clone(),
-        )?);
-        Some(next)
-    } else {
-        None
-    };
-    Ok(StatusPlan {
-        cert: next_cert,
-        device: next_device,
-        events,
-    })
+    let reactivate = (device.state == DeviceState::Suspended).then_some(DeviceState::Active);
+    plan_status(
+        cert,
+        next_cert,
+        device,
+        Action::CertificateReleased,
+        reactivate,
+        change,
+    )
 }
 
 /// The event for issuing an enrollment token (never the secret or its hash).
