@@ -2,7 +2,8 @@
 //!
 //! `registry` writes N generated devices to a CSV file and imports it exactly as `vouch device import` does
 //! (parse, validate, one event per device on the hash chain, one transaction per batch), then reads random
-//! devices by id one at a time: on SQLite and on PostgreSQL, each with durable settings.
+//! devices by id one at a time: on SQLite and on PostgreSQL, each with durable settings. `pki` and `policy`
+//! live in `bench_pki.rs` and `bench_policy.rs`.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -19,6 +20,8 @@ pub enum BenchCommand {
     Registry(RegistryArgs),
     /// Issuance, EST, OCSP and CRL speed.
     Pki(crate::bench_pki::PkiArgs),
+    /// Policy decisions per second and latency on one thread, beside the same policies in Rego (regorus).
+    Policy(crate::bench_policy::PolicyArgs),
 }
 
 /// Which stores to measure.
@@ -190,6 +193,11 @@ pub async fn run(cmd: BenchCommand) -> Result<()> {
     let args = match cmd {
         BenchCommand::Registry(args) => args,
         BenchCommand::Pki(args) => return crate::bench_pki::run(args).await,
+        BenchCommand::Policy(args) => {
+            return tokio::task::spawn_blocking(move || crate::bench_policy::run(args))
+                .await
+                .context("the policy benchmark's thread")?;
+        }
     };
     anyhow::ensure!(
         args.devices > 0 && args.batch > 0,

@@ -238,7 +238,11 @@ async fn bench_est(n: u32, clients: u32) -> Result<f64> {
     )?;
     let listener = TlsListener::bind("127.0.0.1:0".parse()?, tls).await?;
     let addr = axum::serve::Listener::local_addr(&listener)?.remote;
-    let state = vouch_api::AppState::new(s.store.clone(), Arc::new(SystemClock))
+    let clock = Arc::new(SystemClock);
+    let decisions =
+        vouch_api::decide::DecisionPoint::start(s.store.clone(), clock.clone(), None).await?;
+    let seal = Arc::new(vouch_api::totp::SealKey::generate()?.0);
+    let state = vouch_api::AppState::new(s.store.clone(), clock, decisions, seal)
         .with_identity(s.svc.clone());
     let app = vouch_api::est::router(state).into_make_service_with_connect_info::<TlsPeer>();
     let server = tokio::spawn(async move { axum::serve(listener, app).await });

@@ -6,12 +6,14 @@
 
 mod bench;
 mod bench_pki;
+mod bench_policy;
 mod ca;
 mod certs;
 mod config;
 mod devices;
 mod import;
 mod output;
+mod policy;
 mod serve;
 mod tokens;
 
@@ -75,6 +77,9 @@ enum Command {
     /// Device certificates: enrollment tokens, issue, list, revoke, hold and release.
     #[command(subcommand)]
     Cert(certs::CertCommand),
+    /// Policies: validate, add, list, show, mode, remove, and test against recorded decisions.
+    #[command(subcommand)]
+    Policy(policy::PolicyCommand),
     /// Check the configuration.
     #[command(subcommand)]
     Config(ConfigCommand),
@@ -188,6 +193,10 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             certs::run(cmd, &config, store, cli.output)
                 .await
                 .map(|()| ExitCode::SUCCESS)
+        }
+        Command::Policy(cmd) => {
+            let store = open_store(&config).await?;
+            policy::run(cmd, &*store, &config.data_dir, cli.output).await
         }
         Command::Ca(cmd) => {
             let store = open_store(&config).await?;

@@ -14,7 +14,16 @@ pub async fn run(config: Config) -> Result<()> {
         .with_context(|| format!("creating the data directory {}", config.data_dir.display()))?;
     let store = crate::open_store(&config).await?;
     let clock = Arc::new(SystemClock);
-    let mut state = AppState::new(store.clone(), clock.clone());
+    let decisions = vouch_api::decide::DecisionPoint::start(
+        store.clone(),
+        clock.clone(),
+        Some(config.data_dir.join("decisions.jsonl")),
+    )
+    .await
+    .context("starting the policy engine")?;
+    let seal = vouch_api::totp::SealKey::load_or_create(&config.data_dir.join("mfa.key"))
+        .context("reading the second-factor key (mfa.key in the data directory)")?;
+    let mut state = AppState::new(store.clone(), clock.clone(), decisions, Arc::new(seal));
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut est_task = None;
     match crate::ca::load_issuing(&config.data_dir, config.pki.passphrase_file.as_deref())? {

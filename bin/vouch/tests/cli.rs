@@ -522,3 +522,34 @@ fn cert_commands_issue_list_hold_and_release() {
     let audit = ok(vouch(d).args(["audit", "verify"]).output().unwrap());
     assert!(audit.contains("intact"), "{audit}");
 }
+
+#[test]
+fn bench_policy_runs_small_and_prints_json() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = ok(vouch(dir.path())
+        .args([
+            "bench",
+            "policy",
+            "--devices",
+            "2000",
+            "--policies",
+            "100",
+            "--decisions",
+            "2000",
+            "--requests",
+            "500",
+            "--peer-decisions",
+            "500",
+            "--json",
+        ])
+        .output()
+        .unwrap());
+    let v: serde_json::Value = serde_json::from_str(&out).expect("JSON on stdout");
+    assert!(v["decisions_per_second"].as_f64().unwrap() > 0.0, "{v}");
+    assert_eq!(v["policies"], 100, "{v}");
+    assert_eq!(v["decisions"], 2000, "{v}");
+    // With the Rego peer built in, it must agree with Vouch on every request.
+    for peer in v["peers"].as_array().unwrap() {
+        assert_eq!(peer["agreement_full"].as_f64(), Some(1.0), "{peer}");
+    }
+}

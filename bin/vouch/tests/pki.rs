@@ -15,12 +15,28 @@ const PASS: &str = "correct horse battery staple";
 struct Api {
     base: String,
     auth: String,
+    /// `X-Vouch-OTP: …` once a second factor is confirmed (privileged calls need it).
+    otp: Option<String>,
 }
 
 impl Api {
+    fn new(addr: &str, token: Option<String>) -> Self {
+        let mut api = Self {
+            base: format!("http://{addr}"),
+            auth: format!("Authorization: Bearer {}", token.unwrap()),
+            otp: None,
+        };
+        let code = util::step_up(&api.base, &api.auth);
+        api.otp = Some(format!("X-Vouch-OTP: {code}"));
+        api
+    }
+
     fn call(&self, method: &str, path: &str, body: Option<&Value>) -> (u16, Value) {
         let url = format!("{}{path}", self.base);
         let mut args = vec!["-X", method, "-H", self.auth.as_str()];
+        if let Some(otp) = &self.otp {
+            args.extend_from_slice(&["-H", otp.as_str()]);
+        }
         let text;
         if let Some(b) = body {
             text = b.to_string();
@@ -82,10 +98,7 @@ fn issued_certificates_are_checked_by_openssl_against_the_served_crl_and_ocsp() 
     let port = free_port();
     let listen = format!("127.0.0.1:{port}");
     let (server, addr, token, _log) = serve_with(d, &listen, &[("VOUCH_CA_PASSPHRASE", PASS)]);
-    let api = Api {
-        base: format!("http://{addr}"),
-        auth: format!("Authorization: Bearer {}", token.unwrap()),
-    };
+    let api = Api::new(&addr, token);
 
     let (code, device) = api.call(
         "POST",
@@ -366,10 +379,7 @@ fn est_enrollment_with_curl_and_openssl() {
         "https://{}/.well-known/est",
         util::est_addr(&log).expect("EST started")
     );
-    let api = Api {
-        base: format!("http://{addr}"),
-        auth: format!("Authorization: Bearer {}", token.unwrap()),
-    };
+    let api = Api::new(&addr, token);
     let (_, device) = api.call(
         "POST",
         "/api/v1/devices",
@@ -527,10 +537,7 @@ fn kill_9_during_a_burst_of_enrollments_loses_no_certificate_a_client_received()
         "https://{}/.well-known/est/simpleenroll",
         util::est_addr(&log).unwrap()
     );
-    let api = Api {
-        base: format!("http://{addr}"),
-        auth: format!("Authorization: Bearer {}", token.unwrap()),
-    };
+    let api = Api::new(&addr, token);
 
     let mut basics = Vec::new();
     for i in 0..N {
@@ -620,6 +627,7 @@ fn kill_9_during_a_burst_of_enrollments_loses_no_certificate_a_client_received()
     let api = Api {
         base: format!("http://{addr}"),
         auth: api.auth,
+        otp: None,
     };
     for serial in &received {
         let (code, cert) = api.call("GET", &format!("/api/v1/certificates/{serial}"), None);
@@ -857,10 +865,7 @@ fn an_idevid_from_a_trusted_manufacturer_is_exchanged_for_a_vouch_certificate() 
         "https://{}/.well-known/est/simpleenroll",
         util::est_addr(&log).unwrap()
     );
-    let api = Api {
-        base: format!("http://{addr}"),
-        auth: format!("Authorization: Bearer {}", token.unwrap()),
-    };
+    let api = Api::new(&addr, token);
     let (_, device) = api.call(
         "POST",
         "/api/v1/devices",
@@ -1015,10 +1020,7 @@ fn ca_keys_held_in_softhsm_sign_certificates_openssl_verifies() {
         String::from_utf8_lossy(&bad.stderr)
     );
     let (server, addr, token, _) = serve_with(d, "127.0.0.1:0", &env);
-    let api = Api {
-        base: format!("http://{addr}"),
-        auth: format!("Authorization: Bearer {}", token.unwrap()),
-    };
+    let api = Api::new(&addr, token);
     let (_, device) = api.call(
         "POST",
         "/api/v1/devices",

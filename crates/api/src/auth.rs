@@ -147,7 +147,12 @@ pub struct Principal {
     pub operator: OperatorName,
     /// Its role.
     pub role: Role,
+    /// Whether a valid one-time code (TOTP) came with the request.
+    pub mfa: bool,
 }
+
+/// The header that carries a one-time code for privileged actions.
+pub const OTP_HEADER: &str = "x-vouch-otp";
 
 impl Principal {
     /// The actor the event log records for this operator.
@@ -179,10 +184,113 @@ pub async fn authenticate(
         token: record.id,
         operator: record.operator,
         role: record.role,
+        mfa: false,
     })
 }
 
-/// Route middleware: authenticates the bearer token and checks that its role grants the route's permission.
+/// How long a verified one-time code keeps working for its token (a step-up session, as `sudo` keeps one):
+/// an operator revoking a batch of certificates types one code, not one per 30-second step.
+pub const STEP_UP_MICROS: i64 = 5 * 60 * 1_000_000;
+
+/// Per token: the code that last stepped it up (hashed) and until when it counts.
+#[derive(Default)]
+pub struct StepUps(std::sync::Mutex<std::collections::HashMap<TokenId, ([u8; 32], Timestamp)>>);
+
+impl StepUps {
+    /// Remembers that `code` stepped `token` up at `now`.
+    pub fn grant(&self, token: TokenId, code: &str, now: Timestamp) {
+        if let Ok(mut m) = self.0.lock() {
+            m.retain(|_, (_, until)| *until > now);
+            m.insert(
+                token,
+                (
+                    hash_secret(code.trim().as_bytes()),
+                    now.plus_micros(STEP_UP_MICROS),
+                ),
+            );
+        }
+    }
+
+    /// Ends `token`'s session (its second factor was re-enrolled).
+    pub fn end(&self, token: TokenId) {
+        if let Ok(mut m) = self.0.lock() {
+            m.remove(&token);
+        }
+    }
+
+    fn holds(&self, token: TokenId, code: &str, now: Timestamp) -> bool {
+        let Ok(m) = self.0.lock() else { return false };
+        m.get(&token).is_some_and(|(h, until)| {
+            now < *until && bool::from(h.ct_eq(&hash_secret(code.trim().as_bytes())))
+        })
+    }
+}
+
+/// Checks a one-time code for `token`'s confirmed second factor: a fresh code is used up (never accepted
+/// twice) and opens a step-up session in which the same code keeps working for [`STEP_UP_MICROS`]; `false`
+/// if it is wrong, was used before outside its session, or the token has no confirmed second factor.
+pub async fn check_otp(state: &AppState, token: TokenId, code: &str) -> Result<bool, ApiError> {
+    let now_ts = state.clock.now();
+    if state.step_ups.holds(token, code, now_ts) {
+        return Ok(true);
+    }
+    let Some(mfa) = state.store.get_mfa(token).await? else {
+        return Ok(false);
+    };
+    if !mfa.confirmed {
+        return Ok(false);
+    }
+    let secret = state
+        .seal
+        .open(token.to_string().as_bytes(), &mfa.sealed_secret)
+        .map_err(ApiError::internal)?;
+    let now = crate::totp::step_at(state.clock.now().unix_micros() / 1_000_000);
+    let Some(step) = crate::totp::verify(&secret, code, now) else {
+        return Ok(false);
+    };
+    if !state.store.use_mfa_step(token, step).await? {
+        return Ok(false);
+    }
+    state.step_ups.grant(token, code, now_ts);
+    Ok(true)
+}
+
+/// Asks the policy engine whether `principal` may do `permission`; a denial is a 403 naming the policy.
+pub fn authorize(
+    state: &AppState,
+    principal: &Principal,
+    permission: Permission,
+) -> Result<(), ApiError> {
+    let d = state
+        .decisions
+        .decide_operator(&vouch_policy::OperatorRequest {
+            token: principal.token,
+            name: principal.operator.to_string(),
+            role: principal.role,
+            permission,
+            now: state.clock.now(),
+            mfa: principal.mfa,
+        });
+    if d.allowed {
+        return Ok(());
+    }
+    if d.policies.iter().any(|p| p == "vouch.mfa.privileged") {
+        return Err(ApiError::forbidden(format!(
+            "`{}` is a privileged action: send a one-time code from your authenticator in the \
+             X-Vouch-OTP header (enroll one with POST /api/v1/mfa/totp)",
+            permission.action()
+        )));
+    }
+    Err(ApiError::forbidden(format!(
+        "the {} role may not do `{}` ({})",
+        principal.role,
+        permission.action(),
+        d.reason()
+    )))
+}
+
+/// Route middleware: authenticates the bearer token (and a one-time code, if sent) and asks the policy engine
+/// whether the operator may take the route's action.
 pub(crate) async fn require(
     State((state, permission)): State<(AppState, Permission)>,
     mut req: Request,
@@ -198,13 +306,17 @@ pub(crate) async fn require(
         .ok_or_else(|| {
             ApiError::unauthenticated("the Authorization header must be `Bearer <token>`")
         })?;
-    let principal = authenticate(&*state.store, state.clock.now(), text.trim()).await?;
-    if !principal.role.allows(permission) {
-        return Err(ApiError::forbidden(format!(
-            "the {} role may not do this ({permission:?} is needed)",
-            principal.role
-        )));
+    let mut principal = authenticate(&*state.store, state.clock.now(), text.trim()).await?;
+    if let Some(code) = req.headers().get(OTP_HEADER) {
+        let code = code.to_str().unwrap_or_default();
+        if !check_otp(&state, principal.token, code).await? {
+            return Err(ApiError::unauthenticated(
+                "the one-time code is wrong, expired, already used, or no second factor is confirmed",
+            ));
+        }
+        principal.mfa = true;
     }
+    authorize(&state, &principal, permission)?;
     req.extensions_mut().insert(principal);
     Ok(next.run(req).await)
 }

@@ -9,15 +9,19 @@
 //! types and call the store; they hold no business rules of their own.
 
 pub mod auth;
+mod authorize;
 mod certs;
+pub mod decide;
 mod devices;
 mod error;
 pub mod est;
 mod extract;
 mod health;
 mod metrics;
+mod policies;
 pub mod tls;
 mod tokens;
+pub mod totp;
 
 use std::sync::Arc;
 
@@ -42,16 +46,30 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// Issuance and revocation, when a CA is configured.
     pub identity: Option<Arc<vouch_identity::IdentityService>>,
+    /// The policy decision point: devices' and operators' requests are decided here.
+    pub decisions: Arc<decide::DecisionPoint>,
+    /// The key that seals operators' second-factor secrets at rest.
+    pub seal: Arc<totp::SealKey>,
+    /// Step-up sessions opened by one-time codes (per server: another node asks for a fresh code).
+    pub step_ups: Arc<auth::StepUps>,
 }
 
 impl AppState {
-    /// State over `store` with the system clock and fresh metrics.
-    pub fn new(store: Arc<dyn Store>, clock: Arc<dyn Clock>) -> Self {
+    /// State over `store` with fresh metrics, deciding with `decisions`, sealing second factors with `seal`.
+    pub fn new(
+        store: Arc<dyn Store>,
+        clock: Arc<dyn Clock>,
+        decisions: Arc<decide::DecisionPoint>,
+        seal: Arc<totp::SealKey>,
+    ) -> Self {
         Self {
             store,
             clock,
             metrics: Arc::new(Metrics::new()),
             identity: None,
+            decisions,
+            seal,
+            step_ups: Arc::default(),
         }
     }
 
@@ -82,7 +100,8 @@ impl Default for Limits {
 pub enum Access {
     /// Anyone: liveness and readiness probes only (they reveal nothing).
     Public,
-    /// An authenticated operator whose role grants this permission.
+    /// An authenticated operator allowed this action by the policy engine (role, and a second factor for
+    /// privileged actions).
     Requires(Permission),
 }
 
@@ -181,7 +200,7 @@ pub fn routes() -> Vec<Route> {
         route(
             Method::POST,
             "/api/v1/devices/{id}/certificates",
-            Requires(CertificatesManage),
+            Requires(CaOperate),
             axum::routing::post(certs::issue),
         ),
         route(
@@ -205,13 +224,13 @@ pub fn routes() -> Vec<Route> {
         route(
             Method::POST,
             "/api/v1/certificates/{id}/revoke",
-            Requires(CertificatesManage),
+            Requires(CertificatesRevoke),
             axum::routing::post(certs::revoke),
         ),
         route(
             Method::POST,
             "/api/v1/certificates/{id}/release",
-            Requires(CertificatesManage),
+            Requires(CertificatesRevoke),
             axum::routing::post(certs::release),
         ),
         route(Method::GET, "/pki/crl", Public, get(certs::crl)),
@@ -239,6 +258,72 @@ pub fn routes() -> Vec<Route> {
             "/api/v1/tokens/{id}",
             Requires(TokensManage),
             axum::routing::delete(tokens::revoke),
+        ),
+        route(
+            Method::POST,
+            "/api/v1/mfa/totp",
+            Requires(MfaEnroll),
+            axum::routing::post(policies::enroll_totp),
+        ),
+        route(
+            Method::POST,
+            "/api/v1/mfa/totp/confirm",
+            Requires(MfaEnroll),
+            axum::routing::post(policies::confirm_totp),
+        ),
+        route(
+            Method::POST,
+            "/api/v1/authorize",
+            Requires(DecisionsRequest),
+            axum::routing::post(authorize::authorize),
+        ),
+        route(
+            Method::POST,
+            "/api/v1/emqx/authorize",
+            Requires(DecisionsRequest),
+            axum::routing::post(authorize::emqx),
+        ),
+        route(
+            Method::GET,
+            "/api/v1/policies",
+            Requires(PoliciesRead),
+            get(policies::list),
+        ),
+        route(
+            Method::GET,
+            "/api/v1/policies/schema",
+            Requires(PoliciesRead),
+            get(policies::schema),
+        ),
+        route(
+            Method::POST,
+            "/api/v1/policies/validate",
+            Requires(PoliciesRead),
+            axum::routing::post(policies::validate),
+        ),
+        route(
+            Method::GET,
+            "/api/v1/policies/{id}",
+            Requires(PoliciesRead),
+            get(policies::show),
+        ),
+        route(
+            Method::PUT,
+            "/api/v1/policies/{id}",
+            Requires(PoliciesWrite),
+            axum::routing::put(policies::put),
+        ),
+        route(
+            Method::DELETE,
+            "/api/v1/policies/{id}",
+            Requires(PoliciesWrite),
+            axum::routing::delete(policies::remove),
+        ),
+        route(
+            Method::POST,
+            "/api/v1/policies/{id}/mode",
+            Requires(PoliciesWrite),
+            axum::routing::post(policies::set_mode),
         ),
     ]
 }

@@ -86,11 +86,27 @@ pub enum Action {
     CertificateReleased,
     /// An enrollment was refused (bad request or credential); nothing was issued.
     EnrollmentRefused,
+    /// A policy was stored for the first time.
+    PolicyAdded,
+    /// A policy's text changed (a new version).
+    PolicyUpdated,
+    /// A policy moved between shadow and enforce.
+    PolicyModeChanged,
+    /// A policy was removed (its history stays).
+    PolicyRemoved,
+    /// A request was denied by the enforced policies.
+    AccessDenied,
+    /// A request was allowed, but the policies in shadow mode would have denied it.
+    AccessWouldDeny,
+    /// An operator enrolled a second factor (TOTP); not yet confirmed.
+    MfaEnrolled,
+    /// An operator confirmed their second factor with a valid code.
+    MfaConfirmed,
 }
 
 impl Action {
     /// Every action.
-    pub const ALL: [Action; 12] = [
+    pub const ALL: [Action; 20] = [
         Self::DeviceCreated,
         Self::DeviceImported,
         Self::DeviceUpdated,
@@ -103,6 +119,14 @@ impl Action {
         Self::CertificateRevoked,
         Self::CertificateReleased,
         Self::EnrollmentRefused,
+        Self::PolicyAdded,
+        Self::PolicyUpdated,
+        Self::PolicyModeChanged,
+        Self::PolicyRemoved,
+        Self::AccessDenied,
+        Self::AccessWouldDeny,
+        Self::MfaEnrolled,
+        Self::MfaConfirmed,
     ];
 
     /// The action's stable name, as stored, hashed and exported (`device.created`).
@@ -120,6 +144,14 @@ impl Action {
             Self::CertificateRevoked => "certificate.revoked",
             Self::CertificateReleased => "certificate.released",
             Self::EnrollmentRefused => "enrollment.refused",
+            Self::PolicyAdded => "policy.added",
+            Self::PolicyUpdated => "policy.updated",
+            Self::PolicyModeChanged => "policy.mode_changed",
+            Self::PolicyRemoved => "policy.removed",
+            Self::AccessDenied => "access.denied",
+            Self::AccessWouldDeny => "access.would_deny",
+            Self::MfaEnrolled => "mfa.enrolled",
+            Self::MfaConfirmed => "mfa.confirmed",
         }
     }
 }

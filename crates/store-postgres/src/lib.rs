@@ -8,6 +8,7 @@
 //! loopback port) for tests and benchmarks.
 
 mod certs;
+mod policies;
 mod rows;
 pub mod testing;
 
@@ -23,12 +24,13 @@ use uuid::Uuid;
 use vouch_events::{Digest, Event, EventDraft, EventSeq};
 use vouch_store::{
     Backend, CertificateRecord, Change, DeviceEdit, DevicePage, DeviceQuery, Edited,
-    EnrollmentTokenRecord, ImportOutcome, Issuance, Result, Store, StoreError, TokenRecord,
-    decode_head, plan_create, plan_edit, plan_token_created, plan_token_revoked,
+    EnrollmentTokenRecord, ImportOutcome, Issuance, MfaRecord, PolicyWrite, Result, Store,
+    StoreError, TokenRecord, decode_head, plan_create, plan_edit, plan_token_created,
+    plan_token_revoked,
 };
 use vouch_types::{
-    CertFingerprint, Device, DeviceId, DeviceState, NewDevice, RevocationReason, Serial, Timestamp,
-    TokenId,
+    CertFingerprint, Device, DeviceId, DeviceState, NewDevice, PolicyId, PolicyRecord,
+    RevocationReason, Serial, Timestamp, TokenId,
 };
 
 use rows::{backend, col, device_from_doc, event_from_row, token_from_row};
@@ -37,6 +39,7 @@ use rows::{backend, col, device_from_doc, event_from_row, token_from_row};
 const MIGRATIONS: &[(i32, &str)] = &[
     (1, include_str!("migrations/0001_init.sql")),
     (2, include_str!("migrations/0002_certificates.sql")),
+    (3, include_str!("migrations/0003_policies.sql")),
 ];
 
 /// A constant advisory-lock key so that two Vouch processes starting together migrate one after the other.
@@ -728,5 +731,37 @@ impl Store for PostgresStore {
 
     async fn revocation_generation(&self) -> Result<u64> {
         self.revocation_generation_impl().await
+    }
+
+    async fn policies(&self) -> Result<Vec<PolicyRecord>> {
+        self.policies_impl().await
+    }
+
+    async fn policy_history(&self, id: &PolicyId) -> Result<Vec<PolicyRecord>> {
+        self.policy_history_impl(id).await
+    }
+
+    async fn write_policies(
+        &self,
+        writes: Vec<PolicyWrite>,
+        change: Change,
+    ) -> Result<Vec<PolicyRecord>> {
+        self.write_policies_impl(writes, change).await
+    }
+
+    async fn policy_generation(&self) -> Result<u64> {
+        self.policy_generation_impl().await
+    }
+
+    async fn get_mfa(&self, token: TokenId) -> Result<Option<MfaRecord>> {
+        self.get_mfa_impl(token).await
+    }
+
+    async fn put_mfa(&self, mfa: MfaRecord, change: Change) -> Result<()> {
+        self.put_mfa_impl(mfa, change).await
+    }
+
+    async fn use_mfa_step(&self, token: TokenId, step: u64) -> Result<bool> {
+        self.use_mfa_step_impl(token, step).await
     }
 }

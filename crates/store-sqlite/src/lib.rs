@@ -7,6 +7,7 @@
 //! prepared-statement path is several times faster for bulk imports.
 
 mod certs;
+mod policies;
 mod rows;
 
 use std::collections::BTreeMap;
@@ -18,12 +19,13 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, pa
 use vouch_events::{Digest, Event, EventDraft, EventSeq};
 use vouch_store::{
     Backend, CertificateRecord, Change, DeviceEdit, DevicePage, DeviceQuery, Edited,
-    EnrollmentTokenRecord, ImportOutcome, Issuance, Result, Store, StoreError, TokenRecord,
-    decode_head, plan_create, plan_edit, plan_token_created, plan_token_revoked,
+    EnrollmentTokenRecord, ImportOutcome, Issuance, MfaRecord, PolicyWrite, Result, Store,
+    StoreError, TokenRecord, decode_head, plan_create, plan_edit, plan_token_created,
+    plan_token_revoked,
 };
 use vouch_types::{
-    CertFingerprint, Device, DeviceId, DeviceState, NewDevice, RevocationReason, Serial, Timestamp,
-    TokenId,
+    CertFingerprint, Device, DeviceId, DeviceState, NewDevice, PolicyId, PolicyRecord,
+    RevocationReason, Serial, Timestamp, TokenId,
 };
 
 use rows::{backend, device_from_doc, event_from_row, token_from_row};
@@ -32,6 +34,7 @@ use rows::{backend, device_from_doc, event_from_row, token_from_row};
 const MIGRATIONS: &[(u32, &str)] = &[
     (1, include_str!("migrations/0001_init.sql")),
     (2, include_str!("migrations/0002_certificates.sql")),
+    (3, include_str!("migrations/0003_policies.sql")),
 ];
 
 /// How many idle reader connections are kept.
@@ -788,5 +791,40 @@ impl Store for SqliteStore {
 
     async fn revocation_generation(&self) -> Result<u64> {
         self.read(certs::revocation_generation).await
+    }
+
+    async fn policies(&self) -> Result<Vec<PolicyRecord>> {
+        self.read(policies::policies).await
+    }
+
+    async fn policy_history(&self, id: &PolicyId) -> Result<Vec<PolicyRecord>> {
+        let id = id.clone();
+        self.read(move |c| policies::policy_history(c, &id)).await
+    }
+
+    async fn write_policies(
+        &self,
+        writes: Vec<PolicyWrite>,
+        change: Change,
+    ) -> Result<Vec<PolicyRecord>> {
+        self.write(move |c| policies::write_policies(c, writes, change))
+            .await
+    }
+
+    async fn policy_generation(&self) -> Result<u64> {
+        self.read(policies::policy_generation).await
+    }
+
+    async fn get_mfa(&self, token: TokenId) -> Result<Option<MfaRecord>> {
+        self.read(move |c| policies::get_mfa(c, token)).await
+    }
+
+    async fn put_mfa(&self, mfa: MfaRecord, change: Change) -> Result<()> {
+        self.write(move |c| policies::put_mfa(c, mfa, change)).await
+    }
+
+    async fn use_mfa_step(&self, token: TokenId, step: u64) -> Result<bool> {
+        self.write(move |c| policies::use_mfa_step(c, token, step))
+            .await
     }
 }

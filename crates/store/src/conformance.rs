@@ -15,9 +15,12 @@ use vouch_types::{
 
 use crate::{
     CertStatus, CertificateRecord, Change, DeviceEdit, DeviceQuery, EnrollmentTokenRecord,
-    Issuance, Refusal, Store, StoreError, TokenRecord, verify_audit,
+    Issuance, MfaRecord, PolicyOp, PolicyWrite, Refusal, Store, StoreError, TokenRecord,
+    verify_audit,
 };
-use vouch_types::{CertFingerprint, Device, RevocationReason, Serial};
+use vouch_types::{
+    CertFingerprint, Device, PolicyId, PolicyMode, PolicyRecord, RevocationReason, Serial,
+};
 
 /// Generates one test per conformance case; `$make` is an async expression giving an `Arc<dyn Store>` that is
 /// new and empty for every test.
@@ -44,6 +47,9 @@ macro_rules! conformance_suite {
             revocation_suspends_and_a_released_hold_reactivates,
             expiring_certificates_soonest_first,
             one_token_enrolls_once_under_concurrency,
+            policy_writes_version_and_log,
+            a_failed_policy_batch_writes_nothing,
+            mfa_is_stored_and_steps_are_used_once,
         );
     };
     (@cases $make:expr; $($case:ident),* $(,)?) => {
@@ -1156,5 +1162,399 @@ pub async fn one_token_enrolls_once_under_concurrency(s: Arc<dyn Store>) {
     }
     assert_eq!(ok, 1, "a one-time token enrolls exactly once");
     assert_eq!(s.device_certificates(d.id).await.unwrap().len(), 1);
+    assert!(verify_audit(&*s).await.unwrap().is_intact());
+}
+
+fn policy_id(s: &str) -> PolicyId {
+    s.parse().unwrap()
+}
+
+fn put_policy(id: &str, text: &str, mode: PolicyMode) -> PolicyWrite {
+    PolicyWrite {
+        id: policy_id(id),
+        op: PolicyOp::Put {
+            text: text.into(),
+            mode,
+        },
+        expected_version: None,
+    }
+}
+
+fn policy_op(id: &str, op: PolicyOp) -> PolicyWrite {
+    PolicyWrite {
+        id: policy_id(id),
+        op,
+        expected_version: None,
+    }
+}
+
+const PERMIT: &str = "permit (principal, action, resource);";
+const FORBID: &str = "forbid (principal, action, resource) when { context.trust < 20 };";
+
+pub async fn policy_writes_version_and_log(s: Arc<dyn Store>) {
+    let p = policy_id("own-topics");
+    assert!(s.policies().await.unwrap().is_empty());
+    assert!(s.policy_history(&p).await.unwrap().is_empty());
+    let g0 = s.policy_generation().await.unwrap();
+    let last_action = || {
+        let s = s.clone();
+        async move {
+            let events = s.events(None, 1000).await.unwrap();
+            let e = events.last().unwrap().clone();
+            (events.len(), e)
+        }
+    };
+
+    let w1 = s
+        .write_policies(
+            vec![put_policy("own-topics", PERMIT, PolicyMode::Shadow)],
+            change(1),
+        )
+        .await
+        .unwrap();
+    let v1 = PolicyRecord {
+        id: p.clone(),
+        version: 1,
+        text: PERMIT.into(),
+        mode: PolicyMode::Shadow,
+        removed: false,
+        author: change(1).actor,
+        at: change(1).at,
+    };
+    assert_eq!(w1, vec![v1.clone()]);
+    let (n1, e) = last_action().await;
+    assert_eq!(n1, 1);
+    assert_eq!(e.draft.action, Action::PolicyAdded);
+    assert_eq!(e.draft.device_id, None);
+    assert_eq!(e.draft.before, None);
+    assert!(e.draft.after.as_deref().unwrap().contains("own-topics"));
+    assert_eq!(e.draft.reason.as_ref().map(|r| r.as_str()), Some("testing"));
+    let g1 = s.policy_generation().await.unwrap();
+    assert!(g1 > g0, "a write bumps the generation");
+
+    // Writing what is there writes nothing, logs nothing and leaves the generation alone.
+    let same = s
+        .write_policies(
+            vec![put_policy("own-topics", PERMIT, PolicyMode::Shadow)],
+            change(2),
+        )
+        .await
+        .unwrap();
+    assert!(same.is_empty());
+    assert_eq!(last_action().await.0, n1);
+    assert_eq!(s.policy_generation().await.unwrap(), g1);
+
+    let v2 = s
+        .write_policies(
+            vec![put_policy("own-topics", PERMIT, PolicyMode::Enforce)],
+            change(3),
+        )
+        .await
+        .unwrap()
+        .pop()
+        .unwrap();
+    assert_eq!(
+        (v2.version, v2.mode, v2.text.as_str()),
+        (2, PolicyMode::Enforce, PERMIT)
+    );
+    assert_eq!(
+        last_action().await.1.draft.action,
+        Action::PolicyModeChanged
+    );
+    let g2 = s.policy_generation().await.unwrap();
+    assert!(g2 > g1);
+
+    let v3 = s
+        .write_policies(
+            vec![put_policy("own-topics", FORBID, PolicyMode::Enforce)],
+            change(4),
+        )
+        .await
+        .unwrap()
+        .pop()
+        .unwrap();
+    assert_eq!((v3.version, v3.text.as_str()), (3, FORBID));
+    assert_eq!(last_action().await.1.draft.action, Action::PolicyUpdated);
+    let g3 = s.policy_generation().await.unwrap();
+    assert!(g3 > g2);
+    assert_eq!(s.policies().await.unwrap(), vec![v3.clone()]);
+
+    let v4 = s
+        .write_policies(vec![policy_op("own-topics", PolicyOp::Remove)], change(5))
+        .await
+        .unwrap()
+        .pop()
+        .unwrap();
+    assert_eq!(
+        (v4.version, v4.removed, v4.text.as_str(), v4.mode),
+        (4, true, FORBID, PolicyMode::Enforce)
+    );
+    let (n4, e) = last_action().await;
+    assert_eq!((n4, e.draft.action), (4, Action::PolicyRemoved));
+    assert!(e.draft.before.is_some());
+    let g4 = s.policy_generation().await.unwrap();
+    assert!(g4 > g3);
+    assert!(
+        s.policies().await.unwrap().is_empty(),
+        "removed policies are not active"
+    );
+    assert_eq!(
+        s.policy_history(&p).await.unwrap(),
+        vec![v1, v2, v3, v4],
+        "every version, oldest first"
+    );
+
+    // Writes in one batch build on each other, and the active set is ordered by id (byte-wise).
+    let batch = vec![
+        put_policy("zone-b", PERMIT, PolicyMode::Shadow),
+        policy_op("zone-b", PolicyOp::SetMode(PolicyMode::Enforce)),
+        put_policy("ab", PERMIT, PolicyMode::Shadow),
+        put_policy("a.b", PERMIT, PolicyMode::Shadow),
+        put_policy("a-c", PERMIT, PolicyMode::Shadow),
+        put_policy("own-topics", PERMIT, PolicyMode::Shadow),
+    ];
+    let written = s.write_policies(batch, change(6)).await.unwrap();
+    let versions: Vec<(&str, u32)> = written.iter().map(|r| (r.id.as_str(), r.version)).collect();
+    assert_eq!(
+        versions,
+        [
+            ("zone-b", 1),
+            ("zone-b", 2),
+            ("ab", 1),
+            ("a.b", 1),
+            ("a-c", 1),
+            ("own-topics", 5)
+        ]
+    );
+    assert_eq!(written[1].mode, PolicyMode::Enforce);
+    assert_eq!(last_action().await.0, n4 + 6);
+    assert!(s.policy_generation().await.unwrap() > g4);
+    let active = s.policies().await.unwrap();
+    let ids: Vec<&str> = active.iter().map(|r| r.id.as_str()).collect();
+    assert_eq!(ids, ["a-c", "a.b", "ab", "own-topics", "zone-b"]);
+    assert_eq!(active[4], written[1], "the latest version of each");
+    assert_eq!(s.policy_history(&p).await.unwrap().len(), 5);
+    let actions: Vec<Action> = s
+        .events(Some(EventSeq(n4 as u64)), 100)
+        .await
+        .unwrap()
+        .iter()
+        .map(|e| e.draft.action)
+        .collect();
+    assert_eq!(
+        actions,
+        [
+            Action::PolicyAdded,
+            Action::PolicyModeChanged,
+            Action::PolicyAdded,
+            Action::PolicyAdded,
+            Action::PolicyAdded,
+            Action::PolicyAdded
+        ]
+    );
+    assert!(verify_audit(&*s).await.unwrap().is_intact());
+}
+
+pub async fn a_failed_policy_batch_writes_nothing(s: Arc<dyn Store>) {
+    s.write_policies(
+        vec![put_policy("base", PERMIT, PolicyMode::Shadow)],
+        change(1),
+    )
+    .await
+    .unwrap();
+    let footprint = || {
+        let s = s.clone();
+        async move {
+            (
+                s.events(None, 1000).await.unwrap(),
+                s.policy_generation().await.unwrap(),
+                s.policies().await.unwrap(),
+                s.policy_history(&policy_id("base")).await.unwrap(),
+                s.policy_history(&policy_id("fresh")).await.unwrap(),
+            )
+        }
+    };
+    let before = footprint().await;
+
+    let err = s
+        .write_policies(
+            vec![
+                put_policy("fresh", PERMIT, PolicyMode::Shadow),
+                put_policy("base", FORBID, PolicyMode::Enforce),
+                policy_op("missing", PolicyOp::SetMode(PolicyMode::Enforce)),
+            ],
+            change(2),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, StoreError::NotFound { what: "policy", .. }),
+        "{err:?}"
+    );
+    assert_eq!(footprint().await, before, "nothing of the batch landed");
+
+    let err = s
+        .write_policies(
+            vec![
+                put_policy("fresh", PERMIT, PolicyMode::Shadow),
+                PolicyWrite {
+                    expected_version: Some(7),
+                    ..put_policy("base", FORBID, PolicyMode::Shadow)
+                },
+            ],
+            change(3),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            StoreError::RevisionMismatch {
+                expected: 7,
+                actual: 1,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert_eq!(footprint().await, before);
+
+    // `Some(0)`: must be new; a batch that creates then expects its own version sees it.
+    let err = s
+        .write_policies(
+            vec![PolicyWrite {
+                expected_version: Some(0),
+                ..put_policy("base", FORBID, PolicyMode::Shadow)
+            }],
+            change(4),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, StoreError::RevisionMismatch { .. }),
+        "{err:?}"
+    );
+    assert_eq!(footprint().await, before);
+    let ok = s
+        .write_policies(
+            vec![
+                PolicyWrite {
+                    expected_version: Some(0),
+                    ..put_policy("fresh", PERMIT, PolicyMode::Shadow)
+                },
+                PolicyWrite {
+                    expected_version: Some(1),
+                    ..put_policy("fresh", FORBID, PolicyMode::Shadow)
+                },
+                PolicyWrite {
+                    expected_version: Some(1),
+                    ..put_policy("base", FORBID, PolicyMode::Enforce)
+                },
+            ],
+            change(5),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        ok.iter()
+            .map(|r| (r.id.as_str(), r.version))
+            .collect::<Vec<_>>(),
+        [("fresh", 1), ("fresh", 2), ("base", 2)]
+    );
+    assert_eq!(
+        s.events(None, 1000).await.unwrap().len(),
+        before.0.len() + 3
+    );
+    assert!(verify_audit(&*s).await.unwrap().is_intact());
+}
+
+pub async fn mfa_is_stored_and_steps_are_used_once(s: Arc<dyn Store>) {
+    let mfa = MfaRecord {
+        token: TokenId::from_bytes([3; 8]),
+        sealed_secret: b"sealed-totp-secret".to_vec(),
+        confirmed: false,
+        last_step: 0,
+    };
+    let err = s.put_mfa(mfa.clone(), change(1)).await.unwrap_err();
+    assert!(
+        matches!(err, StoreError::NotFound { what: "token", .. }),
+        "{err:?}"
+    );
+    assert!(
+        s.events(None, 10).await.unwrap().is_empty(),
+        "and logs nothing"
+    );
+    assert_eq!(s.get_mfa(mfa.token).await.unwrap(), None);
+
+    let token = TokenRecord {
+        id: mfa.token,
+        operator: OperatorName::try_from("Grace Hopper".to_owned()).unwrap(),
+        role: Role::Admin,
+        secret_hash: [9; 32],
+        created_at: change(1).at,
+        expires_at: None,
+        revoked_at: None,
+    };
+    s.create_token(token, change(1)).await.unwrap();
+    s.put_mfa(mfa.clone(), change(2)).await.unwrap();
+    assert_eq!(s.get_mfa(mfa.token).await.unwrap(), Some(mfa.clone()));
+    let confirmed = MfaRecord {
+        confirmed: true,
+        last_step: 3,
+        ..mfa.clone()
+    };
+    s.put_mfa(confirmed.clone(), change(3)).await.unwrap();
+    assert_eq!(
+        s.get_mfa(mfa.token).await.unwrap(),
+        Some(confirmed.clone()),
+        "a put replaces"
+    );
+
+    assert!(s.use_mfa_step(mfa.token, 5).await.unwrap());
+    assert!(!s.use_mfa_step(mfa.token, 5).await.unwrap(), "a replay");
+    assert!(
+        !s.use_mfa_step(mfa.token, 4).await.unwrap(),
+        "an older code"
+    );
+    assert!(s.use_mfa_step(mfa.token, 6).await.unwrap());
+    assert_eq!(s.get_mfa(mfa.token).await.unwrap().unwrap().last_step, 6);
+    let unknown = TokenId::from_bytes([4; 8]);
+    assert!(!s.use_mfa_step(unknown, 100).await.unwrap());
+    assert_eq!(s.get_mfa(unknown).await.unwrap(), None);
+
+    // Concurrent uses of one code: exactly one wins.
+    let mut tasks = Vec::new();
+    for _ in 0..8 {
+        let s = s.clone();
+        tasks.push(tokio::spawn(
+            async move { s.use_mfa_step(mfa.token, 100).await },
+        ));
+    }
+    let mut accepted = 0;
+    for t in tasks {
+        if t.await.unwrap().unwrap() {
+            accepted += 1;
+        }
+    }
+    assert_eq!(accepted, 1, "a code is accepted once");
+
+    let events = s.events(None, 10).await.unwrap();
+    let actions: Vec<Action> = events.iter().map(|e| e.draft.action).collect();
+    assert_eq!(
+        actions,
+        [
+            Action::TokenCreated,
+            Action::MfaEnrolled,
+            Action::MfaConfirmed
+        ],
+        "using a step is not an event"
+    );
+    assert!(events.iter().all(|e| e.draft.device_id.is_none()));
+    assert!(
+        events
+            .iter()
+            .all(|e| !e.draft.after.as_deref().unwrap_or("").contains("sealed")),
+        "the secret stays out of the log"
+    );
     assert!(verify_audit(&*s).await.unwrap().is_intact());
 }

@@ -21,10 +21,10 @@ pub enum StoreError {
         /// Its id as text.
         id: String,
     },
-    /// The device changed since the caller read it.
-    #[error("device {id} is at revision {actual}, not {expected}: read it again and retry")]
+    /// The record (a device, a policy) changed since the caller read it.
+    #[error("{id} is at revision {actual}, not {expected}: read it again and retry")]
     RevisionMismatch {
-        /// The device.
+        /// The record.
         id: String,
         /// The revision the caller expected.
         expected: u64,

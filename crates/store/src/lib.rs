@@ -14,6 +14,7 @@ mod certs;
 pub mod conformance;
 mod error;
 mod plan;
+mod policies;
 mod query;
 mod rows;
 
@@ -26,6 +27,9 @@ pub use error::StoreError;
 pub use plan::{
     Change, DeviceEdit, Edited, plan_create, plan_edit, plan_token_created, plan_token_revoked,
 };
+pub use policies::{
+    MfaRecord, MfaRow, PolicyOp, PolicyRow, PolicyWrite, plan_mfa, plan_policy_write, step_column,
+};
 pub use query::{DevicePage, DeviceQuery, ImportOutcome, MAX_PAGE, TokenRecord};
 pub use rows::{CertRow, EnrollmentTokenRow, EventRow, TokenRow, decode_head, status_columns};
 
@@ -34,8 +38,8 @@ use std::collections::BTreeMap;
 use async_trait::async_trait;
 use vouch_events::{Digest, Event, EventSeq};
 use vouch_types::{
-    CertFingerprint, Device, DeviceId, DeviceState, NewDevice, RevocationReason, Serial, Timestamp,
-    TokenId,
+    CertFingerprint, Device, DeviceId, DeviceState, NewDevice, PolicyId, PolicyRecord,
+    RevocationReason, Serial, Timestamp, TokenId,
 };
 
 /// A shorthand for store results.
@@ -173,4 +177,32 @@ pub trait Store: Send + Sync + 'static {
         serial: Serial,
         change: Change,
     ) -> Result<CertificateRecord>;
+
+    /// The latest version of every policy that is not removed, ordered by id.
+    async fn policies(&self) -> Result<Vec<PolicyRecord>>;
+
+    /// Every version of one policy, oldest first (removed ones included); empty if it never existed.
+    async fn policy_history(&self, id: &PolicyId) -> Result<Vec<PolicyRecord>>;
+
+    /// Applies `writes` in one transaction (see [`plan_policy_write`]): all land or none. Returns the versions
+    /// written (writes that change nothing are skipped).
+    async fn write_policies(
+        &self,
+        writes: Vec<PolicyWrite>,
+        change: Change,
+    ) -> Result<Vec<PolicyRecord>>;
+
+    /// A number that grows with every policy write, in any process: the engine recompiles when it changes.
+    async fn policy_generation(&self) -> Result<u64>;
+
+    /// A token's second factor, if one was enrolled.
+    async fn get_mfa(&self, token: TokenId) -> Result<Option<MfaRecord>>;
+
+    /// Stores (replaces) a token's second factor with its event (see [`plan_mfa`]). The token must exist.
+    async fn put_mfa(&self, mfa: MfaRecord, change: Change) -> Result<()>;
+
+    /// Records that the code for `step` was used, if no code for this or a later step was: `false` means a
+    /// replay (or no enrollment). Atomic, so two servers cannot both accept one code. Not an event: it is a
+    /// counter, not a change anyone made.
+    async fn use_mfa_step(&self, token: TokenId, step: u64) -> Result<bool>;
 }

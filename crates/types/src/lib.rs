@@ -11,6 +11,7 @@ mod ident;
 mod lifecycle;
 mod operator;
 mod pki;
+mod policy;
 mod text;
 
 pub use clock::{Clock, ManualClock, SystemClock, Timestamp};
@@ -20,6 +21,7 @@ pub use ident::{CertFingerprint, DeviceClass, HardwareSerial, MacAddr};
 pub use lifecycle::{DeviceState, IllegalTransition};
 pub use operator::{Actor, Permission, Role};
 pub use pki::{RevocationReason, Serial};
+pub use policy::{MAX_POLICY_BYTES, PolicyId, PolicyMode, PolicyRecord, TrustBand, TrustScore};
 pub use text::{
     FirmwareVersion, GroupName, Groups, LabelKey, LabelValue, Labels, Model, OperatorName, Reason,
     Vendor, Zone,

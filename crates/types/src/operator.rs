@@ -7,20 +7,22 @@ use serde::{Deserialize, Serialize};
 
 use crate::{TokenId, ValidationError};
 
-/// An operator's role: the permissions it grants are fixed here, least privilege first.
+/// An operator's role. What each may do is decided by Vouch's built-in Cedar policies (`vouch-policy`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Role {
-    /// Everything, including managing operators' tokens.
+    /// Everything, including managing operators' tokens and policies.
     Admin,
-    /// Day-to-day fleet work: register, update and move devices through their lifecycle.
+    /// Day-to-day fleet work: register, update and move devices through their lifecycle; certificates.
     Operator,
-    /// Read-only access to the fleet and the audit trail.
+    /// Read-only access to the fleet, the policies and the audit trail.
     Auditor,
+    /// A policy enforcement point (a Vouch gateway, an EMQX cluster): asks for decisions, nothing else.
+    Gateway,
 }
 
-/// Something an API route or command needs to be allowed to do.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+/// Something an API route or command needs to be allowed to do: an operator action in the Cedar schema.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum Permission {
     /// Read device records and their events.
     DevicesRead,
@@ -32,13 +34,65 @@ pub enum Permission {
     TokensManage,
     /// Scrape Prometheus metrics.
     MetricsRead,
-    /// Issue enrollment tokens and certificates; revoke, hold and release certificates.
+    /// Issue enrollment tokens; list certificates.
     CertificatesManage,
+    /// Revoke, hold and release certificates (privileged: needs a second factor).
+    CertificatesRevoke,
+    /// Sign a certificate from a request on a device's behalf (privileged: a CA operation).
+    CaOperate,
+    /// Read policies and their history.
+    PoliciesRead,
+    /// Add, change and remove policies in shadow mode.
+    PoliciesWrite,
+    /// Put a policy into enforce mode (privileged).
+    PoliciesEnforce,
+    /// Ask for access decisions (policy enforcement points).
+    DecisionsRequest,
+    /// Enroll one's own second factor.
+    MfaEnroll,
+}
+
+impl Permission {
+    /// Every permission.
+    pub const ALL: [Permission; 13] = [
+        Self::DevicesRead,
+        Self::DevicesWrite,
+        Self::AuditRead,
+        Self::TokensManage,
+        Self::MetricsRead,
+        Self::CertificatesManage,
+        Self::CertificatesRevoke,
+        Self::CaOperate,
+        Self::PoliciesRead,
+        Self::PoliciesWrite,
+        Self::PoliciesEnforce,
+        Self::DecisionsRequest,
+        Self::MfaEnroll,
+    ];
+
+    /// The Cedar action that stands for it (`Vouch::Action::"devices.read"`).
+    pub const fn action(self) -> &'static str {
+        match self {
+            Self::DevicesRead => "devices.read",
+            Self::DevicesWrite => "devices.write",
+            Self::AuditRead => "audit.read",
+            Self::TokensManage => "tokens.manage",
+            Self::MetricsRead => "metrics.read",
+            Self::CertificatesManage => "certificates.manage",
+            Self::CertificatesRevoke => "certificates.revoke",
+            Self::CaOperate => "ca.operate",
+            Self::PoliciesRead => "policies.read",
+            Self::PoliciesWrite => "policies.write",
+            Self::PoliciesEnforce => "policies.enforce",
+            Self::DecisionsRequest => "decisions.request",
+            Self::MfaEnroll => "mfa.enroll",
+        }
+    }
 }
 
 impl Role {
     /// Every role.
-    pub const ALL: [Role; 3] = [Role::Admin, Role::Operator, Role::Auditor];
+    pub const ALL: [Role; 4] = [Role::Admin, Role::Operator, Role::Auditor, Role::Gateway];
 
     /// The role's name.
     pub const fn as_str(self) -> &'static str {
@@ -46,19 +100,7 @@ impl Role {
             Self::Admin => "admin",
             Self::Operator => "operator",
             Self::Auditor => "auditor",
-        }
-    }
-
-    /// Whether this role grants `p`.
-    pub const fn allows(self, p: Permission) -> bool {
-        use Permission::*;
-        match self {
-            Self::Admin => true,
-            Self::Operator => matches!(
-                p,
-                DevicesRead | DevicesWrite | MetricsRead | CertificatesManage
-            ),
-            Self::Auditor => matches!(p, DevicesRead | AuditRead | MetricsRead),
+            Self::Gateway => "gateway",
         }
     }
 }
@@ -120,16 +162,29 @@ impl FromStr for Actor {
     }
 }
 
+impl Serialize for Actor {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Actor {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn least_privilege() {
-        assert!(Role::Admin.allows(Permission::TokensManage));
-        assert!(!Role::Operator.allows(Permission::TokensManage));
-        assert!(!Role::Operator.allows(Permission::AuditRead));
-        assert!(!Role::Auditor.allows(Permission::DevicesWrite));
-        assert!(Role::Auditor.allows(Permission::AuditRead));
+    fn permissions_name_distinct_actions() {
+        // What each role may do is decided by the policy engine's built-in policies (tested there).
+        let names: std::collections::BTreeSet<&str> =
+            Permission::ALL.iter().map(|p| p.action()).collect();
+        assert_eq!(names.len(), Permission::ALL.len());
+        assert_eq!("gateway".parse::<Role>(), Ok(Role::Gateway));
     }
 }

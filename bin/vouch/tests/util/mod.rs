@@ -163,3 +163,42 @@ pub fn est_addr(log: &std::sync::Mutex<Vec<String>>) -> Option<String> {
             .map(|a| a.split_whitespace().next().unwrap_or("").to_owned())
     })
 }
+
+/// Enrolls and confirms a second factor (TOTP) for the token in `auth` (`Authorization: Bearer …`) on the
+/// server at `base`; returns the code that confirmed it, which keeps working for this token in its step-up
+/// session (send it as `X-Vouch-OTP` on privileged calls).
+pub fn step_up(base: &str, auth: &str) -> String {
+    let (code, body) = curl(&["-X", "POST", "-H", auth, &format!("{base}/api/v1/mfa/totp")]);
+    assert_eq!(code, 201, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let secret = data_encoding::BASE32_NOPAD
+        .decode(v["secret"].as_str().unwrap().as_bytes())
+        .unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let otp = format!(
+        "{:06}",
+        vouch_api::totp::code(
+            vouch_api::totp::Algorithm::Sha1,
+            &secret,
+            vouch_api::totp::step_at(now),
+            6
+        )
+    );
+    let confirm = serde_json::json!({ "code": otp }).to_string();
+    let (code, body) = curl(&[
+        "-X",
+        "POST",
+        "-H",
+        auth,
+        "-H",
+        "Content-Type: application/json",
+        "-d",
+        &confirm,
+        &format!("{base}/api/v1/mfa/totp/confirm"),
+    ]);
+    assert_eq!(code, 200, "{body}");
+    otp
+}

@@ -1,0 +1,362 @@
+//! Policy routes (list, show with history, validate, put, mode, remove) and operators' second factor.
+//!
+//! Every write is validated against the schema as part of the whole set it would produce; an invalid one is
+//! answered 422 with Cedar's diagnostics and changes nothing. Changing what is enforced — putting a policy
+//! into enforce mode, editing, relaxing or removing an enforced one — is a privileged action
+//! (`policies.enforce`): it needs a one-time code.
+
+use axum::Extension;
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use serde::{Deserialize, Serialize};
+use vouch_policy::{Engine, PolicyErrors};
+use vouch_store::{Change, MfaRecord, PolicyOp, PolicyWrite};
+use vouch_types::{Permission, PolicyId, PolicyMode, PolicyRecord, Reason};
+
+use crate::auth::{Principal, authorize};
+use crate::decide::{PolicyWriteError, write_policies};
+use crate::extract::{ApiJson, ApiPath};
+use crate::{ApiError, AppState};
+
+impl From<PolicyWriteError> for ApiError {
+    fn from(e: PolicyWriteError) -> Self {
+        match e {
+            PolicyWriteError::Invalid(errors) => invalid(&errors),
+            PolicyWriteError::Store(e) => e.into(),
+        }
+    }
+}
+
+fn invalid(errors: &PolicyErrors) -> ApiError {
+    ApiError::new(
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "invalid-policy",
+        errors.to_string(),
+    )
+}
+
+/// The mode of the policy's latest version, if it exists and is not removed.
+async fn current_mode(state: &AppState, id: &PolicyId) -> Result<Option<PolicyMode>, ApiError> {
+    Ok(state
+        .store
+        .policy_history(id)
+        .await?
+        .pop()
+        .filter(|p| !p.removed)
+        .map(|p| p.mode))
+}
+
+fn parse_id(id: &str) -> Result<PolicyId, ApiError> {
+    Ok(id.parse::<PolicyId>()?)
+}
+
+/// `GET /api/v1/policies`: the policies in the store, latest versions.
+pub(crate) async fn list(
+    State(state): State<AppState>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let policies = state.store.policies().await?;
+    Ok(Json(serde_json::json!({
+        "in_force": state.decisions.stats(),
+        "policies": policies,
+    })))
+}
+
+/// `GET /api/v1/policies/schema`: the Cedar schema policies are validated against.
+pub(crate) async fn schema() -> &'static str {
+    Engine::schema_text()
+}
+
+#[derive(Serialize)]
+pub(crate) struct PolicyView {
+    #[serde(flatten)]
+    current: PolicyRecord,
+    history: Vec<PolicyRecord>,
+}
+
+/// `GET /api/v1/policies/{id}`: the latest version and every earlier one.
+pub(crate) async fn show(
+    State(state): State<AppState>,
+    ApiPath(id): ApiPath<String>,
+) -> Result<Json<PolicyView>, ApiError> {
+    let id = parse_id(&id)?;
+    let history = state.store.policy_history(&id).await?;
+    let current = history
+        .last()
+        .filter(|p| !p.removed)
+        .cloned()
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                "not-found",
+                format!("policy {id} does not exist"),
+            )
+        })?;
+    Ok(Json(PolicyView { current, history }))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Validate {
+    text: String,
+}
+
+/// `POST /api/v1/policies/validate`: checks a file of policies (each with `@id`) against the schema and the
+/// stored set, storing nothing.
+pub(crate) async fn validate(
+    State(state): State<AppState>,
+    ApiJson(body): ApiJson<Validate>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let candidate =
+        vouch_policy::split_policies(&body.text, PolicyMode::Shadow).map_err(|e| invalid(&e))?;
+    let mut set: Vec<vouch_policy::PolicySource> = state
+        .store
+        .policies()
+        .await?
+        .iter()
+        .filter(|p| !candidate.iter().any(|c| c.id == p.id))
+        .map(Into::into)
+        .collect();
+    let ids: Vec<String> = candidate.iter().map(|c| c.id.to_string()).collect();
+    set.extend(candidate);
+    state
+        .decisions
+        .engine()
+        .check(&set)
+        .map_err(|e| invalid(&e))?;
+    Ok(Json(serde_json::json!({ "valid": true, "policies": ids })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Put {
+    /// The Cedar source of one policy.
+    text: String,
+    /// Shadow (the default: new policies are observed before they enforce) or enforce.
+    #[serde(default)]
+    mode: Option<PolicyMode>,
+    /// Refuse unless the current version is this one; 0: must be new.
+    #[serde(default)]
+    expected_version: Option<u32>,
+    reason: Option<Reason>,
+}
+
+fn change(state: &AppState, who: &Principal, reason: Option<Reason>) -> Change {
+    Change {
+        actor: who.actor(),
+        reason,
+        at: state.clock.now(),
+    }
+}
+
+/// `PUT /api/v1/policies/{id}`: stores a new version (shadow mode unless `mode` says enforce).
+pub(crate) async fn put(
+    State(state): State<AppState>,
+    Extension(who): Extension<Principal>,
+    ApiPath(id): ApiPath<String>,
+    ApiJson(body): ApiJson<Put>,
+) -> Result<(StatusCode, Json<PolicyRecord>), ApiError> {
+    let id = parse_id(&id)?;
+    if body.text.len() > vouch_types::MAX_POLICY_BYTES {
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "body-too-large",
+            "a policy must be at most 64 KiB",
+        ));
+    }
+    let current = current_mode(&state, &id).await?;
+    // An edit keeps the policy's mode unless it says otherwise; a new policy starts in shadow mode.
+    let mode = body.mode.or(current).unwrap_or(PolicyMode::Shadow);
+    if mode == PolicyMode::Enforce || current == Some(PolicyMode::Enforce) {
+        // Changing what is enforced — tightening or loosening — is privileged.
+        authorize(&state, &who, Permission::PoliciesEnforce)?;
+    }
+    let write = PolicyWrite {
+        id: id.clone(),
+        op: PolicyOp::Put {
+            text: body.text,
+            mode,
+        },
+        expected_version: body.expected_version,
+    };
+    let written = write_policies(
+        &*state.store,
+        state.decisions.engine(),
+        vec![write],
+        change(&state, &who, body.reason),
+    )
+    .await?;
+    state.decisions.reload().await?;
+    match written.into_iter().next() {
+        Some(p) => Ok((StatusCode::OK, Json(p))),
+        // Unchanged: answer with what is stored.
+        None => {
+            let current = state
+                .store
+                .policy_history(&id)
+                .await?
+                .pop()
+                .ok_or_else(|| ApiError::internal("a policy vanished after its write"))?;
+            Ok((StatusCode::OK, Json(current)))
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct SetMode {
+    mode: PolicyMode,
+    reason: Option<Reason>,
+}
+
+/// `POST /api/v1/policies/{id}/mode`: shadow ↔ enforce (enforce needs a one-time code).
+pub(crate) async fn set_mode(
+    State(state): State<AppState>,
+    Extension(who): Extension<Principal>,
+    ApiPath(id): ApiPath<String>,
+    ApiJson(body): ApiJson<SetMode>,
+) -> Result<Json<Vec<PolicyRecord>>, ApiError> {
+    let id = parse_id(&id)?;
+    if body.mode == PolicyMode::Enforce
+        || current_mode(&state, &id).await? == Some(PolicyMode::Enforce)
+    {
+        // Into enforce, or out of it (which loosens what is enforced): privileged either way.
+        authorize(&state, &who, Permission::PoliciesEnforce)?;
+    }
+    let write = PolicyWrite {
+        id,
+        op: PolicyOp::SetMode(body.mode),
+        expected_version: None,
+    };
+    let written = write_policies(
+        &*state.store,
+        state.decisions.engine(),
+        vec![write],
+        change(&state, &who, body.reason),
+    )
+    .await?;
+    state.decisions.reload().await?;
+    Ok(Json(written))
+}
+
+/// `DELETE /api/v1/policies/{id}`: removes a policy from the set (its history stays).
+pub(crate) async fn remove(
+    State(state): State<AppState>,
+    Extension(who): Extension<Principal>,
+    ApiPath(id): ApiPath<String>,
+) -> Result<StatusCode, ApiError> {
+    let id = parse_id(&id)?;
+    if current_mode(&state, &id).await? == Some(PolicyMode::Enforce) {
+        // Removing an enforced policy loosens what is enforced.
+        authorize(&state, &who, Permission::PoliciesEnforce)?;
+    }
+    let write = PolicyWrite {
+        id,
+        op: PolicyOp::Remove,
+        expected_version: None,
+    };
+    write_policies(
+        &*state.store,
+        state.decisions.engine(),
+        vec![write],
+        change(&state, &who, None),
+    )
+    .await?;
+    state.decisions.reload().await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Serialize)]
+pub(crate) struct Enrolled {
+    /// The shared secret, base32: shown this once.
+    secret: String,
+    /// The same as an `otpauth://` URI for a QR code.
+    otpauth_uri: String,
+    /// What to do next.
+    next: &'static str,
+}
+
+/// `POST /api/v1/mfa/totp`: enrolls (or re-enrolls) a second factor for the calling token. Re-enrolling a
+/// confirmed factor needs a current code from it.
+pub(crate) async fn enroll_totp(
+    State(state): State<AppState>,
+    Extension(who): Extension<Principal>,
+) -> Result<(StatusCode, Json<Enrolled>), ApiError> {
+    if let Some(existing) = state.store.get_mfa(who.token).await?
+        && existing.confirmed
+        && !who.mfa
+    {
+        return Err(ApiError::forbidden(
+            "a second factor is already confirmed for this token: send a current code in X-Vouch-OTP to replace it",
+        ));
+    }
+    state.step_ups.end(who.token);
+    let secret = crate::totp::new_secret().map_err(|_| ApiError::internal("no randomness"))?;
+    let sealed = state
+        .seal
+        .seal(who.token.to_string().as_bytes(), &secret)
+        .map_err(ApiError::internal)?;
+    let record = MfaRecord {
+        token: who.token,
+        sealed_secret: sealed,
+        confirmed: false,
+        last_step: 0,
+    };
+    state
+        .store
+        .put_mfa(record, change(&state, &who, None))
+        .await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(Enrolled {
+            secret: crate::totp::secret_base32(&secret),
+            otpauth_uri: crate::totp::otpauth_uri("Vouch", who.operator.as_str(), &secret),
+            next: "add it to an authenticator app, then POST a current code to /api/v1/mfa/totp/confirm",
+        }),
+    ))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Confirm {
+    code: String,
+}
+
+/// `POST /api/v1/mfa/totp/confirm`: a valid code confirms the enrolled factor.
+pub(crate) async fn confirm_totp(
+    State(state): State<AppState>,
+    Extension(who): Extension<Principal>,
+    ApiJson(body): ApiJson<Confirm>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let wrong = || ApiError::unauthenticated("the code is wrong or expired");
+    let mfa = state
+        .store
+        .get_mfa(who.token)
+        .await?
+        .ok_or_else(|| ApiError::bad_request("enroll first: POST /api/v1/mfa/totp"))?;
+    let secret = state
+        .seal
+        .open(who.token.to_string().as_bytes(), &mfa.sealed_secret)
+        .map_err(ApiError::internal)?;
+    let now = crate::totp::step_at(state.clock.now().unix_micros() / 1_000_000);
+    let step = crate::totp::verify(&secret, &body.code, now).ok_or_else(wrong)?;
+    if !state.store.use_mfa_step(who.token, step).await? {
+        return Err(wrong());
+    }
+    let confirmed = MfaRecord {
+        confirmed: true,
+        last_step: step,
+        ..mfa
+    };
+    state
+        .store
+        .put_mfa(confirmed, change(&state, &who, None))
+        .await?;
+    state
+        .step_ups
+        .grant(who.token, &body.code, state.clock.now());
+    Ok(Json(serde_json::json!({
+        "confirmed": true,
+        "step_up_seconds": crate::auth::STEP_UP_MICROS / 1_000_000,
+    })))
+}

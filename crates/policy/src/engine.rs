@@ -1,0 +1,950 @@
+//! The decision engine: a validated, compiled policy set, sliced per request, swapped atomically.
+//!
+//! Cedar evaluates every policy it is handed (about 0.8 µs each, see `notes/cedar-scaling.md`), so the engine
+//! never hands it the whole set. Each compiled version carries an index by action and by the scope of the
+//! principal and the resource; a request's candidates are the policies whose scope can match it, and only
+//! those are evaluated. A policy whose scope cannot match the request is never satisfied and never errs, so
+//! slicing cannot change a decision (property-tested in `tests/slicing.rs`).
+
+use std::collections::{HashMap, HashSet};
+use std::str::FromStr;
+use std::sync::{Arc, RwLock};
+
+use arc_swap::ArcSwap;
+use cedar_policy::{
+    ActionConstraint, Authorizer, Context, Decision as CedarDecision, Effect, Entities, Entity,
+    EntityId, EntityTypeName, EntityUid, Policy, PolicySet, PrincipalConstraint, Request,
+    ResourceConstraint, RestrictedExpression, Schema, ValidationMode, Validator,
+};
+use serde::Serialize;
+use vouch_types::{DeviceState, PolicyId, PolicyMode, PolicyRecord, Timestamp};
+
+use crate::builtin;
+use crate::grants::{GrantFilter, GrantIndex};
+use crate::request::{DeviceRequest, OperatorRequest, Resource};
+
+const SCHEMA: &str = include_str!("vouch.cedarschema");
+/// The group a device in the `restricted` lifecycle state belongs to, whatever its record says.
+pub const QUARANTINE_GROUP: &str = "quarantine";
+/// Candidate sets remembered per version before the memo starts over.
+const MEMO_LIMIT: usize = 16_384;
+
+/// One policy as the engine takes it: the stored text and its mode.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PolicySource {
+    /// Its id.
+    pub id: PolicyId,
+    /// The Cedar source of exactly one policy.
+    pub text: String,
+    /// Shadow or enforce.
+    pub mode: PolicyMode,
+}
+
+impl From<&PolicyRecord> for PolicySource {
+    fn from(r: &PolicyRecord) -> Self {
+        Self {
+            id: r.id.clone(),
+            text: r.text.clone(),
+            mode: r.mode,
+        }
+    }
+}
+
+/// One reason a policy (or a set) was refused.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PolicyProblem {
+    /// The policy concerned, when there is one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub policy: Option<String>,
+    /// What is wrong, in Cedar's words where Cedar found it.
+    pub message: String,
+}
+
+/// Why a policy set was refused: every problem found, not just the first.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{}", render(.0))]
+pub struct PolicyErrors(pub Vec<PolicyProblem>);
+
+fn render(problems: &[PolicyProblem]) -> String {
+    problems
+        .iter()
+        .map(|p| match &p.policy {
+            Some(id) => format!("policy `{id}`: {}", p.message),
+            None => p.message.clone(),
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+impl PolicyErrors {
+    fn one(policy: Option<&str>, message: impl Into<String>) -> Self {
+        Self(vec![PolicyProblem {
+            policy: policy.map(str::to_owned),
+            message: message.into(),
+        }])
+    }
+}
+
+/// The answer to a request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Decision {
+    /// Whether the enforced policies allow it.
+    pub allowed: bool,
+    /// The policies that determined it (the permits that allowed it, or the forbids that denied it; empty
+    /// when nothing permitted it).
+    pub policies: Vec<String>,
+    /// Errors met while evaluating (a policy that errs is skipped, as Cedar does).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub errors: Vec<String>,
+    /// What the decision would be with the shadow-mode policies enforced too, when any applied.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shadow: Option<ShadowOutcome>,
+    /// The policy-set version that decided.
+    pub version: u64,
+}
+
+impl Decision {
+    /// Allowed now, but shadow-mode policies would deny it.
+    pub fn would_deny(&self) -> bool {
+        self.allowed && self.shadow.as_ref().is_some_and(|s| !s.allowed)
+    }
+
+    /// Denied now, but shadow-mode policies would allow it.
+    pub fn would_allow(&self) -> bool {
+        !self.allowed && self.shadow.as_ref().is_some_and(|s| s.allowed)
+    }
+
+    /// Why, in a few words, for logs and answers.
+    pub fn reason(&self) -> String {
+        match (self.allowed, self.policies.is_empty()) {
+            (true, _) => format!("allowed by {}", self.policies.join(", ")),
+            (false, true) => "denied: no policy permits this".to_owned(),
+            (false, false) => format!("denied by {}", self.policies.join(", ")),
+        }
+    }
+}
+
+/// The decision with the shadow-mode policies enforced.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ShadowOutcome {
+    /// Whether it would be allowed.
+    pub allowed: bool,
+    /// The policies that would determine it.
+    pub policies: Vec<String>,
+}
+
+/// Entity type names, parsed once.
+struct Names {
+    device: EntityTypeName,
+    device_group: EntityTypeName,
+    topic: EntityTypeName,
+    topic_filter: EntityTypeName,
+    service: EntityTypeName,
+    asset: EntityTypeName,
+    operator: EntityTypeName,
+    role: EntityTypeName,
+    fleet: EntityTypeName,
+    action: EntityTypeName,
+}
+
+impl Names {
+    fn new() -> Result<Self, PolicyErrors> {
+        let n = |s: &str| {
+            EntityTypeName::from_str(s)
+                .map_err(|e| PolicyErrors::one(None, format!("entity type {s}: {e}")))
+        };
+        Ok(Self {
+            device: n("Vouch::Device")?,
+            device_group: n("Vouch::DeviceGroup")?,
+            topic: n("Vouch::Topic")?,
+            topic_filter: n("Vouch::TopicFilter")?,
+            service: n("Vouch::Service")?,
+            asset: n("Vouch::Asset")?,
+            operator: n("Vouch::Operator")?,
+            role: n("Vouch::Role")?,
+            fleet: n("Vouch::Fleet")?,
+            action: n("Vouch::Action")?,
+        })
+    }
+
+    fn uid(&self, ty: &EntityTypeName, id: &str) -> EntityUid {
+        EntityUid::from_type_name_and_id(ty.clone(), EntityId::new(id))
+    }
+}
+
+/// Where a policy's scope lets it apply.
+#[derive(Debug, Clone)]
+enum Scope {
+    Any,
+    Uid(EntityUid),
+    Type(EntityTypeName),
+}
+
+impl Scope {
+    fn matches(&self, uid: &EntityUid, ancestors: &[EntityUid]) -> bool {
+        match self {
+            Scope::Any => true,
+            Scope::Uid(u) => u == uid || ancestors.contains(u),
+            Scope::Type(t) => uid.type_name() == t,
+        }
+    }
+}
+
+fn principal_scope(c: PrincipalConstraint) -> Scope {
+    match c {
+        PrincipalConstraint::Any => Scope::Any,
+        PrincipalConstraint::Eq(u)
+        | PrincipalConstraint::In(u)
+        | PrincipalConstraint::IsIn(_, u) => Scope::Uid(u),
+        PrincipalConstraint::Is(t) => Scope::Type(t),
+    }
+}
+
+fn resource_scope(c: ResourceConstraint) -> Scope {
+    match c {
+        ResourceConstraint::Any => Scope::Any,
+        ResourceConstraint::Eq(u) | ResourceConstraint::In(u) | ResourceConstraint::IsIn(_, u) => {
+            Scope::Uid(u)
+        }
+        ResourceConstraint::Is(t) => Scope::Type(t),
+    }
+}
+
+/// Policies filed by the principal part of their scope.
+#[derive(Default)]
+struct Slot {
+    any: Vec<u32>,
+    by_uid: HashMap<EntityUid, Vec<u32>>,
+    by_type: HashMap<EntityTypeName, Vec<u32>>,
+}
+
+impl Slot {
+    fn file(&mut self, scope: &Scope, n: u32) {
+        match scope {
+            Scope::Any => self.any.push(n),
+            Scope::Uid(u) => self.by_uid.entry(u.clone()).or_default().push(n),
+            Scope::Type(t) => self.by_type.entry(t.clone()).or_default().push(n),
+        }
+    }
+
+    fn collect(&self, principal: &EntityUid, ancestors: &[EntityUid], out: &mut Vec<u32>) {
+        out.extend_from_slice(&self.any);
+        for u in std::iter::once(principal).chain(ancestors) {
+            if let Some(v) = self.by_uid.get(u) {
+                out.extend_from_slice(v);
+            }
+        }
+        if let Some(v) = self.by_type.get(principal.type_name()) {
+            out.extend_from_slice(v);
+        }
+    }
+}
+
+struct Entry {
+    policy: Policy,
+    mode: PolicyMode,
+    resource: Scope,
+}
+
+/// The policies evaluated for one shape of request.
+struct Sliced {
+    enforce: PolicySet,
+    /// Enforce and shadow together; `None` when no shadow policy is among the candidates.
+    all: Option<PolicySet>,
+}
+
+/// A policy-set version, validated and indexed. Built once per version, then only read.
+pub struct Compiled {
+    version: u64,
+    entries: Vec<Entry>,
+    by_action: HashMap<EntityUid, Slot>,
+    any_action: Slot,
+    grants: GrantIndex,
+    grant_uids: Vec<EntityUid>,
+    memo: RwLock<HashMap<Box<[u32]>, Arc<Sliced>>>,
+    stored: usize,
+}
+
+impl Compiled {
+    /// The version this set was compiled for.
+    pub fn version(&self) -> u64 {
+        self.version
+    }
+
+    /// How many stored (non-built-in) policies it holds.
+    pub fn stored_policies(&self) -> usize {
+        self.stored
+    }
+
+    /// How many topic grants its policies name.
+    pub fn grants(&self) -> usize {
+        self.grants.len()
+    }
+}
+
+/// The policy engine: the schema, and the compiled set that decisions use.
+pub struct Engine {
+    schema: Schema,
+    names: Names,
+    /// Each action's ancestors in the schema's action hierarchy, for `action in [...]` scopes.
+    action_groups: HashMap<EntityUid, Vec<EntityUid>>,
+    current: ArcSwap<Compiled>,
+    authorizer: Authorizer,
+    /// Decide every request with the whole set too and check the answers agree (tests only).
+    check_slicing: bool,
+}
+
+impl Engine {
+    /// An engine holding only Vouch's built-in policies (version 0).
+    pub fn new() -> Result<Self, PolicyErrors> {
+        let (schema, _warnings) = Schema::from_cedarschema_str(SCHEMA)
+            .map_err(|e| PolicyErrors::one(None, format!("Vouch's schema: {e}")))?;
+        let names = Names::new()?;
+        let mut action_groups: HashMap<EntityUid, Vec<EntityUid>> = HashMap::new();
+        if let Ok(actions) = schema.action_entities() {
+            for a in actions.iter() {
+                let ancestors: Vec<EntityUid> = actions
+                    .ancestors(&a.uid())
+                    .map(|it| it.cloned().collect())
+                    .unwrap_or_default();
+                action_groups.insert(a.uid(), ancestors);
+            }
+        }
+        let mut engine = Self {
+            schema,
+            names,
+            action_groups,
+            current: ArcSwap::from_pointee(Compiled::empty()),
+            authorizer: Authorizer::new(),
+            check_slicing: false,
+        };
+        let base = engine.compile(&[], 0)?;
+        engine.current = ArcSwap::from_pointee(base);
+        Ok(engine)
+    }
+
+    /// Makes every decision also evaluate the whole set and record a disagreement as an error (for tests
+    /// that prove slicing changes nothing; doubles the cost).
+    pub fn with_slicing_check(mut self) -> Self {
+        self.check_slicing = true;
+        self
+    }
+
+    /// Vouch's Cedar schema, as text.
+    pub fn schema_text() -> &'static str {
+        SCHEMA
+    }
+
+    /// Checks `sources` as a complete stored set: each parses as one policy with its id, names only
+    /// entity types, attributes and actions the schema knows (strict validation, Cedar's diagnostics), grants
+    /// only well-formed topic filters, and a `permit` names device principals only (operators are governed
+    /// by the built-in policies).
+    pub fn check(&self, sources: &[PolicySource]) -> Result<(), PolicyErrors> {
+        self.build(sources, 0).map(|_| ())
+    }
+
+    /// Compiles `sources` (checked as by [`check`](Self::check)) with the built-in policies as `version`.
+    pub fn compile(
+        &self,
+        sources: &[PolicySource],
+        version: u64,
+    ) -> Result<Compiled, PolicyErrors> {
+        self.build(sources, version)
+    }
+
+    /// Makes `compiled` the set every following decision uses; decisions under way finish on the old one.
+    pub fn install(&self, compiled: Compiled) {
+        self.current.store(Arc::new(compiled));
+    }
+
+    /// The version decisions use now.
+    pub fn version(&self) -> u64 {
+        self.current.load().version
+    }
+
+    /// The set decisions use now.
+    pub fn current(&self) -> Arc<Compiled> {
+        self.current.load_full()
+    }
+
+    fn build(&self, sources: &[PolicySource], version: u64) -> Result<Compiled, PolicyErrors> {
+        let mut problems = Vec::new();
+        let mut set = PolicySet::new();
+        let mut entries = Vec::new();
+        let mut seen = HashSet::new();
+        let builtins = builtin::policies();
+        let all = builtins.iter().chain(sources);
+        for src in all {
+            let id = src.id.as_str();
+            if !seen.insert(id) {
+                problems.push(problem(id, "appears twice"));
+                continue;
+            }
+            if src.text.len() > vouch_types::MAX_POLICY_BYTES {
+                problems.push(problem(id, "is longer than 64 KiB"));
+                continue;
+            }
+            let policy = match parse_one(&src.id, &src.text) {
+                Ok(p) => p,
+                Err(e) => {
+                    problems.extend(e.0);
+                    continue;
+                }
+            };
+            let builtin = src.id.is_builtin();
+            if !builtin
+                && policy.effect() == Effect::Permit
+                && let Err(msg) = self.device_principal_only(policy.principal_constraint())
+            {
+                problems.push(problem(id, msg));
+                continue;
+            }
+            if let Err(e) = set.add(policy.clone()) {
+                problems.push(problem(id, e.to_string()));
+                continue;
+            }
+            entries.push(Entry {
+                resource: resource_scope(policy.resource_constraint()),
+                mode: if builtin {
+                    PolicyMode::Enforce
+                } else {
+                    src.mode
+                },
+                policy,
+            });
+        }
+        if !problems.is_empty() {
+            return Err(PolicyErrors(problems));
+        }
+        let validation = Validator::new(self.schema.clone()).validate(&set, ValidationMode::Strict);
+        for e in validation.validation_errors() {
+            problems.push(PolicyProblem {
+                policy: Some(e.policy_id().to_string()),
+                message: e.to_string(),
+            });
+        }
+        // Grants: every TopicFilter a policy names, in scope or condition.
+        let mut grants = GrantIndex::default();
+        let mut grant_uids = Vec::new();
+        let mut known = HashSet::new();
+        for entry in &entries {
+            let mut uids = entry.policy.entity_literals();
+            if let Scope::Uid(u) = &entry.resource {
+                uids.push(u.clone());
+            }
+            for uid in uids {
+                if uid.type_name() != &self.names.topic_filter || !known.insert(uid.clone()) {
+                    continue;
+                }
+                match GrantFilter::new(uid.id().unescaped()) {
+                    Ok(g) => {
+                        grants.insert(&g, grant_uids.len() as u32);
+                        grant_uids.push(uid);
+                    }
+                    Err(e) => problems.push(problem(
+                        AsRef::<str>::as_ref(entry.policy.id()),
+                        format!("`{}` is not a topic grant: {e}", uid.id().unescaped()),
+                    )),
+                }
+            }
+        }
+        if !problems.is_empty() {
+            return Err(PolicyErrors(problems));
+        }
+        let mut by_action: HashMap<EntityUid, Slot> = HashMap::new();
+        let mut any_action = Slot::default();
+        for (n, entry) in entries.iter().enumerate() {
+            let n = n as u32;
+            let principal = principal_scope(entry.policy.principal_constraint());
+            match entry.policy.action_constraint() {
+                ActionConstraint::Any => any_action.file(&principal, n),
+                ActionConstraint::Eq(a) => by_action.entry(a).or_default().file(&principal, n),
+                ActionConstraint::In(list) => {
+                    for a in list {
+                        by_action.entry(a).or_default().file(&principal, n);
+                    }
+                }
+            }
+        }
+        Ok(Compiled {
+            version,
+            stored: entries.iter().filter(|e| !is_builtin(&e.policy)).count(),
+            entries,
+            by_action,
+            any_action,
+            grants,
+            grant_uids,
+            memo: RwLock::new(HashMap::new()),
+        })
+    }
+
+    fn device_principal_only(&self, c: PrincipalConstraint) -> Result<(), String> {
+        let n = &self.names;
+        let ok = match &c {
+            PrincipalConstraint::Any => false,
+            PrincipalConstraint::Is(t) | PrincipalConstraint::IsIn(t, _) => t == &n.device,
+            PrincipalConstraint::Eq(u) => u.type_name() == &n.device,
+            PrincipalConstraint::In(u) => {
+                u.type_name() == &n.device || u.type_name() == &n.device_group
+            }
+        };
+        if ok {
+            Ok(())
+        } else {
+            Err(
+                "a stored `permit` must name device principals (`principal is Vouch::Device`, \
+                 `principal in Vouch::DeviceGroup::\"…\"`, `principal == Vouch::Device::\"…\"`); \
+                 operators' permissions come from their role"
+                    .to_owned(),
+            )
+        }
+    }
+
+    /// Decides a device's request.
+    pub fn decide_device(&self, req: &DeviceRequest) -> Decision {
+        let compiled = self.current.load();
+        let n = &self.names;
+        let action = n.uid(&n.action, req.action.as_str());
+        if !req.resource.suits(req.action) {
+            return refused(
+                compiled.version,
+                format!("`{}` does not apply to this kind of resource", req.action),
+            );
+        }
+        let device_id = req.device.id.to_string();
+        let principal = n.uid(&n.device, &device_id);
+        let mut ancestors: Vec<EntityUid> = req
+            .device
+            .groups
+            .iter()
+            .map(|g| n.uid(&n.device_group, g))
+            .collect();
+        if req.device.state == DeviceState::Restricted {
+            ancestors.push(n.uid(&n.device_group, QUARANTINE_GROUP));
+        }
+        let (resource, resource_parents) = match &req.resource {
+            Resource::Topic(t) => {
+                let mut hits = Vec::new();
+                compiled.grants.matching(t, &device_id, &mut hits);
+                (n.uid(&n.topic, t.as_str()), grant_uids(&compiled, hits))
+            }
+            Resource::Subscription(f) => {
+                let mut hits = Vec::new();
+                compiled.grants.covering(f, &device_id, &mut hits);
+                (n.uid(&n.topic, f.as_str()), grant_uids(&compiled, hits))
+            }
+            Resource::Service(s) => (n.uid(&n.service, s.as_str()), Vec::new()),
+            Resource::Asset(a) => (n.uid(&n.asset, a.as_str()), Vec::new()),
+        };
+        let entity = match device_entity(&principal, req, &ancestors) {
+            Ok(e) => e,
+            Err(e) => return refused(compiled.version, e),
+        };
+        let resource_entity =
+            Entity::new_no_attrs(resource.clone(), resource_parents.iter().cloned().collect());
+        let context = match device_context(&req.context) {
+            Ok(c) => c,
+            Err(e) => return refused(compiled.version, e),
+        };
+        self.evaluate(
+            &compiled,
+            Parts {
+                principal,
+                ancestors,
+                action,
+                resource,
+                resource_parents,
+                entities: vec![entity, resource_entity],
+                context,
+            },
+        )
+    }
+
+    /// Decides an operator's request under the built-in role policies (and any stored `forbid`).
+    pub fn decide_operator(&self, req: &OperatorRequest) -> Decision {
+        let compiled = self.current.load();
+        let n = &self.names;
+        let principal = n.uid(&n.operator, &req.token.to_string());
+        let role = n.uid(&n.role, req.role.as_str());
+        let entity = Entity::new_with_tags(
+            principal.clone(),
+            [(
+                "name".to_owned(),
+                RestrictedExpression::new_string(req.name.clone()),
+            )],
+            [role.clone()],
+            [],
+        );
+        let entity = match entity {
+            Ok(e) => e,
+            Err(e) => return refused(compiled.version, e.to_string()),
+        };
+        let (hour, weekday) = clock_parts(req.now);
+        let context = Context::from_pairs([
+            (
+                "now".to_owned(),
+                RestrictedExpression::new_long(req.now.unix_micros() / 1_000_000),
+            ),
+            ("hour".to_owned(), RestrictedExpression::new_long(hour)),
+            (
+                "weekday".to_owned(),
+                RestrictedExpression::new_long(weekday),
+            ),
+            ("mfa".to_owned(), RestrictedExpression::new_bool(req.mfa)),
+        ]);
+        let context = match context {
+            Ok(c) => c,
+            Err(e) => return refused(compiled.version, e.to_string()),
+        };
+        self.evaluate(
+            &compiled,
+            Parts {
+                principal,
+                ancestors: vec![role],
+                action: n.uid(&n.action, req.permission.action()),
+                resource: n.uid(&n.fleet, "default"),
+                resource_parents: Vec::new(),
+                entities: vec![entity],
+                context,
+            },
+        )
+    }
+
+    fn evaluate(&self, compiled: &Compiled, parts: Parts) -> Decision {
+        let mut candidates = Vec::new();
+        let mut actions = vec![&parts.action];
+        if let Some(groups) = self.action_groups.get(&parts.action) {
+            actions.extend(groups);
+        }
+        for a in actions {
+            if let Some(slot) = compiled.by_action.get(a) {
+                slot.collect(&parts.principal, &parts.ancestors, &mut candidates);
+            }
+        }
+        compiled
+            .any_action
+            .collect(&parts.principal, &parts.ancestors, &mut candidates);
+        candidates.retain(|&i| {
+            compiled.entries[i as usize]
+                .resource
+                .matches(&parts.resource, &parts.resource_parents)
+        });
+        candidates.sort_unstable();
+        candidates.dedup();
+        let sliced = slice(compiled, &candidates);
+        let request = match Request::new(
+            parts.principal,
+            parts.action,
+            parts.resource,
+            parts.context,
+            None,
+        ) {
+            Ok(r) => r,
+            Err(e) => return refused(compiled.version, e.to_string()),
+        };
+        let entities = match Entities::from_entities(parts.entities, None) {
+            Ok(e) => e,
+            Err(e) => return refused(compiled.version, e.to_string()),
+        };
+        let enforced = self
+            .authorizer
+            .is_authorized(&request, &sliced.enforce, &entities);
+        let mut decision = Decision {
+            allowed: enforced.decision() == CedarDecision::Allow,
+            policies: reasons(&enforced),
+            errors: enforced
+                .diagnostics()
+                .errors()
+                .map(ToString::to_string)
+                .collect(),
+            shadow: None,
+            version: compiled.version,
+        };
+        if let Some(all) = &sliced.all {
+            let r = self.authorizer.is_authorized(&request, all, &entities);
+            decision.shadow = Some(ShadowOutcome {
+                allowed: r.decision() == CedarDecision::Allow,
+                policies: reasons(&r),
+            });
+        }
+        if self.check_slicing {
+            let whole = whole_set(compiled, PolicyMode::Enforce);
+            let r = self.authorizer.is_authorized(&request, &whole, &entities);
+            if (r.decision() == CedarDecision::Allow) != decision.allowed
+                || reasons(&r) != decision.policies
+            {
+                decision.errors.push(format!(
+                    "slicing changed the decision: whole set says {:?} by {:?}",
+                    r.decision(),
+                    reasons(&r)
+                ));
+            }
+        }
+        decision
+    }
+}
+
+struct Parts {
+    principal: EntityUid,
+    ancestors: Vec<EntityUid>,
+    action: EntityUid,
+    resource: EntityUid,
+    resource_parents: Vec<EntityUid>,
+    entities: Vec<Entity>,
+    context: Context,
+}
+
+impl Compiled {
+    fn empty() -> Self {
+        Self {
+            version: 0,
+            entries: Vec::new(),
+            by_action: HashMap::new(),
+            any_action: Slot::default(),
+            grants: GrantIndex::default(),
+            grant_uids: Vec::new(),
+            memo: RwLock::new(HashMap::new()),
+            stored: 0,
+        }
+    }
+}
+
+fn problem(id: &str, message: impl Into<String>) -> PolicyProblem {
+    PolicyProblem {
+        policy: Some(id.to_owned()),
+        message: message.into(),
+    }
+}
+
+fn is_builtin(p: &Policy) -> bool {
+    AsRef::<str>::as_ref(p.id()).starts_with(PolicyId::RESERVED_PREFIX)
+}
+
+/// Parses `text` as exactly one policy named `id` (an `@id("…")` annotation, if any, must agree).
+pub(crate) fn parse_one(id: &PolicyId, text: &str) -> Result<Policy, PolicyErrors> {
+    let set = PolicySet::from_str(text)
+        .map_err(|e| PolicyErrors::one(Some(id.as_str()), format!("does not parse: {e}")))?;
+    let mut policies = set.policies();
+    let (Some(policy), None) = (policies.next(), policies.next()) else {
+        return Err(PolicyErrors::one(
+            Some(id.as_str()),
+            "must hold exactly one policy (and no templates)",
+        ));
+    };
+    if set.templates().next().is_some() || !policy.is_static() {
+        return Err(PolicyErrors::one(
+            Some(id.as_str()),
+            "templates are not supported",
+        ));
+    }
+    if let Some(annotated) = policy.annotation("id")
+        && annotated != id.as_str()
+    {
+        return Err(PolicyErrors::one(
+            Some(id.as_str()),
+            format!("its @id(\"{annotated}\") annotation names another policy"),
+        ));
+    }
+    Ok(policy.new_id(cedar_policy::PolicyId::new(id.as_str())))
+}
+
+/// Splits a file of policies into sources; every policy needs an `@id("…")` annotation, its stored name.
+pub fn split_policies(text: &str, mode: PolicyMode) -> Result<Vec<PolicySource>, PolicyErrors> {
+    let set = PolicySet::from_str(text)
+        .map_err(|e| PolicyErrors::one(None, format!("does not parse: {e}")))?;
+    if set.templates().next().is_some() {
+        return Err(PolicyErrors::one(None, "templates are not supported"));
+    }
+    let mut out = Vec::new();
+    let mut problems = Vec::new();
+    for p in set.policies() {
+        let Some(id) = p.annotation("id") else {
+            problems.push(PolicyProblem {
+                policy: None,
+                message: format!(
+                    "every policy needs an @id(\"name\") annotation; this one has none: {}",
+                    first_line(&p.to_string())
+                ),
+            });
+            continue;
+        };
+        match id.parse::<PolicyId>() {
+            Ok(id) => out.push(PolicySource {
+                id,
+                text: p.to_string(),
+                mode,
+            }),
+            Err(e) => problems.push(problem(id, e.to_string())),
+        }
+    }
+    if problems.is_empty() {
+        Ok(out)
+    } else {
+        Err(PolicyErrors(problems))
+    }
+}
+
+fn first_line(s: &str) -> &str {
+    s.lines().find(|l| !l.trim().is_empty()).unwrap_or(s)
+}
+
+fn grant_uids(compiled: &Compiled, hits: Vec<u32>) -> Vec<EntityUid> {
+    hits.into_iter()
+        .filter_map(|h| compiled.grant_uids.get(h as usize).cloned())
+        .collect()
+}
+
+fn reasons(r: &cedar_policy::Response) -> Vec<String> {
+    let mut v: Vec<String> = r.diagnostics().reason().map(ToString::to_string).collect();
+    v.sort_unstable();
+    v
+}
+
+fn refused(version: u64, why: impl Into<String>) -> Decision {
+    Decision {
+        allowed: false,
+        policies: Vec::new(),
+        errors: vec![why.into()],
+        shadow: None,
+        version,
+    }
+}
+
+fn slice(compiled: &Compiled, candidates: &[u32]) -> Arc<Sliced> {
+    if let Ok(memo) = compiled.memo.read()
+        && let Some(s) = memo.get(candidates)
+    {
+        return Arc::clone(s);
+    }
+    let mut enforce = PolicySet::new();
+    let mut all = PolicySet::new();
+    let mut any_shadow = false;
+    for &i in candidates {
+        let e = &compiled.entries[i as usize];
+        // Ids are unique in a compiled set, so adding cannot fail.
+        if e.mode == PolicyMode::Enforce {
+            let _ = enforce.add(e.policy.clone());
+        } else {
+            any_shadow = true;
+        }
+        let _ = all.add(e.policy.clone());
+    }
+    let sliced = Arc::new(Sliced {
+        enforce,
+        all: any_shadow.then_some(all),
+    });
+    if let Ok(mut memo) = compiled.memo.write() {
+        if memo.len() >= MEMO_LIMIT {
+            memo.clear();
+        }
+        memo.insert(candidates.into(), Arc::clone(&sliced));
+    }
+    sliced
+}
+
+fn whole_set(compiled: &Compiled, mode: PolicyMode) -> PolicySet {
+    let mut set = PolicySet::new();
+    for e in &compiled.entries {
+        if e.mode == mode {
+            let _ = set.add(e.policy.clone());
+        }
+    }
+    set
+}
+
+fn device_entity(
+    uid: &EntityUid,
+    req: &DeviceRequest,
+    ancestors: &[EntityUid],
+) -> Result<Entity, String> {
+    let d = &req.device;
+    let s = |v: &str| RestrictedExpression::new_string(v.to_owned());
+    let mut attrs = vec![
+        ("class".to_owned(), s(&d.class)),
+        ("state".to_owned(), s(d.state.as_str())),
+    ];
+    for (k, v) in [
+        ("vendor", &d.vendor),
+        ("model", &d.model),
+        ("firmware", &d.firmware),
+        ("zone", &d.zone),
+        ("serial", &d.serial),
+    ] {
+        if let Some(v) = v {
+            attrs.push((k.to_owned(), s(v)));
+        }
+    }
+    let tags = d.labels.iter().map(|(k, v)| (k.clone(), s(v)));
+    Entity::new_with_tags(uid.clone(), attrs, ancestors.iter().cloned(), tags)
+        .map_err(|e| e.to_string())
+}
+
+fn device_context(c: &crate::request::DeviceContext) -> Result<Context, String> {
+    let (hour, weekday) = clock_parts(c.now);
+    let mut pairs = vec![
+        (
+            "now".to_owned(),
+            RestrictedExpression::new_long(c.now.unix_micros() / 1_000_000),
+        ),
+        ("hour".to_owned(), RestrictedExpression::new_long(hour)),
+        (
+            "weekday".to_owned(),
+            RestrictedExpression::new_long(weekday),
+        ),
+    ];
+    if let Some(t) = c.trust {
+        pairs.push((
+            "trust".to_owned(),
+            RestrictedExpression::new_long(t.get().into()),
+        ));
+        pairs.push((
+            "band".to_owned(),
+            RestrictedExpression::new_string(t.band().as_str().to_owned()),
+        ));
+    }
+    if let Some(l) = &c.location {
+        pairs.push((
+            "location".to_owned(),
+            RestrictedExpression::new_string(l.clone()),
+        ));
+    }
+    if let Some(b) = c.firmware_current {
+        pairs.push((
+            "firmware_current".to_owned(),
+            RestrictedExpression::new_bool(b),
+        ));
+    }
+    if let Some(b) = c.compliant {
+        pairs.push(("compliant".to_owned(), RestrictedExpression::new_bool(b)));
+    }
+    if let Some(d) = c.cert_days_left {
+        pairs.push((
+            "cert_days_left".to_owned(),
+            RestrictedExpression::new_long(d),
+        ));
+    }
+    Context::from_pairs(pairs).map_err(|e| e.to_string())
+}
+
+/// Hour of day (0–23) and ISO weekday (1 = Monday) in UTC.
+fn clock_parts(now: Timestamp) -> (i64, i64) {
+    let secs = now.unix_micros().div_euclid(1_000_000);
+    let days = secs.div_euclid(86_400);
+    let hour = secs.rem_euclid(86_400) / 3_600;
+    // 1970-01-01 was a Thursday (ISO 4).
+    let weekday = (days + 3).rem_euclid(7) + 1;
+    (hour, weekday)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn clock_parts_are_utc() {
+        // 2026-11-27 15:00:00 UTC is a Friday.
+        let t = Timestamp::from_unix_micros(1_795_791_600 * 1_000_000);
+        assert_eq!(clock_parts(t), (15, 5));
+        assert_eq!(clock_parts(Timestamp::EPOCH), (0, 4));
+    }
+}
