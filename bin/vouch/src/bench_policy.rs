@@ -19,8 +19,8 @@ use anyhow::{Context, Result};
 use clap::Args;
 use serde::Serialize;
 use vouch_policy::{
-    Decision, DeviceAction, DeviceContext, DeviceFacts, DeviceRequest, Engine, PolicySource,
-    Resource, TopicFilter, TopicName, split_policies,
+    Decision, DeviceAction, DeviceContext, DeviceFacts, Engine, PolicySource, Resource,
+    TopicFilter, TopicName, split_policies,
 };
 use vouch_types::{DeviceId, DeviceState, PolicyId, PolicyMode, Timestamp, TrustScore};
 
@@ -906,13 +906,8 @@ fn decide(
     let facts = directory
         .get(&p.id)
         .context("a request names a known device")?;
-    let req = DeviceRequest {
-        device: facts.clone(),
-        action: p.action,
-        resource: p.resource.clone(),
-        context: p.context.clone(),
-    };
-    Ok(engine.decide_device(&req))
+    // Borrowed, as a gateway does with the facts it keeps for a session.
+    Ok(engine.decide(facts, p.action, &p.resource, &p.context))
 }
 
 fn print(r: &Report) {

@@ -12,16 +12,22 @@ use std::sync::{Arc, RwLock};
 
 use arc_swap::ArcSwap;
 use cedar_policy::{
-    ActionConstraint, Authorizer, Context, Decision as CedarDecision, Effect, Entities, Entity,
-    EntityId, EntityTypeName, EntityUid, Policy, PolicySet, PrincipalConstraint, Request,
-    ResourceConstraint, RestrictedExpression, Schema, ValidationMode, Validator,
+    ActionConstraint, Authorizer, Context, Decision as CedarDecision, Effect, Entities, EntityId,
+    EntityTypeName, EntityUid, Policy, PolicySet, PrincipalConstraint, Request, ResourceConstraint,
+    Schema, ValidationMode, Validator,
 };
+use cedar_policy_core::ast;
+use cedar_policy_core::entities::{Entities as CoreEntities, NoEntitiesSchema, TCComputation};
+use cedar_policy_core::extensions::Extensions;
 use serde::Serialize;
+use smol_str::SmolStr;
 use vouch_types::{DeviceState, PolicyId, PolicyMode, PolicyRecord, Timestamp};
 
 use crate::builtin;
 use crate::grants::{GrantFilter, GrantIndex};
-use crate::request::{DeviceRequest, OperatorRequest, Resource};
+use crate::request::{
+    DeviceAction, DeviceContext, DeviceFacts, DeviceRequest, OperatorRequest, Resource,
+};
 
 const SCHEMA: &str = include_str!("vouch.cedarschema");
 /// The group a device in the `restricted` lifecycle state belongs to, whatever its record says.
@@ -180,16 +186,6 @@ enum Scope {
     Type(EntityTypeName),
 }
 
-impl Scope {
-    fn matches(&self, uid: &EntityUid, ancestors: &[EntityUid]) -> bool {
-        match self {
-            Scope::Any => true,
-            Scope::Uid(u) => u == uid || ancestors.contains(u),
-            Scope::Type(t) => uid.type_name() == t,
-        }
-    }
-}
-
 fn principal_scope(c: PrincipalConstraint) -> Scope {
     match c {
         PrincipalConstraint::Any => Scope::Any,
@@ -210,40 +206,63 @@ fn resource_scope(c: ResourceConstraint) -> Scope {
     }
 }
 
-/// Policies filed by the principal part of their scope.
-#[derive(Default)]
-struct Slot {
-    any: Vec<u32>,
-    by_uid: HashMap<EntityUid, Vec<u32>>,
-    by_type: HashMap<EntityTypeName, Vec<u32>>,
+/// Things filed by a scope: unconstrained, by entity (`==`, `in`), or by entity type (`is`).
+struct Keyed<T> {
+    any: T,
+    by_uid: HashMap<EntityUid, T>,
+    by_type: HashMap<EntityTypeName, T>,
 }
 
-impl Slot {
-    fn file(&mut self, scope: &Scope, n: u32) {
+impl<T: Default> Default for Keyed<T> {
+    fn default() -> Self {
+        Self {
+            any: T::default(),
+            by_uid: HashMap::default(),
+            by_type: HashMap::default(),
+        }
+    }
+}
+
+impl<T: Default> Keyed<T> {
+    fn at(&mut self, scope: &Scope) -> &mut T {
         match scope {
-            Scope::Any => self.any.push(n),
-            Scope::Uid(u) => self.by_uid.entry(u.clone()).or_default().push(n),
-            Scope::Type(t) => self.by_type.entry(t.clone()).or_default().push(n),
+            Scope::Any => &mut self.any,
+            Scope::Uid(u) => self.by_uid.entry(u.clone()).or_default(),
+            Scope::Type(t) => self.by_type.entry(t.clone()).or_default(),
         }
     }
 
-    fn collect(&self, principal: &EntityUid, ancestors: &[EntityUid], out: &mut Vec<u32>) {
-        out.extend_from_slice(&self.any);
-        for u in std::iter::once(principal).chain(ancestors) {
-            if let Some(v) = self.by_uid.get(u) {
-                out.extend_from_slice(v);
+    /// Calls `f` with everything filed under a scope that `uid` (with `ancestors`) satisfies.
+    fn each<'a>(&'a self, uid: &EntityUid, ancestors: &[EntityUid], mut f: impl FnMut(&'a T)) {
+        f(&self.any);
+        for u in std::iter::once(uid).chain(ancestors) {
+            if let Some(t) = self.by_uid.get(u) {
+                f(t);
             }
         }
-        if let Some(v) = self.by_type.get(principal.type_name()) {
-            out.extend_from_slice(v);
+        if let Some(t) = self.by_type.get(uid.type_name()) {
+            f(t);
         }
     }
+}
+
+/// Policies filed by the principal part of their scope, then by the resource part.
+type Slot = Keyed<Keyed<Vec<u32>>>;
+
+fn collect(
+    slot: &Slot,
+    principal: (&EntityUid, &[EntityUid]),
+    resource: (&EntityUid, &[EntityUid]),
+    out: &mut Vec<u32>,
+) {
+    slot.each(principal.0, principal.1, |by_resource| {
+        by_resource.each(resource.0, resource.1, |v| out.extend_from_slice(v));
+    });
 }
 
 struct Entry {
     policy: Policy,
     mode: PolicyMode,
-    resource: Scope,
 }
 
 /// The policies evaluated for one shape of request.
@@ -251,6 +270,8 @@ struct Sliced {
     enforce: PolicySet,
     /// Enforce and shadow together; `None` when no shadow policy is among the candidates.
     all: Option<PolicySet>,
+    /// The shadow policies among the candidates.
+    shadow_ids: Vec<String>,
 }
 
 /// A policy-set version, validated and indexed. Built once per version, then only read.
@@ -300,7 +321,7 @@ impl Engine {
         let (schema, _warnings) = Schema::from_cedarschema_str(SCHEMA)
             .map_err(|e| PolicyErrors::one(None, format!("Vouch's schema: {e}")))?;
         let names = Names::new()?;
-        let mut action_groups: HashMap<EntityUid, Vec<EntityUid>> = HashMap::new();
+        let mut action_groups: HashMap<EntityUid, Vec<EntityUid>> = HashMap::default();
         if let Ok(actions) = schema.action_entities() {
             for a in actions.iter() {
                 let ancestors: Vec<EntityUid> = actions
@@ -404,7 +425,6 @@ impl Engine {
                 continue;
             }
             entries.push(Entry {
-                resource: resource_scope(policy.resource_constraint()),
                 mode: if builtin {
                     PolicyMode::Enforce
                 } else {
@@ -429,8 +449,8 @@ impl Engine {
         let mut known = HashSet::new();
         for entry in &entries {
             let mut uids = entry.policy.entity_literals();
-            if let Scope::Uid(u) = &entry.resource {
-                uids.push(u.clone());
+            if let Scope::Uid(u) = resource_scope(entry.policy.resource_constraint()) {
+                uids.push(u);
             }
             for uid in uids {
                 if uid.type_name() != &self.names.topic_filter || !known.insert(uid.clone()) {
@@ -451,17 +471,19 @@ impl Engine {
         if !problems.is_empty() {
             return Err(PolicyErrors(problems));
         }
-        let mut by_action: HashMap<EntityUid, Slot> = HashMap::new();
+        let mut by_action: HashMap<EntityUid, Slot> = HashMap::default();
         let mut any_action = Slot::default();
         for (n, entry) in entries.iter().enumerate() {
             let n = n as u32;
             let principal = principal_scope(entry.policy.principal_constraint());
+            let resource = resource_scope(entry.policy.resource_constraint());
+            let file = |slot: &mut Slot| slot.at(&principal).at(&resource).push(n);
             match entry.policy.action_constraint() {
-                ActionConstraint::Any => any_action.file(&principal, n),
-                ActionConstraint::Eq(a) => by_action.entry(a).or_default().file(&principal, n),
+                ActionConstraint::Any => file(&mut any_action),
+                ActionConstraint::Eq(a) => file(by_action.entry(a).or_default()),
                 ActionConstraint::In(list) => {
                     for a in list {
-                        by_action.entry(a).or_default().file(&principal, n);
+                        file(by_action.entry(a).or_default());
                     }
                 }
             }
@@ -474,7 +496,7 @@ impl Engine {
             any_action,
             grants,
             grant_uids,
-            memo: RwLock::new(HashMap::new()),
+            memo: RwLock::new(HashMap::default()),
         })
     }
 
@@ -502,27 +524,37 @@ impl Engine {
 
     /// Decides a device's request.
     pub fn decide_device(&self, req: &DeviceRequest) -> Decision {
+        self.decide(&req.device, req.action, &req.resource, &req.context)
+    }
+
+    /// Decides a device's request from borrowed parts (a gateway keeps a device's facts for its session).
+    pub fn decide(
+        &self,
+        device: &DeviceFacts,
+        action: DeviceAction,
+        resource: &Resource,
+        context: &DeviceContext,
+    ) -> Decision {
         let compiled = self.current.load();
         let n = &self.names;
-        let action = n.uid(&n.action, req.action.as_str());
-        if !req.resource.suits(req.action) {
+        let action_uid = n.uid(&n.action, action.as_str());
+        if !resource.suits(action) {
             return refused(
                 compiled.version,
-                format!("`{}` does not apply to this kind of resource", req.action),
+                format!("`{action}` does not apply to this kind of resource"),
             );
         }
-        let device_id = req.device.id.to_string();
+        let device_id = device.id.to_string();
         let principal = n.uid(&n.device, &device_id);
-        let mut ancestors: Vec<EntityUid> = req
-            .device
+        let mut ancestors: Vec<EntityUid> = device
             .groups
             .iter()
             .map(|g| n.uid(&n.device_group, g))
             .collect();
-        if req.device.state == DeviceState::Restricted {
+        if device.state == DeviceState::Restricted {
             ancestors.push(n.uid(&n.device_group, QUARANTINE_GROUP));
         }
-        let (resource, resource_parents) = match &req.resource {
+        let (resource, resource_parents) = match resource {
             Resource::Topic(t) => {
                 let mut hits = Vec::new();
                 compiled.grants.matching(t, &device_id, &mut hits);
@@ -536,22 +568,15 @@ impl Engine {
             Resource::Service(s) => (n.uid(&n.service, s.as_str()), Vec::new()),
             Resource::Asset(a) => (n.uid(&n.asset, a.as_str()), Vec::new()),
         };
-        let entity = match device_entity(&principal, req, &ancestors) {
-            Ok(e) => e,
-            Err(e) => return refused(compiled.version, e),
-        };
-        let resource_entity =
-            Entity::new_no_attrs(resource.clone(), resource_parents.iter().cloned().collect());
-        let context = match device_context(&req.context) {
-            Ok(c) => c,
-            Err(e) => return refused(compiled.version, e),
-        };
+        let entity = device_entity(&principal, device, &ancestors);
+        let resource_entity = core_entity(&resource, Vec::new(), &resource_parents, Vec::new());
+        let context = device_context(context);
         self.evaluate(
             &compiled,
             Parts {
                 principal,
                 ancestors,
-                action,
+                action: action_uid,
                 resource,
                 resource_parents,
                 entities: vec![entity, resource_entity],
@@ -566,36 +591,15 @@ impl Engine {
         let n = &self.names;
         let principal = n.uid(&n.operator, &req.token.to_string());
         let role = n.uid(&n.role, req.role.as_str());
-        let entity = Entity::new_with_tags(
-            principal.clone(),
-            [(
-                "name".to_owned(),
-                RestrictedExpression::new_string(req.name.clone()),
-            )],
-            [role.clone()],
-            [],
+        let entity = core_entity(
+            &principal,
+            vec![("name".into(), value(req.name.as_str()))],
+            std::slice::from_ref(&role),
+            Vec::new(),
         );
-        let entity = match entity {
-            Ok(e) => e,
-            Err(e) => return refused(compiled.version, e.to_string()),
-        };
-        let (hour, weekday) = clock_parts(req.now);
-        let context = Context::from_pairs([
-            (
-                "now".to_owned(),
-                RestrictedExpression::new_long(req.now.unix_micros() / 1_000_000),
-            ),
-            ("hour".to_owned(), RestrictedExpression::new_long(hour)),
-            (
-                "weekday".to_owned(),
-                RestrictedExpression::new_long(weekday),
-            ),
-            ("mfa".to_owned(), RestrictedExpression::new_bool(req.mfa)),
-        ]);
-        let context = match context {
-            Ok(c) => c,
-            Err(e) => return refused(compiled.version, e.to_string()),
-        };
+        let mut pairs = clock_pairs(req.now);
+        pairs.insert("mfa".into(), req.mfa.into());
+        let context = Context::from(ast::Context::Value(Arc::new(pairs)));
         self.evaluate(
             &compiled,
             Parts {
@@ -616,19 +620,14 @@ impl Engine {
         if let Some(groups) = self.action_groups.get(&parts.action) {
             actions.extend(groups);
         }
+        let principal = (&parts.principal, parts.ancestors.as_slice());
+        let resource = (&parts.resource, parts.resource_parents.as_slice());
         for a in actions {
             if let Some(slot) = compiled.by_action.get(a) {
-                slot.collect(&parts.principal, &parts.ancestors, &mut candidates);
+                collect(slot, principal, resource, &mut candidates);
             }
         }
-        compiled
-            .any_action
-            .collect(&parts.principal, &parts.ancestors, &mut candidates);
-        candidates.retain(|&i| {
-            compiled.entries[i as usize]
-                .resource
-                .matches(&parts.resource, &parts.resource_parents)
-        });
+        collect(&compiled.any_action, principal, resource, &mut candidates);
         candidates.sort_unstable();
         candidates.dedup();
         let sliced = slice(compiled, &candidates);
@@ -642,31 +641,31 @@ impl Engine {
             Ok(r) => r,
             Err(e) => return refused(compiled.version, e.to_string()),
         };
-        let entities = match Entities::from_entities(parts.entities, None) {
-            Ok(e) => e,
+        // Every ancestor is already in each entity's parents: no transitive closure to compute.
+        let entities = match CoreEntities::from_entities(
+            parts.entities,
+            None::<&NoEntitiesSchema>,
+            TCComputation::AssumeAlreadyComputed,
+            Extensions::all_available(),
+        ) {
+            Ok(e) => Entities::from(e),
             Err(e) => return refused(compiled.version, e.to_string()),
         };
-        let enforced = self
-            .authorizer
-            .is_authorized(&request, &sliced.enforce, &entities);
-        let mut decision = Decision {
-            allowed: enforced.decision() == CedarDecision::Allow,
-            policies: reasons(&enforced),
-            errors: enforced
-                .diagnostics()
-                .errors()
-                .map(ToString::to_string)
-                .collect(),
-            shadow: None,
-            version: compiled.version,
+        let mut decision = match &sliced.all {
+            None => {
+                let r = self
+                    .authorizer
+                    .is_authorized(&request, &sliced.enforce, &entities);
+                Decision {
+                    allowed: r.decision() == CedarDecision::Allow,
+                    policies: reasons(&r),
+                    errors: errors(&r, |_| true),
+                    shadow: None,
+                    version: compiled.version,
+                }
+            }
+            Some(all) => self.decide_with_shadow(compiled, &sliced, all, &request, &entities),
         };
-        if let Some(all) = &sliced.all {
-            let r = self.authorizer.is_authorized(&request, all, &entities);
-            decision.shadow = Some(ShadowOutcome {
-                allowed: r.decision() == CedarDecision::Allow,
-                policies: reasons(&r),
-            });
-        }
         if self.check_slicing {
             let whole = whole_set(compiled, PolicyMode::Enforce);
             let r = self.authorizer.is_authorized(&request, &whole, &entities);
@@ -679,9 +678,88 @@ impl Engine {
                     reasons(&r)
                 ));
             }
+            if let Some(shadow) = &decision.shadow {
+                let mut whole = PolicySet::new();
+                for e in &compiled.entries {
+                    let _ = whole.add(e.policy.clone());
+                }
+                let r = self.authorizer.is_authorized(&request, &whole, &entities);
+                if (r.decision() == CedarDecision::Allow) != shadow.allowed
+                    || reasons(&r) != shadow.policies
+                {
+                    decision.errors.push(format!(
+                        "slicing changed the shadow outcome: whole set says {:?} by {:?}",
+                        r.decision(),
+                        reasons(&r)
+                    ));
+                }
+            }
         }
         decision
     }
+}
+
+impl Engine {
+    /// Decides with shadow policies among the candidates, in one evaluation where the answer allows it.
+    ///
+    /// Cedar reports every satisfied permit when it allows and every satisfied forbid when it denies. So one
+    /// evaluation of enforce + shadow gives the shadow outcome, and the enforced one follows from it: allowed
+    /// means no forbid held, so the enforced answer is "an enforce permit held"; denied by an enforce forbid
+    /// is denied either way; nothing held is denied either way. Only "denied by shadow forbids alone" needs
+    /// the enforce set evaluated on its own.
+    fn decide_with_shadow(
+        &self,
+        compiled: &Compiled,
+        sliced: &Sliced,
+        all: &PolicySet,
+        request: &Request,
+        entities: &Entities,
+    ) -> Decision {
+        let r = self.authorizer.is_authorized(request, all, entities);
+        let shadow = ShadowOutcome {
+            allowed: r.decision() == CedarDecision::Allow,
+            policies: reasons(&r),
+        };
+        let enforced = |id: &str| !sliced.shadow_ids.iter().any(|s| s == id);
+        let held: Vec<String> = shadow
+            .policies
+            .iter()
+            .filter(|p| enforced(p))
+            .cloned()
+            .collect();
+        let (allowed, policies, errors) = if shadow.allowed {
+            (!held.is_empty(), held, errors(&r, enforced))
+        } else if !held.is_empty() || shadow.policies.is_empty() {
+            (false, held, errors(&r, enforced))
+        } else {
+            let r = self
+                .authorizer
+                .is_authorized(request, &sliced.enforce, entities);
+            (
+                r.decision() == CedarDecision::Allow,
+                reasons(&r),
+                errors(&r, |_| true),
+            )
+        };
+        Decision {
+            allowed,
+            policies,
+            errors,
+            shadow: Some(shadow),
+            version: compiled.version,
+        }
+    }
+}
+
+fn errors(r: &cedar_policy::Response, keep: impl Fn(&str) -> bool) -> Vec<String> {
+    r.diagnostics()
+        .errors()
+        .filter(|e| {
+            let cedar_policy::AuthorizationError::PolicyEvaluationError(e) = e;
+            keep(e.policy_id().as_ref())
+        })
+        .map(ToString::to_string)
+        .collect()
 }
 
 struct Parts {
@@ -690,7 +768,7 @@ struct Parts {
     action: EntityUid,
     resource: EntityUid,
     resource_parents: Vec<EntityUid>,
-    entities: Vec<Entity>,
+    entities: Vec<ast::Entity>,
     context: Context,
 }
 
@@ -699,11 +777,11 @@ impl Compiled {
         Self {
             version: 0,
             entries: Vec::new(),
-            by_action: HashMap::new(),
+            by_action: HashMap::default(),
             any_action: Slot::default(),
             grants: GrantIndex::default(),
             grant_uids: Vec::new(),
-            memo: RwLock::new(HashMap::new()),
+            memo: RwLock::new(HashMap::default()),
             stored: 0,
         }
     }
@@ -818,20 +896,21 @@ fn slice(compiled: &Compiled, candidates: &[u32]) -> Arc<Sliced> {
     }
     let mut enforce = PolicySet::new();
     let mut all = PolicySet::new();
-    let mut any_shadow = false;
+    let mut shadow_ids = Vec::new();
     for &i in candidates {
         let e = &compiled.entries[i as usize];
         // Ids are unique in a compiled set, so adding cannot fail.
         if e.mode == PolicyMode::Enforce {
             let _ = enforce.add(e.policy.clone());
         } else {
-            any_shadow = true;
+            shadow_ids.push(e.policy.id().to_string());
         }
         let _ = all.add(e.policy.clone());
     }
     let sliced = Arc::new(Sliced {
         enforce,
-        all: any_shadow.then_some(all),
+        all: (!shadow_ids.is_empty()).then_some(all),
+        shadow_ids,
     });
     if let Ok(mut memo) = compiled.memo.write() {
         if memo.len() >= MEMO_LIMIT {
@@ -852,16 +931,30 @@ fn whole_set(compiled: &Compiled, mode: PolicyMode) -> PolicySet {
     set
 }
 
-fn device_entity(
+fn value(v: impl Into<ast::Literal>) -> ast::PartialValue {
+    ast::PartialValue::Value(ast::Value::from(v))
+}
+
+/// An entity whose `parents` already hold every ancestor (Vouch computes them; groups do not nest yet).
+fn core_entity(
     uid: &EntityUid,
-    req: &DeviceRequest,
+    attrs: Vec<(SmolStr, ast::PartialValue)>,
     ancestors: &[EntityUid],
-) -> Result<Entity, String> {
-    let d = &req.device;
-    let s = |v: &str| RestrictedExpression::new_string(v.to_owned());
+    tags: Vec<(SmolStr, ast::PartialValue)>,
+) -> ast::Entity {
+    ast::Entity::new_with_attr_partial_value(
+        uid.clone().into(),
+        attrs,
+        HashSet::new(),
+        ancestors.iter().cloned().map(Into::into).collect(),
+        tags,
+    )
+}
+
+fn device_entity(uid: &EntityUid, d: &DeviceFacts, ancestors: &[EntityUid]) -> ast::Entity {
     let mut attrs = vec![
-        ("class".to_owned(), s(&d.class)),
-        ("state".to_owned(), s(d.state.as_str())),
+        ("class".into(), value(d.class.as_str())),
+        ("state".into(), value(d.state.as_str())),
     ];
     for (k, v) in [
         ("vendor", &d.vendor),
@@ -871,59 +964,45 @@ fn device_entity(
         ("serial", &d.serial),
     ] {
         if let Some(v) = v {
-            attrs.push((k.to_owned(), s(v)));
+            attrs.push((k.into(), value(v.as_str())));
         }
     }
-    let tags = d.labels.iter().map(|(k, v)| (k.clone(), s(v)));
-    Entity::new_with_tags(uid.clone(), attrs, ancestors.iter().cloned(), tags)
-        .map_err(|e| e.to_string())
+    let tags = d
+        .labels
+        .iter()
+        .map(|(k, v)| (SmolStr::from(k.as_str()), value(v.as_str())))
+        .collect();
+    core_entity(uid, attrs, ancestors, tags)
 }
 
-fn device_context(c: &crate::request::DeviceContext) -> Result<Context, String> {
-    let (hour, weekday) = clock_parts(c.now);
-    let mut pairs = vec![
-        (
-            "now".to_owned(),
-            RestrictedExpression::new_long(c.now.unix_micros() / 1_000_000),
-        ),
-        ("hour".to_owned(), RestrictedExpression::new_long(hour)),
-        (
-            "weekday".to_owned(),
-            RestrictedExpression::new_long(weekday),
-        ),
-    ];
+fn clock_pairs(now: Timestamp) -> std::collections::BTreeMap<SmolStr, ast::Value> {
+    let (hour, weekday) = clock_parts(now);
+    std::collections::BTreeMap::from([
+        ("now".into(), (now.unix_micros() / 1_000_000).into()),
+        ("hour".into(), hour.into()),
+        ("weekday".into(), weekday.into()),
+    ])
+}
+
+fn device_context(c: &crate::request::DeviceContext) -> Context {
+    let mut pairs = clock_pairs(c.now);
     if let Some(t) = c.trust {
-        pairs.push((
-            "trust".to_owned(),
-            RestrictedExpression::new_long(t.get().into()),
-        ));
-        pairs.push((
-            "band".to_owned(),
-            RestrictedExpression::new_string(t.band().as_str().to_owned()),
-        ));
+        pairs.insert("trust".into(), i64::from(t.get()).into());
+        pairs.insert("band".into(), t.band().as_str().into());
     }
     if let Some(l) = &c.location {
-        pairs.push((
-            "location".to_owned(),
-            RestrictedExpression::new_string(l.clone()),
-        ));
+        pairs.insert("location".into(), l.as_str().into());
     }
     if let Some(b) = c.firmware_current {
-        pairs.push((
-            "firmware_current".to_owned(),
-            RestrictedExpression::new_bool(b),
-        ));
+        pairs.insert("firmware_current".into(), b.into());
     }
     if let Some(b) = c.compliant {
-        pairs.push(("compliant".to_owned(), RestrictedExpression::new_bool(b)));
+        pairs.insert("compliant".into(), b.into());
     }
     if let Some(d) = c.cert_days_left {
-        pairs.push((
-            "cert_days_left".to_owned(),
-            RestrictedExpression::new_long(d),
-        ));
+        pairs.insert("cert_days_left".into(), d.into());
     }
-    Context::from_pairs(pairs).map_err(|e| e.to_string())
+    Context::from(ast::Context::Value(Arc::new(pairs)))
 }
 
 /// Hour of day (0–23) and ISO weekday (1 = Monday) in UTC.
