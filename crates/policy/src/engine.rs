@@ -527,10 +527,44 @@ impl Engine {
         self.decide(&req.device, req.action, &req.resource, &req.context)
     }
 
-    /// Decides a device's request from borrowed parts (a gateway keeps a device's facts for its session).
+    /// Decides a device's request from borrowed parts.
     pub fn decide(
         &self,
         device: &DeviceFacts,
+        action: DeviceAction,
+        resource: &Resource,
+        context: &DeviceContext,
+    ) -> Decision {
+        self.decide_prepared(&self.prepare(device), action, resource, context)
+    }
+
+    /// A device's facts as the engine uses them, built once: a gateway prepares a device when its session
+    /// opens and decides each packet against that (prepare again when the device's record changes).
+    pub fn prepare(&self, device: &DeviceFacts) -> PreparedDevice {
+        let n = &self.names;
+        let id = device.id.to_string();
+        let uid = n.uid(&n.device, &id);
+        let mut ancestors: Vec<EntityUid> = device
+            .groups
+            .iter()
+            .map(|g| n.uid(&n.device_group, g))
+            .collect();
+        if device.state == DeviceState::Restricted {
+            ancestors.push(n.uid(&n.device_group, QUARANTINE_GROUP));
+        }
+        let entity = Arc::new(device_entity(&uid, device, &ancestors));
+        PreparedDevice {
+            id,
+            uid,
+            ancestors,
+            entity,
+        }
+    }
+
+    /// Decides a request from a prepared device.
+    pub fn decide_prepared(
+        &self,
+        device: &PreparedDevice,
         action: DeviceAction,
         resource: &Resource,
         context: &DeviceContext,
@@ -544,43 +578,31 @@ impl Engine {
                 format!("`{action}` does not apply to this kind of resource"),
             );
         }
-        let device_id = device.id.to_string();
-        let principal = n.uid(&n.device, &device_id);
-        let mut ancestors: Vec<EntityUid> = device
-            .groups
-            .iter()
-            .map(|g| n.uid(&n.device_group, g))
-            .collect();
-        if device.state == DeviceState::Restricted {
-            ancestors.push(n.uid(&n.device_group, QUARANTINE_GROUP));
-        }
         let (resource, resource_parents) = match resource {
             Resource::Topic(t) => {
                 let mut hits = Vec::new();
-                compiled.grants.matching(t, &device_id, &mut hits);
+                compiled.grants.matching(t, &device.id, &mut hits);
                 (n.uid(&n.topic, t.as_str()), grant_uids(&compiled, hits))
             }
             Resource::Subscription(f) => {
                 let mut hits = Vec::new();
-                compiled.grants.covering(f, &device_id, &mut hits);
+                compiled.grants.covering(f, &device.id, &mut hits);
                 (n.uid(&n.topic, f.as_str()), grant_uids(&compiled, hits))
             }
             Resource::Service(s) => (n.uid(&n.service, s.as_str()), Vec::new()),
             Resource::Asset(a) => (n.uid(&n.asset, a.as_str()), Vec::new()),
         };
-        let entity = device_entity(&principal, device, &ancestors);
         let resource_entity = core_entity(&resource, Vec::new(), &resource_parents, Vec::new());
-        let context = device_context(context);
         self.evaluate(
             &compiled,
             Parts {
-                principal,
-                ancestors,
+                principal: device.uid.clone(),
+                ancestors: device.ancestors.clone(),
                 action: action_uid,
                 resource,
                 resource_parents,
-                entities: vec![entity, resource_entity],
-                context,
+                entities: vec![Arc::clone(&device.entity), Arc::new(resource_entity)],
+                context: device_context(context),
             },
         )
     }
@@ -591,12 +613,12 @@ impl Engine {
         let n = &self.names;
         let principal = n.uid(&n.operator, &req.token.to_string());
         let role = n.uid(&n.role, req.role.as_str());
-        let entity = core_entity(
+        let entity = Arc::new(core_entity(
             &principal,
             vec![("name".into(), value(req.name.as_str()))],
             std::slice::from_ref(&role),
             Vec::new(),
-        );
+        ));
         let mut pairs = clock_pairs(req.now);
         pairs.insert("mfa".into(), req.mfa.into());
         let context = Context::from(ast::Context::Value(Arc::new(pairs)));
@@ -642,7 +664,7 @@ impl Engine {
             Err(e) => return refused(compiled.version, e.to_string()),
         };
         // Every ancestor is already in each entity's parents: no transitive closure to compute.
-        let entities = match CoreEntities::from_entities(
+        let entities = match CoreEntities::new().add_entities(
             parts.entities,
             None::<&NoEntitiesSchema>,
             TCComputation::AssumeAlreadyComputed,
@@ -768,8 +790,17 @@ struct Parts {
     action: EntityUid,
     resource: EntityUid,
     resource_parents: Vec<EntityUid>,
-    entities: Vec<ast::Entity>,
+    entities: Vec<Arc<ast::Entity>>,
     context: Context,
+}
+
+/// A device's facts as entity, uid and ancestors, ready for many decisions (see [`Engine::prepare`]).
+#[derive(Debug, Clone)]
+pub struct PreparedDevice {
+    id: String,
+    uid: EntityUid,
+    ancestors: Vec<EntityUid>,
+    entity: Arc<ast::Entity>,
 }
 
 impl Compiled {

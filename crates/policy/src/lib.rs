@@ -18,8 +18,8 @@ mod topic;
 
 pub use builtin::{DEFAULTS, PRIVILEGED};
 pub use engine::{
-    Compiled, Decision, Engine, PolicyErrors, PolicyProblem, PolicySource, QUARANTINE_GROUP,
-    ShadowOutcome, split_policies,
+    Compiled, Decision, Engine, PolicyErrors, PolicyProblem, PolicySource, PreparedDevice,
+    QUARANTINE_GROUP, ShadowOutcome, split_policies,
 };
 pub use grants::{DEVICE_ID_VAR, GrantFilter, GrantIndex};
 pub use request::{
