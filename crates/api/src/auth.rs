@@ -240,19 +240,33 @@ pub async fn check_otp(state: &AppState, token: TokenId, code: &str) -> Result<b
     if !mfa.confirmed {
         return Ok(false);
     }
+    let Some(_) = use_code(state, &mfa, code).await? else {
+        return Ok(false);
+    };
+    state.step_ups.grant(token, code, now_ts);
+    Ok(true)
+}
+
+/// Checks `code` against `mfa`'s secret (one step of clock skew either way) and records its step as used;
+/// the step, or `None` if the code is wrong or its step (or a later one) was used already.
+pub(crate) async fn use_code(
+    state: &AppState,
+    mfa: &vouch_store::MfaRecord,
+    code: &str,
+) -> Result<Option<u64>, ApiError> {
     let secret = state
         .seal
-        .open(token.to_string().as_bytes(), &mfa.sealed_secret)
+        .open(mfa.token.to_string().as_bytes(), &mfa.sealed_secret)
         .map_err(ApiError::internal)?;
     let now = crate::totp::step_at(state.clock.now().unix_micros() / 1_000_000);
     let Some(step) = crate::totp::verify(&secret, code, now) else {
-        return Ok(false);
+        return Ok(None);
     };
-    if !state.store.use_mfa_step(token, step).await? {
-        return Ok(false);
-    }
-    state.step_ups.grant(token, code, now_ts);
-    Ok(true)
+    Ok(state
+        .store
+        .use_mfa_step(mfa.token, step)
+        .await?
+        .then_some(step))
 }
 
 /// Asks the policy engine whether `principal` may do `permission`; a denial is a 403 naming the policy.

@@ -334,15 +334,9 @@ pub(crate) async fn confirm_totp(
         .get_mfa(who.token)
         .await?
         .ok_or_else(|| ApiError::bad_request("enroll first: POST /api/v1/mfa/totp"))?;
-    let secret = state
-        .seal
-        .open(who.token.to_string().as_bytes(), &mfa.sealed_secret)
-        .map_err(ApiError::internal)?;
-    let now = crate::totp::step_at(state.clock.now().unix_micros() / 1_000_000);
-    let step = crate::totp::verify(&secret, &body.code, now).ok_or_else(wrong)?;
-    if !state.store.use_mfa_step(who.token, step).await? {
-        return Err(wrong());
-    }
+    let step = crate::auth::use_code(&state, &mfa, &body.code)
+        .await?
+        .ok_or_else(wrong)?;
     let confirmed = MfaRecord {
         confirmed: true,
         last_step: step,
