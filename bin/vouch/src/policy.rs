@@ -8,7 +8,7 @@ use anyhow::{Context, Result, bail};
 use clap::Subcommand;
 use serde::Serialize;
 use vouch_api::decide::{PolicyWriteError, seed_defaults, write_policies};
-use vouch_policy::{DeviceRequest, Engine, PolicySource, split_policies};
+use vouch_policy::{DeviceRequest, Engine, PolicySource, split_policies, with_candidates};
 use vouch_store::{Change, PolicyOp, PolicyWrite, Store};
 use vouch_types::{Clock, PolicyId, PolicyMode, Reason, SystemClock};
 
@@ -123,12 +123,8 @@ pub async fn run(
             for file in files {
                 let text = read(&file)?;
                 let result = split_policies(&text, PolicyMode::Shadow).and_then(|candidate| {
-                    let mut set: Vec<PolicySource> = stored_sources(&stored)
-                        .into_iter()
-                        .filter(|s| !candidate.iter().any(|c| c.id == s.id))
-                        .collect();
                     let n = candidate.len();
-                    set.extend(candidate);
+                    let set = with_candidates(&stored_sources(&stored), candidate);
                     engine.check(&set).map(|()| n)
                 });
                 match result {
@@ -366,12 +362,7 @@ async fn replay(
 ) -> Result<ReplayReport> {
     let stored = stored_sources(&store.policies().await?);
     let candidate = split_policies(candidate_text, mode).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let mut next: Vec<PolicySource> = stored
-        .iter()
-        .filter(|s| !candidate.iter().any(|c| c.id == s.id))
-        .cloned()
-        .collect();
-    next.extend(candidate);
+    let next = with_candidates(&stored, candidate);
     let now_engine = Engine::new().map_err(|e| anyhow::anyhow!("{e}"))?;
     now_engine.install(
         now_engine

@@ -226,12 +226,13 @@ impl DecisionPoint {
     /// Decides a device's request and leaves its traces.
     pub fn decide_device(&self, req: &DeviceRequest) -> Decision {
         let d = self.engine.decide_device(req);
-        let subject = serde_json::json!({
-            "principal": { "type": "Device", "id": req.device.id },
-            "action": req.action,
-            "resource": req.resource,
+        self.trace_denial(Some(req.device.id), &d, || {
+            serde_json::json!({
+                "principal": { "type": "Device", "id": req.device.id },
+                "action": req.action,
+                "resource": req.resource,
+            })
         });
-        self.trace_denial(Some(req.device.id), subject, &d);
         if self.record {
             self.record(req, &d);
         }
@@ -246,31 +247,34 @@ impl DecisionPoint {
         resource: &vouch_policy::Resource,
         d: &Decision,
     ) {
-        let subject = serde_json::json!({
-            "principal": { "type": "Device", "id": device, "registered": false },
-            "action": action,
-            "resource": resource,
+        self.trace_denial(None, d, || {
+            serde_json::json!({
+                "principal": { "type": "Device", "id": device, "registered": false },
+                "action": action,
+                "resource": resource,
+            })
         });
-        self.trace_denial(None, subject, d);
     }
 
     /// Decides an operator's request and logs a denial.
     pub fn decide_operator(&self, req: &OperatorRequest) -> Decision {
         let d = self.engine.decide_operator(req);
-        let subject = serde_json::json!({
-            "principal": { "type": "Operator", "id": req.token.to_string(), "role": req.role },
-            "action": req.permission.action(),
-            "mfa": req.mfa,
+        self.trace_denial(None, &d, || {
+            serde_json::json!({
+                "principal": { "type": "Operator", "id": req.token.to_string(), "role": req.role },
+                "action": req.permission.action(),
+                "mfa": req.mfa,
+            })
         });
-        self.trace_denial(None, subject, &d);
         d
     }
 
+    /// Logs `d` if it is a denial or a shadow "would deny"; `subject` (built only then) says what was asked.
     fn trace_denial(
         &self,
         device: Option<vouch_types::DeviceId>,
-        subject: serde_json::Value,
         d: &Decision,
+        subject: impl FnOnce() -> serde_json::Value,
     ) {
         let action = if !d.allowed {
             Action::AccessDenied
@@ -279,6 +283,7 @@ impl DecisionPoint {
         } else {
             return;
         };
+        let subject = subject();
         let now = self.clock.now();
         let mut h = self.hasher.build_hasher();
         subject.to_string().hash(&mut h);

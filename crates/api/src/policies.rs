@@ -109,16 +109,15 @@ pub(crate) async fn validate(
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let candidate =
         vouch_policy::split_policies(&body.text, PolicyMode::Shadow).map_err(|e| invalid(&e))?;
-    let mut set: Vec<vouch_policy::PolicySource> = state
+    let stored: Vec<vouch_policy::PolicySource> = state
         .store
         .policies()
         .await?
         .iter()
-        .filter(|p| !candidate.iter().any(|c| c.id == p.id))
         .map(Into::into)
         .collect();
     let ids: Vec<String> = candidate.iter().map(|c| c.id.to_string()).collect();
-    set.extend(candidate);
+    let set = vouch_policy::with_candidates(&stored, candidate);
     state
         .decisions
         .engine()

@@ -3,108 +3,17 @@
 //! shadow mode, the second factor for enforce mode, and operators' roles decided by the engine.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::sync::Arc;
+mod common;
 
-use axum::Router;
-use axum::body::Body;
-use axum::http::{HeaderMap, Method, Request, StatusCode, header};
-use http_body_util::BodyExt;
+use axum::http::{HeaderMap, Method, StatusCode, header};
+use common::Harness;
 use serde_json::{Value, json};
-use tower::ServiceExt;
 use vouch_api::totp::{Algorithm, code, step_at};
-use vouch_api::{AppState, Limits, auth, router};
-use vouch_store::Store;
-use vouch_store_sqlite::{Durability, SqliteStore};
-use vouch_types::{Actor, Clock, ManualClock, Role, Timestamp};
-
-const NOW: i64 = 1_790_000_000_000_000;
-
-struct Harness {
-    app: Router,
-    store: Arc<dyn Store>,
-    clock: Arc<ManualClock>,
-    admin: String,
-    decisions: Arc<vouch_api::decide::DecisionPoint>,
-}
+use vouch_types::{Clock, Role};
 
 impl Harness {
-    async fn new() -> Self {
-        let dir = tempfile::tempdir().unwrap().keep();
-        let store: Arc<dyn Store> =
-            Arc::new(SqliteStore::open(dir.join("vouch.db"), Durability::Normal).unwrap());
-        let clock = Arc::new(ManualClock::new(Timestamp::from_unix_micros(NOW)));
-        let admin = auth::bootstrap_admin(&*store, &*clock)
-            .await
-            .unwrap()
-            .unwrap();
-        let decisions = vouch_api::decide::DecisionPoint::start(store.clone(), clock.clone(), None)
-            .await
-            .unwrap();
-        let seal = Arc::new(vouch_api::totp::SealKey::generate().unwrap().0);
-        let state = AppState::new(store.clone(), clock.clone(), decisions.clone(), seal);
-        Self {
-            app: router(state, Limits::default()),
-            store,
-            clock,
-            admin: admin.expose().to_owned(),
-            decisions,
-        }
-    }
-
-    async fn token(&self, role: Role) -> String {
-        let (_, secret) = auth::issue(
-            &*self.store,
-            &*self.clock,
-            Actor::System("test".into()),
-            format!("{role} operator").try_into().unwrap(),
-            role,
-            None,
-            None,
-        )
-        .await
-        .unwrap();
-        secret.expose().to_owned()
-    }
-
-    async fn call(
-        &self,
-        method: Method,
-        uri: &str,
-        token: Option<&str>,
-        body: Option<Value>,
-    ) -> (StatusCode, Value) {
-        let (status, _, v) = self
-            .call_full(method, uri, token, body.map(|b| b.to_string()), &[])
-            .await;
-        (status, v)
-    }
-
-    async fn call_full(
-        &self,
-        method: Method,
-        uri: &str,
-        token: Option<&str>,
-        body: Option<String>,
-        headers: &[(&str, &str)],
-    ) -> (StatusCode, HeaderMap, Value) {
-        let mut req = Request::builder().method(method).uri(uri);
-        if let Some(t) = token {
-            req = req.header(header::AUTHORIZATION, format!("Bearer {t}"));
-        }
-        if body.is_some() {
-            req = req.header(header::CONTENT_TYPE, "application/json");
-        }
-        for (k, v) in headers {
-            req = req.header(*k, *v);
-        }
-        let req = req.body(body.map_or_else(Body::empty, Body::from)).unwrap();
-        let resp = self.app.clone().oneshot(req).await.unwrap();
-        let status = resp.status();
-        let headers = resp.headers().clone();
-        let bytes = resp.into_body().collect().await.unwrap().to_bytes();
-        let v = serde_json::from_slice(&bytes)
-            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into()));
-        (status, headers, v)
+    async fn role_token(&self, role: Role) -> String {
+        self.token(role, None).await
     }
 
     /// `POST /api/v1/authorize` with `body` as the gateway `token`.
@@ -282,7 +191,7 @@ async fn enroll_totp(h: &Harness, token: &str) -> Vec<u8> {
 #[tokio::test]
 async fn devices_get_least_privilege_over_http() {
     let h = Harness::new().await;
-    let gw = h.token(Role::Gateway).await;
+    let gw = h.role_token(Role::Gateway).await;
     let a = h.active_device().await;
     let b = h.active_device().await;
 
@@ -468,7 +377,7 @@ async fn devices_get_least_privilege_over_http() {
 #[tokio::test]
 async fn bad_authorize_input_is_a_clear_4xx_and_changes_nothing() {
     let h = Harness::new().await;
-    let gw = h.token(Role::Gateway).await;
+    let gw = h.role_token(Role::Gateway).await;
     let a = h.active_device().await;
     let own = format!("devices/{a}/telemetry");
     let before = h.audit().await.len();
@@ -888,7 +797,7 @@ const NO_TELEMETRY: &str = "@id(\"no-telemetry\")\nforbid(\n  principal is Vouch
 #[tokio::test]
 async fn shadow_policies_report_but_never_deny() {
     let h = Harness::new().await;
-    let gw = h.token(Role::Gateway).await;
+    let gw = h.role_token(Role::Gateway).await;
     let a = h.active_device().await;
     let telemetry = publish(&a, &format!("devices/{a}/telemetry"));
 
@@ -934,7 +843,7 @@ async fn shadow_policies_report_but_never_deny() {
 #[tokio::test]
 async fn enforcing_a_policy_needs_a_second_factor() {
     let h = Harness::new().await;
-    let gw = h.token(Role::Gateway).await;
+    let gw = h.role_token(Role::Gateway).await;
     let a = h.active_device().await;
     let telemetry = publish(&a, &format!("devices/{a}/telemetry"));
     let (status, v) = h
@@ -1163,7 +1072,7 @@ async fn a_code_opens_a_short_step_up_session_and_is_never_accepted_again_after_
     assert_eq!(status, StatusCode::OK, "{v}");
 
     // Another token holding the same code gets nothing from it.
-    let other = h.token(Role::Admin).await;
+    let other = h.role_token(Role::Admin).await;
     let (status, _, v) = h
         .call_full(
             Method::POST,
@@ -1208,7 +1117,7 @@ async fn a_code_opens_a_short_step_up_session_and_is_never_accepted_again_after_
 #[tokio::test]
 async fn emqx_asks_vouch_in_its_own_shape() {
     let h = Harness::new().await;
-    let gw = h.token(Role::Gateway).await;
+    let gw = h.role_token(Role::Gateway).await;
     let a = h.active_device().await;
     let b = h.active_device().await;
     let ask = |client: &str, cn: &str, action: &str, topic: &str| {
@@ -1339,7 +1248,7 @@ async fn emqx_asks_vouch_in_its_own_shape() {
         )
         .await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
-    let auditor = h.token(Role::Auditor).await;
+    let auditor = h.role_token(Role::Auditor).await;
     let (status, _) = h
         .emqx(&auditor, &ask(&a, &a, "publish", &format!("devices/{a}/t")))
         .await;
@@ -1349,9 +1258,9 @@ async fn emqx_asks_vouch_in_its_own_shape() {
 #[tokio::test]
 async fn operators_are_decided_by_the_engine() {
     let h = Harness::new().await;
-    let auditor = h.token(Role::Auditor).await;
-    let operator = h.token(Role::Operator).await;
-    let gw = h.token(Role::Gateway).await;
+    let auditor = h.role_token(Role::Auditor).await;
+    let operator = h.role_token(Role::Operator).await;
+    let gw = h.role_token(Role::Gateway).await;
     let text = "forbid(principal is Vouch::Device, action, resource) when { context.hour < 6 };";
 
     // An auditor reads policies but cannot write them.

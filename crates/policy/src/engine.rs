@@ -893,6 +893,17 @@ pub fn split_policies(text: &str, mode: PolicyMode) -> Result<Vec<PolicySource>,
     }
 }
 
+/// `set` with `candidates` applied: a candidate replaces the policy with its id, or joins the set.
+pub fn with_candidates(set: &[PolicySource], candidates: Vec<PolicySource>) -> Vec<PolicySource> {
+    let mut out: Vec<PolicySource> = set
+        .iter()
+        .filter(|s| !candidates.iter().any(|c| c.id == s.id))
+        .cloned()
+        .collect();
+    out.extend(candidates);
+    out
+}
+
 fn first_line(s: &str) -> &str {
     s.lines().find(|l| !l.trim().is_empty()).unwrap_or(s)
 }

@@ -19,7 +19,7 @@ mod topic;
 pub use builtin::{DEFAULTS, PRIVILEGED};
 pub use engine::{
     Compiled, Decision, Engine, PolicyErrors, PolicyProblem, PolicySource, PreparedDevice,
-    QUARANTINE_GROUP, ShadowOutcome, split_policies,
+    QUARANTINE_GROUP, ShadowOutcome, split_policies, with_candidates,
 };
 pub use grants::{DEVICE_ID_VAR, GrantFilter, GrantIndex};
 pub use request::{
