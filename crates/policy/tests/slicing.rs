@@ -91,17 +91,17 @@ fn request() -> impl Strategy<Value = DeviceRequest> {
         0..6usize,
         0..24i64,
         prop::option::of(0..=100u8),
-        any::<bool>(),
+        0..3usize,
     )
-        .prop_map(|(d, groups, kind, target, hour, trust, restricted)| {
+        .prop_map(|(d, groups, kind, target, hour, trust, state)| {
             let device = DeviceFacts {
                 id: id(DEVICES[d]),
                 class: if d == 2 { "camera" } else { "sensor" }.into(),
-                state: if restricted {
-                    DeviceState::Restricted
-                } else {
-                    DeviceState::Active
-                },
+                state: [
+                    DeviceState::Active,
+                    DeviceState::Restricted,
+                    DeviceState::Suspended,
+                ][state],
                 vendor: None,
                 model: None,
                 firmware: None,
