@@ -17,7 +17,7 @@ use vouch_policy::{
     DEFAULTS, Decision, DeviceRequest, Engine, OperatorRequest, PolicyErrors, PolicySource,
     split_policies,
 };
-use vouch_store::{Change, PolicyOp, PolicyWrite, Store, StoreError};
+use vouch_store::{Change, PolicyOp, PolicyWrite, Store, StoreError, plan_policy_write};
 use vouch_types::{Actor, Clock, PolicyMode, PolicyRecord, Timestamp};
 
 /// How often the store's policy generation is polled: a policy written by any process (the CLI, another
@@ -50,27 +50,24 @@ pub async fn write_policies(
     writes: Vec<PolicyWrite>,
     change: Change,
 ) -> Result<Vec<PolicyRecord>, PolicyWriteError> {
-    let mut next: Vec<PolicySource> = store.policies().await?.iter().map(Into::into).collect();
+    // The set these writes would leave, by the store's own rules (`plan_policy_write`): validated before
+    // anything is written.
+    let mut next: std::collections::BTreeMap<_, PolicyRecord> = store
+        .policies()
+        .await?
+        .into_iter()
+        .map(|p| (p.id.clone(), p))
+        .collect();
     for w in &writes {
-        let pos = next.iter().position(|s| s.id == w.id);
-        match (&w.op, pos) {
-            (PolicyOp::Put { text, mode }, Some(i)) => {
-                next[i].text.clone_from(text);
-                next[i].mode = *mode;
+        if let Some((version, _)) = plan_policy_write(next.get(&w.id), w, &change)? {
+            if version.removed {
+                next.remove(&w.id);
+            } else {
+                next.insert(w.id.clone(), version);
             }
-            (PolicyOp::Put { text, mode }, None) => next.push(PolicySource {
-                id: w.id.clone(),
-                text: text.clone(),
-                mode: *mode,
-            }),
-            (PolicyOp::SetMode(mode), Some(i)) => next[i].mode = *mode,
-            (PolicyOp::Remove, Some(i)) => {
-                next.remove(i);
-            }
-            // The store reports the missing policy.
-            (PolicyOp::SetMode(_) | PolicyOp::Remove, None) => {}
         }
     }
+    let next: Vec<PolicySource> = next.values().map(Into::into).collect();
     engine.check(&next)?;
     Ok(store.write_policies(writes, change).await?)
 }

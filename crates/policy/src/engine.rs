@@ -613,7 +613,7 @@ impl Engine {
             &compiled,
             Parts {
                 principal: device.uid.clone(),
-                ancestors: device.ancestors.clone(),
+                ancestors: &device.ancestors,
                 action: action_uid,
                 resource,
                 resource_parents,
@@ -643,7 +643,7 @@ impl Engine {
             &compiled,
             Parts {
                 principal,
-                ancestors: vec![role],
+                ancestors: std::slice::from_ref(&role),
                 action: n.uid(&n.action, req.permission.action()),
                 resource: n.uid(&n.fleet, "default"),
                 resource_parents: Vec::new(),
@@ -654,13 +654,13 @@ impl Engine {
         )
     }
 
-    fn evaluate(&self, compiled: &Compiled, parts: Parts) -> Decision {
+    fn evaluate(&self, compiled: &Compiled, parts: Parts<'_>) -> Decision {
         let mut candidates = Vec::new();
         let mut actions = vec![&parts.action];
         if let Some(groups) = self.action_groups.get(&parts.action) {
             actions.extend(groups);
         }
-        let principal = (&parts.principal, parts.ancestors.as_slice());
+        let principal = (&parts.principal, parts.ancestors);
         let resource = (&parts.resource, parts.resource_parents.as_slice());
         for a in actions {
             if let Some(slot) = compiled.by_action.get(a) {
@@ -712,7 +712,7 @@ impl Engine {
             Some(all) => self.decide_with_shadow(compiled, &sliced, all, &request, &entities),
         };
         if self.check_slicing {
-            let whole = whole_set(compiled, PolicyMode::Enforce);
+            let whole = whole_set(compiled, Some(PolicyMode::Enforce));
             let r = self.authorizer.is_authorized(&request, &whole, &entities);
             if (r.decision() == CedarDecision::Allow) != decision.allowed
                 || reasons(&r) != decision.policies
@@ -724,10 +724,7 @@ impl Engine {
                 ));
             }
             if let Some(shadow) = &decision.shadow {
-                let mut whole = PolicySet::new();
-                for e in &compiled.entries {
-                    let _ = whole.add(e.policy.clone());
-                }
+                let whole = whole_set(compiled, None);
                 let r = self.authorizer.is_authorized(&request, &whole, &entities);
                 if (r.decision() == CedarDecision::Allow) != shadow.allowed
                     || reasons(&r) != shadow.policies
@@ -807,9 +804,9 @@ fn errors(r: &cedar_policy::Response, keep: impl Fn(&str) -> bool) -> Vec<String
         .collect()
 }
 
-struct Parts {
+struct Parts<'a> {
     principal: EntityUid,
-    ancestors: Vec<EntityUid>,
+    ancestors: &'a [EntityUid],
     action: EntityUid,
     resource: EntityUid,
     resource_parents: Vec<EntityUid>,
@@ -991,10 +988,11 @@ fn slice(compiled: &Compiled, candidates: &[u32]) -> Arc<Sliced> {
     sliced
 }
 
-fn whole_set(compiled: &Compiled, mode: PolicyMode) -> PolicySet {
+/// Every policy of `compiled` in `mode` (every policy for `None`): what slicing is checked against.
+fn whole_set(compiled: &Compiled, mode: Option<PolicyMode>) -> PolicySet {
     let mut set = PolicySet::new();
     for e in &compiled.entries {
-        if e.mode == mode {
+        if mode.is_none_or(|m| e.mode == m) {
             let _ = set.add(e.policy.clone());
         }
     }
