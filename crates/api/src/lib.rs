@@ -11,7 +11,7 @@
 pub mod auth;
 mod authorize;
 mod certs;
-pub mod decide;
+pub use vouch_decide as decide;
 mod devices;
 mod error;
 pub mod est;

@@ -102,11 +102,14 @@ pub enum Action {
     MfaEnrolled,
     /// An operator confirmed their second factor with a valid code.
     MfaConfirmed,
+    /// An enforcement point cut a live session because the device no longer may keep it (revoked
+    /// certificate, lifecycle change, policy).
+    SessionCut,
 }
 
 impl Action {
     /// Every action.
-    pub const ALL: [Action; 20] = [
+    pub const ALL: [Action; 21] = [
         Self::DeviceCreated,
         Self::DeviceImported,
         Self::DeviceUpdated,
@@ -127,6 +130,7 @@ impl Action {
         Self::AccessWouldDeny,
         Self::MfaEnrolled,
         Self::MfaConfirmed,
+        Self::SessionCut,
     ];
 
     /// The action's stable name, as stored, hashed and exported (`device.created`).
@@ -152,6 +156,7 @@ impl Action {
             Self::AccessWouldDeny => "access.would_deny",
             Self::MfaEnrolled => "mfa.enrolled",
             Self::MfaConfirmed => "mfa.confirmed",
+            Self::SessionCut => "session.cut",
         }
     }
 }

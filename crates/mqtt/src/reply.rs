@@ -98,7 +98,7 @@ pub fn disconnect(protocol: Protocol, code: ReasonCode) -> Option<Vec<u8>> {
     protocol.is_v5().then(|| vec![0xe0, 1, code.v5()])
 }
 
-fn frame(first: u8, body: &[u8]) -> Vec<u8> {
+pub(crate) fn frame(first: u8, body: &[u8]) -> Vec<u8> {
     let mut out = vec![first];
     let mut len = body.len();
     loop {

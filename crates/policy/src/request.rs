@@ -115,6 +115,11 @@ impl Resource {
 pub struct ResourceName(String);
 
 impl ResourceName {
+    /// `mqtt`: the service an MQTT CONNECT asks for.
+    pub fn mqtt() -> Self {
+        Self("mqtt".to_owned())
+    }
+
     /// The name as text.
     pub fn as_str(&self) -> &str {
         &self.0

@@ -14,8 +14,8 @@ use serde::Serialize;
 use tokio::sync::mpsc;
 use vouch_events::{Action, EventDraft};
 use vouch_policy::{
-    DEFAULTS, Decision, DeviceRequest, Engine, OperatorRequest, PolicyErrors, PolicySource,
-    split_policies,
+    DEFAULTS, Decision, DeviceAction, DeviceContext, DeviceFacts, DeviceRequest, Engine,
+    OperatorRequest, PolicyErrors, PolicySource, PreparedDevice, Resource, split_policies,
 };
 use vouch_store::{Change, PolicyOp, PolicyWrite, Store, StoreError, plan_policy_write};
 use vouch_types::{Actor, Clock, PolicyMode, PolicyRecord, Timestamp};
@@ -232,6 +232,36 @@ impl DecisionPoint {
         });
         if self.record {
             self.record(req, &d);
+        }
+        d
+    }
+
+    /// Decides a request from a device prepared once per session (an enforcement point's path) and leaves
+    /// the same traces as [`DecisionPoint::decide_device`]; `facts` are the ones `device` was prepared from.
+    pub fn decide_prepared(
+        &self,
+        facts: &DeviceFacts,
+        device: &PreparedDevice,
+        action: DeviceAction,
+        resource: &Resource,
+        context: &DeviceContext,
+    ) -> Decision {
+        let d = self.engine.decide_prepared(device, action, resource, context);
+        self.trace_denial(Some(facts.id), &d, || {
+            serde_json::json!({
+                "principal": { "type": "Device", "id": facts.id },
+                "action": action,
+                "resource": resource,
+            })
+        });
+        if self.record {
+            let req = DeviceRequest {
+                device: facts.clone(),
+                action,
+                resource: resource.clone(),
+                context: context.clone(),
+            };
+            self.record(&req, &d);
         }
         d
     }

@@ -1,0 +1,285 @@
+//! The "enforce" step of Vouch's loop: an MQTT gateway in front of the broker users already run.
+//!
+//! A device connects over mutual TLS; its certificate must chain to a Vouch CA (or an imported issuer) and
+//! be on record and unrevoked in the store, which names the device. Its CONNECT must carry the device's id
+//! as client id. Then every PUBLISH, every SUBSCRIBE filter and every message the broker delivers is
+//! decided by the policy engine (through the decision point, so denials leave their trace), with decisions
+//! cached per session. Allowed bytes are forwarded unchanged; refusals are answered in the client's
+//! protocol version ([`vouch_mqtt`]).
+//!
+//! Verification is continuous ([`follow`]): the gateway follows the store's event log and the policy
+//! version, and when a device's certificate is revoked, its lifecycle state or record changes, or the
+//! policies change, it re-decides that device's live sessions within a tick (100 ms) and closes them or
+//! narrows them to what is still allowed. Traffic is counted per device and emitted as
+//! [`vouch_types::Observation`]s for the trust engine.
+//!
+//! Architecture Invariant: nothing reaches the broker before the client's certificate, client id and
+//! CONNECT were accepted; the upstream connection is opened only then.
+//! Architecture Invariant: a gateway holds no state that matters: sessions, caches and counters are
+//! rebuilt from the store, so several gateways can serve one fleet and any can restart.
+
+mod follow;
+mod observe;
+mod session;
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rustls::server::WebPkiClientVerifier;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
+use serde::Serialize;
+use tokio::net::TcpListener;
+use tokio::sync::{Semaphore, broadcast};
+use vouch_decide::DecisionPoint;
+use vouch_policy::ResourceName;
+use vouch_store::Store;
+use vouch_types::{Clock, DeviceId, Observation, TrafficWindow};
+
+pub use session::CloseReason;
+
+/// How a refused PUBLISH from an MQTT 3.1.1 client is handled (3.1.1 has no way to say "refused").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DeniedPublish {
+    /// Drop the message (acknowledged as if delivered, so the client does not resend it).
+    Drop,
+    /// Close the connection.
+    Disconnect,
+}
+
+/// Where allowed traffic goes.
+#[derive(Clone)]
+pub struct Upstream {
+    /// The broker's address.
+    pub addr: SocketAddr,
+    /// TLS towards the broker, with the name its certificate must carry; `None` for plain TCP (loopback).
+    pub tls: Option<(Arc<rustls::ClientConfig>, ServerName<'static>)>,
+}
+
+/// How the gateway behaves.
+#[derive(Clone)]
+pub struct GatewayConfig {
+    /// The broker behind the gateway.
+    pub upstream: Upstream,
+    /// The service name devices `connect` to in policies (`Vouch::Service::"mqtt"`).
+    pub service: ResourceName,
+    /// Time allowed for the TLS handshake.
+    pub handshake_timeout: Duration,
+    /// Time allowed between the handshake and a complete CONNECT.
+    pub connect_timeout: Duration,
+    /// The largest MQTT packet accepted in either direction, fixed header included.
+    pub max_packet: usize,
+    /// What happens to a refused PUBLISH from a 3.1.1 client.
+    pub v311_denied_publish: DeniedPublish,
+    /// The most sessions held at once; connections beyond wait for the handshake slot, then are refused.
+    pub max_sessions: usize,
+    /// The length of an observation window.
+    pub window: Duration,
+}
+
+impl GatewayConfig {
+    /// Defaults in front of `upstream`.
+    pub fn new(upstream: Upstream) -> Self {
+        Self {
+            upstream,
+            service: ResourceName::mqtt(),
+            handshake_timeout: Duration::from_secs(10),
+            connect_timeout: Duration::from_secs(10),
+            max_packet: 256 * 1024,
+            v311_denied_publish: DeniedPublish::Drop,
+            max_sessions: 100_000,
+            window: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Why the gateway could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum GatewayError {
+    /// The TLS configuration was refused.
+    #[error("TLS configuration: {0}")]
+    Tls(String),
+    /// The store could not be read.
+    #[error(transparent)]
+    Store(#[from] vouch_store::StoreError),
+}
+
+/// A rustls server configuration presenting `chain` (leaf first) with `key_pkcs8` and **requiring** a client
+/// certificate that chains to one of `client_roots` (Vouch's CAs and any imported issuers).
+pub fn server_config(
+    chain: Vec<Vec<u8>>,
+    key_pkcs8: Vec<u8>,
+    client_roots: &[Vec<u8>],
+) -> Result<Arc<rustls::ServerConfig>, GatewayError> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut roots = rustls::RootCertStore::empty();
+    for r in client_roots {
+        roots
+            .add(CertificateDer::from(r.clone()))
+            .map_err(|e| GatewayError::Tls(e.to_string()))?;
+    }
+    let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+        .build()
+        .map_err(|e| GatewayError::Tls(e.to_string()))?;
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| GatewayError::Tls(e.to_string()))?
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(
+            chain.into_iter().map(CertificateDer::from).collect(),
+            PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key_pkcs8)),
+        )
+        .map_err(|e| GatewayError::Tls(e.to_string()))?;
+    Ok(Arc::new(config))
+}
+
+/// Why connections were refused or closed, counted.
+#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+pub struct GatewayStats {
+    /// Sessions open now.
+    pub sessions: u64,
+    /// Sessions accepted since start.
+    pub accepted: u64,
+    /// Connections refused or closed, by reason (`no_certificate`, `revoked`, …).
+    pub closed: std::collections::BTreeMap<&'static str, u64>,
+    /// Packets (or SUBSCRIBE filters, or deliveries) refused by policy.
+    pub denied: u64,
+    /// Connections opened to the broker.
+    pub upstream_connects: u64,
+    /// Live sessions re-decided after a change.
+    pub reverified: u64,
+}
+
+pub(crate) struct Counters {
+    sessions: AtomicU64,
+    accepted: AtomicU64,
+    closed: Mutex<std::collections::BTreeMap<&'static str, u64>>,
+    denied: AtomicU64,
+    upstream_connects: AtomicU64,
+    reverified: AtomicU64,
+}
+
+impl Counters {
+    fn closed(&self, reason: CloseReason) {
+        if let Ok(mut m) = self.closed.lock() {
+            *m.entry(reason.as_str()).or_default() += 1;
+        }
+    }
+}
+
+pub(crate) struct Inner {
+    config: GatewayConfig,
+    store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
+    decisions: Arc<DecisionPoint>,
+    tls: tokio_rustls::TlsAcceptor,
+    counters: Counters,
+    sessions: follow::Registry,
+    observer: observe::Observer,
+}
+
+/// A running gateway: accepts device connections and keeps verifying them.
+#[derive(Clone)]
+pub struct Gateway {
+    inner: Arc<Inner>,
+}
+
+impl Gateway {
+    /// A gateway deciding with `decisions` over `store`, terminating TLS with `tls` (see [`server_config`]).
+    /// Starts following the store (revocations, device changes, policy versions) and the observation
+    /// windows; needs a tokio runtime.
+    pub async fn start(
+        config: GatewayConfig,
+        tls: Arc<rustls::ServerConfig>,
+        store: Arc<dyn Store>,
+        clock: Arc<dyn Clock>,
+        decisions: Arc<DecisionPoint>,
+    ) -> Result<Self, GatewayError> {
+        let cursor = store.audit_head().await?.map(|(seq, _)| seq);
+        let window = config.window;
+        let inner = Arc::new(Inner {
+            config,
+            store,
+            clock,
+            decisions,
+            tls: tokio_rustls::TlsAcceptor::from(tls),
+            counters: Counters {
+                sessions: AtomicU64::new(0),
+                accepted: AtomicU64::new(0),
+                closed: Mutex::default(),
+                denied: AtomicU64::new(0),
+                upstream_connects: AtomicU64::new(0),
+                reverified: AtomicU64::new(0),
+            },
+            sessions: follow::Registry::default(),
+            observer: observe::Observer::new(),
+        });
+        tokio::spawn(follow::run(Arc::downgrade(&inner), cursor));
+        tokio::spawn(observe::run(Arc::downgrade(&inner), window));
+        Ok(Self { inner })
+    }
+
+    /// Accepts connections on `listener` until `stop` turns true.
+    pub async fn serve(&self, listener: TcpListener, mut stop: tokio::sync::watch::Receiver<bool>) {
+        let slots = Arc::new(Semaphore::new(self.inner.config.max_sessions));
+        loop {
+            let accepted = tokio::select! {
+                a = listener.accept() => a,
+                _ = stop.changed() => {
+                    if *stop.borrow() { return; }
+                    continue;
+                }
+            };
+            let (tcp, remote) = match accepted {
+                Ok(x) => x,
+                Err(e) => {
+                    // Out of file descriptors, most likely: wait instead of spinning.
+                    tracing::warn!(error = %e, "accepting a connection failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            };
+            let Ok(slot) = slots.clone().try_acquire_owned() else {
+                self.inner.counters.closed(CloseReason::TooManySessions);
+                tracing::warn!(%remote, "refused: the gateway holds its maximum of sessions");
+                continue;
+            };
+            let _ = tcp.set_nodelay(true);
+            let inner = self.inner.clone();
+            tokio::spawn(async move {
+                session::run(inner, tcp, remote).await;
+                drop(slot);
+            });
+        }
+    }
+
+    /// Counters since start.
+    pub fn stats(&self) -> GatewayStats {
+        let c = &self.inner.counters;
+        GatewayStats {
+            sessions: c.sessions.load(Ordering::Relaxed),
+            accepted: c.accepted.load(Ordering::Relaxed),
+            closed: c.closed.lock().map(|m| m.clone()).unwrap_or_default(),
+            denied: c.denied.load(Ordering::Relaxed),
+            upstream_connects: c.upstream_connects.load(Ordering::Relaxed),
+            reverified: c.reverified.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Observations as they are made (one [`TrafficWindow`] per active device per window).
+    pub fn observations(&self) -> broadcast::Receiver<Observation> {
+        self.inner.observer.subscribe()
+    }
+
+    /// The last windows observed for `device` (oldest first; up to a minute's worth).
+    pub fn recent(&self, device: DeviceId) -> Vec<TrafficWindow> {
+        self.inner.observer.recent(device)
+    }
+
+    /// Closes every window now (tests, and shutdown), emitting their observations.
+    pub fn close_window(&self) {
+        observe::close_window(&self.inner);
+    }
+}

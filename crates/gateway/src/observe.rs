@@ -1,0 +1,193 @@
+//! Per-device traffic counters, closed into [`TrafficWindow`] observations at the end of each window.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::Ordering;
+use std::sync::{Mutex, Weak};
+use std::time::Duration;
+
+use tokio::sync::broadcast;
+use vouch_types::{DeviceId, Observation, Timestamp, TrafficWindow};
+
+use crate::Inner;
+use crate::session::Session;
+
+/// Windows kept per device for [`crate::Gateway::recent`].
+const KEEP: usize = 6;
+/// Observations queued for slow readers before the oldest are dropped.
+const QUEUE: usize = 65_536;
+
+#[derive(Default, Clone, Copy)]
+struct Events {
+    connects: u32,
+    disconnects: u32,
+    msgs_in: u64,
+    msgs_out: u64,
+    bytes_in: u64,
+    bytes_out: u64,
+    denied: u64,
+}
+
+pub(crate) struct Observer {
+    tx: broadcast::Sender<Observation>,
+    state: Mutex<State>,
+}
+
+struct State {
+    start: Option<Timestamp>,
+    /// Counts of sessions that ended (or connected) during the window, by device.
+    pending: HashMap<DeviceId, Events>,
+    recent: HashMap<DeviceId, VecDeque<TrafficWindow>>,
+}
+
+impl Observer {
+    pub(crate) fn new() -> Self {
+        Self {
+            tx: broadcast::channel(QUEUE).0,
+            state: Mutex::new(State {
+                start: None,
+                pending: HashMap::new(),
+                recent: HashMap::new(),
+            }),
+        }
+    }
+
+    pub(crate) fn subscribe(&self) -> broadcast::Receiver<Observation> {
+        self.tx.subscribe()
+    }
+
+    pub(crate) fn recent(&self, device: DeviceId) -> Vec<TrafficWindow> {
+        self.state
+            .lock()
+            .map(|s| {
+                s.recent
+                    .get(&device)
+                    .map(|q| q.iter().cloned().collect())
+                    .unwrap_or_default()
+            })
+            .unwrap_or_default()
+    }
+
+    pub(crate) fn connected(&self, device: DeviceId) {
+        if let Ok(mut s) = self.state.lock() {
+            s.pending.entry(device).or_default().connects += 1;
+        }
+    }
+
+    /// A session ended: what it did since the window opened is kept for the window.
+    pub(crate) fn disconnected(&self, session: &Session) {
+        let drained = drain(session);
+        if let Ok(mut s) = self.state.lock() {
+            let e = s.pending.entry(session.device).or_default();
+            e.disconnects += 1;
+            add(e, &drained);
+        }
+    }
+
+    /// A refusal before any session existed (a CONNECT the policy refused, a client id that lied).
+    pub(crate) fn refused(&self, device: DeviceId) {
+        if let Ok(mut s) = self.state.lock() {
+            s.pending.entry(device).or_default().denied += 1;
+        }
+    }
+}
+
+fn add(e: &mut Events, d: &Events) {
+    e.msgs_in += d.msgs_in;
+    e.msgs_out += d.msgs_out;
+    e.bytes_in += d.bytes_in;
+    e.bytes_out += d.bytes_out;
+    e.denied += d.denied;
+}
+
+fn drain(s: &Session) -> Events {
+    let t = &s.traffic;
+    Events {
+        msgs_in: t.msgs_in.swap(0, Ordering::Relaxed),
+        msgs_out: t.msgs_out.swap(0, Ordering::Relaxed),
+        bytes_in: t.bytes_in.swap(0, Ordering::Relaxed),
+        bytes_out: t.bytes_out.swap(0, Ordering::Relaxed),
+        denied: t.denied.swap(0, Ordering::Relaxed),
+        ..Events::default()
+    }
+}
+
+/// Closes a window every `every` until the gateway is dropped.
+pub(crate) async fn run(inner: Weak<Inner>, every: Duration) {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick.tick().await;
+    if let Some(inner) = inner.upgrade() {
+        if let Ok(mut s) = inner.observer.state.lock() {
+            s.start = Some(inner.clock.now());
+        }
+    }
+    loop {
+        tick.tick().await;
+        let Some(inner) = inner.upgrade() else { return };
+        close_window(&inner);
+    }
+}
+
+/// Closes the current window: one observation per device that had traffic, sessions or refusals.
+pub(crate) fn close_window(inner: &Inner) {
+    let end = inner.clock.now();
+    // Live sessions' counters, and their topic sets, are taken first (each under its own lock).
+    let mut windows: HashMap<DeviceId, (Events, u32, u32, u32)> = HashMap::new();
+    for s in inner.sessions.all() {
+        let d = drain(&s);
+        let (topics, new) = match s.authz.lock() {
+            Ok(mut a) => {
+                let t = (a.topics.len() as u32, a.new_topics);
+                a.topics.clear();
+                a.new_topics = 0;
+                t
+            }
+            Err(_) => (0, 0),
+        };
+        let w = windows.entry(s.device).or_default();
+        add(&mut w.0, &d);
+        w.1 += topics;
+        w.2 += new;
+        w.3 += 1;
+    }
+    let observer = &inner.observer;
+    let Ok(mut state) = observer.state.lock() else {
+        return;
+    };
+    let start = state.start.replace(end).unwrap_or(end);
+    for (device, e) in std::mem::take(&mut state.pending) {
+        let w = windows.entry(device).or_default();
+        add(&mut w.0, &e);
+        w.0.connects += e.connects;
+        w.0.disconnects += e.disconnects;
+    }
+    for (device, (e, topics, new, sessions)) in windows {
+        let window = TrafficWindow {
+            device,
+            start,
+            end,
+            connects: e.connects,
+            disconnects: e.disconnects,
+            sessions,
+            auth_failures: u32::try_from(e.denied).unwrap_or(u32::MAX),
+            msgs_in: e.msgs_in,
+            msgs_out: e.msgs_out,
+            bytes_in: e.bytes_in,
+            bytes_out: e.bytes_out,
+            distinct_topics: topics,
+            new_topics: new,
+        };
+        let q = state.recent.entry(device).or_default();
+        if q.len() == KEEP {
+            q.pop_front();
+        }
+        q.push_back(window.clone());
+        // No reader yet is not an error: the trust engine subscribes when it runs.
+        let _ = observer.tx.send(Observation::Traffic(window));
+    }
+    // Devices gone quiet are forgotten once their last window is older than the kept ones.
+    let horizon = end.unix_micros() - (KEEP as i64) * (end.unix_micros() - start.unix_micros()).max(1);
+    state
+        .recent
+        .retain(|_, q| q.back().is_some_and(|w| w.end.unix_micros() > horizon));
+}

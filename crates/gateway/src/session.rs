@@ -1,0 +1,909 @@
+//! One device connection: TLS and the certificate, CONNECT, then the two directions of packets, each decided
+//! on its way through.
+
+use std::collections::{HashMap, HashSet};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use sha2::{Digest, Sha256};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::{mpsc, watch};
+use vouch_mqtt::{
+    Connect, FrameError, Framer, Packet, PacketKind, Protocol, ReasonCode, ack, connack,
+    disconnect, packet_id, parse, suback, subscribe_subset, widen_suback,
+};
+use vouch_policy::{
+    DeviceAction, DeviceContext, DeviceFacts, PreparedDevice, Resource, TopicFilter, TopicName,
+};
+use vouch_store::{CertStatus, StoreError};
+use vouch_types::{CertFingerprint, DeviceId, Timestamp};
+
+use crate::{DeniedPublish, Inner};
+
+/// Decisions remembered per session and kind; past this, the memory starts over.
+const CACHE: usize = 4096;
+/// Topic aliases a client may define (each holds a topic of up to the packet limit).
+const MAX_ALIASES: usize = 1024;
+/// Distinct topics remembered per session to tell new topics from known ones.
+const MAX_KNOWN_TOPICS: usize = 4096;
+/// Answers the gateway writes itself, queued for the other direction; a peer that lets more pile up is
+/// not reading, and is closed.
+const REPLIES: usize = 256;
+/// Time allowed to reach the broker.
+const UPSTREAM_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Why a connection was refused or a session ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum CloseReason {
+    /// The client sent no certificate.
+    NoCertificate,
+    /// The client's certificate does not chain to a trusted issuer.
+    UnknownIssuer,
+    /// The client's certificate has expired (or is not yet valid).
+    CertificateExpired,
+    /// The client's certificate was refused for another reason.
+    BadCertificate,
+    /// The TLS handshake failed.
+    HandshakeFailed,
+    /// The TLS handshake did not finish in time.
+    HandshakeTimeout,
+    /// The certificate chains to a trusted issuer but Vouch has no record of it.
+    CertificateNotOnRecord,
+    /// The certificate is revoked.
+    CertificateRevoked,
+    /// No complete CONNECT arrived in time.
+    ConnectTimeout,
+    /// A packet broke the protocol's order (no CONNECT first, a second CONNECT, a server's packet).
+    ProtocolError,
+    /// A packet was malformed.
+    MalformedPacket,
+    /// A packet was larger than allowed.
+    PacketTooLarge,
+    /// CONNECT's client id is not the certificate's device.
+    ClientIdMismatch,
+    /// Not MQTT 3.1, 3.1.1 or 5.0.
+    UnsupportedProtocol,
+    /// The certificate's device is not in the registry.
+    UnknownDevice,
+    /// The policy refused the CONNECT (or, for 3.1.1 set to disconnect, a PUBLISH).
+    NotAuthorized,
+    /// A live session lost its right to continue (lifecycle or policy change).
+    AccessWithdrawn,
+    /// The broker could not be reached.
+    UpstreamUnavailable,
+    /// The broker refused the CONNECT or closed the session.
+    UpstreamClosed,
+    /// The client ended the session (DISCONNECT, or closing the connection).
+    ClientClosed,
+    /// The client did not read the gateway's answers.
+    SlowClient,
+    /// The store could not be read.
+    StoreUnavailable,
+    /// The gateway already holds its maximum of sessions.
+    TooManySessions,
+}
+
+impl CloseReason {
+    /// Its name in logs and counters.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::NoCertificate => "no_certificate",
+            Self::UnknownIssuer => "unknown_issuer",
+            Self::CertificateExpired => "certificate_expired",
+            Self::BadCertificate => "bad_certificate",
+            Self::HandshakeFailed => "handshake_failed",
+            Self::HandshakeTimeout => "handshake_timeout",
+            Self::CertificateNotOnRecord => "certificate_not_on_record",
+            Self::CertificateRevoked => "certificate_revoked",
+            Self::ConnectTimeout => "connect_timeout",
+            Self::ProtocolError => "protocol_error",
+            Self::MalformedPacket => "malformed_packet",
+            Self::PacketTooLarge => "packet_too_large",
+            Self::ClientIdMismatch => "client_id_mismatch",
+            Self::UnsupportedProtocol => "unsupported_protocol",
+            Self::UnknownDevice => "unknown_device",
+            Self::NotAuthorized => "not_authorized",
+            Self::AccessWithdrawn => "access_withdrawn",
+            Self::UpstreamUnavailable => "upstream_unavailable",
+            Self::UpstreamClosed => "upstream_closed",
+            Self::ClientClosed => "client_closed",
+            Self::SlowClient => "slow_client",
+            Self::StoreUnavailable => "store_unavailable",
+            Self::TooManySessions => "too_many_sessions",
+        }
+    }
+
+    /// Whether the gateway ended a live session on its own (the broker is told with a DISCONNECT, so the
+    /// client's will is not published, and a 5.0 client is told why).
+    fn is_cut(self) -> bool {
+        matches!(
+            self,
+            Self::CertificateRevoked
+                | Self::CertificateExpired
+                | Self::AccessWithdrawn
+                | Self::NotAuthorized
+                | Self::ProtocolError
+                | Self::MalformedPacket
+                | Self::PacketTooLarge
+                | Self::SlowClient
+        )
+    }
+
+    /// What a 5.0 client is told when its session is cut.
+    fn code(self) -> ReasonCode {
+        match self {
+            Self::NotAuthorized => ReasonCode::NotAuthorized,
+            Self::MalformedPacket | Self::ProtocolError => ReasonCode::MalformedPacket,
+            Self::PacketTooLarge => ReasonCode::PacketTooLarge,
+            _ => ReasonCode::AdministrativeAction,
+        }
+    }
+
+    /// What CONNACK says when the connection is refused at CONNECT.
+    fn connack_code(self) -> ReasonCode {
+        match self {
+            Self::ClientIdMismatch => ReasonCode::ClientIdentifierNotValid,
+            Self::UnsupportedProtocol => ReasonCode::UnsupportedProtocolVersion,
+            Self::UpstreamUnavailable | Self::StoreUnavailable => ReasonCode::ServerUnavailable,
+            _ => ReasonCode::NotAuthorized,
+        }
+    }
+}
+
+impl std::fmt::Display for CloseReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Traffic counted since the last observation window closed.
+#[derive(Default)]
+pub(crate) struct Traffic {
+    pub(crate) msgs_in: AtomicU64,
+    pub(crate) bytes_in: AtomicU64,
+    pub(crate) msgs_out: AtomicU64,
+    pub(crate) bytes_out: AtomicU64,
+    pub(crate) denied: AtomicU64,
+}
+
+/// What a session decides with: the device as prepared for the engine, and the decisions made so far.
+pub(crate) struct Authz {
+    pub(crate) facts: DeviceFacts,
+    pub(crate) prepared: PreparedDevice,
+    pub(crate) not_after: Timestamp,
+    publish: HashMap<String, bool>,
+    subscribe: HashMap<String, bool>,
+    /// Topics published to in this window, and how many of them were new.
+    pub(crate) topics: HashSet<String>,
+    pub(crate) new_topics: u32,
+    known: HashSet<String>,
+}
+
+impl Authz {
+    /// Forgets every decision (the device, its certificate or the policies changed).
+    pub(crate) fn forget(&mut self) {
+        self.publish.clear();
+        self.subscribe.clear();
+    }
+
+    fn decide(&mut self, inner: &Inner, action: DeviceAction, topic: &str) -> bool {
+        let cache = if action == DeviceAction::Publish {
+            &mut self.publish
+        } else {
+            &mut self.subscribe
+        };
+        if let Some(&v) = cache.get(topic) {
+            return v;
+        }
+        let resource = if action == DeviceAction::Publish {
+            TopicName::new(topic).map(Resource::Topic)
+        } else {
+            TopicFilter::new(topic).map(Resource::Subscription)
+        };
+        let allowed = match resource {
+            Ok(r) => {
+                let ctx = context(inner, self.not_after);
+                inner
+                    .decisions
+                    .decide_prepared(&self.facts, &self.prepared, action, &r, &ctx)
+                    .allowed
+            }
+            // Not a topic MQTT allows (a wildcard in a topic name, say): never forwarded.
+            Err(_) => false,
+        };
+        if cache.len() >= CACHE {
+            cache.clear();
+        }
+        cache.insert(topic.to_owned(), allowed);
+        allowed
+    }
+
+    /// Whether `connect` is still allowed.
+    pub(crate) fn may_connect(&self, inner: &Inner) -> bool {
+        let ctx = context(inner, self.not_after);
+        inner
+            .decisions
+            .decide_prepared(
+                &self.facts,
+                &self.prepared,
+                DeviceAction::Connect,
+                &Resource::Service(inner.config.service.clone()),
+                &ctx,
+            )
+            .allowed
+    }
+}
+
+fn context(inner: &Inner, not_after: Timestamp) -> DeviceContext {
+    let now = inner.clock.now();
+    DeviceContext {
+        cert_days_left: Some((not_after.unix_micros() - now.unix_micros()).div_euclid(86_400_000_000)),
+        ..DeviceContext::at(now)
+    }
+}
+
+/// A live session, as the gateway's other parts see it.
+pub(crate) struct Session {
+    pub(crate) device: DeviceId,
+    pub(crate) fingerprint: CertFingerprint,
+    pub(crate) protocol: Protocol,
+    pub(crate) authz: Mutex<Authz>,
+    pub(crate) close: watch::Sender<Option<CloseReason>>,
+    pub(crate) traffic: Traffic,
+    /// SUBSCRIBEs forwarded narrowed, by packet id: which of the client's filters were kept back.
+    pending_subacks: Mutex<HashMap<u16, Vec<bool>>>,
+}
+
+impl Session {
+    /// Ends the session for `reason` (the first reason given wins).
+    pub(crate) fn end(&self, reason: CloseReason) {
+        self.close.send_if_modified(|c| {
+            if c.is_none() {
+                *c = Some(reason);
+                true
+            } else {
+                false
+            }
+        });
+    }
+
+    fn publish(&self, inner: &Inner, topic: &str) -> bool {
+        let Ok(mut a) = self.authz.lock() else {
+            return false;
+        };
+        let allowed = a.decide(inner, DeviceAction::Publish, topic);
+        if allowed && !a.topics.contains(topic) {
+            a.topics.insert(topic.to_owned());
+            if !a.known.contains(topic) {
+                a.new_topics += 1;
+                if a.known.len() < MAX_KNOWN_TOPICS {
+                    a.known.insert(topic.to_owned());
+                }
+            }
+        }
+        allowed
+    }
+
+    fn subscribe(&self, inner: &Inner, filter: &str) -> bool {
+        self.authz
+            .lock()
+            .map(|mut a| a.decide(inner, DeviceAction::Subscribe, filter))
+            .unwrap_or(false)
+    }
+
+    fn denied(&self, inner: &Inner) {
+        self.traffic.denied.fetch_add(1, Ordering::Relaxed);
+        inner.counters.denied.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// Serves one connection to its end, counting and logging why it ended.
+pub(crate) async fn run(inner: Arc<Inner>, tcp: TcpStream, remote: SocketAddr) {
+    let (reason, device) = serve(&inner, tcp, remote).await;
+    inner.counters.closed(reason);
+    match (reason, device) {
+        (CloseReason::ClientClosed, Some(d)) => {
+            tracing::debug!(%remote, device = %d, "session closed by the client")
+        }
+        (r, Some(d)) => tracing::info!(%remote, device = %d, reason = %r, "session closed"),
+        (r, None) => tracing::info!(%remote, reason = %r, "connection refused"),
+    }
+}
+
+trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
+
+async fn serve(
+    inner: &Arc<Inner>,
+    tcp: TcpStream,
+    remote: SocketAddr,
+) -> (CloseReason, Option<DeviceId>) {
+    let cfg = &inner.config;
+    let mut tls = match tokio::time::timeout(cfg.handshake_timeout, inner.tls.accept(tcp)).await {
+        Err(_) => return (CloseReason::HandshakeTimeout, None),
+        Ok(Err(e)) => return (handshake_reason(&e), None),
+        Ok(Ok(s)) => s,
+    };
+    let Some(leaf) = tls
+        .get_ref()
+        .1
+        .peer_certificates()
+        .and_then(|c| c.first())
+        .map(|c| c.as_ref().to_vec())
+    else {
+        return (CloseReason::NoCertificate, None);
+    };
+    let fingerprint = CertFingerprint::from_bytes(Sha256::digest(&leaf).into());
+    let now = inner.clock.now();
+    // Who the certificate names, by Vouch's record of it (not by parsing names out of it): an imported or
+    // renewed certificate maps the same way, and revocation is the store's live state, not a CRL's age.
+    let identity = match inner.store.get_certificate_by_fingerprint(fingerprint).await {
+        Err(_) => Err(CloseReason::StoreUnavailable),
+        Ok(None) => Err(CloseReason::CertificateNotOnRecord),
+        Ok(Some(c)) if matches!(c.status, CertStatus::Revoked { .. }) => {
+            Err(CloseReason::CertificateRevoked)
+        }
+        Ok(Some(c)) if !c.is_valid_at(now) => Err(CloseReason::CertificateExpired),
+        Ok(Some(c)) => Ok(c),
+    };
+    let mut buf = Vec::with_capacity(1024);
+    let framer = Framer::new(cfg.max_packet);
+    let first = tokio::time::timeout(cfg.connect_timeout, async {
+        loop {
+            match framer.next(&buf) {
+                Ok(Some(raw)) => return Ok(raw.bytes.len()),
+                Ok(None) => {}
+                Err(e) => return Err(frame_reason(&e)),
+            }
+            match tls.read_buf(&mut buf).await {
+                Ok(0) | Err(_) => return Err(CloseReason::ClientClosed),
+                Ok(_) => {}
+            }
+        }
+    })
+    .await;
+    let device = identity.as_ref().ok().map(|c| c.device_id);
+    let connect_len = match first {
+        Err(_) => return (CloseReason::ConnectTimeout, device),
+        Ok(Err(r)) => return (r, device),
+        Ok(Ok(n)) => n,
+    };
+    let connect = match framer.next(&buf) {
+        Ok(Some(raw)) if raw.kind == PacketKind::Connect => match parse(&raw, Protocol::V311) {
+            Ok(Packet::Connect(c)) => c,
+            Err(vouch_mqtt::ParseError::UnsupportedProtocol { .. }) => {
+                let _ = tls
+                    .write_all(&connack(
+                        Protocol::V311,
+                        false,
+                        ReasonCode::UnsupportedProtocolVersion,
+                    ))
+                    .await;
+                return (CloseReason::UnsupportedProtocol, device);
+            }
+            _ => return (CloseReason::MalformedPacket, device),
+        },
+        _ => return (CloseReason::ProtocolError, device),
+    };
+    let protocol = connect.protocol;
+    let admitted = admit(inner, identity, &connect).await;
+    let (cert, facts) = match admitted {
+        Ok(x) => x,
+        Err(reason) => {
+            if let Some(d) = device {
+                inner.observer.refused(d);
+            }
+            let _ = tls
+                .write_all(&connack(protocol, false, reason.connack_code()))
+                .await;
+            let _ = tls.shutdown().await;
+            return (reason, device);
+        }
+    };
+    let device = cert.device_id;
+    let upstream = match tokio::time::timeout(UPSTREAM_TIMEOUT, open_upstream(inner)).await {
+        Ok(Ok(u)) => u,
+        _ => {
+            let _ = tls
+                .write_all(&connack(protocol, false, ReasonCode::ServerUnavailable))
+                .await;
+            return (CloseReason::UpstreamUnavailable, Some(device));
+        }
+    };
+    inner
+        .counters
+        .upstream_connects
+        .fetch_add(1, Ordering::Relaxed);
+    let prepared = inner.decisions.engine().prepare(&facts);
+    let (close, close_rx) = watch::channel(None);
+    let session = Arc::new(Session {
+        device,
+        fingerprint,
+        protocol,
+        authz: Mutex::new(Authz {
+            facts,
+            prepared,
+            not_after: cert.not_after,
+            publish: HashMap::new(),
+            subscribe: HashMap::new(),
+            topics: HashSet::new(),
+            new_topics: 0,
+            known: HashSet::new(),
+        }),
+        close,
+        traffic: Traffic::default(),
+        pending_subacks: Mutex::new(HashMap::new()),
+    });
+    // CONNECT goes up as the client sent it; whatever the client sent after it goes through the checks.
+    let mut up_buf = buf.split_off(connect_len);
+    let (mut up_rd, mut up_wr) = tokio::io::split(upstream);
+    if up_wr.write_all(&buf).await.is_err() {
+        return (CloseReason::UpstreamUnavailable, Some(device));
+    }
+    up_buf.reserve(1024);
+    inner.sessions.add(&session);
+    inner.counters.accepted.fetch_add(1, Ordering::Relaxed);
+    inner.counters.sessions.fetch_add(1, Ordering::Relaxed);
+    inner.observer.connected(device);
+    tracing::debug!(%remote, %device, ?protocol, "session open");
+
+    let (cl_rd, cl_wr) = tokio::io::split(tls);
+    let (to_client, from_up) = mpsc::channel(REPLIES);
+    let (to_broker, from_down) = mpsc::channel(REPLIES);
+    let up = client_to_broker(
+        inner,
+        &session,
+        cl_rd,
+        &mut up_wr,
+        up_buf,
+        from_down,
+        to_client,
+        close_rx.clone(),
+    );
+    let down = broker_to_client(
+        inner,
+        &session,
+        &mut up_rd,
+        cl_wr,
+        from_up,
+        to_broker,
+        close_rx,
+    );
+    tokio::join!(up, down);
+    let current = *session.close.borrow();
+    let reason = current.unwrap_or(CloseReason::ClientClosed);
+    inner.sessions.remove(&session);
+    inner.counters.sessions.fetch_sub(1, Ordering::Relaxed);
+    inner.observer.disconnected(&session);
+    (reason, Some(device))
+}
+
+/// Checks the certificate's device, the client id and the policy before anything is sent upstream.
+async fn admit(
+    inner: &Inner,
+    identity: Result<vouch_store::CertificateRecord, CloseReason>,
+    connect: &Connect<'_>,
+) -> Result<(vouch_store::CertificateRecord, DeviceFacts), CloseReason> {
+    let cert = identity?;
+    if connect.client_id != cert.device_id.to_string() {
+        return Err(CloseReason::ClientIdMismatch);
+    }
+    let device = match inner.store.get_device(cert.device_id).await {
+        Ok(d) => d,
+        Err(StoreError::NotFound { .. }) => return Err(CloseReason::UnknownDevice),
+        Err(_) => return Err(CloseReason::StoreUnavailable),
+    };
+    let facts = DeviceFacts::from(&device);
+    let prepared = inner.decisions.engine().prepare(&facts);
+    let mut authz = Authz {
+        facts,
+        prepared,
+        not_after: cert.not_after,
+        publish: HashMap::new(),
+        subscribe: HashMap::new(),
+        topics: HashSet::new(),
+        new_topics: 0,
+        known: HashSet::new(),
+    };
+    if !authz.may_connect(inner) {
+        return Err(CloseReason::NotAuthorized);
+    }
+    // The will is a message the broker publishes for the client later: it must be one the client may
+    // publish now.
+    if let Some(will) = connect.will_topic
+        && !authz.decide(inner, DeviceAction::Publish, will)
+    {
+        return Err(CloseReason::NotAuthorized);
+    }
+    Ok((cert, authz.facts))
+}
+
+async fn open_upstream(inner: &Inner) -> std::io::Result<Box<dyn Io>> {
+    let up = &inner.config.upstream;
+    let tcp = TcpStream::connect(up.addr).await?;
+    let _ = tcp.set_nodelay(true);
+    match &up.tls {
+        None => Ok(Box::new(tcp)),
+        Some((config, name)) => {
+            let tls = tokio_rustls::TlsConnector::from(config.clone())
+                .connect(name.clone(), tcp)
+                .await?;
+            Ok(Box::new(tls))
+        }
+    }
+}
+
+fn handshake_reason(e: &std::io::Error) -> CloseReason {
+    use rustls::{CertificateError, Error};
+    match e.get_ref().and_then(|i| i.downcast_ref::<Error>()) {
+        Some(Error::NoCertificatesPresented) => CloseReason::NoCertificate,
+        Some(Error::InvalidCertificate(CertificateError::UnknownIssuer)) => {
+            CloseReason::UnknownIssuer
+        }
+        Some(Error::InvalidCertificate(
+            CertificateError::Expired
+            | CertificateError::ExpiredContext { .. }
+            | CertificateError::NotValidYet
+            | CertificateError::NotValidYetContext { .. },
+        )) => CloseReason::CertificateExpired,
+        Some(Error::InvalidCertificate(_)) => CloseReason::BadCertificate,
+        _ => CloseReason::HandshakeFailed,
+    }
+}
+
+fn frame_reason(e: &FrameError) -> CloseReason {
+    match e {
+        FrameError::TooLarge { .. } => CloseReason::PacketTooLarge,
+        _ => CloseReason::MalformedPacket,
+    }
+}
+
+/// What one direction learned from a batch of packets.
+enum Flow {
+    /// Keep reading.
+    More,
+    /// The session ends after what was forwarded (a DISCONNECT, a refused CONNACK).
+    Done(CloseReason),
+}
+
+fn reply(tx: &mpsc::Sender<Vec<u8>>, bytes: Vec<u8>) -> Result<(), CloseReason> {
+    tx.try_send(bytes).map_err(|_| CloseReason::SlowClient)
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn client_to_broker<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
+    inner: &Inner,
+    s: &Session,
+    mut rd: R,
+    wr: &mut W,
+    mut buf: Vec<u8>,
+    mut injected: mpsc::Receiver<Vec<u8>>,
+    to_client: mpsc::Sender<Vec<u8>>,
+    mut close: watch::Receiver<Option<CloseReason>>,
+) {
+    let mut st = UpState::default();
+    let mut out = Vec::new();
+    loop {
+        out.clear();
+        let (consumed, flow) = match up_packets(inner, s, &mut st, &buf, &mut out, &to_client) {
+            Ok(x) => x,
+            Err(reason) => (0, Flow::Done(reason)),
+        };
+        buf.drain(..consumed);
+        if !out.is_empty() && wr.write_all(&out).await.is_err() {
+            s.end(CloseReason::UpstreamClosed);
+        }
+        if let Flow::Done(reason) = flow {
+            s.end(reason);
+        }
+        let current = *close.borrow_and_update();
+        if let Some(reason) = current {
+            if reason.is_cut() {
+                // An orderly DISCONNECT: the broker drops the session's will instead of publishing it.
+                let _ = wr.write_all(&[0xe0, 0]).await;
+            }
+            let _ = wr.shutdown().await;
+            return;
+        }
+        if buf.capacity() > 64 * 1024 && buf.len() < 1024 {
+            buf.shrink_to(4096);
+        }
+        tokio::select! {
+            _ = close.changed() => {}
+            Some(bytes) = injected.recv() => {
+                if wr.write_all(&bytes).await.is_err() {
+                    s.end(CloseReason::UpstreamClosed);
+                }
+            }
+            n = rd.read_buf(&mut buf) => match n {
+                Ok(0) | Err(_) => s.end(CloseReason::ClientClosed),
+                Ok(_) => {}
+            },
+        }
+    }
+}
+
+async fn broker_to_client<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
+    inner: &Inner,
+    s: &Session,
+    rd: &mut R,
+    mut wr: W,
+    mut injected: mpsc::Receiver<Vec<u8>>,
+    to_broker: mpsc::Sender<Vec<u8>>,
+    mut close: watch::Receiver<Option<CloseReason>>,
+) {
+    let mut st = DownState::default();
+    let mut buf = Vec::with_capacity(1024);
+    let mut out = Vec::new();
+    loop {
+        out.clear();
+        let (consumed, flow) = match down_packets(inner, s, &mut st, &buf, &mut out, &to_broker) {
+            Ok(x) => x,
+            Err(reason) => (0, Flow::Done(reason)),
+        };
+        buf.drain(..consumed);
+        if !out.is_empty() && wr.write_all(&out).await.is_err() {
+            s.end(CloseReason::ClientClosed);
+        }
+        if let Flow::Done(reason) = flow {
+            s.end(reason);
+        }
+        let current = *close.borrow_and_update();
+        if let Some(reason) = current {
+            // Answers already queued (a refusal's SUBACK) go out before the goodbye.
+            while let Ok(bytes) = injected.try_recv() {
+                let _ = wr.write_all(&bytes).await;
+            }
+            if reason.is_cut()
+                && let Some(bye) = disconnect(s.protocol, reason.code())
+            {
+                let _ = wr.write_all(&bye).await;
+            }
+            let _ = wr.shutdown().await;
+            return;
+        }
+        if buf.capacity() > 64 * 1024 && buf.len() < 1024 {
+            buf.shrink_to(4096);
+        }
+        tokio::select! {
+            _ = close.changed() => {}
+            Some(bytes) = injected.recv() => {
+                if wr.write_all(&bytes).await.is_err() {
+                    s.end(CloseReason::ClientClosed);
+                }
+            }
+            n = rd.read_buf(&mut buf) => match n {
+                Ok(0) | Err(_) => s.end(CloseReason::UpstreamClosed),
+                Ok(_) => {}
+            },
+        }
+    }
+}
+
+#[derive(Default)]
+struct UpState {
+    aliases: HashMap<u16, String>,
+    /// QoS 2 messages refused and acknowledged to a 3.1.1 client: their PUBREL is answered here.
+    swallowed: HashSet<u16>,
+}
+
+#[derive(Default)]
+struct DownState {
+    aliases: HashMap<u16, String>,
+    connacked: bool,
+    /// QoS 2 deliveries kept from the client: the broker's PUBREL is answered here.
+    swallowed: HashSet<u16>,
+}
+
+/// Resolves a PUBLISH's topic through the aliases of its direction (5.0), remembering new ones.
+fn topic_of(
+    aliases: &mut HashMap<u16, String>,
+    topic: &str,
+    alias: Option<u16>,
+) -> Result<String, CloseReason> {
+    match (topic.is_empty(), alias) {
+        (false, None) => Ok(topic.to_owned()),
+        (false, Some(a)) => {
+            if aliases.len() >= MAX_ALIASES && !aliases.contains_key(&a) {
+                return Err(CloseReason::ProtocolError);
+            }
+            aliases.insert(a, topic.to_owned());
+            Ok(topic.to_owned())
+        }
+        (true, Some(a)) => aliases.get(&a).cloned().ok_or(CloseReason::ProtocolError),
+        (true, None) => Err(CloseReason::MalformedPacket),
+    }
+}
+
+/// Decides the client's complete packets in `buf`; allowed bytes go to `out` (for the broker), answers to
+/// `to_client`. Returns how many bytes were consumed.
+fn up_packets(
+    inner: &Inner,
+    s: &Session,
+    st: &mut UpState,
+    buf: &[u8],
+    out: &mut Vec<u8>,
+    to_client: &mpsc::Sender<Vec<u8>>,
+) -> Result<(usize, Flow), CloseReason> {
+    let framer = Framer::new(inner.config.max_packet);
+    let v5 = s.protocol.is_v5();
+    let mut at = 0;
+    while let Some(raw) = framer.next(&buf[at..]).map_err(|e| frame_reason(&e))? {
+        at += raw.bytes.len();
+        match parse(&raw, s.protocol).map_err(|_| CloseReason::MalformedPacket)? {
+            Packet::Publish(p) => {
+                let topic = topic_of(&mut st.aliases, p.topic, p.topic_alias)?;
+                if s.publish(inner, &topic) {
+                    out.extend_from_slice(raw.bytes);
+                    s.traffic.msgs_in.fetch_add(1, Ordering::Relaxed);
+                    s.traffic
+                        .bytes_in
+                        .fetch_add(raw.bytes.len() as u64, Ordering::Relaxed);
+                    continue;
+                }
+                s.denied(inner);
+                let disconnect = !v5 && inner.config.v311_denied_publish == DeniedPublish::Disconnect;
+                if disconnect {
+                    return Ok((at, Flow::Done(CloseReason::NotAuthorized)));
+                }
+                // 5.0 hears "not authorized"; 3.1.1 cannot be told, so the message is acknowledged and
+                // dropped (a refusal it would only resend).
+                let code = ReasonCode::NotAuthorized;
+                match (p.qos, p.packet_id) {
+                    (1, Some(id)) => reply(to_client, ack(PacketKind::Puback, s.protocol, id, code))?,
+                    (2, Some(id)) => {
+                        reply(to_client, ack(PacketKind::Pubrec, s.protocol, id, code))?;
+                        if !v5 {
+                            st.swallowed.insert(id);
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            Packet::Subscribe(sub) => {
+                let verdicts: Vec<bool> = sub
+                    .filters
+                    .iter()
+                    .map(|(f, _)| s.subscribe(inner, f))
+                    .collect();
+                for _ in verdicts.iter().filter(|v| !**v) {
+                    s.denied(inner);
+                }
+                if verdicts.iter().all(|v| *v) {
+                    out.extend_from_slice(raw.bytes);
+                } else if verdicts.iter().all(|v| !*v) {
+                    let results: Vec<Result<u8, ReasonCode>> = verdicts
+                        .iter()
+                        .map(|_| Err(ReasonCode::NotAuthorized))
+                        .collect();
+                    reply(to_client, suback(s.protocol, sub.packet_id, &results))?;
+                } else {
+                    out.extend(
+                        subscribe_subset(&raw, s.protocol, &verdicts)
+                            .map_err(|_| CloseReason::MalformedPacket)?,
+                    );
+                    if let Ok(mut p) = s.pending_subacks.lock() {
+                        p.insert(sub.packet_id, verdicts.iter().map(|v| !v).collect());
+                    }
+                }
+            }
+            Packet::Unsubscribe(..) => out.extend_from_slice(raw.bytes),
+            Packet::Connect(_) => return Err(CloseReason::ProtocolError),
+            Packet::Other(kind) => match kind {
+                PacketKind::Pubrel => {
+                    let id = packet_id(&raw).map_err(|_| CloseReason::MalformedPacket)?;
+                    if st.swallowed.remove(&id) {
+                        reply(to_client, ack(PacketKind::Pubcomp, s.protocol, id, ReasonCode::Success))?;
+                    } else {
+                        out.extend_from_slice(raw.bytes);
+                    }
+                }
+                PacketKind::Disconnect => {
+                    out.extend_from_slice(raw.bytes);
+                    return Ok((at, Flow::Done(CloseReason::ClientClosed)));
+                }
+                PacketKind::Connack
+                | PacketKind::Suback
+                | PacketKind::Unsuback
+                | PacketKind::Pingresp => return Err(CloseReason::ProtocolError),
+                _ => out.extend_from_slice(raw.bytes),
+            },
+        }
+    }
+    Ok((at, Flow::More))
+}
+
+/// Decides the broker's complete packets in `buf`; what the client may receive goes to `out`, the
+/// gateway's own acknowledgements to `to_broker`.
+fn down_packets(
+    inner: &Inner,
+    s: &Session,
+    st: &mut DownState,
+    buf: &[u8],
+    out: &mut Vec<u8>,
+    to_broker: &mpsc::Sender<Vec<u8>>,
+) -> Result<(usize, Flow), CloseReason> {
+    // The broker is trusted to speak MQTT, but a packet over the limit is still not buffered.
+    let framer = Framer::new(inner.config.max_packet);
+    let mut at = 0;
+    while let Some(raw) = framer.next(&buf[at..]).map_err(|_| CloseReason::UpstreamClosed)? {
+        at += raw.bytes.len();
+        match raw.kind {
+            PacketKind::Publish => {
+                let Ok(Packet::Publish(p)) = parse(&raw, s.protocol) else {
+                    return Err(CloseReason::UpstreamClosed);
+                };
+                let topic = topic_of(&mut st.aliases, p.topic, p.topic_alias)?;
+                // Delivery is decided too: after a narrowing, the broker may still hold a subscription
+                // the device no longer may have (and a persistent session keeps it across reconnects).
+                if s.subscribe(inner, &topic) {
+                    out.extend_from_slice(raw.bytes);
+                    s.traffic.msgs_out.fetch_add(1, Ordering::Relaxed);
+                    s.traffic
+                        .bytes_out
+                        .fetch_add(raw.bytes.len() as u64, Ordering::Relaxed);
+                    continue;
+                }
+                s.denied(inner);
+                let ok = ReasonCode::Success;
+                match (p.qos, p.packet_id) {
+                    (1, Some(id)) => reply(to_broker, ack(PacketKind::Puback, s.protocol, id, ok))
+                        .map_err(|_| CloseReason::UpstreamClosed)?,
+                    (2, Some(id)) => {
+                        reply(to_broker, ack(PacketKind::Pubrec, s.protocol, id, ok))
+                            .map_err(|_| CloseReason::UpstreamClosed)?;
+                        st.swallowed.insert(id);
+                    }
+                    _ => {}
+                }
+            }
+            PacketKind::Connack => {
+                out.extend_from_slice(raw.bytes);
+                let code = raw.body.get(1).copied().unwrap_or(0xff);
+                if st.connacked {
+                    return Err(CloseReason::UpstreamClosed);
+                }
+                st.connacked = true;
+                if code != 0 {
+                    return Ok((at, Flow::Done(CloseReason::UpstreamClosed)));
+                }
+            }
+            PacketKind::Suback => {
+                let id = packet_id(&raw).map_err(|_| CloseReason::UpstreamClosed)?;
+                let narrowed = s.pending_subacks.lock().ok().and_then(|mut p| p.remove(&id));
+                match narrowed {
+                    Some(refused) => out.extend(
+                        widen_suback(&raw, s.protocol, &refused)
+                            .map_err(|_| CloseReason::UpstreamClosed)?,
+                    ),
+                    None => out.extend_from_slice(raw.bytes),
+                }
+            }
+            PacketKind::Pubrel => {
+                let id = packet_id(&raw).map_err(|_| CloseReason::UpstreamClosed)?;
+                if st.swallowed.remove(&id) {
+                    reply(
+                        to_broker,
+                        ack(PacketKind::Pubcomp, s.protocol, id, ReasonCode::Success),
+                    )
+                    .map_err(|_| CloseReason::UpstreamClosed)?;
+                } else {
+                    out.extend_from_slice(raw.bytes);
+                }
+            }
+            PacketKind::Disconnect => {
+                out.extend_from_slice(raw.bytes);
+                return Ok((at, Flow::Done(CloseReason::UpstreamClosed)));
+            }
+            PacketKind::Connect | PacketKind::Subscribe | PacketKind::Unsubscribe => {
+                return Err(CloseReason::UpstreamClosed);
+            }
+            _ => out.extend_from_slice(raw.bytes),
+        }
+    }
+    Ok((at, Flow::More))
+}
+
