@@ -5,7 +5,9 @@ use libfuzzer_sys::fuzz_target;
 use vouch_types::*;
 
 fuzz_target!(|data: &[u8]| {
-    let Ok(s) = std::str::from_utf8(data) else { return };
+    let Ok(s) = std::str::from_utf8(data) else {
+        return;
+    };
     if let Ok(v) = s.parse::<MacAddr>() {
         assert_eq!(v.to_string().parse::<MacAddr>().ok(), Some(v));
     }

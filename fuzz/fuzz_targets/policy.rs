@@ -17,7 +17,9 @@ fn engine() -> &'static Engine {
 }
 
 fuzz_target!(|data: &[u8]| {
-    let Ok(s) = std::str::from_utf8(data) else { return };
+    let Ok(s) = std::str::from_utf8(data) else {
+        return;
+    };
     // Policy text, as `vouch policy add` and PUT /api/v1/policies take it.
     if let Ok(sources) = vouch_policy::split_policies(s, PolicyMode::Shadow) {
         let _ = engine().check(&sources);

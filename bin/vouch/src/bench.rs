@@ -22,6 +22,8 @@ pub enum BenchCommand {
     Pki(crate::bench_pki::PkiArgs),
     /// Policy decisions per second and latency on one thread, beside the same policies in Rego (regorus).
     Policy(crate::bench_policy::PolicyArgs),
+    /// The MQTT gateway beside Mosquitto: held sessions and memory, messages per second, handshakes.
+    Gateway(crate::bench_gateway::GatewayArgs),
 }
 
 /// Which stores to measure.
@@ -193,6 +195,7 @@ pub async fn run(cmd: BenchCommand) -> Result<()> {
     let args = match cmd {
         BenchCommand::Registry(args) => args,
         BenchCommand::Pki(args) => return crate::bench_pki::run(args).await,
+        BenchCommand::Gateway(args) => return crate::bench_gateway::run(args).await,
         BenchCommand::Policy(args) => {
             return tokio::task::spawn_blocking(move || crate::bench_policy::run(args))
                 .await

@@ -27,6 +27,25 @@ pub struct RawConfig {
     pki: RawPki,
     #[serde(default)]
     est: RawEst,
+    #[serde(default)]
+    gateway: RawGateway,
+}
+
+#[derive(Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+struct RawGateway {
+    enabled: Option<bool>,
+    listen: Option<String>,
+    upstream: Option<String>,
+    upstream_tls: Option<bool>,
+    upstream_ca: Option<PathBuf>,
+    upstream_server_name: Option<String>,
+    server_names: Option<Vec<String>>,
+    client_cas: Option<Vec<PathBuf>>,
+    max_packet_bytes: Option<usize>,
+    connect_timeout_secs: Option<u64>,
+    v311_denied_publish: Option<String>,
+    max_sessions: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize, Serialize)]
@@ -168,6 +187,33 @@ pub struct Config {
     pub est_server_names: Vec<String>,
     /// Manufacturer CA certificates (PEM files) whose IDevIDs may bootstrap over EST.
     pub est_manufacturer_cas: Vec<PathBuf>,
+    /// The MQTT gateway.
+    pub gateway: GatewaySettings,
+}
+
+/// The MQTT gateway's settings (`[gateway]`).
+#[derive(Debug, Clone)]
+pub struct GatewaySettings {
+    /// Whether `vouch serve` runs the gateway too (`vouch gateway` always does).
+    pub enabled: bool,
+    /// Where devices connect (MQTT over TLS).
+    pub listen: SocketAddr,
+    /// The broker behind it.
+    pub upstream: SocketAddr,
+    /// TLS to the broker: the CA file that signed its certificate and the name it must carry.
+    pub upstream_tls: Option<(Option<PathBuf>, String)>,
+    /// The DNS names in the gateway's server certificate.
+    pub server_names: Vec<String>,
+    /// Issuers (PEM files) of imported device certificates, trusted besides Vouch's own CAs.
+    pub client_cas: Vec<PathBuf>,
+    /// The largest MQTT packet accepted.
+    pub max_packet_bytes: usize,
+    /// Time allowed for the handshake and for CONNECT, each.
+    pub connect_timeout_secs: u64,
+    /// What a refused PUBLISH from a 3.1.1 client gets.
+    pub v311_denied_publish: vouch_gateway::DeniedPublish,
+    /// The most sessions held at once.
+    pub max_sessions: usize,
 }
 
 /// The PKI settings.
@@ -199,6 +245,9 @@ pub const ENV_KEYS: &[(&str, &str)] = &[
     ("VOUCH_PKI_PUBLIC_URL", "pki.public_url"),
     ("VOUCH_EST_LISTEN", "est.listen"),
     ("VOUCH_EST_MANUFACTURER_CAS", "est.manufacturer_cas"),
+    ("VOUCH_GATEWAY_ENABLED", "gateway.enabled"),
+    ("VOUCH_GATEWAY_LISTEN", "gateway.listen"),
+    ("VOUCH_GATEWAY_UPSTREAM", "gateway.upstream"),
 ];
 
 /// `VOUCH_*` variables that are not configuration keys but are known to Vouch's tools.
@@ -254,6 +303,19 @@ impl RawConfig {
         }
         if let Some(v) = env("VOUCH_EST_LISTEN") {
             self.est.listen = Some(v);
+        }
+        if let Some(v) = env("VOUCH_GATEWAY_ENABLED") {
+            self.gateway.enabled = Some(match v.as_str() {
+                "true" | "1" | "yes" => true,
+                "false" | "0" | "no" => false,
+                other => bail!("VOUCH_GATEWAY_ENABLED={other} is not true or false"),
+            });
+        }
+        if let Some(v) = env("VOUCH_GATEWAY_LISTEN") {
+            self.gateway.listen = Some(v);
+        }
+        if let Some(v) = env("VOUCH_GATEWAY_UPSTREAM") {
+            self.gateway.upstream = Some(v);
         }
         if let Some(v) = env("VOUCH_EST_MANUFACTURER_CAS") {
             self.est.manufacturer_cas = Some(
@@ -336,7 +398,9 @@ impl RawConfig {
             .est
             .server_names
             .unwrap_or_else(|| vec!["localhost".to_owned()]);
+        let gateway = self.gateway.validate()?;
         Ok(Config {
+            gateway,
             pki,
             est_listen,
             est_server_names,
@@ -350,6 +414,66 @@ impl RawConfig {
             log_format,
             log_level,
             source,
+        })
+    }
+}
+
+impl RawGateway {
+    fn validate(self) -> Result<GatewaySettings> {
+        let addr = |key: &str, v: Option<String>, default: &str| -> Result<SocketAddr> {
+            let text = v.unwrap_or_else(|| default.to_owned());
+            text.parse()
+                .with_context(|| format!("gateway.{key} `{text}` is not an address like {default}"))
+        };
+        let max_packet_bytes = self.max_packet_bytes.unwrap_or(256 * 1024);
+        if !(1024..=vouch_mqtt::MAX_REMAINING_LENGTH).contains(&max_packet_bytes) {
+            bail!(
+                "gateway.max_packet_bytes must be between 1 KiB and 256 MiB (got {max_packet_bytes})"
+            );
+        }
+        let connect_timeout_secs = self.connect_timeout_secs.unwrap_or(10);
+        if !(1..=600).contains(&connect_timeout_secs) {
+            bail!("gateway.connect_timeout_secs must be between 1 and 600");
+        }
+        let max_sessions = self.max_sessions.unwrap_or(100_000);
+        if max_sessions == 0 {
+            bail!("gateway.max_sessions must be at least 1");
+        }
+        let v311_denied_publish = match self.v311_denied_publish.as_deref().unwrap_or("drop") {
+            "drop" => vouch_gateway::DeniedPublish::Drop,
+            "disconnect" => vouch_gateway::DeniedPublish::Disconnect,
+            other => {
+                bail!("gateway.v311_denied_publish must be `drop` or `disconnect` (got `{other}`)")
+            }
+        };
+        let upstream = addr("upstream", self.upstream, "127.0.0.1:1883")?;
+        let upstream_tls = match self.upstream_tls.unwrap_or(false) {
+            false => None,
+            true => Some((
+                self.upstream_ca,
+                self.upstream_server_name
+                    .unwrap_or_else(|| upstream.ip().to_string()),
+            )),
+        };
+        if upstream_tls.is_none() && !upstream.ip().is_loopback() {
+            bail!(
+                "gateway.upstream {upstream} is not on loopback: set gateway.upstream_tls = true (and upstream_ca) so \
+                 device traffic does not cross the network in clear"
+            );
+        }
+        Ok(GatewaySettings {
+            enabled: self.enabled.unwrap_or(false),
+            listen: addr("listen", self.listen, "127.0.0.1:8883")?,
+            upstream,
+            upstream_tls,
+            server_names: self
+                .server_names
+                .unwrap_or_else(|| vec!["localhost".to_owned()]),
+            client_cas: self.client_cas.unwrap_or_default(),
+            max_packet_bytes,
+            connect_timeout_secs,
+            v311_denied_publish,
+            max_sessions,
         })
     }
 }

@@ -5,12 +5,14 @@
 //! can act on, and a non-zero exit code.
 
 mod bench;
+mod bench_gateway;
 mod bench_pki;
 mod bench_policy;
 mod ca;
 mod certs;
 mod config;
 mod devices;
+mod gateway;
 mod import;
 mod output;
 mod policy;
@@ -62,6 +64,16 @@ enum Command {
         #[arg(long, value_name = "ADDR")]
         est_listen: Option<std::net::SocketAddr>,
     },
+    /// Run the MQTT gateway alone (mTLS on 8883 in front of the broker on 1883); `vouch serve` runs it too
+    /// when `[gateway] enabled = true`. Several gateways can serve one store.
+    Gateway {
+        /// Accept devices on this address instead of the configured one.
+        #[arg(long, value_name = "ADDR")]
+        listen: Option<std::net::SocketAddr>,
+        /// Forward to this broker instead of the configured one.
+        #[arg(long, value_name = "ADDR")]
+        upstream: Option<std::net::SocketAddr>,
+    },
     /// Manage devices.
     #[command(subcommand)]
     Device(devices::DeviceCommand),
@@ -101,7 +113,14 @@ enum ConfigCommand {
 }
 
 fn init_logging(config: &Config) {
-    let filter = tracing_subscriber::EnvFilter::try_new(&config.log_level)
+    // rustls warns about every client that sends an IP address as SNI (mosquitto's clients do): noise
+    // unless asked for by name.
+    let level = if config.log_level.contains("rustls") {
+        config.log_level.clone()
+    } else {
+        format!("{},rustls=error", config.log_level)
+    };
+    let filter = tracing_subscriber::EnvFilter::try_new(&level)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     use std::io::IsTerminal;
     // Colours only for a person at a terminal: escape codes in a log file or collector are noise.
@@ -164,12 +183,21 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             config.data_dir = d.clone();
         }
     }
+    if let Command::Gateway { listen, upstream } = &cli.command {
+        if let Some(l) = listen {
+            config.gateway.listen = *l;
+        }
+        if let Some(u) = upstream {
+            config.gateway.upstream = *u;
+        }
+    }
     init_logging(&config);
     for var in config::unknown_env_vars() {
         tracing::warn!(variable = %var, "ignoring unknown VOUCH_ environment variable (a typo?)");
     }
     match cli.command {
         Command::Serve { .. } => serve::run(config).await.map(|()| ExitCode::SUCCESS),
+        Command::Gateway { .. } => gateway::run(config).await.map(|()| ExitCode::SUCCESS),
         Command::Bench(cmd) => bench::run(cmd).await.map(|()| ExitCode::SUCCESS),
         Command::Config(_) => Ok(ExitCode::SUCCESS),
         Command::Device(cmd) => {

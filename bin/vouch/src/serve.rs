@@ -26,6 +26,7 @@ pub async fn run(config: Config) -> Result<()> {
     let mut state = AppState::new(store.clone(), clock.clone(), decisions, Arc::new(seal));
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut est_task = None;
+    let mut gateway_task = None;
     match crate::ca::load_issuing(&config.data_dir, config.pki.passphrase_file.as_deref())? {
         Some((ca, root_der)) => {
             let mut manufacturers = Vec::new();
@@ -51,10 +52,29 @@ pub async fn run(config: Config) -> Result<()> {
             state = state.with_identity(svc.clone());
             tracing::info!(trust_domain = %config.pki.trust_domain, "certificate authority loaded");
             est_task = Some(start_est(&config, &svc, state.clone(), stop_rx.clone()).await?);
+            if config.gateway.enabled {
+                gateway_task = Some(
+                    crate::gateway::start(
+                        &config,
+                        store.clone(),
+                        clock.clone(),
+                        state.decisions.clone(),
+                        stop_rx.clone(),
+                    )
+                    .await?,
+                );
+            }
         }
-        None => tracing::info!(
-            "no certificate authority yet: certificate routes and EST answer 503 until `vouch ca init`"
-        ),
+        None => {
+            tracing::info!(
+                "no certificate authority yet: certificate routes and EST answer 503 until `vouch ca init`"
+            );
+            if config.gateway.enabled {
+                tracing::warn!(
+                    "the gateway is enabled but needs a certificate authority: not started"
+                );
+            }
+        }
     }
     // The first admin token only once everything else started: a failed start issues nothing.
     if let Some(token) = auth::bootstrap_admin(&*store, &*clock)
@@ -97,6 +117,9 @@ pub async fn run(config: Config) -> Result<()> {
         .context("serving the API")?;
     if let Some(task) = est_task {
         task.await.context("the EST server task failed")??;
+    }
+    if let Some(task) = gateway_task {
+        task.await.context("the gateway task failed")?;
     }
     tracing::info!("stopped");
     Ok(())
@@ -143,7 +166,8 @@ async fn start_est(
     }))
 }
 
-async fn shutdown() {
+/// Resolves on SIGINT or SIGTERM.
+pub async fn shutdown() {
     let ctrl_c = async {
         let _ = tokio::signal::ctrl_c().await;
     };

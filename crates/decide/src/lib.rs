@@ -246,7 +246,9 @@ impl DecisionPoint {
         resource: &Resource,
         context: &DeviceContext,
     ) -> Decision {
-        let d = self.engine.decide_prepared(device, action, resource, context);
+        let d = self
+            .engine
+            .decide_prepared(device, action, resource, context);
         self.trace_denial(Some(facts.id), &d, || {
             serde_json::json!({
                 "principal": { "type": "Device", "id": facts.id },

@@ -114,8 +114,10 @@ pub(crate) async fn run(inner: Weak<Inner>, mut cursor: Option<EventSeq>) {
                 } else if policies_changed && !changed.contains(&s.device) {
                     a.forget();
                     inner.counters.reverified.fetch_add(1, Ordering::Relaxed);
-                    (!a.may_connect(&inner))
-                        .then_some((CloseReason::AccessWithdrawn, "the policies no longer allow it"))
+                    (!a.may_connect(&inner)).then_some((
+                        CloseReason::AccessWithdrawn,
+                        "the policies no longer allow it",
+                    ))
                 } else {
                     if forget {
                         a.forget();
@@ -173,16 +175,38 @@ async fn reverify_device(inner: &Inner, device: DeviceId) {
     for s in sessions {
         inner.counters.reverified.fetch_add(1, Ordering::Relaxed);
         let Some(record) = &record else {
-            cut(inner, &s, CloseReason::UnknownDevice, "the device was removed").await;
+            cut(
+                inner,
+                &s,
+                CloseReason::UnknownDevice,
+                "the device was removed",
+            )
+            .await;
             continue;
         };
-        match inner.store.get_certificate_by_fingerprint(s.fingerprint).await {
+        match inner
+            .store
+            .get_certificate_by_fingerprint(s.fingerprint)
+            .await
+        {
             Ok(Some(c)) if matches!(c.status, CertStatus::Revoked { .. }) => {
-                cut(inner, &s, CloseReason::CertificateRevoked, "its certificate was revoked").await;
+                cut(
+                    inner,
+                    &s,
+                    CloseReason::CertificateRevoked,
+                    "its certificate was revoked",
+                )
+                .await;
                 continue;
             }
             Ok(None) => {
-                cut(inner, &s, CloseReason::CertificateNotOnRecord, "its certificate is no longer on record").await;
+                cut(
+                    inner,
+                    &s,
+                    CloseReason::CertificateNotOnRecord,
+                    "its certificate is no longer on record",
+                )
+                .await;
                 continue;
             }
             _ => {}
@@ -196,7 +220,13 @@ async fn reverify_device(inner: &Inner, device: DeviceId) {
             a.may_connect(inner)
         };
         if !allowed {
-            cut(inner, &s, CloseReason::AccessWithdrawn, "the policy no longer allows it to connect").await;
+            cut(
+                inner,
+                &s,
+                CloseReason::AccessWithdrawn,
+                "the policy no longer allows it to connect",
+            )
+            .await;
         } else {
             tracing::info!(%device, state = %record.state, "live session re-decided");
         }

@@ -116,10 +116,10 @@ pub(crate) async fn run(inner: Weak<Inner>, every: Duration) {
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     tick.tick().await;
-    if let Some(inner) = inner.upgrade() {
-        if let Ok(mut s) = inner.observer.state.lock() {
-            s.start = Some(inner.clock.now());
-        }
+    if let Some(inner) = inner.upgrade()
+        && let Ok(mut s) = inner.observer.state.lock()
+    {
+        s.start = Some(inner.clock.now());
     }
     loop {
         tick.tick().await;
@@ -186,7 +186,8 @@ pub(crate) fn close_window(inner: &Inner) {
         let _ = observer.tx.send(Observation::Traffic(window));
     }
     // Devices gone quiet are forgotten once their last window is older than the kept ones.
-    let horizon = end.unix_micros() - (KEEP as i64) * (end.unix_micros() - start.unix_micros()).max(1);
+    let horizon =
+        end.unix_micros() - (KEEP as i64) * (end.unix_micros() - start.unix_micros()).max(1);
     state
         .recent
         .retain(|_, q| q.back().is_some_and(|w| w.end.unix_micros() > horizon));

@@ -240,7 +240,9 @@ impl Authz {
 fn context(inner: &Inner, not_after: Timestamp) -> DeviceContext {
     let now = inner.clock.now();
     DeviceContext {
-        cert_days_left: Some((not_after.unix_micros() - now.unix_micros()).div_euclid(86_400_000_000)),
+        cert_days_left: Some(
+            (not_after.unix_micros() - now.unix_micros()).div_euclid(86_400_000_000),
+        ),
         ..DeviceContext::at(now)
     }
 }
@@ -340,7 +342,11 @@ async fn serve(
     let now = inner.clock.now();
     // Who the certificate names, by Vouch's record of it (not by parsing names out of it): an imported or
     // renewed certificate maps the same way, and revocation is the store's live state, not a CRL's age.
-    let identity = match inner.store.get_certificate_by_fingerprint(fingerprint).await {
+    let identity = match inner
+        .store
+        .get_certificate_by_fingerprint(fingerprint)
+        .await
+    {
         Err(_) => Err(CloseReason::StoreUnavailable),
         Ok(None) => Err(CloseReason::CertificateNotOnRecord),
         Ok(Some(c)) if matches!(c.status, CertStatus::Revoked { .. }) => {
@@ -464,13 +470,7 @@ async fn serve(
         close_rx.clone(),
     );
     let down = broker_to_client(
-        inner,
-        &session,
-        &mut up_rd,
-        cl_wr,
-        from_up,
-        to_broker,
-        close_rx,
+        inner, &session, &mut up_rd, cl_wr, from_up, to_broker, close_rx,
     );
     tokio::join!(up, down);
     let current = *session.close.borrow();
@@ -745,7 +745,8 @@ fn up_packets(
                     continue;
                 }
                 s.denied(inner);
-                let disconnect = !v5 && inner.config.v311_denied_publish == DeniedPublish::Disconnect;
+                let disconnect =
+                    !v5 && inner.config.v311_denied_publish == DeniedPublish::Disconnect;
                 if disconnect {
                     return Ok((at, Flow::Done(CloseReason::NotAuthorized)));
                 }
@@ -753,7 +754,9 @@ fn up_packets(
                 // dropped (a refusal it would only resend).
                 let code = ReasonCode::NotAuthorized;
                 match (p.qos, p.packet_id) {
-                    (1, Some(id)) => reply(to_client, ack(PacketKind::Puback, s.protocol, id, code))?,
+                    (1, Some(id)) => {
+                        reply(to_client, ack(PacketKind::Puback, s.protocol, id, code))?
+                    }
                     (2, Some(id)) => {
                         reply(to_client, ack(PacketKind::Pubrec, s.protocol, id, code))?;
                         if !v5 {
@@ -796,7 +799,10 @@ fn up_packets(
                 PacketKind::Pubrel => {
                     let id = packet_id(&raw).map_err(|_| CloseReason::MalformedPacket)?;
                     if st.swallowed.remove(&id) {
-                        reply(to_client, ack(PacketKind::Pubcomp, s.protocol, id, ReasonCode::Success))?;
+                        reply(
+                            to_client,
+                            ack(PacketKind::Pubcomp, s.protocol, id, ReasonCode::Success),
+                        )?;
                     } else {
                         out.extend_from_slice(raw.bytes);
                     }
@@ -829,7 +835,10 @@ fn down_packets(
     // The broker is trusted to speak MQTT, but a packet over the limit is still not buffered.
     let framer = Framer::new(inner.config.max_packet);
     let mut at = 0;
-    while let Some(raw) = framer.next(&buf[at..]).map_err(|_| CloseReason::UpstreamClosed)? {
+    while let Some(raw) = framer
+        .next(&buf[at..])
+        .map_err(|_| CloseReason::UpstreamClosed)?
+    {
         at += raw.bytes.len();
         match raw.kind {
             PacketKind::Publish => {
@@ -873,7 +882,11 @@ fn down_packets(
             }
             PacketKind::Suback => {
                 let id = packet_id(&raw).map_err(|_| CloseReason::UpstreamClosed)?;
-                let narrowed = s.pending_subacks.lock().ok().and_then(|mut p| p.remove(&id));
+                let narrowed = s
+                    .pending_subacks
+                    .lock()
+                    .ok()
+                    .and_then(|mut p| p.remove(&id));
                 match narrowed {
                     Some(refused) => out.extend(
                         widen_suback(&raw, s.protocol, &refused)
@@ -906,4 +919,3 @@ fn down_packets(
     }
     Ok((at, Flow::More))
 }
-

@@ -48,9 +48,11 @@ async fn allowed_traffic_flows_and_everything_else_is_refused_per_packet() {
 
     // 3.1.1: own telemetry reaches the broker; another device's topic does not (dropped, acknowledged).
     let (client, mut events) = AsyncClient::new(w.mqtt3(&a.id.to_string(), &a), 100);
-    until3(&mut events, |e| matches!(e, Event::Incoming(Packet::ConnAck(_))))
-        .await
-        .unwrap();
+    until3(&mut events, |e| {
+        matches!(e, Event::Incoming(Packet::ConnAck(_)))
+    })
+    .await
+    .unwrap();
     let own = format!("devices/{}/telemetry", a.id);
     let other = format!("devices/{}/telemetry", b.id);
     client
@@ -69,7 +71,10 @@ async fn allowed_traffic_flows_and_everything_else_is_refused_per_packet() {
     .await
     .unwrap();
     let (topic, payload) = next_message(&mut seen, WAIT).await.unwrap();
-    assert_eq!((topic.as_str(), payload.as_slice()), (own.as_str(), &b"21.5"[..]));
+    assert_eq!(
+        (topic.as_str(), payload.as_slice()),
+        (own.as_str(), &b"21.5"[..])
+    );
 
     // SUBSCRIBE: one filter allowed, two refused in the same packet: SUBACK says which.
     client
@@ -100,7 +105,12 @@ async fn allowed_traffic_flows_and_everything_else_is_refused_per_packet() {
     let direct = AsyncClient::new(w.direct("operator"), 10);
     direct
         .0
-        .publish(format!("devices/{}/cmd/reboot", a.id), QoS::AtLeastOnce, false, "now")
+        .publish(
+            format!("devices/{}/cmd/reboot", a.id),
+            QoS::AtLeastOnce,
+            false,
+            "now",
+        )
         .await
         .unwrap();
     let mut direct_events = direct.1;
@@ -149,7 +159,10 @@ async fn allowed_traffic_flows_and_everything_else_is_refused_per_packet() {
     .await
     .unwrap();
     use rumqttc::v5::mqttbytes::v5::PubAckReason;
-    assert_eq!(reasons, vec![PubAckReason::NotAuthorized, PubAckReason::Success]);
+    assert_eq!(
+        reasons,
+        vec![PubAckReason::NotAuthorized, PubAckReason::Success]
+    );
     let reboot = format!("devices/{}/cmd/reboot", a.id);
     let (mut topic, _) = next_message(&mut seen, WAIT).await.unwrap();
     if topic == reboot {
@@ -175,9 +188,11 @@ async fn revocation_cuts_a_live_session_within_a_second_and_reconnecting_is_refu
     let d = w.device().await;
     let mut seen = watch_broker(&w, "#").await;
     let (client, mut events) = AsyncClient::new(w.mqtt3(&d.id.to_string(), &d), 100);
-    until3(&mut events, |e| matches!(e, Event::Incoming(Packet::ConnAck(_))))
-        .await
-        .unwrap();
+    until3(&mut events, |e| {
+        matches!(e, Event::Incoming(Packet::ConnAck(_)))
+    })
+    .await
+    .unwrap();
     let topic = format!("devices/{}/telemetry", d.id);
     let publisher = {
         let client = client.clone();
@@ -208,14 +223,24 @@ async fn revocation_cuts_a_live_session_within_a_second_and_reconnecting_is_refu
     assert!(next_message(&mut seen, WAIT).await.is_some());
     let t0 = Instant::now();
     w.revoke(d.serial).await;
-    let (closed_at, why) = tokio::time::timeout(WAIT, closed_rx).await.unwrap().unwrap();
+    let (closed_at, why) = tokio::time::timeout(WAIT, closed_rx)
+        .await
+        .unwrap()
+        .unwrap();
     let latency = closed_at.duration_since(t0);
     println!("revocation → session closed in {latency:?} ({why})");
     assert!(latency < Duration::from_secs(1), "took {latency:?}");
     publisher.abort();
     // After the cut nothing more arrives from it.
-    while next_message(&mut seen, Duration::from_millis(300)).await.is_some() {}
-    assert!(next_message(&mut seen, Duration::from_millis(500)).await.is_none());
+    while next_message(&mut seen, Duration::from_millis(300))
+        .await
+        .is_some()
+    {}
+    assert!(
+        next_message(&mut seen, Duration::from_millis(500))
+            .await
+            .is_none()
+    );
 
     // Reconnecting with the revoked certificate is refused at CONNECT.
     let (_c, mut again) = AsyncClient::new(w.mqtt3(&d.id.to_string(), &d), 10);
@@ -223,7 +248,9 @@ async fn revocation_cuts_a_live_session_within_a_second_and_reconnecting_is_refu
     assert!(
         matches!(
             refused,
-            Err(ConnectionError::ConnectionRefused(ConnectReturnCode::NotAuthorized))
+            Err(ConnectionError::ConnectionRefused(
+                ConnectReturnCode::NotAuthorized
+            ))
         ),
         "{refused:?}"
     );
@@ -235,7 +262,11 @@ async fn revocation_cuts_a_live_session_within_a_second_and_reconnecting_is_refu
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let stats = w.gateway.stats();
-    assert_eq!(stats.closed.get("certificate_revoked"), Some(&2), "{stats:?}");
+    assert_eq!(
+        stats.closed.get("certificate_revoked"),
+        Some(&2),
+        "{stats:?}"
+    );
     // The cut is in the device's history.
     let events = w.store.device_events(d.id, None, 100).await.unwrap();
     assert!(
@@ -262,7 +293,11 @@ async fn quarantine_narrows_a_live_session_within_a_second() {
         let topic = telemetry.clone();
         tokio::spawn(async move {
             for i in 0u32.. {
-                if client.publish(&topic, Q5::AtLeastOnce, false, i.to_string()).await.is_err() {
+                if client
+                    .publish(&topic, Q5::AtLeastOnce, false, i.to_string())
+                    .await
+                    .is_err()
+                {
                     return;
                 }
                 tokio::time::sleep(Duration::from_millis(10)).await;
@@ -293,7 +328,10 @@ async fn quarantine_narrows_a_live_session_within_a_second() {
     assert!(latency < Duration::from_secs(1), "took {latency:?}");
     publisher.abort();
     // Narrowed, not cut: the update topic still works over the same session.
-    while next_message(&mut seen, Duration::from_millis(300)).await.is_some() {}
+    while next_message(&mut seen, Duration::from_millis(300))
+        .await
+        .is_some()
+    {}
     client
         .publish(&update, Q5::AtLeastOnce, false, "fw 1.2.4 requested")
         .await
@@ -470,7 +508,11 @@ async fn bad_input_closes_the_connection_with_its_reason_and_reaches_nothing() {
     let stats = w.gateway.stats();
     assert_eq!(stats.upstream_connects, 0, "{stats:?}");
     assert_eq!(stats.accepted, 0);
-    assert!(next_message(&mut seen, Duration::from_millis(300)).await.is_none());
+    assert!(
+        next_message(&mut seen, Duration::from_millis(300))
+            .await
+            .is_none()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -479,12 +521,19 @@ async fn traffic_is_observed_per_device() {
     let d = w.device().await;
     let mut obs = w.gateway.observations();
     let (client, mut events) = AsyncClient::new(w.mqtt3(&d.id.to_string(), &d), 100);
-    until3(&mut events, |e| matches!(e, Event::Incoming(Packet::ConnAck(_))))
-        .await
-        .unwrap();
+    until3(&mut events, |e| {
+        matches!(e, Event::Incoming(Packet::ConnAck(_)))
+    })
+    .await
+    .unwrap();
     for t in ["a", "b", "a", "c"] {
         client
-            .publish(format!("devices/{}/{t}", d.id), QoS::AtLeastOnce, false, "12345")
+            .publish(
+                format!("devices/{}/{t}", d.id),
+                QoS::AtLeastOnce,
+                false,
+                "12345",
+            )
             .await
             .unwrap();
     }
@@ -510,9 +559,11 @@ async fn traffic_is_observed_per_device() {
         .publish(format!("devices/{}/a", d.id), QoS::AtLeastOnce, false, "1")
         .await
         .unwrap();
-    until3(&mut events, |e| matches!(e, Event::Incoming(Packet::PubAck(_))))
-        .await
-        .unwrap();
+    until3(&mut events, |e| {
+        matches!(e, Event::Incoming(Packet::PubAck(_)))
+    })
+    .await
+    .unwrap();
     w.gateway.close_window();
     let vouch_types::Observation::Traffic(t) = obs.recv().await.unwrap();
     assert_eq!((t.msgs_in, t.distinct_topics, t.new_topics), (1, 1, 0));

@@ -146,8 +146,8 @@ mod tests {
         for protocol in [Protocol::V311, Protocol::V5] {
             let opts = if protocol.is_v5() { 0b0010_0101 } else { 1 };
             let full = subscribe(protocol, &[("a/#", 1), ("b/+", opts), ("c", 0)]);
-            let narrowed = subscribe_subset(&raw(&full), protocol, &[false, true, false])
-                .expect("narrowed");
+            let narrowed =
+                subscribe_subset(&raw(&full), protocol, &[false, true, false]).expect("narrowed");
             assert_eq!(narrowed, subscribe(protocol, &[("b/+", opts)]));
             let Ok(Packet::Subscribe(s)) = parse(&raw(&narrowed), protocol) else {
                 panic!("narrowed SUBSCRIBE does not parse");
@@ -177,11 +177,21 @@ mod tests {
     #[test]
     fn acknowledgements_carry_a_reason_only_in_5() {
         assert_eq!(
-            ack(PacketKind::Pubrec, Protocol::V5, 9, ReasonCode::NotAuthorized),
+            ack(
+                PacketKind::Pubrec,
+                Protocol::V5,
+                9,
+                ReasonCode::NotAuthorized
+            ),
             [0x50, 3, 0, 9, 0x87]
         );
         assert_eq!(
-            ack(PacketKind::Pubrec, Protocol::V311, 9, ReasonCode::NotAuthorized),
+            ack(
+                PacketKind::Pubrec,
+                Protocol::V311,
+                9,
+                ReasonCode::NotAuthorized
+            ),
             [0x50, 2, 0, 9]
         );
         assert_eq!(

@@ -202,3 +202,135 @@ pub fn step_up(base: &str, auth: &str) -> String {
     assert_eq!(code, 200, "{body}");
     otp
 }
+
+// EST and API helpers shared by the PKI and gateway tests.
+
+pub const PASS: &str = "correct horse battery staple";
+
+pub struct Api {
+    pub base: String,
+    pub auth: String,
+    /// `X-Vouch-OTP: …` once a second factor is confirmed (privileged calls need it).
+    pub otp: Option<String>,
+}
+
+impl Api {
+    pub fn new(addr: &str, token: Option<String>) -> Self {
+        let mut api = Self {
+            base: format!("http://{addr}"),
+            auth: format!("Authorization: Bearer {}", token.unwrap()),
+            otp: None,
+        };
+        let code = step_up(&api.base, &api.auth);
+        api.otp = Some(format!("X-Vouch-OTP: {code}"));
+        api
+    }
+
+    pub fn call(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&serde_json::Value>,
+    ) -> (u16, serde_json::Value) {
+        let url = format!("{}{path}", self.base);
+        let mut args = vec!["-X", method, "-H", self.auth.as_str()];
+        if let Some(otp) = &self.otp {
+            args.extend_from_slice(&["-H", otp.as_str()]);
+        }
+        let text;
+        if let Some(b) = body {
+            text = b.to_string();
+            args.extend_from_slice(&["-H", "Content-Type: application/json", "-d", &text]);
+        }
+        args.push(&url);
+        let (code, body) = curl(&args);
+        (
+            code,
+            serde_json::from_str(&body).unwrap_or(serde_json::Value::String(body)),
+        )
+    }
+}
+
+pub fn csr(dir: &Path, name: &str, cn: &str, key: &[&str]) -> String {
+    let (key_file, csr_file) = (format!("{name}.key"), format!("{name}.csr"));
+    let subj = format!("/CN={cn}");
+    let mut args = vec![
+        "req", "-new", "-nodes", "-keyout", &key_file, "-out", &csr_file, "-subj", &subj,
+    ];
+    args.extend_from_slice(key);
+    let (ok, text) = openssl(dir, &args);
+    assert!(ok, "{text}");
+    std::fs::read_to_string(dir.join(csr_file)).unwrap()
+}
+
+pub const P256: &[&str] = &["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256"];
+
+/// curl against the EST server: (HTTP status, body).
+pub fn est_curl(d: &Path, args: &[&str]) -> (u16, String) {
+    let mut all = vec!["--cacert", "root.pem"];
+    all.extend_from_slice(args);
+    let out = std::process::Command::new("curl")
+        .current_dir(d)
+        .args(["-sS", "-w", "\n%{http_code}"])
+        .args(&all)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (body, code) = text.rsplit_once('\n').unwrap_or(("", "0"));
+    (code.trim().parse().unwrap_or(0), body.to_owned())
+}
+
+/// Base64 DER of a new request, as EST clients send it.
+pub fn est_csr(d: &Path, name: &str, cn: &str, key: &[&str]) -> String {
+    csr(d, name, cn, key);
+    let (ok, text) = openssl(
+        d,
+        &[
+            "req",
+            "-in",
+            &format!("{name}.csr"),
+            "-outform",
+            "DER",
+            "-out",
+            &format!("{name}.der"),
+        ],
+    );
+    assert!(ok, "{text}");
+    let (ok, text) = openssl(
+        d,
+        &[
+            "base64",
+            "-in",
+            &format!("{name}.der"),
+            "-out",
+            &format!("{name}.b64"),
+        ],
+    );
+    assert!(ok, "{text}");
+    format!("@{name}.b64")
+}
+
+/// Decodes an EST PKCS#7 answer with openssl into PEM certificates in `out`.
+pub fn pkcs7_to_pem(d: &Path, body: &str, out: &str) -> String {
+    std::fs::write(d.join("answer.b64"), body).unwrap();
+    let (ok, text) = openssl(
+        d,
+        &["base64", "-d", "-in", "answer.b64", "-out", "answer.p7"],
+    );
+    assert!(ok, "{text}");
+    let (ok, text) = openssl(
+        d,
+        &[
+            "pkcs7",
+            "-inform",
+            "DER",
+            "-in",
+            "answer.p7",
+            "-print_certs",
+            "-out",
+            out,
+        ],
+    );
+    assert!(ok, "{text}");
+    std::fs::read_to_string(d.join(out)).unwrap()
+}

@@ -92,6 +92,7 @@ pub fn broker() -> Broker {
             std::thread::sleep(Duration::from_millis(20));
         }
         let _ = child.kill();
+        let _ = child.wait();
     }
     panic!("mosquitto did not start");
 }
@@ -245,9 +246,14 @@ impl World {
 
     /// A certificate for `device` that expired yesterday (issued by the same CA, recorded in the store).
     pub async fn expired(&self, device: &DeviceCreds) -> DeviceCreds {
-        let past = Timestamp::from_unix_micros(SystemClock.now().unix_micros() - 3 * 86_400_000_000);
-        let ca = IssuingCa::load(&self.ca.issuing_cert_pem, &self.ca.issuing_key_pem, &self.pass)
-            .unwrap();
+        let past =
+            Timestamp::from_unix_micros(SystemClock.now().unix_micros() - 3 * 86_400_000_000);
+        let ca = IssuingCa::load(
+            &self.ca.issuing_cert_pem,
+            &self.ca.issuing_key_pem,
+            &self.pass,
+        )
+        .unwrap();
         let mut s = settings();
         s.profile.lifetime_days = 1;
         let old = IdentityService::new(

@@ -1,0 +1,126 @@
+//! `vouch gateway`: the MQTT enforcement point, alone or inside `vouch serve`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use rustls_pki_types::{CertificateDer, ServerName};
+use vouch_decide::DecisionPoint;
+use vouch_gateway::{Gateway, GatewayConfig, Upstream};
+use vouch_store::Store;
+use vouch_types::{Clock, SystemClock};
+
+use crate::config::Config;
+
+/// Runs the gateway alone until SIGINT or SIGTERM: it decides with its own copy of the policy engine, kept
+/// in step with the store like the server's, so any number of gateways can front one fleet.
+pub async fn run(config: Config) -> Result<()> {
+    let store = crate::open_store(&config).await?;
+    let clock = Arc::new(SystemClock);
+    let decisions = DecisionPoint::start(store.clone(), clock.clone(), None)
+        .await
+        .context("starting the policy engine")?;
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let task = start(&config, store, clock, decisions, stop_rx).await?;
+    crate::serve::shutdown().await;
+    let _ = stop_tx.send(true);
+    task.await.context("the gateway task failed")?;
+    tracing::info!("gateway stopped");
+    Ok(())
+}
+
+/// Starts the gateway configured in `config` (its TLS certificate fresh from the Vouch CA, its key only in
+/// memory) and returns the task serving it until `stop`.
+pub async fn start(
+    config: &Config,
+    store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
+    decisions: Arc<DecisionPoint>,
+    stop: tokio::sync::watch::Receiver<bool>,
+) -> Result<tokio::task::JoinHandle<()>> {
+    let g = &config.gateway;
+    let Some((ca, root_der)) =
+        crate::ca::load_issuing(&config.data_dir, config.pki.passphrase_file.as_deref())?
+    else {
+        bail!(
+            "the gateway needs Vouch's certificate authority and there is none in {}: run `vouch ca init` first",
+            config.data_dir.display()
+        );
+    };
+    let mut ips = vec![g.listen.ip()];
+    if g.listen.ip().is_unspecified() {
+        ips = vec!["127.0.0.1".parse()?, "::1".parse()?];
+    }
+    let (cert, key) = ca
+        .issue_server(&g.server_names, &ips, 30, clock.now())
+        .context("issuing the gateway's TLS certificate")?;
+    let mut roots = vec![root_der, ca.cert_der().to_vec()];
+    for path in &g.client_cas {
+        let pem = std::fs::read_to_string(path)
+            .with_context(|| format!("reading the client CA {}", path.display()))?;
+        roots.push(
+            vouch_pki::cert_der_from_pem(&pem)
+                .with_context(|| format!("reading the client CA {}", path.display()))?,
+        );
+    }
+    let tls = vouch_gateway::server_config(vec![cert, ca.cert_der().to_vec()], key, &roots)
+        .context("configuring the gateway's TLS")?;
+    let upstream_tls = match &g.upstream_tls {
+        None => None,
+        Some((ca_file, name)) => Some(upstream_tls(ca_file.as_deref(), name)?),
+    };
+    let mut gc = GatewayConfig::new(Upstream {
+        addr: g.upstream,
+        tls: upstream_tls,
+    });
+    gc.handshake_timeout = Duration::from_secs(g.connect_timeout_secs);
+    gc.connect_timeout = Duration::from_secs(g.connect_timeout_secs);
+    gc.max_packet = g.max_packet_bytes;
+    gc.v311_denied_publish = g.v311_denied_publish;
+    gc.max_sessions = g.max_sessions;
+    let gateway = Gateway::start(gc, tls, store, clock, decisions)
+        .await
+        .context("starting the gateway")?;
+    let listener = tokio::net::TcpListener::bind(g.listen)
+        .await
+        .with_context(|| format!("listening on {} (gateway.listen)", g.listen))?;
+    let addr = listener.local_addr().context("reading the bound address")?;
+    if tokio::net::TcpStream::connect(g.upstream).await.is_err() {
+        tracing::warn!(upstream = %g.upstream, "the broker does not answer yet: devices are refused (server unavailable) until it does");
+    }
+    tracing::info!(gateway_addr = %addr, upstream = %g.upstream, "MQTT gateway listening (mTLS)");
+    Ok(tokio::spawn(
+        async move { gateway.serve(listener, stop).await },
+    ))
+}
+
+/// TLS towards the broker: its certificate must chain to the CA in `ca_file` and carry `name`.
+fn upstream_tls(
+    ca_file: Option<&std::path::Path>,
+    name: &str,
+) -> Result<(Arc<rustls::ClientConfig>, ServerName<'static>)> {
+    let Some(ca_file) = ca_file else {
+        bail!(
+            "gateway.upstream_tls needs gateway.upstream_ca: the CA file that signed the broker's certificate"
+        );
+    };
+    let pem = std::fs::read_to_string(ca_file)
+        .with_context(|| format!("reading {}", ca_file.display()))?;
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(CertificateDer::from(
+            vouch_pki::cert_der_from_pem(&pem)
+                .with_context(|| format!("reading {}", ca_file.display()))?,
+        ))
+        .context("the broker's CA certificate")?;
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()?
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let name = ServerName::try_from(name.to_owned()).with_context(|| {
+        format!("gateway.upstream_server_name `{name}` is not a DNS name or address")
+    })?;
+    Ok((Arc::new(config), name))
+}
