@@ -22,7 +22,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use base64::Engine as _;
 use clap::Args;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -48,6 +47,9 @@ pub struct GatewayArgs {
     /// New connections for the handshake measure (each way).
     #[arg(long, default_value_t = 2_000)]
     handshakes: u32,
+    /// Throughput rounds per target (interleaved; the median is reported: the machine is shared and noisy).
+    #[arg(long, default_value_t = 3)]
+    rounds: u32,
     /// Print JSON instead of a table.
     #[arg(long)]
     json: bool,
@@ -80,19 +82,6 @@ impl Drop for Killed {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
-}
-
-fn pem(label: &str, der: &[u8]) -> String {
-    let b64 = base64::engine::general_purpose::STANDARD.encode(der);
-    let body: Vec<&str> = b64
-        .as_bytes()
-        .chunks(64)
-        .filter_map(|c| std::str::from_utf8(c).ok())
-        .collect();
-    format!(
-        "-----BEGIN {label}-----\n{}\n-----END {label}-----\n",
-        body.join("\n")
-    )
 }
 
 fn free_port() -> Result<u16> {
@@ -215,8 +204,11 @@ async fn connect(
     let mut packet = vec![0x10, body.len() as u8];
     packet.extend(body);
     io.write_all(&packet).await?;
+    io.flush().await?;
     let mut ack = [0u8; 4];
-    io.read_exact(&mut ack).await?;
+    tokio::time::timeout(Duration::from_secs(30), io.read_exact(&mut ack))
+        .await
+        .context("no CONNACK within 30 s")??;
     if ack[0] != 0x20 || ack[3] != 0 {
         bail!("CONNACK refused: {ack:?}");
     }
@@ -283,6 +275,7 @@ async fn publisher(
             io.write_all(&out).await?;
         }
         io.write_all(&[0xc0, 0]).await?;
+        io.flush().await?;
         while count_packets(&mut buf, 0xd) == 0 {
             if io.read_buf(&mut buf).await? == 0 {
                 bail!("closed before PINGRESP");
@@ -299,6 +292,7 @@ async fn publisher(
             }
             if !out.is_empty() {
                 io.write_all(&out).await?;
+                io.flush().await?;
             }
             if io.read_buf(&mut buf).await? == 0 {
                 bail!("closed after {acked} PUBACKs");
@@ -307,6 +301,7 @@ async fn publisher(
         }
     }
     io.write_all(&[0xe0, 0]).await?;
+    io.flush().await?;
     Ok(())
 }
 
@@ -349,6 +344,7 @@ async fn handshakes(target: &Target, devices: &[Creds], n: u32) -> Result<f64> {
             while next.fetch_add(1, std::sync::atomic::Ordering::Relaxed) < n {
                 let mut io = connect(&target, &creds, Some(&cfg)).await?;
                 io.write_all(&[0xe0, 0]).await?;
+                io.flush().await?;
                 let _ = io.shutdown().await;
             }
             anyhow::Ok(())
@@ -464,13 +460,18 @@ pub async fn run(a: GatewayArgs) -> Result<()> {
     let mdir = dir.path();
     std::fs::write(
         mdir.join("clientca.pem"),
-        pem("CERTIFICATE", &root) + &pem("CERTIFICATE", &issuing),
+        vouch_pki::pem_encode("CERTIFICATE", &root)
+            + &vouch_pki::pem_encode("CERTIFICATE", &issuing),
     )?;
     std::fs::write(
         mdir.join("broker.pem"),
-        pem("CERTIFICATE", &srv_cert) + &pem("CERTIFICATE", &issuing),
+        vouch_pki::pem_encode("CERTIFICATE", &srv_cert)
+            + &vouch_pki::pem_encode("CERTIFICATE", &issuing),
     )?;
-    std::fs::write(mdir.join("broker.key"), pem("PRIVATE KEY", &srv_key))?;
+    std::fs::write(
+        mdir.join("broker.key"),
+        vouch_pki::pem_encode("PRIVATE KEY", &srv_key),
+    )?;
     std::fs::write(
         mdir.join("mosquitto.conf"),
         format!(
@@ -521,7 +522,13 @@ pub async fn run(a: GatewayArgs) -> Result<()> {
     for (i, t) in targets.iter().enumerate() {
         let mut io = connect(t, &devices[i], None).await?;
         io.write_all(&[0xe0, 0]).await?;
+        io.flush().await?;
     }
+    eprintln!(
+        "{} gateway(s) up; opening {} sessions",
+        targets.len(),
+        a.sessions
+    );
     tokio::time::sleep(Duration::from_millis(500)).await;
     let before: u64 = gws
         .iter()
@@ -551,12 +558,16 @@ pub async fn run(a: GatewayArgs) -> Result<()> {
     let open_secs = open_start.elapsed().as_secs_f64();
     tokio::time::sleep(Duration::from_secs(1)).await;
     // Every session is alive: a PINGREQ each, answered through the gateway by the broker.
+    eprintln!("{} sessions open; pinging each", held.len());
     for io in &mut held {
         io.write_all(&[0xc0, 0]).await?;
+        io.flush().await?;
     }
     for io in &mut held {
         let mut b = [0u8; 2];
-        io.read_exact(&mut b).await?;
+        tokio::time::timeout(Duration::from_secs(30), io.read_exact(&mut b))
+            .await
+            .context("a held session did not answer its ping within 30 s")??;
         if b != [0xd0, 0] {
             bail!("a held session did not answer its ping");
         }
@@ -583,11 +594,21 @@ pub async fn run(a: GatewayArgs) -> Result<()> {
     };
     let gateway = targets[0].clone();
     let mut rows = Vec::new();
+    let median = |mut v: Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
     for qos in [0u8, 1] {
-        let d = throughput(&direct, &devices, &a, qos).await?;
-        let t = throughput(&direct_tls, &devices, &a, qos).await?;
-        let g = throughput(&gateway, &devices, &a, qos).await?;
-        rows.push((qos, d, t, g));
+        let (mut d, mut t, mut g) = (Vec::new(), Vec::new(), Vec::new());
+        for _ in 0..a.rounds.max(1) {
+            d.push(throughput(&direct, &devices, &a, qos).await?);
+            t.push(throughput(&direct_tls, &devices, &a, qos).await?);
+            g.push(throughput(&gateway, &devices, &a, qos).await?);
+        }
+        eprintln!(
+            "QoS {qos} rounds (msgs/s): mosquitto {d:.0?}, mosquitto mTLS {t:.0?}, gateway {g:.0?}"
+        );
+        rows.push((qos, median(d), median(t), median(g)));
     }
     let hs_mosq = handshakes(&direct_tls, &devices, a.handshakes).await?;
     let hs_gw = handshakes(&gateway, &devices, a.handshakes).await?;
@@ -625,8 +646,11 @@ pub async fn run(a: GatewayArgs) -> Result<()> {
         "  gateway resident memory {before} KiB → {after} KiB: {per_session:.1} KiB per session (Mosquitto: {mosq_per_session:.1} KiB per connection)"
     );
     println!(
-        "\nThroughput ({} clients × {} messages, {} B payload)",
-        a.clients, a.messages, a.payload
+        "\nThroughput ({} clients × {} messages, {} B payload; median of {} rounds)",
+        a.clients,
+        a.messages,
+        a.payload,
+        a.rounds.max(1)
     );
     println!(
         "  {:<4} {:>18} {:>18} {:>18} {:>12} {:>12}",

@@ -157,15 +157,18 @@ fn sub(d: &Path, args: &[String], extra: &[&str]) -> (Child, std::sync::mpsc::Re
     (child, rx)
 }
 
+/// The port of the address logged as `key=ADDR` in `line`.
+fn port_in(line: &str, key: &str) -> Option<u16> {
+    line.split(&format!("{key}="))
+        .nth(1)
+        .and_then(|a| a.split_whitespace().next())
+        .and_then(|a| a.rsplit(':').next())
+        .and_then(|p| p.parse().ok())
+}
+
 fn logged_addr(log: &std::sync::Mutex<Vec<String>>, key: &str) -> Option<u16> {
     let lines = log.lock().unwrap();
-    lines.iter().find_map(|l| {
-        l.split(&format!("{key}="))
-            .nth(1)
-            .and_then(|a| a.split_whitespace().next())
-            .and_then(|a| a.rsplit(':').next())
-            .and_then(|p| p.parse().ok())
-    })
+    lines.iter().find_map(|l| port_in(l, key))
 }
 
 fn wait_for<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
@@ -381,13 +384,7 @@ fn mosquitto_clients_with_est_certificates_through_the_gateway() {
     let port2 = wait_for("the second gateway", || {
         rx.recv_timeout(Duration::from_millis(100))
             .ok()
-            .and_then(|l| {
-                l.split("gateway_addr=")
-                    .nth(1)
-                    .and_then(|a| a.split_whitespace().next())
-                    .and_then(|a| a.rsplit(':').next())
-                    .and_then(|p| p.parse::<u16>().ok())
-            })
+            .and_then(|l| port_in(&l, "gateway_addr"))
     });
     let (okp, text) = pub_(
         d,

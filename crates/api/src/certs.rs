@@ -50,17 +50,7 @@ pub(crate) fn identity(state: &AppState) -> Result<&Arc<IdentityService>, ApiErr
 }
 
 fn pem(der: &[u8]) -> String {
-    use base64::Engine as _;
-    let b64 = base64::engine::general_purpose::STANDARD.encode(der);
-    let lines: Vec<&str> = b64
-        .as_bytes()
-        .chunks(64)
-        .filter_map(|c| std::str::from_utf8(c).ok())
-        .collect();
-    format!(
-        "-----BEGIN CERTIFICATE-----\n{}\n-----END CERTIFICATE-----\n",
-        lines.join("\n")
-    )
+    vouch_pki::pem_encode("CERTIFICATE", der)
 }
 
 #[derive(Serialize)]

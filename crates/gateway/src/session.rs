@@ -381,13 +381,15 @@ async fn serve(
         Ok(Some(raw)) if raw.kind == PacketKind::Connect => match parse(&raw, Protocol::V311) {
             Ok(Packet::Connect(c)) => c,
             Err(vouch_mqtt::ParseError::UnsupportedProtocol { .. }) => {
-                let _ = tls
-                    .write_all(&connack(
+                let _ = write(
+                    &mut tls,
+                    &connack(
                         Protocol::V311,
                         false,
                         ReasonCode::UnsupportedProtocolVersion,
-                    ))
-                    .await;
+                    ),
+                )
+                .await;
                 return (CloseReason::UnsupportedProtocol, device);
             }
             _ => return (CloseReason::MalformedPacket, device),
@@ -402,9 +404,7 @@ async fn serve(
             if let Some(d) = device {
                 inner.observer.refused(d);
             }
-            let _ = tls
-                .write_all(&connack(protocol, false, reason.connack_code()))
-                .await;
+            let _ = write(&mut tls, &connack(protocol, false, reason.connack_code())).await;
             let _ = tls.shutdown().await;
             return (reason, device);
         }
@@ -413,9 +413,11 @@ async fn serve(
     let upstream = match tokio::time::timeout(UPSTREAM_TIMEOUT, open_upstream(inner)).await {
         Ok(Ok(u)) => u,
         _ => {
-            let _ = tls
-                .write_all(&connack(protocol, false, ReasonCode::ServerUnavailable))
-                .await;
+            let _ = write(
+                &mut tls,
+                &connack(protocol, false, ReasonCode::ServerUnavailable),
+            )
+            .await;
             return (CloseReason::UpstreamUnavailable, Some(device));
         }
     };
@@ -446,11 +448,21 @@ async fn serve(
     // CONNECT goes up as the client sent it; whatever the client sent after it goes through the checks.
     let mut up_buf = buf.split_off(connect_len);
     let (mut up_rd, mut up_wr) = tokio::io::split(upstream);
-    if up_wr.write_all(&buf).await.is_err() {
+    if write(&mut up_wr, &buf).await.is_err() {
         return (CloseReason::UpstreamUnavailable, Some(device));
     }
     up_buf.reserve(1024);
     inner.sessions.add(&session);
+    // A revocation between the first look-up and the registration would have found no session to cut:
+    // look once more, now that the follower sees this one.
+    if let Ok(Some(c)) = inner
+        .store
+        .get_certificate_by_fingerprint(fingerprint)
+        .await
+        && matches!(c.status, CertStatus::Revoked { .. })
+    {
+        session.end(CloseReason::CertificateRevoked);
+    }
     inner.counters.accepted.fetch_add(1, Ordering::Relaxed);
     inner.counters.sessions.fetch_add(1, Ordering::Relaxed);
     inner.observer.connected(device);
@@ -561,6 +573,12 @@ fn frame_reason(e: &FrameError) -> CloseReason {
     }
 }
 
+/// Writes and flushes: a TLS stream may keep the tail of a write buffered until flushed.
+async fn write<W: AsyncWrite + Unpin>(wr: &mut W, bytes: &[u8]) -> std::io::Result<()> {
+    wr.write_all(bytes).await?;
+    wr.flush().await
+}
+
 /// What one direction learned from a batch of packets.
 enum Flow {
     /// Keep reading.
@@ -593,7 +611,7 @@ async fn client_to_broker<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
             Err(reason) => (0, Flow::Done(reason)),
         };
         buf.drain(..consumed);
-        if !out.is_empty() && wr.write_all(&out).await.is_err() {
+        if !out.is_empty() && write(wr, &out).await.is_err() {
             s.end(CloseReason::UpstreamClosed);
         }
         if let Flow::Done(reason) = flow {
@@ -603,7 +621,7 @@ async fn client_to_broker<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
         if let Some(reason) = current {
             if reason.is_cut() {
                 // An orderly DISCONNECT: the broker drops the session's will instead of publishing it.
-                let _ = wr.write_all(&[0xe0, 0]).await;
+                let _ = write(wr, &[0xe0, 0]).await;
             }
             let _ = wr.shutdown().await;
             return;
@@ -614,7 +632,7 @@ async fn client_to_broker<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
         tokio::select! {
             _ = close.changed() => {}
             Some(bytes) = injected.recv() => {
-                if wr.write_all(&bytes).await.is_err() {
+                if write(wr, &bytes).await.is_err() {
                     s.end(CloseReason::UpstreamClosed);
                 }
             }
@@ -645,7 +663,7 @@ async fn broker_to_client<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
             Err(reason) => (0, Flow::Done(reason)),
         };
         buf.drain(..consumed);
-        if !out.is_empty() && wr.write_all(&out).await.is_err() {
+        if !out.is_empty() && write(&mut wr, &out).await.is_err() {
             s.end(CloseReason::ClientClosed);
         }
         if let Flow::Done(reason) = flow {
@@ -655,12 +673,12 @@ async fn broker_to_client<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
         if let Some(reason) = current {
             // Answers already queued (a refusal's SUBACK) go out before the goodbye.
             while let Ok(bytes) = injected.try_recv() {
-                let _ = wr.write_all(&bytes).await;
+                let _ = write(&mut wr, &bytes).await;
             }
             if reason.is_cut()
                 && let Some(bye) = disconnect(s.protocol, reason.code())
             {
-                let _ = wr.write_all(&bye).await;
+                let _ = write(&mut wr, &bye).await;
             }
             let _ = wr.shutdown().await;
             return;
@@ -671,7 +689,7 @@ async fn broker_to_client<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
         tokio::select! {
             _ = close.changed() => {}
             Some(bytes) = injected.recv() => {
-                if wr.write_all(&bytes).await.is_err() {
+                if write(&mut wr, &bytes).await.is_err() {
                     s.end(CloseReason::ClientClosed);
                 }
             }

@@ -143,10 +143,14 @@ pub struct IssuedCert {
 impl IssuedCert {
     /// The certificate as PEM.
     pub fn pem(&self) -> String {
-        // Encoding a byte string as PEM cannot fail; an empty string would only hide a library bug.
-        pkcs8::der::pem::encode_string("CERTIFICATE", pkcs8::LineEnding::LF, &self.der)
-            .unwrap_or_default()
+        pem_encode("CERTIFICATE", &self.der)
     }
+}
+
+/// `der` as PEM with `label` (`CERTIFICATE`, `PRIVATE KEY`, …), LF line endings.
+pub fn pem_encode(label: &str, der: &[u8]) -> String {
+    // Encoding a byte string as PEM cannot fail; an empty string would only hide a library bug.
+    pkcs8::der::pem::encode_string(label, pkcs8::LineEnding::LF, der).unwrap_or_default()
 }
 
 /// The CA key, shared between the certificate issuer and the CRL and OCSP signers.

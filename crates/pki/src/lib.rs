@@ -20,8 +20,8 @@ mod profile;
 
 pub use ca::{
     CaMaterial, CaSubject, CertSummary, IssuedCert, IssuingCa, ca_certificates, cert_der_from_pem,
-    idevid_serial, import_intermediate, init_ca, intermediate_request, read_certificate,
-    summarize_pem,
+    idevid_serial, import_intermediate, init_ca, intermediate_request, pem_encode,
+    read_certificate, summarize_pem,
 };
 pub use csr::{CheckedCsr, csr_der_from_text, new_request};
 pub use error::PkiError;
