@@ -569,3 +569,67 @@ async fn traffic_is_observed_per_device() {
     assert_eq!((t.msgs_in, t.distinct_topics, t.new_topics), (1, 1, 0));
     assert_eq!(w.gateway.recent(d.id).len(), 2);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_messages_pass_whole_both_ways() {
+    // Larger than a TLS record and than a socket buffer's worth at once: every byte must be flushed through.
+    let w = world(|_| {}).await;
+    let d = w.device().await;
+    let mut seen = watch_broker(&w, "#").await;
+    let (client, mut events) = AsyncClient::new(w.mqtt3(&d.id.to_string(), &d), 100);
+    until3(&mut events, |e| {
+        matches!(e, Event::Incoming(Packet::ConnAck(_)))
+    })
+    .await
+    .unwrap();
+    client
+        .subscribe(format!("devices/{}/cmd/#", d.id), QoS::AtLeastOnce)
+        .await
+        .unwrap();
+    until3(&mut events, |e| {
+        matches!(e, Event::Incoming(Packet::SubAck(_)))
+    })
+    .await
+    .unwrap();
+    let up: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
+    client
+        .publish(
+            format!("devices/{}/blob", d.id),
+            QoS::AtLeastOnce,
+            false,
+            up.clone(),
+        )
+        .await
+        .unwrap();
+    until3(&mut events, |e| {
+        matches!(e, Event::Incoming(Packet::PubAck(_)))
+    })
+    .await
+    .unwrap();
+    let (_, payload) = next_message(&mut seen, WAIT).await.unwrap();
+    assert_eq!(payload, up);
+    let down: Vec<u8> = (0..200_000u32).map(|i| (i % 241) as u8).collect();
+    let (operator, mut op_events) = AsyncClient::new(w.direct("operator"), 10);
+    operator
+        .publish(
+            format!("devices/{}/cmd/firmware", d.id),
+            QoS::AtLeastOnce,
+            false,
+            down.clone(),
+        )
+        .await
+        .unwrap();
+    tokio::spawn(async move { while op_events.poll().await.is_ok() {} });
+    let mut got = None;
+    until3(&mut events, |e| {
+        if let Event::Incoming(Packet::Publish(p)) = e {
+            got = Some(p.payload.to_vec());
+            true
+        } else {
+            false
+        }
+    })
+    .await
+    .unwrap();
+    assert_eq!(got.unwrap(), down);
+}

@@ -337,6 +337,7 @@ impl World {
             rumqttc::TlsConfiguration::Rustls(self.client_tls(Some(creds))),
         ));
         o.set_keep_alive(Duration::from_secs(30));
+        o.set_max_packet_size(1 << 20, 1 << 20);
         o
     }
 
@@ -352,7 +353,9 @@ impl World {
 
     /// A plain client straight on the broker (the test's view of what got through).
     pub fn direct(&self, client_id: &str) -> rumqttc::MqttOptions {
-        rumqttc::MqttOptions::new(client_id, "127.0.0.1", self.broker.addr.port())
+        let mut o = rumqttc::MqttOptions::new(client_id, "127.0.0.1", self.broker.addr.port());
+        o.set_max_packet_size(1 << 20, 1 << 20);
+        o
     }
 }
 
