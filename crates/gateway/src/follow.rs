@@ -84,6 +84,9 @@ pub(crate) async fn run(inner: Weak<Inner>, mut cursor: Option<EventSeq>) {
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut version = None;
     let mut last_forget = tokio::time::Instant::now();
+    // Devices whose re-check failed (the store did not answer): the event is behind the cursor, so they are
+    // retried every tick until it works, never forgotten.
+    let mut retry: HashSet<DeviceId> = HashSet::new();
     loop {
         tick.tick().await;
         let Some(inner) = inner.upgrade() else { return };
@@ -95,15 +98,18 @@ pub(crate) async fn run(inner: Weak<Inner>, mut cursor: Option<EventSeq>) {
         if forget {
             last_forget = tokio::time::Instant::now();
         }
-        let changed = match changed_devices(&inner, &mut cursor).await {
+        let mut changed = match changed_devices(&inner, &mut cursor).await {
             Ok(c) => c,
             Err(e) => {
                 tracing::warn!(error = %e, "reading the event log failed; sessions are re-checked on the next tick");
                 continue;
             }
         };
+        changed.extend(retry.drain());
         for device in &changed {
-            reverify_device(&inner, *device).await;
+            if !reverify_device(&inner, *device).await {
+                retry.insert(*device);
+            }
         }
         let now = inner.clock.now();
         for s in inner.sessions.all() {
@@ -158,20 +164,22 @@ async fn changed_devices(
     }
 }
 
-/// Re-reads `device` and its sessions' certificates and re-decides its sessions.
-async fn reverify_device(inner: &Inner, device: DeviceId) {
+/// Re-reads `device` and its sessions' certificates and re-decides its sessions; false if the store could
+/// not be read (try again).
+async fn reverify_device(inner: &Inner, device: DeviceId) -> bool {
     let sessions = inner.sessions.of(device);
     if sessions.is_empty() {
-        return;
+        return true;
     }
     let record = match inner.store.get_device(device).await {
         Ok(d) => Some(d),
         Err(StoreError::NotFound { .. }) => None,
         Err(e) => {
-            tracing::warn!(%device, error = %e, "could not re-read a device; its sessions are re-checked on its next change");
-            return;
+            tracing::warn!(%device, error = %e, "could not re-read a device; retrying on the next tick");
+            return false;
         }
     };
+    let mut complete = true;
     for s in sessions {
         inner.counters.reverified.fetch_add(1, Ordering::Relaxed);
         let Some(record) = &record else {
@@ -209,7 +217,8 @@ async fn reverify_device(inner: &Inner, device: DeviceId) {
                 .await;
                 continue;
             }
-            _ => {}
+            Ok(Some(_)) => {}
+            Err(_) => complete = false,
         }
         let facts = vouch_policy::DeviceFacts::from(record);
         let allowed = {
@@ -231,6 +240,7 @@ async fn reverify_device(inner: &Inner, device: DeviceId) {
             tracing::info!(%device, state = %record.state, "live session re-decided");
         }
     }
+    complete
 }
 
 /// Ends a live session and records why in the event log.

@@ -73,7 +73,7 @@ pub struct GatewayConfig {
     pub max_packet: usize,
     /// What happens to a refused PUBLISH from a 3.1.1 client.
     pub v311_denied_publish: DeniedPublish,
-    /// The most sessions held at once; connections beyond wait for the handshake slot, then are refused.
+    /// The most sessions (and handshakes in progress) held at once; a connection beyond is closed at once.
     pub max_sessions: usize,
     /// The length of an observation window.
     pub window: Duration,
@@ -142,7 +142,8 @@ pub struct GatewayStats {
     pub sessions: u64,
     /// Sessions accepted since start.
     pub accepted: u64,
-    /// Connections refused or closed, by reason (`no_certificate`, `revoked`, …).
+    /// Connections refused and sessions ended, by reason (`no_certificate`, `certificate_revoked`,
+    /// `client_closed`, …).
     pub closed: std::collections::BTreeMap<&'static str, u64>,
     /// Packets (or SUBSCRIBE filters, or deliveries) refused by policy.
     pub denied: u64,

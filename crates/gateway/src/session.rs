@@ -398,7 +398,7 @@ async fn serve(
     };
     let protocol = connect.protocol;
     let admitted = admit(inner, identity, &connect).await;
-    let (cert, facts) = match admitted {
+    let (cert, authz) = match admitted {
         Ok(x) => x,
         Err(reason) => {
             if let Some(d) = device {
@@ -425,22 +425,13 @@ async fn serve(
         .counters
         .upstream_connects
         .fetch_add(1, Ordering::Relaxed);
-    let prepared = inner.decisions.engine().prepare(&facts);
     let (close, close_rx) = watch::channel(None);
     let session = Arc::new(Session {
         device,
         fingerprint,
         protocol,
-        authz: Mutex::new(Authz {
-            facts,
-            prepared,
-            not_after: cert.not_after,
-            publish: HashMap::new(),
-            subscribe: HashMap::new(),
-            topics: HashSet::new(),
-            new_topics: 0,
-            known: HashSet::new(),
-        }),
+        // The decisions made while admitting (CONNECT, the will) are kept.
+        authz: Mutex::new(authz),
         close,
         traffic: Traffic::default(),
         pending_subacks: Mutex::new(HashMap::new()),
@@ -498,7 +489,7 @@ async fn admit(
     inner: &Inner,
     identity: Result<vouch_store::CertificateRecord, CloseReason>,
     connect: &Connect<'_>,
-) -> Result<(vouch_store::CertificateRecord, DeviceFacts), CloseReason> {
+) -> Result<(vouch_store::CertificateRecord, Authz), CloseReason> {
     let cert = identity?;
     if connect.client_id != cert.device_id.to_string() {
         return Err(CloseReason::ClientIdMismatch);
@@ -530,7 +521,7 @@ async fn admit(
     {
         return Err(CloseReason::NotAuthorized);
     }
-    Ok((cert, authz.facts))
+    Ok((cert, authz))
 }
 
 async fn open_upstream(inner: &Inner) -> std::io::Result<Box<dyn Io>> {
