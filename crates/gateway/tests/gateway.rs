@@ -633,3 +633,41 @@ async fn large_messages_pass_whole_both_ways() {
     .unwrap();
     assert_eq!(got.unwrap(), down);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_qos2_message_completes_its_flow_and_a_malformed_packet_mid_session_closes_it() {
+    let w = world(|_| {}).await;
+    let d = w.device().await;
+    let mut seen = watch_broker(&w, "#").await;
+    let mut s = w.raw(Some(&d)).await.unwrap();
+    s.write_all(&connect(&d.id.to_string())).await.unwrap();
+    s.flush().await.unwrap();
+    let mut connack = [0u8; 4];
+    s.read_exact(&mut connack).await.unwrap();
+    assert_eq!(connack, [0x20, 2, 0, 0]);
+    // QoS 2 to another device's topic (3.1.1, drop): PUBREC, then PUBREL is answered by the gateway.
+    let topic = b"devices/other/x";
+    let mut publish = vec![0x34, (2 + topic.len() + 2 + 1) as u8, 0, topic.len() as u8];
+    publish.extend_from_slice(topic);
+    publish.extend_from_slice(&[0, 9, b'!']);
+    s.write_all(&publish).await.unwrap();
+    s.flush().await.unwrap();
+    let mut rec = [0u8; 4];
+    s.read_exact(&mut rec).await.unwrap();
+    assert_eq!(rec, [0x50, 2, 0, 9]);
+    s.write_all(&[0x62, 2, 0, 9]).await.unwrap();
+    s.flush().await.unwrap();
+    let mut comp = [0u8; 4];
+    s.read_exact(&mut comp).await.unwrap();
+    assert_eq!(comp, [0x70, 2, 0, 9]);
+    // A SUBSCRIBE without a filter: the session ends.
+    s.write_all(&[0x82, 2, 0, 5]).await.unwrap();
+    s.flush().await.unwrap();
+    drain(&mut s).await;
+    closed_for(&w, "malformed_packet").await;
+    assert!(
+        next_message(&mut seen, Duration::from_millis(300))
+            .await
+            .is_none()
+    );
+}
