@@ -462,18 +462,43 @@ async fn serve(
     let (cl_rd, cl_wr) = tokio::io::split(tls);
     let (to_client, from_up) = mpsc::channel(REPLIES);
     let (to_broker, from_down) = mpsc::channel(REPLIES);
-    let up = client_to_broker(
-        inner,
-        &session,
-        cl_rd,
-        &mut up_wr,
-        up_buf,
-        from_down,
-        to_client,
-        close_rx.clone(),
+    let up = Pump {
+        s: &session,
+        rd: cl_rd,
+        wr: &mut up_wr,
+        buf: up_buf,
+        injected: from_down,
+        close: close_rx.clone(),
+        write_failed: CloseReason::UpstreamClosed,
+        read_ended: CloseReason::ClientClosed,
+    };
+    let mut up_state = UpState::default();
+    let up = up.run(
+        |buf, out| up_packets(inner, &session, &mut up_state, buf, out, &to_client),
+        // Cut: an orderly DISCONNECT, so the broker drops the session's will instead of publishing it.
+        |reason| reason.is_cut().then(|| vec![0xe0, 0]),
     );
-    let down = broker_to_client(
-        inner, &session, &mut up_rd, cl_wr, from_up, to_broker, close_rx,
+    let down = Pump {
+        s: &session,
+        rd: &mut up_rd,
+        wr: cl_wr,
+        buf: Vec::with_capacity(1024),
+        injected: from_up,
+        close: close_rx,
+        write_failed: CloseReason::ClientClosed,
+        read_ended: CloseReason::UpstreamClosed,
+    };
+    let mut down_state = DownState::default();
+    let protocol = session.protocol;
+    let down = down.run(
+        |buf, out| down_packets(inner, &session, &mut down_state, buf, out, &to_broker),
+        // A 5.0 client learns why it was cut; a 3.1.1 client's connection just closes.
+        |reason| {
+            reason
+                .is_cut()
+                .then(|| disconnect(protocol, reason.code()))
+                .flatten()
+        },
     );
     tokio::join!(up, down);
     let current = *session.close.borrow();
@@ -582,112 +607,66 @@ fn reply(tx: &mpsc::Sender<Vec<u8>>, bytes: Vec<u8>) -> Result<(), CloseReason> 
     tx.try_send(bytes).map_err(|_| CloseReason::SlowClient)
 }
 
-#[allow(clippy::too_many_arguments)]
-async fn client_to_broker<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
-    inner: &Inner,
-    s: &Session,
-    mut rd: R,
-    wr: &mut W,
-    mut buf: Vec<u8>,
-    mut injected: mpsc::Receiver<Vec<u8>>,
-    to_client: mpsc::Sender<Vec<u8>>,
-    mut close: watch::Receiver<Option<CloseReason>>,
-) {
-    let mut st = UpState::default();
-    let mut out = Vec::new();
-    loop {
-        out.clear();
-        let (consumed, flow) = match up_packets(inner, s, &mut st, &buf, &mut out, &to_client) {
-            Ok(x) => x,
-            Err(reason) => (0, Flow::Done(reason)),
-        };
-        buf.drain(..consumed);
-        if !out.is_empty() && write(wr, &out).await.is_err() {
-            s.end(CloseReason::UpstreamClosed);
-        }
-        if let Flow::Done(reason) = flow {
-            s.end(reason);
-        }
-        let current = *close.borrow_and_update();
-        if let Some(reason) = current {
-            if reason.is_cut() {
-                // An orderly DISCONNECT: the broker drops the session's will instead of publishing it.
-                let _ = write(wr, &[0xe0, 0]).await;
-            }
-            let _ = wr.shutdown().await;
-            return;
-        }
-        if buf.capacity() > 64 * 1024 && buf.len() < 1024 {
-            buf.shrink_to(4096);
-        }
-        tokio::select! {
-            _ = close.changed() => {}
-            Some(bytes) = injected.recv() => {
-                if write(wr, &bytes).await.is_err() {
-                    s.end(CloseReason::UpstreamClosed);
-                }
-            }
-            n = rd.read_buf(&mut buf) => match n {
-                Ok(0) | Err(_) => s.end(CloseReason::ClientClosed),
-                Ok(_) => {}
-            },
-        }
-    }
+/// One direction of a session: reads from `rd`, lets `step` decide the complete packets (forwarded bytes
+/// into its output), writes them to `wr` together with the answers the other direction queued in
+/// `injected`, until the session ends; then writes the queued answers and `goodbye`, and closes `wr`.
+struct Pump<'a, R, W> {
+    s: &'a Session,
+    rd: R,
+    wr: W,
+    buf: Vec<u8>,
+    injected: mpsc::Receiver<Vec<u8>>,
+    close: watch::Receiver<Option<CloseReason>>,
+    /// Why the session ends when `wr` fails, and when `rd` ends.
+    write_failed: CloseReason,
+    read_ended: CloseReason,
 }
 
-async fn broker_to_client<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
-    inner: &Inner,
-    s: &Session,
-    rd: &mut R,
-    mut wr: W,
-    mut injected: mpsc::Receiver<Vec<u8>>,
-    to_broker: mpsc::Sender<Vec<u8>>,
-    mut close: watch::Receiver<Option<CloseReason>>,
-) {
-    let mut st = DownState::default();
-    let mut buf = Vec::with_capacity(1024);
-    let mut out = Vec::new();
-    loop {
-        out.clear();
-        let (consumed, flow) = match down_packets(inner, s, &mut st, &buf, &mut out, &to_broker) {
-            Ok(x) => x,
-            Err(reason) => (0, Flow::Done(reason)),
-        };
-        buf.drain(..consumed);
-        if !out.is_empty() && write(&mut wr, &out).await.is_err() {
-            s.end(CloseReason::ClientClosed);
-        }
-        if let Flow::Done(reason) = flow {
-            s.end(reason);
-        }
-        let current = *close.borrow_and_update();
-        if let Some(reason) = current {
-            // Answers already queued (a refusal's SUBACK) go out before the goodbye.
-            while let Ok(bytes) = injected.try_recv() {
-                let _ = write(&mut wr, &bytes).await;
+impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Pump<'_, R, W> {
+    async fn run(
+        mut self,
+        mut step: impl FnMut(&[u8], &mut Vec<u8>) -> Result<(usize, Flow), CloseReason>,
+        goodbye: impl FnOnce(CloseReason) -> Option<Vec<u8>>,
+    ) {
+        let s = self.s;
+        let mut out = Vec::new();
+        loop {
+            out.clear();
+            let (consumed, flow) = step(&self.buf, &mut out).unwrap_or_else(|r| (0, Flow::Done(r)));
+            self.buf.drain(..consumed);
+            if !out.is_empty() && write(&mut self.wr, &out).await.is_err() {
+                s.end(self.write_failed);
             }
-            if reason.is_cut()
-                && let Some(bye) = disconnect(s.protocol, reason.code())
-            {
-                let _ = write(&mut wr, &bye).await;
+            if let Flow::Done(reason) = flow {
+                s.end(reason);
             }
-            let _ = wr.shutdown().await;
-            return;
-        }
-        if buf.capacity() > 64 * 1024 && buf.len() < 1024 {
-            buf.shrink_to(4096);
-        }
-        tokio::select! {
-            _ = close.changed() => {}
-            Some(bytes) = injected.recv() => {
-                if write(&mut wr, &bytes).await.is_err() {
-                    s.end(CloseReason::ClientClosed);
+            let current = *self.close.borrow_and_update();
+            if let Some(reason) = current {
+                // Answers already queued (a refusal's SUBACK) go out before the goodbye.
+                while let Ok(bytes) = self.injected.try_recv() {
+                    let _ = write(&mut self.wr, &bytes).await;
                 }
+                if let Some(bye) = goodbye(reason) {
+                    let _ = write(&mut self.wr, &bye).await;
+                }
+                let _ = self.wr.shutdown().await;
+                return;
             }
-            n = rd.read_buf(&mut buf) => match n {
-                Ok(0) | Err(_) => s.end(CloseReason::UpstreamClosed),
-                Ok(_) => {}
-            },
+            if self.buf.capacity() > 64 * 1024 && self.buf.len() < 1024 {
+                self.buf.shrink_to(4096);
+            }
+            tokio::select! {
+                _ = self.close.changed() => {}
+                Some(bytes) = self.injected.recv() => {
+                    if write(&mut self.wr, &bytes).await.is_err() {
+                        s.end(self.write_failed);
+                    }
+                }
+                n = self.rd.read_buf(&mut self.buf) => match n {
+                    Ok(0) | Err(_) => s.end(self.read_ended),
+                    Ok(_) => {}
+                },
+            }
         }
     }
 }
