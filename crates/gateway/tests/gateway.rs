@@ -32,6 +32,22 @@ async fn until3(
     .expect("timed out waiting for the gateway")
 }
 
+/// Calls `send(0)`, `send(1)`, … every 10 ms until one returns false (the connection is gone).
+fn every_10ms<F, Fut>(mut send: F) -> tokio::task::JoinHandle<()>
+where
+    F: FnMut(u32) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = bool> + Send,
+{
+    tokio::spawn(async move {
+        for i in 0u32.. {
+            if !send(i).await {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+}
+
 async fn next_message(
     rx: &mut tokio::sync::mpsc::UnboundedReceiver<(String, Vec<u8>)>,
     within: Duration,
@@ -195,18 +211,14 @@ async fn revocation_cuts_a_live_session_within_a_second_and_reconnecting_is_refu
     .unwrap();
     let topic = format!("devices/{}/telemetry", d.id);
     let publisher = {
-        let client = client.clone();
-        let topic = topic.clone();
-        tokio::spawn(async move {
-            for i in 0u32.. {
-                if client
-                    .publish(&topic, QoS::AtLeastOnce, false, i.to_string())
+        let (client, topic) = (client.clone(), topic.clone());
+        every_10ms(move |i| {
+            let (client, topic) = (client.clone(), topic.clone());
+            async move {
+                client
+                    .publish(topic, QoS::AtLeastOnce, false, i.to_string())
                     .await
-                    .is_err()
-                {
-                    return;
-                }
-                tokio::time::sleep(Duration::from_millis(10)).await;
+                    .is_ok()
             }
         })
     };
@@ -289,18 +301,14 @@ async fn quarantine_narrows_a_live_session_within_a_second() {
     let telemetry = format!("devices/{}/telemetry", d.id);
     let update = format!("devices/{}/update/status", d.id);
     let publisher = {
-        let client = client.clone();
-        let topic = telemetry.clone();
-        tokio::spawn(async move {
-            for i in 0u32.. {
-                if client
-                    .publish(&topic, Q5::AtLeastOnce, false, i.to_string())
+        let (client, topic) = (client.clone(), telemetry.clone());
+        every_10ms(move |i| {
+            let (client, topic) = (client.clone(), topic.clone());
+            async move {
+                client
+                    .publish(topic, Q5::AtLeastOnce, false, i.to_string())
                     .await
-                    .is_err()
-                {
-                    return;
-                }
-                tokio::time::sleep(Duration::from_millis(10)).await;
+                    .is_ok()
             }
         })
     };
