@@ -32,6 +32,17 @@ async fn until3(
     .expect("timed out waiting for the gateway")
 }
 
+/// A 3.1.1 client through the gateway as `d`, once its CONNACK came.
+async fn connected3(w: &World, d: &DeviceCreds) -> (AsyncClient, rumqttc::EventLoop) {
+    let (client, mut events) = AsyncClient::new(w.mqtt3(&d.id.to_string(), d), 100);
+    until3(&mut events, |e| {
+        matches!(e, Event::Incoming(Packet::ConnAck(_)))
+    })
+    .await
+    .unwrap();
+    (client, events)
+}
+
 /// Calls `send(0)`, `send(1)`, … every 10 ms until one returns false (the connection is gone).
 fn every_10ms<F, Fut>(mut send: F) -> tokio::task::JoinHandle<()>
 where
@@ -63,12 +74,7 @@ async fn allowed_traffic_flows_and_everything_else_is_refused_per_packet() {
     let mut seen = watch_broker(&w, "#").await;
 
     // 3.1.1: own telemetry reaches the broker; another device's topic does not (dropped, acknowledged).
-    let (client, mut events) = AsyncClient::new(w.mqtt3(&a.id.to_string(), &a), 100);
-    until3(&mut events, |e| {
-        matches!(e, Event::Incoming(Packet::ConnAck(_)))
-    })
-    .await
-    .unwrap();
+    let (client, mut events) = connected3(&w, &a).await;
     let own = format!("devices/{}/telemetry", a.id);
     let other = format!("devices/{}/telemetry", b.id);
     client
@@ -203,12 +209,7 @@ async fn revocation_cuts_a_live_session_within_a_second_and_reconnecting_is_refu
     let w = world(|_| {}).await;
     let d = w.device().await;
     let mut seen = watch_broker(&w, "#").await;
-    let (client, mut events) = AsyncClient::new(w.mqtt3(&d.id.to_string(), &d), 100);
-    until3(&mut events, |e| {
-        matches!(e, Event::Incoming(Packet::ConnAck(_)))
-    })
-    .await
-    .unwrap();
+    let (client, mut events) = connected3(&w, &d).await;
     let topic = format!("devices/{}/telemetry", d.id);
     let publisher = {
         let (client, topic) = (client.clone(), topic.clone());
@@ -493,10 +494,7 @@ async fn bad_input_closes_the_connection_with_its_reason_and_reaches_nothing() {
     // A 3.1.1 device set to be disconnected on a refused PUBLISH.
     let strict = world(|c| c.v311_denied_publish = DeniedPublish::Disconnect).await;
     let s_dev = strict.device().await;
-    let (c, mut e) = AsyncClient::new(strict.mqtt3(&s_dev.id.to_string(), &s_dev), 10);
-    until3(&mut e, |e| matches!(e, Event::Incoming(Packet::ConnAck(_))))
-        .await
-        .unwrap();
+    let (c, mut e) = connected3(&strict, &s_dev).await;
     c.publish("devices/someone-else/x", QoS::AtMostOnce, false, "x")
         .await
         .unwrap();
@@ -528,12 +526,7 @@ async fn traffic_is_observed_per_device() {
     let w = world(|c| c.window = Duration::from_secs(3600)).await;
     let d = w.device().await;
     let mut obs = w.gateway.observations();
-    let (client, mut events) = AsyncClient::new(w.mqtt3(&d.id.to_string(), &d), 100);
-    until3(&mut events, |e| {
-        matches!(e, Event::Incoming(Packet::ConnAck(_)))
-    })
-    .await
-    .unwrap();
+    let (client, mut events) = connected3(&w, &d).await;
     for t in ["a", "b", "a", "c"] {
         client
             .publish(
@@ -584,12 +577,7 @@ async fn large_messages_pass_whole_both_ways() {
     let w = world(|_| {}).await;
     let d = w.device().await;
     let mut seen = watch_broker(&w, "#").await;
-    let (client, mut events) = AsyncClient::new(w.mqtt3(&d.id.to_string(), &d), 100);
-    until3(&mut events, |e| {
-        matches!(e, Event::Incoming(Packet::ConnAck(_)))
-    })
-    .await
-    .unwrap();
+    let (client, mut events) = connected3(&w, &d).await;
     client
         .subscribe(format!("devices/{}/cmd/#", d.id), QoS::AtLeastOnce)
         .await
