@@ -12,6 +12,7 @@ mod ca;
 mod certs;
 mod config;
 mod devices;
+mod discover;
 mod gateway;
 mod import;
 mod output;
@@ -74,6 +75,9 @@ enum Command {
         #[arg(long, value_name = "ADDR")]
         upstream: Option<std::net::SocketAddr>,
     },
+    /// Passive discovery: read pcap/pcapng captures and list every device seen, its identity, class, risks
+    /// and who it talks to (sends nothing on the network).
+    Discover(discover::DiscoverArgs),
     /// Manage devices.
     #[command(subcommand)]
     Device(devices::DeviceCommand),
@@ -199,6 +203,10 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Serve { .. } => serve::run(config).await.map(|()| ExitCode::SUCCESS),
         Command::Gateway { .. } => gateway::run(config).await.map(|()| ExitCode::SUCCESS),
         Command::Bench(cmd) => bench::run(cmd).await.map(|()| ExitCode::SUCCESS),
+        Command::Discover(args) => tokio::task::spawn_blocking(move || discover::run(args))
+            .await
+            .context("discovery stopped")?
+            .map(|()| ExitCode::SUCCESS),
         Command::Config(_) => Ok(ExitCode::SUCCESS),
         Command::Device(cmd) => {
             let store = open_store(&config).await?;

@@ -1,0 +1,4 @@
+//! The lldp dissector (and its detection) on any bytes, both directions: no panic.
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| vouch_discover::fuzzing::dissector("lldp", data));

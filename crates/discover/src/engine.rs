@@ -1,0 +1,476 @@
+//! The per-packet path: decode, find the conversation, dissect, fold the facts into the inventory.
+//!
+//! Memory is bounded: conversations idle for [`Limits::idle_micros`] are folded into the communication map and
+//! dropped, and when more than [`Limits::max_flows`] are live the least recently active half goes the same way.
+//! Reassembly keeps only the first [`Limits::stream_head`] bytes of each direction of a stream protocol.
+
+use std::net::IpAddr;
+
+use foldhash::HashMap;
+use serde::{Deserialize, Serialize};
+
+use crate::capture::Frame;
+use crate::facts::{Dir, Proto, Sink as _};
+use crate::inventory::{Inventory, PacketSink};
+use crate::packet::{L4, Net, decode};
+use crate::proto::{self, Reading};
+
+/// Bounds on what discovery keeps in memory.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// The most conversations tracked at once.
+    pub max_flows: usize,
+    /// A conversation idle this long (capture time) is closed.
+    pub idle_micros: i64,
+    /// Bytes reassembled at the start of each direction of a stream protocol.
+    pub stream_head: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_flows: 1 << 18,
+            idle_micros: 300_000_000,
+            stream_head: 16 * 1024,
+        }
+    }
+}
+
+/// What a conversation is known to carry, for the communication map.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(untagged)]
+pub enum Service {
+    /// A protocol discovery recognised.
+    Known(Proto),
+    /// Not recognised: IP protocol number and server port (0 for portless protocols).
+    Port(u8, u16),
+}
+
+impl std::fmt::Display for Service {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Known(p) => f.write_str(p.as_str()),
+            Self::Port(6, port) => write!(f, "tcp/{port}"),
+            Self::Port(17, port) => write!(f, "udp/{port}"),
+            Self::Port(1, _) => f.write_str("icmp"),
+            Self::Port(2, _) => f.write_str("igmp"),
+            Self::Port(58, _) => f.write_str("icmpv6"),
+            Self::Port(p, _) => write!(f, "ip/{p}"),
+        }
+    }
+}
+
+/// Packets and bytes one way.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Volume {
+    /// Packets.
+    pub packets: u64,
+    /// Bytes on the wire.
+    pub bytes: u64,
+}
+
+/// What the communication map keeps per (client, server, service).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct EdgeStats {
+    /// Client to server.
+    pub forward: Volume,
+    /// Server to client.
+    pub back: Volume,
+    /// Conversations.
+    pub flows: u64,
+    /// First packet.
+    pub first: i64,
+    /// Last packet.
+    pub last: i64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+struct FlowKey {
+    lo: (IpAddr, u16),
+    hi: (IpAddr, u16),
+    ip_proto: u8,
+}
+
+/// The start of one direction of a stream protocol, reassembled in sequence order.
+#[derive(Debug, Default)]
+struct Head {
+    next_seq: Option<u32>,
+    buf: Vec<u8>,
+    done: bool,
+}
+
+#[derive(Debug)]
+struct Flow {
+    /// Host indexes of the `lo` and `hi` sides.
+    hosts: [u32; 2],
+    /// Which side is the client (0 = lo).
+    client: u8,
+    service: Service,
+    reading: Reading,
+    volume: [Volume; 2],
+    first: i64,
+    last: i64,
+    heads: Option<Box<[Head; 2]>>,
+    server_port: u16,
+}
+
+/// Counters of the per-packet path.
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct EngineStats {
+    /// Frames read.
+    pub frames: u64,
+    /// Bytes on the wire.
+    pub wire_bytes: u64,
+    /// Frames whose link type discovery does not decode, or whose headers were cut short.
+    pub undecoded: u64,
+    /// IP packets.
+    pub ip_packets: u64,
+    /// Conversations opened.
+    pub flows: u64,
+    /// Conversations closed because they were idle or the table was full.
+    pub flows_evicted: u64,
+    /// The most conversations live at once.
+    pub flows_peak: u64,
+    /// First and last capture time seen.
+    pub first_ts: Option<i64>,
+    /// Last capture time seen.
+    pub last_ts: Option<i64>,
+}
+
+/// The discovery state: inventory, live conversations and the communication map.
+#[derive(Debug, Default)]
+pub struct Engine {
+    /// Hosts and what is known about them.
+    pub inventory: Inventory,
+    /// (client host, server host, service) → volumes.
+    pub edges: HashMap<(u32, u32, Service), EdgeStats>,
+    /// Counters.
+    pub stats: EngineStats,
+    flows: HashMap<FlowKey, Flow>,
+    limits: Limits,
+}
+
+impl Engine {
+    /// An empty engine with the given bounds.
+    pub fn new(limits: Limits) -> Self {
+        Engine {
+            limits,
+            ..Default::default()
+        }
+    }
+
+    /// Reads one captured frame.
+    pub fn frame(&mut self, f: Frame<'_>) {
+        let ts = f.ts_micros;
+        let len = u64::from(f.wire_len.max(f.data.len() as u32));
+        self.stats.frames += 1;
+        self.stats.wire_bytes += len;
+        self.stats.first_ts = Some(self.stats.first_ts.map_or(ts, |t| t.min(ts)));
+        self.stats.last_ts = Some(self.stats.last_ts.map_or(ts, |t| t.max(ts)));
+        if self.stats.frames & 0xffff == 0 {
+            self.sweep(ts);
+        }
+        let Some(p) = f.link.and_then(|l| decode(l, f.data)) else {
+            self.stats.undecoded += 1;
+            return;
+        };
+        match p.net {
+            Net::Ip { src, dst, l4 } => {
+                self.stats.ip_packets += 1;
+                self.ip(src, dst, p.src_mac, l4, len, ts);
+            }
+            Net::Arp {
+                sender_mac,
+                sender_ip,
+                ..
+            } => {
+                let h = self.inventory.mac_host(sender_mac, ts);
+                self.inventory.count(h, h, 0, ts);
+                self.inventory.apply(h, None, crate::Fact::Uses(Proto::Arp));
+                self.inventory.bind(sender_mac, IpAddr::V4(sender_ip));
+            }
+            Net::Ether {
+                ether_type,
+                payload,
+            } => {
+                if let Some(src) = p.src_mac.filter(|m| crate::inventory::is_unicast_mac(*m)) {
+                    let h = self.inventory.mac_host(src, ts);
+                    self.inventory.count(h, h, 0, ts);
+                    let mut sink = PacketSink {
+                        inv: &mut self.inventory,
+                        src: Some(h),
+                        dst: None,
+                        ts,
+                    };
+                    proto::ether(ether_type, payload, &mut sink);
+                }
+            }
+            Net::Llc { snap, payload, .. } => {
+                if let Some(src) = p.src_mac.filter(|m| crate::inventory::is_unicast_mac(*m)) {
+                    let h = self.inventory.mac_host(src, ts);
+                    let mut sink = PacketSink {
+                        inv: &mut self.inventory,
+                        src: Some(h),
+                        dst: None,
+                        ts,
+                    };
+                    proto::llc(snap, payload, &mut sink);
+                }
+            }
+            Net::Other => {}
+        }
+    }
+
+    fn ip(
+        &mut self,
+        src: IpAddr,
+        dst: IpAddr,
+        src_mac: Option<vouch_types::MacAddr>,
+        l4: L4<'_>,
+        len: u64,
+        ts: i64,
+    ) {
+        let (sport, dport) = match l4 {
+            L4::Tcp { sport, dport, .. } | L4::Udp { sport, dport, .. } => (sport, dport),
+            L4::Other(_) => (0, 0),
+        };
+        let ip_proto = l4.ip_proto();
+        if matches!(l4, L4::Other(_)) {
+            // ICMP, IGMP and the like: counted and mapped, no conversation.
+            let s = self.inventory.ip_host(src, ts);
+            let d = self.inventory.ip_host(dst, ts);
+            self.inventory.count(s, d, len, ts);
+            if let Some(m) = src_mac {
+                self.inventory.bind(m, src);
+            }
+            let e = self
+                .edges
+                .entry((s, d, Service::Port(ip_proto, 0)))
+                .or_insert(EdgeStats {
+                    first: ts,
+                    ..Default::default()
+                });
+            e.forward.packets += 1;
+            e.forward.bytes += len;
+            e.last = ts;
+            return;
+        }
+        let (key, from_lo) = if (src, sport) <= (dst, dport) {
+            (
+                FlowKey {
+                    lo: (src, sport),
+                    hi: (dst, dport),
+                    ip_proto,
+                },
+                true,
+            )
+        } else {
+            (
+                FlowKey {
+                    lo: (dst, dport),
+                    hi: (src, sport),
+                    ip_proto,
+                },
+                false,
+            )
+        };
+        let side = usize::from(!from_lo);
+        if !self.flows.contains_key(&key) {
+            if self.flows.len() >= self.limits.max_flows {
+                self.evict_half();
+            }
+            let s = self.inventory.ip_host(src, ts);
+            let d = self.inventory.ip_host(dst, ts);
+            if let Some(m) = src_mac {
+                self.inventory.bind(m, src);
+            }
+            // The client: whoever sent a bare SYN; the answerer of one is the server; otherwise the side on
+            // the lower port serves (a capture that starts mid-conversation).
+            let sender_is_client = match l4 {
+                L4::Tcp {
+                    syn: true,
+                    ack: false,
+                    ..
+                } => true,
+                L4::Tcp {
+                    syn: true,
+                    ack: true,
+                    ..
+                } => false,
+                _ => match proto::detect_udp(&[], sport, dport) {
+                    Some((_, Dir::ToServer)) => true,
+                    Some((_, Dir::ToClient)) => false,
+                    None => sport > dport,
+                },
+            };
+            let client = if sender_is_client {
+                side as u8
+            } else {
+                1 - side as u8
+            };
+            let server_port = if sender_is_client { dport } else { sport };
+            let hosts = if from_lo { [s, d] } else { [d, s] };
+            self.flows.insert(
+                key,
+                Flow {
+                    hosts,
+                    client,
+                    service: Service::Port(ip_proto, server_port),
+                    reading: Reading::Opaque,
+                    volume: [Volume::default(); 2],
+                    first: ts,
+                    last: ts,
+                    heads: None,
+                    server_port,
+                },
+            );
+            self.stats.flows += 1;
+            self.stats.flows_peak = self.stats.flows_peak.max(self.flows.len() as u64);
+        }
+        let Some(flow) = self.flows.get_mut(&key) else {
+            return;
+        };
+        flow.volume[side].packets += 1;
+        flow.volume[side].bytes += len;
+        flow.last = ts;
+        let (s, d) = (flow.hosts[side], flow.hosts[1 - side]);
+        self.inventory.count(s, d, len, ts);
+        let dir = if side as u8 == flow.client {
+            Dir::ToServer
+        } else {
+            Dir::ToClient
+        };
+        let mut sink = PacketSink {
+            inv: &mut self.inventory,
+            src: Some(s),
+            dst: Some(d),
+            ts,
+        };
+        match l4 {
+            L4::Udp { payload, .. } => {
+                if let Some((p, udp_dir)) = proto::detect_udp(payload, sport, dport) {
+                    flow.service = Service::Known(p);
+                    proto::datagram(p, payload, udp_dir, dport, &mut sink);
+                }
+            }
+            L4::Tcp {
+                payload, seq, syn, ..
+            } => {
+                if payload.is_empty() {
+                    if syn {
+                        if let Some(h) = flow.heads.as_mut() {
+                            h[side].next_seq = Some(seq.wrapping_add(1));
+                        }
+                    }
+                    return;
+                }
+                // Detection runs until a protocol is known; ISO-on-TCP is refined once data shows what it
+                // carries (S7comm, S7comm-plus, MMS).
+                let cotp = flow.service == Service::Known(Proto::Cotp);
+                if matches!(flow.service, Service::Port(..)) || cotp {
+                    let detected = if cotp {
+                        Some(proto::cotp_kind(payload))
+                    } else {
+                        proto::detect_tcp(payload, flow.server_port)
+                    };
+                    if let Some(p) = detected {
+                        flow.service = Service::Known(p);
+                        flow.reading = proto::reading(p);
+                    }
+                }
+                let Service::Known(p) = flow.service else {
+                    return;
+                };
+                match flow.reading {
+                    Reading::Segment => proto::segment(p, payload, dir, &mut sink),
+                    Reading::Stream => {
+                        let heads = flow.heads.get_or_insert_with(Default::default);
+                        let head = &mut heads[side];
+                        if head.done {
+                            return;
+                        }
+                        // In-order data only: a retransmission or a gap ends reassembly for this direction
+                        // (what was read so far is kept).
+                        match head.next_seq {
+                            Some(n) if n != seq => {
+                                if seq.wrapping_sub(n) < (1 << 31) {
+                                    head.done = true;
+                                }
+                                return;
+                            }
+                            _ => {}
+                        }
+                        head.next_seq = Some(seq.wrapping_add(payload.len() as u32));
+                        let room = self.limits.stream_head.saturating_sub(head.buf.len());
+                        head.buf
+                            .extend_from_slice(&payload[..payload.len().min(room)]);
+                        head.done = proto::stream(p, &head.buf, dir, &mut sink)
+                            || head.buf.len() >= self.limits.stream_head;
+                        if head.done {
+                            head.buf = Vec::new();
+                        }
+                    }
+                    Reading::Opaque => {
+                        sink.fact(dir.server(), crate::Fact::Serves(p));
+                        sink.fact(dir.client(), crate::Fact::Uses(p));
+                    }
+                }
+            }
+            L4::Other(_) => {}
+        }
+    }
+
+    /// Closes conversations idle since before `now - idle`.
+    fn sweep(&mut self, now: i64) {
+        let cutoff = now - self.limits.idle_micros;
+        self.evict(|f| f.last < cutoff);
+    }
+
+    fn evict_half(&mut self) {
+        let mut lasts: Vec<i64> = self.flows.values().map(|f| f.last).collect();
+        let mid = lasts.len() / 2;
+        let (_, median, _) = lasts.select_nth_unstable(mid);
+        let median = *median;
+        self.evict(|f| f.last <= median);
+    }
+
+    fn evict(&mut self, mut old: impl FnMut(&Flow) -> bool) {
+        let edges = &mut self.edges;
+        let mut evicted = 0;
+        self.flows.retain(|_, f| {
+            if old(f) {
+                fold(edges, f);
+                evicted += 1;
+                false
+            } else {
+                true
+            }
+        });
+        self.stats.flows_evicted += evicted;
+    }
+
+    /// Folds every live conversation into the communication map (at the end of a capture).
+    pub fn close_all(&mut self) {
+        for (_, f) in self.flows.drain() {
+            fold(&mut self.edges, &f);
+        }
+    }
+}
+
+fn fold(edges: &mut HashMap<(u32, u32, Service), EdgeStats>, f: &Flow) {
+    let c = usize::from(f.client);
+    let service = f.service;
+    let e = edges
+        .entry((f.hosts[c], f.hosts[1 - c], service))
+        .or_insert(EdgeStats {
+            first: f.first,
+            ..Default::default()
+        });
+    e.forward.packets += f.volume[c].packets;
+    e.forward.bytes += f.volume[c].bytes;
+    e.back.packets += f.volume[1 - c].packets;
+    e.back.bytes += f.volume[1 - c].bytes;
+    e.flows += 1;
+    e.first = e.first.min(f.first);
+    e.last = e.last.max(f.last);
+}
