@@ -24,6 +24,8 @@ pub enum BenchCommand {
     Policy(crate::bench_policy::PolicyArgs),
     /// The MQTT gateway beside Mosquitto: held sessions and memory, messages per second, handshakes.
     Gateway(crate::bench_gateway::GatewayArgs),
+    /// Passive discovery on a capture of at least 1M packets (a real trace repeated), beside tshark.
+    Discover(crate::bench_discover::DiscoverArgs),
 }
 
 /// Which stores to measure.
@@ -196,6 +198,11 @@ pub async fn run(cmd: BenchCommand) -> Result<()> {
         BenchCommand::Registry(args) => args,
         BenchCommand::Pki(args) => return crate::bench_pki::run(args).await,
         BenchCommand::Gateway(args) => return crate::bench_gateway::run(args).await,
+        BenchCommand::Discover(args) => {
+            return tokio::task::spawn_blocking(move || crate::bench_discover::run(args))
+                .await
+                .context("the discovery benchmark's thread")?;
+        }
         BenchCommand::Policy(args) => {
             return tokio::task::spawn_blocking(move || crate::bench_policy::run(args))
                 .await

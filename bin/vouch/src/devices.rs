@@ -47,6 +47,15 @@ pub enum DeviceCommand {
         #[arg(long)]
         reason: Option<String>,
     },
+    /// Onboard a discovered (unmanaged) device: it moves to onboarding and gets a one-time enrollment token,
+    /// printed once, to enroll with over EST.
+    Onboard {
+        /// The device's id (`vouch discover --merge` lists the ids of what it found).
+        id: DeviceId,
+        /// Why, for the event log.
+        #[arg(long)]
+        reason: Option<String>,
+    },
     /// Show a device's life from the event log.
     Events {
         /// The device's id.
@@ -231,7 +240,12 @@ fn print_device(d: &Device, out: Output) -> Result<()> {
 }
 
 /// Runs a device command against `store`.
-pub async fn run(cmd: DeviceCommand, store: std::sync::Arc<dyn Store>, out: Output) -> Result<()> {
+pub async fn run(
+    cmd: DeviceCommand,
+    store: std::sync::Arc<dyn Store>,
+    out: Output,
+    enrollment_ttl_hours: u32,
+) -> Result<()> {
     match cmd {
         DeviceCommand::List(a) => {
             let q = DeviceQuery {
@@ -346,6 +360,32 @@ pub async fn run(cmd: DeviceCommand, store: std::sync::Arc<dyn Store>, out: Outp
                 .edit_device(id, DeviceEdit::Transition(to), None, change(reason)?)
                 .await?;
             print_device(&d, out)?;
+        }
+        DeviceCommand::Onboard { id, reason } => {
+            let why = change(reason)?;
+            let reason = why.reason.clone();
+            let d = vouch_api::discovery::onboard(&*store, id, why).await?;
+            let (record, secret) = vouch_identity::issue_enrollment_token(
+                &*store,
+                SystemClock.now(),
+                id,
+                enrollment_ttl_hours,
+                crate::cli_actor(),
+                reason,
+            )
+            .await?;
+            match out {
+                Output::Json => output::json(&serde_json::json!({
+                    "device_id": id, "state": d.state, "token_id": record.id,
+                    "expires_at": record.expires_at, "token": secret.expose(),
+                }))?,
+                Output::Table => println!(
+                    "device {id} is {}: enroll it over EST with this one-time token, valid until {} (shown only this once):\n\n    {}\n",
+                    d.state.as_str(),
+                    record.expires_at,
+                    secret.expose()
+                ),
+            }
         }
         DeviceCommand::Events { id } => {
             store.get_device(id).await?;

@@ -8,6 +8,11 @@ use anyhow::{Context, Result};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use vouch_discover::{Discovery, Limits, Report};
+use vouch_store::Change;
+use vouch_types::{Clock as _, Reason, SystemClock};
+
+use crate::config::Config;
+use crate::output::Output;
 
 /// Files at least this big get a progress bar.
 const PROGRESS_FROM: u64 = 16 << 20;
@@ -27,23 +32,92 @@ pub struct DiscoverArgs {
     /// Compare with the JSON report of a previous run: new devices, new talkers, changes.
     #[arg(long, value_name = "FILE")]
     previous: Option<PathBuf>,
+    /// Merge the result into the registry: new devices are created unmanaged (`discovered`), known ones get
+    /// what changed and their last-seen time. Without --previous, the last merged run (kept in the data
+    /// directory) is the one compared with.
+    #[arg(long)]
+    merge: bool,
     /// The most conversations held in memory at once (older ones are folded into the map).
     #[arg(long, default_value_t = Limits::default().max_flows, value_name = "N")]
     max_flows: usize,
 }
 
+/// Where a merged run's report is kept, to compare the next one with.
+fn last_report_path(config: &Config) -> PathBuf {
+    config.data_dir.join("discovery").join("last-report.json")
+}
+
+fn load_report(p: &std::path::Path) -> Result<Report> {
+    serde_json::from_reader(BufReader::new(
+        File::open(p).with_context(|| format!("opening {}", p.display()))?,
+    ))
+    .with_context(|| format!("{} is not a discovery report", p.display()))
+}
+
 /// Runs `vouch discover`. A file that cannot be read to its end is reported with the offset of the bad record,
-/// after what came before it was kept; the exit status is then non-zero.
-pub fn run(args: DiscoverArgs) -> Result<()> {
+/// after what came before it was kept; the exit status is then non-zero (and nothing is merged).
+pub async fn run(args: DiscoverArgs, config: &Config, out: Output) -> Result<()> {
+    let last = last_report_path(config);
     let previous: Option<Report> = match &args.previous {
-        Some(p) => Some(
-            serde_json::from_reader(BufReader::new(
-                File::open(p).with_context(|| format!("opening {}", p.display()))?,
-            ))
-            .with_context(|| format!("{} is not a discovery report", p.display()))?,
-        ),
+        Some(p) => Some(load_report(p)?),
+        None if args.merge && last.exists() => Some(load_report(&last)?),
         None => None,
     };
+    let merge = args.merge;
+    let (json, dot) = (args.json.clone(), args.dot.clone());
+    let (mut report, failed) =
+        tokio::task::spawn_blocking(move || read_all(&args, previous.as_ref()))
+            .await
+            .context("discovery stopped")??;
+    if !failed.is_empty() {
+        print_summary(&report);
+        for e in &report.capture.errors {
+            eprintln!("error: {e}");
+        }
+        anyhow::bail!(
+            "{} (what came before was read and reported; nothing was merged)",
+            failed.join("; ")
+        );
+    }
+    if merge {
+        let store = crate::open_store(config).await?;
+        let change = Change {
+            actor: crate::cli_actor(),
+            reason: Reason::try_from("passive discovery".to_owned()).ok(),
+            at: SystemClock.now(),
+        };
+        let summary = vouch_api::discovery::merge_report(&*store, &mut report, change).await?;
+        if let Some(dir) = last.parent() {
+            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        }
+        let tmp = last.with_extension("json.tmp");
+        std::fs::write(&tmp, serde_json::to_vec(&report)?)
+            .with_context(|| format!("writing {}", tmp.display()))?;
+        std::fs::rename(&tmp, &last).with_context(|| format!("writing {}", last.display()))?;
+        eprintln!(
+            "merged into the registry: {} new (unmanaged), {} known, {} of them changed",
+            summary.created, summary.matched, summary.changed
+        );
+    }
+    if let Some(path) = &json {
+        write_out(path, &serde_json::to_string_pretty(&report)?)?;
+    }
+    if let Some(path) = &dot {
+        write_out(path, &report.to_dot())?;
+    }
+    let stdout_taken = [&json, &dot]
+        .iter()
+        .any(|p| p.as_deref() == Some(std::path::Path::new("-")));
+    match out {
+        Output::Json if !stdout_taken => println!("{}", serde_json::to_string_pretty(&report)?),
+        Output::Table if !stdout_taken => print_summary(&report),
+        _ => {}
+    }
+    Ok(())
+}
+
+/// Reads every file; returns the report and the files that could not be read whole.
+fn read_all(args: &DiscoverArgs, previous: Option<&Report>) -> Result<(Report, Vec<String>)> {
     let mut run = Discovery::new(Limits {
         max_flows: args.max_flows.max(1024),
         ..Limits::default()
@@ -73,26 +147,8 @@ pub fn run(args: DiscoverArgs) -> Result<()> {
         }
         bar.finish_and_clear();
     }
-    let report = run.finish(previous.as_ref());
-    if let Some(out) = &args.json {
-        let text = serde_json::to_string_pretty(&report)?;
-        write_out(out, &text)?;
-    }
-    if let Some(out) = &args.dot {
-        write_out(out, &report.to_dot())?;
-    }
-    if args.json.as_deref() != Some(std::path::Path::new("-"))
-        && args.dot.as_deref() != Some(std::path::Path::new("-"))
-    {
-        print_summary(&report);
-    }
-    if !failed.is_empty() {
-        anyhow::bail!(
-            "{} (what came before was read and reported)",
-            failed.join("; ")
-        );
-    }
-    Ok(())
+    let report = run.finish(previous);
+    Ok((report, failed))
 }
 
 fn write_out(path: &std::path::Path, text: &str) -> Result<()> {
@@ -115,38 +171,42 @@ fn print_summary(r: &Report) {
         r.map.len(),
         c.flows
     );
+    let cut = |s: &str, n: usize| s.chars().take(n).collect::<String>();
     println!(
-        "{:<24} {:<18} {:<20} {:<5} {:<28} RISKS",
-        "DEVICE", "ADDRESS", "CLASS", "CONF", "IDENTITY"
+        "{:<17} {:<17} {:<34} {:<4} {:<44} {:<9} RISKS",
+        "ADDRESS", "MAC", "CLASS (ROLE)", "CONF", "IDENTITY", "REGISTRY"
     );
     for d in &r.devices {
-        let addr = d
-            .ips
-            .first()
-            .map(|i| i.to_string())
-            .or(d.mac.map(|m| m.to_string()))
-            .unwrap_or_default();
+        let addr = d.ips.first().map(|i| i.to_string()).unwrap_or_default();
+        let mac = d.mac.map(|m| m.to_string()).unwrap_or_default();
         let ident = [
-            d.vendor.as_deref(),
             d.model.as_deref(),
             d.hostname.as_deref(),
+            d.vendor.as_deref(),
         ]
         .into_iter()
         .flatten()
         .collect::<Vec<_>>()
         .join(" / ");
-        let ident: String = ident.chars().take(28).collect();
+        let registry = match &d.registry {
+            Some(l) if l.managed => "managed",
+            Some(_) => "unmanaged",
+            None => "-",
+        };
+        let worst = d
+            .risks
+            .first()
+            .map(|k| format!("{} ({:?})", d.risks.len(), k.severity).to_lowercase())
+            .unwrap_or_else(|| "0".to_owned());
         println!(
-            "{:<24} {:<18} {:<20} {:<5.2} {:<28} {}",
-            d.key.chars().take(24).collect::<String>(),
+            "{:<17} {:<17} {:<34} {:<4.2} {:<44} {:<9} {}",
             addr,
-            format!("{} ({})", d.class.as_str(), d.role)
-                .chars()
-                .take(20)
-                .collect::<String>(),
+            mac,
+            cut(&format!("{} ({})", d.class.as_str(), d.role), 34),
             d.confidence,
-            ident,
-            d.risks.len()
+            cut(&ident, 44),
+            registry,
+            worst
         );
     }
     if let Some(ch) = &r.changes {
@@ -157,8 +217,5 @@ fn print_summary(r: &Report) {
             ch.new_talkers.len(),
             ch.changed.len()
         );
-    }
-    for e in &c.errors {
-        eprintln!("error: {e}");
     }
 }

@@ -5,6 +5,7 @@
 //! can act on, and a non-zero exit code.
 
 mod bench;
+mod bench_discover;
 mod bench_gateway;
 mod bench_pki;
 mod bench_policy;
@@ -203,16 +204,20 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Serve { .. } => serve::run(config).await.map(|()| ExitCode::SUCCESS),
         Command::Gateway { .. } => gateway::run(config).await.map(|()| ExitCode::SUCCESS),
         Command::Bench(cmd) => bench::run(cmd).await.map(|()| ExitCode::SUCCESS),
-        Command::Discover(args) => tokio::task::spawn_blocking(move || discover::run(args))
+        Command::Discover(args) => discover::run(args, &config, cli.output)
             .await
-            .context("discovery stopped")?
             .map(|()| ExitCode::SUCCESS),
         Command::Config(_) => Ok(ExitCode::SUCCESS),
         Command::Device(cmd) => {
             let store = open_store(&config).await?;
-            devices::run(cmd, store, cli.output)
-                .await
-                .map(|()| ExitCode::SUCCESS)
+            devices::run(
+                cmd,
+                store,
+                cli.output,
+                config.pki.enrollment_token_ttl_hours,
+            )
+            .await
+            .map(|()| ExitCode::SUCCESS)
         }
         Command::Token(cmd) => {
             let store = open_store(&config).await?;

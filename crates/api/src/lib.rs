@@ -13,6 +13,7 @@ mod authorize;
 mod certs;
 pub use vouch_decide as decide;
 mod devices;
+pub mod discovery;
 mod error;
 pub mod est;
 mod extract;
@@ -52,6 +53,8 @@ pub struct AppState {
     pub seal: Arc<totp::SealKey>,
     /// Step-up sessions opened by one-time codes (per server: another node asks for a fresh code).
     pub step_ups: Arc<auth::StepUps>,
+    /// The last discovery report this server produced.
+    pub discovery: Arc<discovery::LastReport>,
 }
 
 impl AppState {
@@ -70,6 +73,7 @@ impl AppState {
             decisions,
             seal,
             step_ups: Arc::default(),
+            discovery: Arc::default(),
         }
     }
 
@@ -154,6 +158,31 @@ pub fn routes() -> Vec<Route> {
             "/api/v1/devices",
             Requires(DevicesWrite),
             axum::routing::post(devices::create),
+        ),
+        route(
+            Method::POST,
+            "/api/v1/discovery/captures",
+            Requires(DevicesWrite),
+            axum::routing::post(discovery::upload)
+                .layer(DefaultBodyLimit::max(discovery::MAX_CAPTURE_BYTES)),
+        ),
+        route(
+            Method::GET,
+            "/api/v1/discovery",
+            Requires(DevicesRead),
+            get(discovery::last),
+        ),
+        route(
+            Method::GET,
+            "/api/v1/discovery/map",
+            Requires(DevicesRead),
+            get(discovery::map),
+        ),
+        route(
+            Method::POST,
+            "/api/v1/devices/{id}/onboard",
+            Requires(CertificatesManage),
+            axum::routing::post(discovery::onboard_route),
         ),
         route(
             Method::GET,

@@ -112,6 +112,8 @@ struct Flow {
     last: i64,
     heads: Option<Box<[Head; 2]>>,
     server_port: u16,
+    /// Whether each side's hardware address has been bound to its IP address (once per side per flow).
+    bound: [bool; 2],
 }
 
 /// Counters of the per-packet path.
@@ -281,9 +283,6 @@ impl Engine {
             }
             let s = self.inventory.ip_host(src, ts);
             let d = self.inventory.ip_host(dst, ts);
-            if let Some(m) = src_mac {
-                self.inventory.bind(m, src);
-            }
             // The client: whoever sent a bare SYN; the answerer of one is the server; otherwise the side on
             // the lower port serves (a capture that starts mid-conversation).
             let sender_is_client = match l4 {
@@ -322,6 +321,7 @@ impl Engine {
                     last: ts,
                     heads: None,
                     server_port,
+                    bound: [false; 2],
                 },
             );
             self.stats.flows += 1;
@@ -330,6 +330,12 @@ impl Engine {
         let Some(flow) = self.flows.get_mut(&key) else {
             return;
         };
+        if !flow.bound[side] {
+            flow.bound[side] = true;
+            if let Some(m) = src_mac {
+                self.inventory.bind(m, src);
+            }
+        }
         flow.volume[side].packets += 1;
         flow.volume[side].bytes += len;
         flow.last = ts;

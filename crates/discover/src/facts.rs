@@ -280,6 +280,9 @@ pub enum Fact<'a> {
     Ja3(&'a str),
     /// The JA4 fingerprint of a TLS ClientHello the subject sent.
     Ja4(&'a str),
+    /// The DER of the certificate the subject presented as a TLS server (TLS 1.2 and earlier send it in the
+    /// clear); kept as its SHA-256 fingerprint, which the registry matches devices by.
+    ServerCertificate(&'a [u8]),
     /// An SSH software banner.
     SshBanner(&'a str),
     /// A Modbus unit identifier the subject answers for.

@@ -76,6 +76,8 @@ pub enum Field {
     Iec61850Ref,
     /// The DHCP parameter request list, as "1,3,6,42".
     DhcpParams,
+    /// The SHA-256 fingerprint of a TLS server certificate it presented.
+    CertFingerprint,
 }
 
 /// A numeric field of a host's identity.
@@ -361,6 +363,11 @@ impl Inventory {
             Fact::Sni(v) => h.note(Field::Sni, Source::Tls, v),
             Fact::Ja3(v) => h.note(Field::Ja3, Source::Tls, v),
             Fact::Ja4(v) => h.note(Field::Ja4, Source::Tls, v),
+            Fact::ServerCertificate(der) => {
+                use sha2::Digest as _;
+                let fp = hex::encode(sha2::Sha256::digest(der));
+                h.note(Field::CertFingerprint, Source::Tls, &fp)
+            }
             Fact::SshBanner(v) => h.note(Field::SshBanner, Source::Ssh, v),
             Fact::ModbusUnit(u) => h.modbus_units[usize::from(u >> 6)] |= 1 << (u & 63),
             Fact::ModbusFunction(f) => {

@@ -13,6 +13,7 @@ pub mod facts;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod inventory;
+pub mod merge;
 pub mod oui;
 pub mod packet;
 pub mod proto;

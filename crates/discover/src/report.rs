@@ -161,6 +161,9 @@ pub struct DeviceReport {
     pub ot: BTreeMap<String, Vec<u32>>,
     /// Risks, worst first.
     pub risks: Vec<Risk>,
+    /// The registry device it was merged into, when the run was merged.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub registry: Option<crate::merge::RegistryLink>,
 }
 
 /// One IP address as `tshark -z endpoints,ip` counts it.
@@ -482,6 +485,7 @@ pub fn build(
             identity,
             ot,
             risks,
+            registry: None,
         });
     }
     devices.sort_by(|a, b| a.key.cmp(&b.key));

@@ -16,7 +16,7 @@ mod policy;
 mod text;
 
 pub use clock::{Clock, ManualClock, SystemClock, Timestamp};
-pub use device::{Device, DevicePatch, Identifiers, NewDevice};
+pub use device::{Device, DevicePatch, Identifiers, MAX_IPS, NewDevice};
 pub use id::{DeviceId, TokenId};
 pub use ident::{CertFingerprint, DeviceClass, HardwareSerial, MacAddr};
 pub use lifecycle::{DeviceState, IllegalTransition};

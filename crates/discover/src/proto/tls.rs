@@ -24,6 +24,9 @@ fn grease(v: u16) -> bool {
 
 /// Reads the start of one direction of a TLS stream; `true` once there is nothing more to learn from it.
 pub fn dissect(stream: &[u8], dir: Dir, out: &mut dyn Sink) -> bool {
+    if dir == Dir::ToClient {
+        return server(stream, out);
+    }
     let record = match parse_tls_plaintext(stream) {
         Ok((_, r)) => r,
         Err(nom::Err::Incomplete(_)) => return false,
@@ -45,6 +48,44 @@ pub fn dissect(stream: &[u8], dir: Dir, out: &mut dyn Sink) -> bool {
             out.fact(dir.client(), Fact::Ja3(&fp.ja3()));
             out.fact(dir.client(), Fact::Ja4(&fp.ja4()));
         }
+    }
+    true
+}
+
+/// Reads the server's first records (ServerHello, Certificate, …) for its certificate; `true` when done.
+fn server(stream: &[u8], out: &mut dyn Sink) -> bool {
+    let mut rest = stream;
+    // A handful of records at most come before the certificate (ServerHello, perhaps split).
+    for _ in 0..8 {
+        let (next, record) = match parse_tls_plaintext(rest) {
+            Ok(r) => r,
+            Err(nom::Err::Incomplete(_)) => return false,
+            Err(_) => return true,
+        };
+        for msg in &record.msg {
+            match msg {
+                TlsMessage::Handshake(TlsMessageHandshake::ServerHello(_)) => {
+                    out.fact(Dir::ToClient.server(), Fact::Serves(Proto::Tls));
+                }
+                TlsMessage::Handshake(TlsMessageHandshake::Certificate(c)) => {
+                    if let Some(leaf) = c.cert_chain.first() {
+                        out.fact(Dir::ToClient.server(), Fact::ServerCertificate(leaf.data));
+                    }
+                    return true;
+                }
+                // TLS 1.3 encrypts the certificate; anything else ends what can be read in the clear.
+                TlsMessage::ChangeCipherSpec
+                | TlsMessage::Alert(_)
+                | TlsMessage::ApplicationData(_) => {
+                    return true;
+                }
+                _ => {}
+            }
+        }
+        if next.is_empty() {
+            return false;
+        }
+        rest = next;
     }
     true
 }
@@ -223,6 +264,24 @@ mod tests {
             }
         }
         panic!("no ClientHello");
+    }
+
+    #[test]
+    fn server_certificate_as_tshark_shows() {
+        // tshark: the server 74.125.239.152 sends a Certificate; its leaf is for *.google.de (x509ce.dNSName).
+        let mut stream = Vec::new();
+        for s in segments("z_tls_chrome.pcap")
+            .iter()
+            .filter(|s| s.sport == 443)
+        {
+            stream.extend_from_slice(&s.payload);
+            let mut c = Collect::default();
+            if dissect(&stream, Dir::ToClient, &mut c) {
+                assert!(c.has("ServerCertificate"), "{c:?}");
+                return;
+            }
+        }
+        panic!("no Certificate");
     }
 
     #[test]

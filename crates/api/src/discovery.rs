@@ -1,0 +1,300 @@
+//! Discovery routes: upload a capture, read the last inventory and communication map, onboard a discovered
+//! device; and the merge of a discovery report into the registry, which the CLI shares.
+
+use std::sync::Arc;
+
+use axum::Extension;
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::StatusCode;
+use serde::{Deserialize, Serialize};
+use tokio::sync::Mutex;
+use vouch_discover::merge::{self, RegistryLink, Step};
+use vouch_discover::{Discovery, Limits, Report};
+use vouch_store::{Change, DeviceEdit, DeviceQuery, Store, StoreError};
+use vouch_types::{Device, DeviceId, DeviceState, Reason, Timestamp};
+
+use crate::auth::Principal;
+use crate::extract::{ApiJson, ApiPath};
+use crate::{ApiError, AppState};
+
+/// The largest capture the upload route accepts.
+pub const MAX_CAPTURE_BYTES: usize = 256 << 20;
+
+/// The last report this server produced, for the map and inventory routes (per server: another node keeps
+/// its own; the devices themselves are in the shared store).
+#[derive(Debug, Default)]
+pub struct LastReport(Mutex<Option<Arc<Report>>>);
+
+/// How a merge went.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct MergeSummary {
+    /// Discovered devices new to the registry, created unmanaged.
+    pub created: u32,
+    /// Registry devices that were seen (and updated where something changed).
+    pub matched: u32,
+    /// Of those, the ones where discovery saw something new (address, firmware, …).
+    pub changed: u32,
+}
+
+/// Every device in the registry, page by page.
+async fn all_devices(store: &dyn Store) -> Result<Vec<Device>, StoreError> {
+    let mut out = Vec::new();
+    let mut q = DeviceQuery {
+        limit: vouch_store::MAX_PAGE,
+        ..DeviceQuery::default()
+    };
+    loop {
+        let page = store.list_devices(&q).await?;
+        out.extend(page.devices);
+        match page.next {
+            Some(n) => q.after = Some(n),
+            None => return Ok(out),
+        }
+    }
+}
+
+/// Writes what `report` discovered into the registry: unknown devices are created unmanaged (`discovered`),
+/// known ones get what changed and their last-seen time. Each device records how it was matched
+/// (`registry` in the report). Re-merging the same report changes nothing but last-seen.
+pub async fn merge_report(
+    store: &dyn Store,
+    report: &mut Report,
+    change: Change,
+) -> Result<MergeSummary, StoreError> {
+    let registry = all_devices(store).await?;
+    let steps = merge::plan(report, &registry, change.at);
+    let mut summary = MergeSummary::default();
+    for (key, step) in steps {
+        let link = match step {
+            Step::Create(new) => {
+                let created = match store.create_device(*new.clone(), change.clone()).await {
+                    Ok(d) => d,
+                    // Created by an earlier merge whose device has since lost the address it was matched by.
+                    Err(StoreError::AlreadyExists { .. }) => store.get_device(new.id).await?,
+                    Err(e) => return Err(e),
+                };
+                summary.created += 1;
+                RegistryLink {
+                    device_id: created.id,
+                    state: created.state,
+                    managed: created.is_managed(),
+                    matched_by: None,
+                    changes: Vec::new(),
+                }
+            }
+            Step::Update {
+                id,
+                by,
+                patch,
+                changes,
+            } => {
+                summary.matched += 1;
+                if !changes.is_empty() {
+                    summary.changed += 1;
+                }
+                let device = store
+                    .edit_device(id, DeviceEdit::Patch(patch), None, change.clone())
+                    .await?;
+                RegistryLink {
+                    device_id: device.id,
+                    state: device.state,
+                    managed: device.is_managed(),
+                    matched_by: Some(by),
+                    changes,
+                }
+            }
+        };
+        if let Some(d) = report.devices.iter_mut().find(|d| d.key == key) {
+            d.registry = Some(link);
+        }
+    }
+    Ok(summary)
+}
+
+/// Moves a discovered device to `onboarding` (a device already there stays), so that it may enroll; the
+/// caller then issues its enrollment token. Refused for a device that is managed, retired or unknown.
+pub async fn onboard(
+    store: &dyn Store,
+    id: DeviceId,
+    change: Change,
+) -> Result<Device, StoreError> {
+    let device = store.get_device(id).await?;
+    if device.state == DeviceState::Onboarding {
+        return Ok(device);
+    }
+    // The lifecycle refuses anything but a discovered device (managed ones hold an identity already).
+    store
+        .edit_device(
+            id,
+            DeviceEdit::Transition(DeviceState::Onboarding),
+            Some(device.revision),
+            change,
+        )
+        .await
+}
+
+/// `POST /api/v1/discovery/captures`: a pcap or pcapng file as the body; returns the report after merging it
+/// into the registry. A truncated or corrupt capture is still reported up to the bad record (its error is in
+/// `capture.errors`) and answered 422 without touching the registry.
+pub(crate) async fn upload(
+    State(state): State<AppState>,
+    Extension(who): Extension<Principal>,
+    body: Bytes,
+) -> Result<(StatusCode, Json<UploadView>), ApiError> {
+    if body.is_empty() {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "empty-capture",
+            "the body must be a pcap or pcapng file",
+        ));
+    }
+    let previous = state.discovery.0.lock().await.clone();
+    let mut report = tokio::task::spawn_blocking(move || {
+        let mut run = Discovery::new(Limits::default());
+        let read = run.read("upload", &body[..]);
+        (
+            read.err().map(|e| e.to_string()),
+            run.finish(previous.as_deref()),
+        )
+    })
+    .await
+    .map_err(|e| ApiError::internal(format!("discovery stopped: {e}")))?;
+    let (error, report_mut) = (&report.0, &mut report.1);
+    if let Some(e) = error {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "bad-capture",
+            format!("{e}; nothing was merged"),
+        ));
+    }
+    let change = Change {
+        actor: who.actor(),
+        reason: Reason::try_from("passive discovery".to_owned()).ok(),
+        at: state.clock.now(),
+    };
+    let summary = merge_report(&*state.store, report_mut, change).await?;
+    let report = Arc::new(report.1);
+    *state.discovery.0.lock().await = Some(report.clone());
+    Ok((
+        StatusCode::OK,
+        Json(UploadView {
+            merged: summary,
+            report,
+        }),
+    ))
+}
+
+/// What the upload route answers.
+#[derive(Serialize)]
+pub(crate) struct UploadView {
+    merged: MergeSummary,
+    report: Arc<Report>,
+}
+
+/// `GET /api/v1/discovery`: the last report (devices, endpoints, map).
+pub(crate) async fn last(State(state): State<AppState>) -> Result<Json<Arc<Report>>, ApiError> {
+    match state.discovery.0.lock().await.clone() {
+        Some(r) => Ok(Json(r)),
+        None => Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "no-discovery",
+            "no capture has been uploaded to this server yet",
+        )),
+    }
+}
+
+/// The communication map as the API shows it: the devices as nodes, the conversations as edges.
+#[derive(Serialize)]
+pub(crate) struct MapView {
+    nodes: Vec<MapNode>,
+    edges: Vec<vouch_discover::Edge>,
+}
+
+#[derive(Serialize)]
+struct MapNode {
+    key: String,
+    class: vouch_types::DeviceClass,
+    role: String,
+    ips: Vec<std::net::IpAddr>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    device_id: Option<DeviceId>,
+    managed: bool,
+}
+
+/// `GET /api/v1/discovery/map`: who talks to whom in the last report, over which protocols, with volumes.
+pub(crate) async fn map(State(state): State<AppState>) -> Result<Json<MapView>, ApiError> {
+    let Some(r) = state.discovery.0.lock().await.clone() else {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "no-discovery",
+            "no capture has been uploaded to this server yet",
+        ));
+    };
+    let nodes = r
+        .devices
+        .iter()
+        .map(|d| MapNode {
+            key: d.key.clone(),
+            class: d.class,
+            role: d.role.clone(),
+            ips: d.ips.clone(),
+            name: d.hostname.clone().or(d.model.clone()),
+            device_id: d.registry.as_ref().map(|l| l.device_id),
+            managed: d.registry.as_ref().is_some_and(|l| l.managed),
+        })
+        .collect();
+    Ok(Json(MapView {
+        nodes,
+        edges: r.map.clone(),
+    }))
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct OnboardBody {
+    reason: Option<Reason>,
+}
+
+/// What onboarding answers: the device and its enrollment token, shown this once.
+#[derive(Serialize)]
+pub(crate) struct Onboarded {
+    device_id: DeviceId,
+    state: DeviceState,
+    token_id: vouch_types::TokenId,
+    expires_at: Timestamp,
+    token: String,
+}
+
+/// `POST /api/v1/devices/{id}/onboard`: an unmanaged (discovered) device moves to onboarding and gets a
+/// one-time enrollment token.
+pub(crate) async fn onboard_route(
+    State(state): State<AppState>,
+    Extension(who): Extension<Principal>,
+    ApiPath(id): ApiPath<DeviceId>,
+    ApiJson(body): ApiJson<OnboardBody>,
+) -> Result<(StatusCode, Json<Onboarded>), ApiError> {
+    let svc = crate::certs::identity(&state)?;
+    let change = Change {
+        actor: who.actor(),
+        reason: body.reason.clone(),
+        at: state.clock.now(),
+    };
+    let device = onboard(&*state.store, id, change).await?;
+    let (record, secret) = svc
+        .create_enrollment_token(id, who.actor(), body.reason)
+        .await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(Onboarded {
+            device_id: id,
+            state: device.state,
+            token_id: record.id,
+            expires_at: record.expires_at,
+            token: secret.expose().to_owned(),
+        }),
+    ))
+}
