@@ -3,6 +3,8 @@
 use std::fs::File;
 use std::io::BufReader;
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::{Context, Result};
 use clap::Args;
@@ -21,8 +23,18 @@ const PROGRESS_FROM: u64 = 16 << 20;
 #[derive(Args)]
 pub struct DiscoverArgs {
     /// pcap or pcapng files, read in order as one capture.
-    #[arg(required = true, value_name = "FILE")]
+    #[arg(required_unless_present = "interface", value_name = "FILE")]
     files: Vec<PathBuf>,
+    /// Capture live from this interface instead (needs the `live` build feature and CAP_NET_RAW; never
+    /// sends). Stops after --duration, --count packets, or Ctrl-C, then reports.
+    #[arg(long, value_name = "IFACE", conflicts_with = "files")]
+    interface: Option<String>,
+    /// How long a live capture runs, in seconds.
+    #[arg(long, default_value_t = 60, value_name = "SECS")]
+    duration: u64,
+    /// Stop a live capture after this many packets.
+    #[arg(long, value_name = "N")]
+    count: Option<u64>,
     /// Write the full report (devices, endpoints, map) as JSON to this file (`-` for standard output).
     #[arg(long, value_name = "FILE")]
     json: Option<PathBuf>,
@@ -65,8 +77,17 @@ pub async fn run(args: DiscoverArgs, config: &Config, out: Output) -> Result<()>
     };
     let merge = args.merge;
     let (json, dot) = (args.json.clone(), args.dot.clone());
+    let stop = Arc::new(AtomicBool::new(false));
+    if args.interface.is_some() {
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            if tokio::signal::ctrl_c().await.is_ok() {
+                stop.store(true, Ordering::Relaxed);
+            }
+        });
+    }
     let (mut report, failed) =
-        tokio::task::spawn_blocking(move || read_all(&args, previous.as_ref()))
+        tokio::task::spawn_blocking(move || read_all(&args, previous.as_ref(), stop))
             .await
             .context("discovery stopped")??;
     if !failed.is_empty() {
@@ -117,12 +138,19 @@ pub async fn run(args: DiscoverArgs, config: &Config, out: Output) -> Result<()>
 }
 
 /// Reads every file; returns the report and the files that could not be read whole.
-fn read_all(args: &DiscoverArgs, previous: Option<&Report>) -> Result<(Report, Vec<String>)> {
+fn read_all(
+    args: &DiscoverArgs,
+    previous: Option<&Report>,
+    stop: Arc<AtomicBool>,
+) -> Result<(Report, Vec<String>)> {
     let mut run = Discovery::new(Limits {
         max_flows: args.max_flows.max(1024),
         ..Limits::default()
     });
     let mut failed = Vec::new();
+    if let Some(iface) = &args.interface {
+        live(&mut run, iface, args, stop)?;
+    }
     for path in &args.files {
         let file = File::open(path).with_context(|| format!("opening {}", path.display()))?;
         let size = file.metadata().map(|m| m.len()).unwrap_or(0);
@@ -149,6 +177,32 @@ fn read_all(args: &DiscoverArgs, previous: Option<&Report>) -> Result<(Report, V
     }
     let report = run.finish(previous);
     Ok((report, failed))
+}
+
+#[cfg(feature = "live")]
+fn live(
+    run: &mut Discovery,
+    iface: &str,
+    args: &DiscoverArgs,
+    stop: Arc<AtomicBool>,
+) -> Result<()> {
+    let n = crate::live::capture(
+        run,
+        iface,
+        std::time::Duration::from_secs(args.duration),
+        args.count,
+        stop,
+    )?;
+    eprintln!("captured {n} packets on {iface}");
+    Ok(())
+}
+
+#[cfg(not(feature = "live"))]
+fn live(_: &mut Discovery, _: &str, _: &DiscoverArgs, _: Arc<AtomicBool>) -> Result<()> {
+    anyhow::bail!(
+        "this vouch was built without live capture: rebuild with `cargo build --release --features live` \
+         (needs libpcap-dev), or capture with tcpdump and give vouch discover the file"
+    )
 }
 
 fn write_out(path: &std::path::Path, text: &str) -> Result<()> {

@@ -16,6 +16,8 @@ mod devices;
 mod discover;
 mod gateway;
 mod import;
+#[cfg(feature = "live")]
+mod live;
 mod output;
 mod policy;
 mod serve;

@@ -297,3 +297,84 @@ fn upload_map_onboard_and_enroll_through_the_api() {
     );
     terminate(server);
 }
+
+/// Live capture on loopback (cargo feature `live`; needs CAP_NET_RAW, which the test runner has as root): an
+/// MQTT client's CONNECT on an arbitrary port is recognised by its bytes and names the client.
+#[cfg(feature = "live")]
+#[test]
+fn live_capture_on_loopback_reads_what_crosses_it() {
+    use std::io::{Read, Write};
+    use std::process::Stdio;
+    use std::time::Duration;
+
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let child = vouch(d)
+        .args([
+            "discover",
+            "--interface",
+            "lo",
+            "--duration",
+            "4",
+            "--json",
+            "live.json",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Give libpcap a moment to open the interface, then talk over loopback.
+    std::thread::sleep(Duration::from_millis(1500));
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let server = std::thread::spawn(move || {
+        let (mut s, _) = listener.accept().unwrap();
+        let mut buf = [0u8; 256];
+        let _ = s.read(&mut buf);
+        let _ = s.write_all(&[0x20, 0x02, 0x00, 0x00]); // CONNACK
+    });
+    let mut c = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let id = b"live-sensor-42";
+    let mut connect = vec![
+        0x10,
+        (10 + 2 + id.len()) as u8,
+        0,
+        4,
+        b'M',
+        b'Q',
+        b'T',
+        b'T',
+        4,
+        2,
+        0,
+        60,
+    ];
+    connect.extend_from_slice(&(id.len() as u16).to_be_bytes());
+    connect.extend_from_slice(id);
+    c.write_all(&connect).unwrap();
+    let mut ack = [0u8; 4];
+    c.read_exact(&mut ack).unwrap();
+    server.join().unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report = json(&std::fs::read_to_string(d.join("live.json")).unwrap());
+    let client = report["devices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|x| x["identity"].to_string().contains("live-sensor-42"))
+        .unwrap_or_else(|| panic!("{report}"));
+    assert!(client["uses"].to_string().contains("mqtt"), "{client}");
+    assert!(
+        report["map"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["service"] == "mqtt"),
+        "{report}"
+    );
+}

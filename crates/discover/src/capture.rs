@@ -25,7 +25,12 @@ pub enum Link {
 impl Link {
     /// The link layer for a capture's link type, if discovery decodes it.
     pub fn from_linktype(l: Linktype) -> Option<Self> {
-        match l.0 {
+        Self::from_dlt(l.0)
+    }
+
+    /// The link layer for a libpcap data-link type (DLT) number, if discovery decodes it.
+    pub fn from_dlt(dlt: i32) -> Option<Self> {
+        match dlt {
             1 => Some(Self::Ethernet),
             113 => Some(Self::LinuxSll),
             12 | 14 | 101 | 228 | 229 => Some(Self::RawIp),
