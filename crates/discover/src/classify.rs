@@ -30,6 +30,24 @@ struct Vote {
     why: String,
 }
 
+/// Makers whose hardware addresses are mostly on one kind of device (lowercase, matched inside the registry
+/// name): a weak hint, for when the traffic says nothing stronger (a switch that only forwards, a controller
+/// that stayed silent during the capture).
+const VENDOR_HINTS: [(&str, DeviceClass, &str); 12] = [
+    ("ruggedcom", DeviceClass::Network, "industrial switch"),
+    ("hirschmann", DeviceClass::Network, "industrial switch"),
+    ("moxa", DeviceClass::Gateway, "industrial gateway"),
+    ("cisco", DeviceClass::Network, "network device"),
+    ("juniper networks", DeviceClass::Network, "network device"),
+    ("aruba", DeviceClass::Network, "network device"),
+    ("rockwell automation", DeviceClass::Plc, "controller"),
+    ("schneider electric", DeviceClass::Plc, "controller"),
+    ("phoenix contact", DeviceClass::Plc, "controller"),
+    ("wago", DeviceClass::Plc, "controller"),
+    ("axis communications", DeviceClass::Camera, "IP camera"),
+    ("hikvision", DeviceClass::Camera, "IP camera"),
+];
+
 /// Classifies one host; `fronts_many` is set for a hardware address seen with many IP addresses (a router).
 pub fn classify(h: &Host, fronts_many: bool) -> Classification {
     let mut votes: Vec<Vote> = Vec::new();
@@ -42,6 +60,20 @@ pub fn classify(h: &Host, fronts_many: bool) -> Classification {
         })
     };
     use DeviceClass as C;
+
+    if let Some(maker) = h.mac.and_then(|m| crate::oui::vendor(m.oui())) {
+        let lower = maker.to_ascii_lowercase();
+        for (name, class, role) in VENDOR_HINTS {
+            if lower.contains(name) {
+                vote(
+                    class,
+                    0.3,
+                    role,
+                    format!("its hardware address belongs to {maker}"),
+                );
+            }
+        }
+    }
 
     for p in [Proto::S7comm, Proto::S7commPlus] {
         if h.serves(p) {

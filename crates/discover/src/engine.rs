@@ -179,7 +179,11 @@ impl Engine {
         match p.net {
             Net::Ip { src, dst, l4 } => {
                 self.stats.ip_packets += 1;
-                self.ip(src, dst, p.src_mac, l4, len, ts);
+                let hw = Hw {
+                    src_mac: p.src_mac,
+                    to_group: group_dst(p.dst_mac),
+                };
+                self.ip(src, dst, hw, l4, len, ts);
             }
             Net::Arp {
                 sender_mac,
@@ -223,15 +227,8 @@ impl Engine {
         }
     }
 
-    fn ip(
-        &mut self,
-        src: IpAddr,
-        dst: IpAddr,
-        src_mac: Option<vouch_types::MacAddr>,
-        l4: L4<'_>,
-        len: u64,
-        ts: i64,
-    ) {
+    fn ip(&mut self, src: IpAddr, dst: IpAddr, hw: Hw, l4: L4<'_>, len: u64, ts: i64) {
+        let Hw { src_mac, to_group } = hw;
         let (sport, dport) = match l4 {
             L4::Tcp { sport, dport, .. } | L4::Udp { sport, dport, .. } => (sport, dport),
             L4::Other(_) => (0, 0),
@@ -241,6 +238,9 @@ impl Engine {
             // ICMP, IGMP and the like: counted and mapped, no conversation.
             let s = self.inventory.ip_host(src, ts);
             let d = self.inventory.ip_host(dst, ts);
+            if to_group {
+                self.inventory.mark_group(d);
+            }
             self.inventory.count(s, d, len, ts);
             if let Some(m) = src_mac {
                 self.inventory.bind(m, src);
@@ -283,6 +283,9 @@ impl Engine {
             }
             let s = self.inventory.ip_host(src, ts);
             let d = self.inventory.ip_host(dst, ts);
+            if to_group {
+                self.inventory.mark_group(d);
+            }
             // The client: whoever sent a bare SYN; the answerer of one is the server; otherwise the side on
             // the lower port serves (a capture that starts mid-conversation).
             let sender_is_client = match l4 {
@@ -479,4 +482,18 @@ fn fold(edges: &mut HashMap<(u32, u32, Service), EdgeStats>, f: &Flow) {
     e.flows += 1;
     e.first = e.first.min(f.first);
     e.last = e.last.max(f.last);
+}
+
+/// The link-layer side of an IP packet.
+#[derive(Debug, Clone, Copy)]
+struct Hw {
+    src_mac: Option<vouch_types::MacAddr>,
+    /// Sent to a broadcast or multicast hardware address.
+    to_group: bool,
+}
+
+/// Whether a frame went to a group hardware address: its IP destination is then a broadcast (a subnet's, which
+/// the address alone does not reveal) or multicast address, not a device.
+fn group_dst(mac: Option<vouch_types::MacAddr>) -> bool {
+    mac.is_some_and(|m| !crate::inventory::is_unicast_mac(m))
 }

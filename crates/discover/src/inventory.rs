@@ -272,6 +272,13 @@ impl Inventory {
         i
     }
 
+    /// Marks a host as a group address (sent to as a broadcast or multicast on the link), not a device.
+    pub fn mark_group(&mut self, host: u32) {
+        if let Some(h) = self.hosts.get_mut(host as usize) {
+            h.kind = AddrKind::Group;
+        }
+    }
+
     /// The host of a hardware address seen only on the link layer, created at `ts` if new.
     pub fn mac_host(&mut self, mac: MacAddr, ts: i64) -> u32 {
         if let Some(&i) = self.by_mac.get(&mac) {

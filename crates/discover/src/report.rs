@@ -179,6 +179,10 @@ pub struct Endpoint {
     pub tx: Volume,
     /// Received.
     pub rx: Volume,
+    /// A multicast or broadcast address (including a subnet broadcast, known from frames sent to the link's
+    /// broadcast address), not a device.
+    #[serde(default)]
+    pub group: bool,
 }
 
 /// One line of the communication map.
@@ -507,6 +511,7 @@ pub fn build(
                     packets: h.rx.0,
                     bytes: h.rx.1,
                 },
+                group: h.kind == AddrKind::Group,
             })
         })
         .collect();

@@ -104,14 +104,20 @@ fn every_capture_has_the_endpoints_tshark_lists() {
             mine, theirs,
             "{name}: endpoints (packets, bytes, tx, rx) differ from tshark"
         );
-        // Every unicast endpoint is a device.
-        for ip in theirs.keys() {
+        // Every unicast endpoint is a device; a subnet broadcast (sent to the link's broadcast address) is not.
+        for e in &r.endpoints {
+            let ip = e.address;
             let unicast = match ip {
                 IpAddr::V4(v4) => !(v4.is_multicast() || v4.is_broadcast() || v4.is_unspecified()),
                 IpAddr::V6(v6) => !(v6.is_multicast() || v6.is_unspecified()),
             };
-            if unicast {
+            if unicast && !e.group {
                 device(&r, &ip.to_string());
+            } else {
+                assert!(
+                    !r.devices.iter().any(|d| d.ips.contains(&ip)),
+                    "{name}: {ip} is not a device"
+                );
             }
         }
         assert_eq!(r.capture.frames, frames(name), "{name}: frame count");
@@ -219,6 +225,16 @@ fn dnp3_not_enip_in_the_misnamed_capture() {
 
 #[test]
 fn industrial_protocols_each_in_their_capture() {
+    let r = discover("iti_mms_goose.pcap");
+    let broadcast = r
+        .endpoints
+        .iter()
+        .find(|e| e.address.to_string() == "172.16.255.255")
+        .unwrap();
+    assert!(
+        broadcast.group,
+        "NBNS/SMB browser traffic to the subnet broadcast"
+    );
     for (name, proto, class) in [
         ("iti_dnp3_1.pcap", Proto::Dnp3, "rtu"),
         ("iti_iec104.pcap", Proto::Iec104, "rtu"),
