@@ -24,6 +24,9 @@ pub struct Limits {
     pub idle_micros: i64,
     /// Bytes reassembled at the start of each direction of a stream protocol.
     pub stream_head: usize,
+    /// Bytes held for reassembly across all conversations; a stream that would exceed it is read from what
+    /// it has (many half-open TLS handshakes must not grow memory without bound).
+    pub stream_budget: usize,
 }
 
 impl Default for Limits {
@@ -32,6 +35,7 @@ impl Default for Limits {
             max_flows: 1 << 18,
             idle_micros: 300_000_000,
             stream_head: 16 * 1024,
+            stream_budget: 64 << 20,
         }
     }
 }
@@ -150,6 +154,8 @@ pub struct Engine {
     pub stats: EngineStats,
     flows: HashMap<FlowKey, Flow>,
     limits: Limits,
+    /// Bytes held in stream heads now.
+    buffered: usize,
 }
 
 impl Engine {
@@ -410,12 +416,19 @@ impl Engine {
                             _ => {}
                         }
                         head.next_seq = Some(seq.wrapping_add(payload.len() as u32));
-                        let room = self.limits.stream_head.saturating_sub(head.buf.len());
-                        head.buf
-                            .extend_from_slice(&payload[..payload.len().min(room)]);
+                        let room = self
+                            .limits
+                            .stream_head
+                            .saturating_sub(head.buf.len())
+                            .min(self.limits.stream_budget.saturating_sub(self.buffered));
+                        let take = payload.len().min(room);
+                        head.buf.extend_from_slice(&payload[..take]);
+                        self.buffered += take;
                         head.done = proto::stream(p, &head.buf, dir, &mut sink)
-                            || head.buf.len() >= self.limits.stream_head;
+                            || head.buf.len() >= self.limits.stream_head
+                            || take < payload.len();
                         if head.done {
+                            self.buffered -= head.buf.len();
                             head.buf = Vec::new();
                         }
                     }
@@ -446,9 +459,14 @@ impl Engine {
     fn evict(&mut self, mut old: impl FnMut(&Flow) -> bool) {
         let edges = &mut self.edges;
         let mut evicted = 0;
+        let mut released = 0;
         self.flows.retain(|_, f| {
             if old(f) {
                 fold(edges, f);
+                released += f
+                    .heads
+                    .as_ref()
+                    .map_or(0, |h| h[0].buf.len() + h[1].buf.len());
                 evicted += 1;
                 false
             } else {
@@ -456,6 +474,7 @@ impl Engine {
             }
         });
         self.stats.flows_evicted += evicted;
+        self.buffered -= released;
     }
 
     /// Folds every live conversation into the communication map (at the end of a capture).
@@ -463,6 +482,7 @@ impl Engine {
         for (_, f) in self.flows.drain() {
             fold(&mut self.edges, &f);
         }
+        self.buffered = 0;
     }
 }
 
@@ -496,4 +516,67 @@ struct Hw {
 /// the address alone does not reveal) or multicast address, not a device.
 fn group_dst(mac: Option<vouch_types::MacAddr>) -> bool {
     mac.is_some_and(|m| !crate::inventory::is_unicast_mac(m))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::capture::Link;
+    use etherparse::PacketBuilder;
+
+    fn tcp_frame(
+        src: [u8; 4],
+        sport: u16,
+        dst: [u8; 4],
+        dport: u16,
+        seq: u32,
+        payload: &[u8],
+    ) -> Vec<u8> {
+        let mut out = Vec::new();
+        PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2])
+            .ipv4(src, dst, 64)
+            .tcp(sport, dport, seq, 65535)
+            .write(&mut out, payload)
+            .unwrap();
+        out
+    }
+
+    #[test]
+    fn reassembly_memory_is_bounded_by_the_budget() {
+        let budget = 100_000;
+        let mut e = Engine::new(Limits {
+            stream_budget: budget,
+            ..Limits::default()
+        });
+        // 2,000 clients each start a TLS hello announcing 16 KiB and send 1,000 bytes of it, never more.
+        let mut hello = vec![0x16, 0x03, 0x01, 0x40, 0x00, 0x01, 0x00, 0x3f, 0xfc];
+        hello.resize(1000, 0);
+        for i in 0..2000u32 {
+            let frame = tcp_frame(
+                [10, 0, (i >> 8) as u8, i as u8],
+                40000,
+                [10, 1, 0, 1],
+                443,
+                1,
+                &hello,
+            );
+            e.frame(Frame {
+                ts_micros: i64::from(i),
+                link: Some(Link::Ethernet),
+                wire_len: frame.len() as u32,
+                data: &frame,
+            });
+            assert!(e.buffered <= budget, "{} buffered after {i}", e.buffered);
+        }
+        assert_eq!(e.stats.flows, 2000);
+        e.close_all();
+        assert_eq!(e.buffered, 0);
+        // Every conversation is still on the map as TLS, buffered or not.
+        let tls = e
+            .edges
+            .keys()
+            .filter(|(_, _, s)| *s == Service::Known(Proto::Tls))
+            .count();
+        assert_eq!(tls, 2000);
+    }
 }
