@@ -91,10 +91,8 @@ pub async fn run(args: DiscoverArgs, config: &Config, out: Output) -> Result<()>
             .await
             .context("discovery stopped")??;
     if !failed.is_empty() {
-        print_summary(&report);
-        for e in &report.capture.errors {
-            eprintln!("error: {e}");
-        }
+        // What was read before the bad record is still reported (and written), but not merged.
+        write_outputs(&report, json.as_deref(), dot.as_deref(), out)?;
         anyhow::bail!(
             "{} (what came before was read and reported; nothing was merged)",
             failed.join("; ")
@@ -120,19 +118,29 @@ pub async fn run(args: DiscoverArgs, config: &Config, out: Output) -> Result<()>
             summary.created, summary.matched, summary.changed
         );
     }
-    if let Some(path) = &json {
-        write_out(path, &serde_json::to_string_pretty(&report)?)?;
+    write_outputs(&report, json.as_deref(), dot.as_deref(), out)
+}
+
+/// Writes the JSON report and the DOT map where asked, and the summary (or the JSON) to standard output unless
+/// one of them went there.
+fn write_outputs(
+    report: &Report,
+    json: Option<&std::path::Path>,
+    dot: Option<&std::path::Path>,
+    out: Output,
+) -> Result<()> {
+    if let Some(path) = json {
+        write_out(path, &serde_json::to_string_pretty(report)?)?;
     }
-    if let Some(path) = &dot {
+    if let Some(path) = dot {
         write_out(path, &report.to_dot())?;
     }
-    let stdout_taken = [&json, &dot]
-        .iter()
-        .any(|p| p.as_deref() == Some(std::path::Path::new("-")));
-    match out {
-        Output::Json if !stdout_taken => println!("{}", serde_json::to_string_pretty(&report)?),
-        Output::Table if !stdout_taken => print_summary(&report),
-        _ => {}
+    let dash = Some(std::path::Path::new("-"));
+    if json != dash && dot != dash {
+        match out {
+            Output::Json => println!("{}", serde_json::to_string_pretty(report)?),
+            Output::Table => print_summary(report),
+        }
     }
     Ok(())
 }

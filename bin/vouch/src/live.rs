@@ -26,7 +26,10 @@ pub fn capture(
         .open()
         .with_context(|| {
             format!("opening {interface} for capture (needs CAP_NET_RAW, e.g. root or setcap)")
-        })?;
+        })?
+        // Non-blocking, so that a quiet interface does not hold the run past its duration.
+        .setnonblock()
+        .context("setting the capture non-blocking")?;
     let link = Link::from_dlt(cap.get_datalink().0);
     let deadline = Instant::now() + duration;
     let mut n = 0u64;
@@ -47,7 +50,7 @@ pub fn capture(
                     data: p.data,
                 });
             }
-            Err(pcap::Error::TimeoutExpired) => {}
+            Err(pcap::Error::TimeoutExpired) => std::thread::sleep(Duration::from_millis(5)),
             Err(e) => return Err(e).context("reading the capture"),
         }
     }

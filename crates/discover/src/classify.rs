@@ -280,6 +280,11 @@ pub fn classify(h: &Host, fronts_many: bool) -> Classification {
             "serves DHCP or DNS".to_owned(),
         );
     }
+    for p in [Proto::Tls, Proto::Http, Proto::Ssh] {
+        if h.serves(p) {
+            vote(C::ItHost, 0.45, "server", format!("serves {}", p.as_str()));
+        }
+    }
     if h.values(Field::Service)
         .any(|s| s.contains("_ipp") || s.contains("_printer"))
     {

@@ -183,11 +183,12 @@ impl Engine {
             return;
         };
         match p.net {
-            Net::Ip { src, dst, l4 } => {
+            Net::Ip { src, dst, ttl, l4 } => {
                 self.stats.ip_packets += 1;
                 let hw = Hw {
                     src_mac: p.src_mac,
                     to_group: group_dst(p.dst_mac),
+                    ttl,
                 };
                 self.ip(src, dst, hw, l4, len, ts);
             }
@@ -197,7 +198,7 @@ impl Engine {
                 ..
             } => {
                 let h = self.inventory.mac_host(sender_mac, ts);
-                self.inventory.count(h, h, 0, ts);
+                self.inventory.count(h, h, len, ts);
                 self.inventory.apply(h, None, crate::Fact::Uses(Proto::Arp));
                 self.inventory.bind(sender_mac, IpAddr::V4(sender_ip));
             }
@@ -207,7 +208,7 @@ impl Engine {
             } => {
                 if let Some(src) = p.src_mac.filter(|m| crate::inventory::is_unicast_mac(*m)) {
                     let h = self.inventory.mac_host(src, ts);
-                    self.inventory.count(h, h, 0, ts);
+                    self.inventory.count(h, h, len, ts);
                     let mut sink = PacketSink {
                         inv: &mut self.inventory,
                         src: Some(h),
@@ -234,7 +235,11 @@ impl Engine {
     }
 
     fn ip(&mut self, src: IpAddr, dst: IpAddr, hw: Hw, l4: L4<'_>, len: u64, ts: i64) {
-        let Hw { src_mac, to_group } = hw;
+        let Hw {
+            src_mac,
+            to_group,
+            ttl,
+        } = hw;
         let (sport, dport) = match l4 {
             L4::Tcp { sport, dport, .. } | L4::Udp { sport, dport, .. } => (sport, dport),
             L4::Other(_) => (0, 0),
@@ -249,7 +254,7 @@ impl Engine {
             }
             self.inventory.count(s, d, len, ts);
             if let Some(m) = src_mac {
-                self.inventory.bind(m, src);
+                self.inventory.bind_sender(m, src, ttl, ts);
             }
             let e = self
                 .edges
@@ -342,7 +347,7 @@ impl Engine {
         if !flow.bound[side] {
             flow.bound[side] = true;
             if let Some(m) = src_mac {
-                self.inventory.bind(m, src);
+                self.inventory.bind_sender(m, src, ttl, ts);
             }
         }
         flow.volume[side].packets += 1;
@@ -510,6 +515,8 @@ struct Hw {
     src_mac: Option<vouch_types::MacAddr>,
     /// Sent to a broadcast or multicast hardware address.
     to_group: bool,
+    /// The IP time to live as received.
+    ttl: u8,
 }
 
 /// Whether a frame went to a group hardware address: its IP destination is then a broadcast (a subnet's, which

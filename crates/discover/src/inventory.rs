@@ -136,7 +136,8 @@ pub struct Host {
 }
 
 impl Host {
-    fn new(ip: Option<IpAddr>, mac: Option<MacAddr>, kind: AddrKind, ts: i64) -> Self {
+    /// A host first seen at `ts`, with nothing learned yet.
+    pub fn new(ip: Option<IpAddr>, mac: Option<MacAddr>, kind: AddrKind, ts: i64) -> Self {
         Host {
             ip,
             mac,
@@ -238,6 +239,20 @@ pub fn is_unicast(ip: IpAddr) -> bool {
     }
 }
 
+/// Whether an address can only be on a local network: RFC 1918, link-local, CGNAT, unique-local.
+pub fn local_address(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => {
+            let o = v4.octets();
+            v4.is_private() || v4.is_link_local() || (o[0] == 100 && (o[1] & 0xc0) == 64)
+        }
+        IpAddr::V6(v6) => {
+            let s = v6.segments()[0];
+            (s & 0xfe00) == 0xfc00 || (s & 0xffc0) == 0xfe80
+        }
+    }
+}
+
 /// Whether a hardware address belongs to one device (not group or broadcast).
 pub fn is_unicast_mac(m: MacAddr) -> bool {
     m.octets()[0] & 1 == 0
@@ -253,6 +268,8 @@ pub struct Inventory {
     /// Hardware address → the IPv4/IPv6 addresses it sent from or was leased (at most [`MAX_BINDINGS`]), and
     /// whether there were more.
     pub bindings: HashMap<MacAddr, (Vec<IpAddr>, bool)>,
+    /// Hardware addresses seen forwarding for remote addresses (routers): first and last time.
+    pub routed: HashMap<MacAddr, (i64, i64)>,
 }
 
 impl Inventory {
@@ -301,7 +318,21 @@ impl Inventory {
         self.by_mac.get(&mac).copied()
     }
 
-    /// Records that `mac` sent from (or was leased) `ip`.
+    /// Records that `mac` sent a packet from `ip` that arrived with time-to-live `ttl`. The sender is taken to
+    /// be on this link (so the address is its own) when the address is private, link-local or unique-local, or
+    /// when the TTL is still a stack's initial value; otherwise the hardware address is a router forwarding for
+    /// a remote host, and is recorded as one.
+    pub fn bind_sender(&mut self, mac: MacAddr, ip: IpAddr, ttl: u8, ts: i64) {
+        if local_address(ip) || matches!(ttl, 30 | 32 | 60 | 64 | 128 | 255) {
+            self.bind(mac, ip);
+        } else if is_unicast_mac(mac) {
+            let (first, last) = self.routed.entry(mac).or_insert((ts, ts));
+            *first = (*first).min(ts);
+            *last = (*last).max(ts);
+        }
+    }
+
+    /// Records that `mac` claims `ip` (ARP, a DHCP lease) or sent from it on this link.
     pub fn bind(&mut self, mac: MacAddr, ip: IpAddr) {
         if !is_unicast_mac(mac) || !is_unicast(ip) {
             return;

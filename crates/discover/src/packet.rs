@@ -29,6 +29,8 @@ pub enum Net<'a> {
         src: IpAddr,
         /// Destination address.
         dst: IpAddr,
+        /// Time to live (IPv4) or hop limit (IPv6) as received: how far the sender may be.
+        ttl: u8,
         /// The transport layer.
         l4: L4<'a>,
     },
@@ -138,6 +140,7 @@ pub fn decode(link: Link, data: &[u8]) -> Option<Packet<'_>> {
             ip(
                 IpAddr::V4(h.source_addr()),
                 IpAddr::V4(h.destination_addr()),
+                h.ttl(),
                 &sliced,
                 v4.payload().ip_number,
             )
@@ -147,6 +150,7 @@ pub fn decode(link: Link, data: &[u8]) -> Option<Packet<'_>> {
             ip(
                 IpAddr::V6(Ipv6Addr::from(h.source())),
                 IpAddr::V6(Ipv6Addr::from(h.destination())),
+                h.hop_limit(),
                 &sliced,
                 v6.payload().ip_number,
             )
@@ -187,6 +191,7 @@ pub fn decode(link: Link, data: &[u8]) -> Option<Packet<'_>> {
 fn ip<'a>(
     src: IpAddr,
     dst: IpAddr,
+    ttl: u8,
     sliced: &LaxSlicedPacket<'a>,
     proto: etherparse::IpNumber,
 ) -> Net<'a> {
@@ -208,7 +213,7 @@ fn ip<'a>(
         // ICMP and the rest; also a later fragment or a transport header cut short: counted, not read.
         _ => L4::Other(proto.0),
     };
-    Net::Ip { src, dst, l4 }
+    Net::Ip { src, dst, ttl, l4 }
 }
 
 fn llc(p: &[u8]) -> Net<'_> {

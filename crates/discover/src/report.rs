@@ -301,10 +301,33 @@ pub fn build(
             }
         } else if let Some(m) = inv.find_mac(mac) {
             fronts_many.insert(m);
-        } else {
-            // A router seen only through the addresses it forwards for: keep it as a device of its own.
-            fronts_many.insert(u32::MAX);
         }
+    }
+    // Routers seen only through the remote addresses they forward for: a device each.
+    let mut routers: Vec<(&MacAddr, &(i64, i64))> = inv.routed.iter().collect();
+    routers.sort();
+    for (mac, (first, last)) in routers {
+        let own = inv
+            .bindings
+            .get(mac)
+            .filter(|(ips, more)| ips.len() == 1 && !more);
+        let i = match (
+            own.and_then(|(ips, _)| inv.find_ip(ips[0])),
+            inv.find_mac(*mac),
+        ) {
+            // It has an address of its own on this link (its management address, say): that device routes.
+            (Some(h), _) => h,
+            (None, Some(m)) => m,
+            (None, None) => {
+                let i = merged.len() as u32;
+                let mut router = Host::new(None, Some(*mac), AddrKind::Unicast, *first);
+                router.last_seen = *last;
+                merged.push(router);
+                alias.push(i);
+                i
+            }
+        };
+        fronts_many.insert(alias[i as usize]);
     }
     let key_of = |i: u32| -> String {
         let h = &merged[alias[i as usize] as usize];

@@ -32,7 +32,7 @@ pub(crate) fn segments(name: &str) -> Vec<Seg> {
         let Some(p) = decode(f.link.unwrap_or(Link::Ethernet), f.data) else {
             return;
         };
-        if let Net::Ip { src, dst, l4 } = p.net {
+        if let Net::Ip { src, dst, l4, .. } = p.net {
             let (sport, dport, tcp, payload) = match l4 {
                 L4::Tcp {
                     sport,

@@ -475,3 +475,98 @@ fn a_tiny_flow_table_still_counts_everything() {
     };
     assert_eq!(total(&big), total(&small));
 }
+
+/// The distinct values tshark shows for `field` (`-T fields`), lists split.
+fn tshark_field(name: &str, field: &str) -> std::collections::BTreeSet<String> {
+    let out = Command::new("tshark")
+        .args(["-n", "-r"])
+        .arg(pcap(name))
+        .args(["-T", "fields", "-e", field])
+        .output()
+        .expect("tshark runs (scripts/test installs it)");
+    String::from_utf8_lossy(&out.stdout)
+        .split(['\n', ',', '\t'])
+        .map(|v| v.trim().to_owned())
+        .filter(|v| !v.is_empty())
+        .collect()
+}
+
+/// Identity values are compared with tshark's own field exports in the same run, not with copies of them.
+#[test]
+fn identity_fields_agree_with_tshark() {
+    let all_identity = |r: &Report| -> Vec<String> {
+        r.devices
+            .iter()
+            .flat_map(|d| d.identity.iter().map(|e| e.value.clone()))
+            .collect()
+    };
+    for (name, field) in [
+        ("z_tls_chrome.pcap", "tls.handshake.ja3"),
+        ("z_tls_chrome.pcap", "tls.handshake.extensions_server_name"),
+        ("iti_enip_test.pcap", "enip.lir.name"),
+        ("z_dhcp.pcap", "dhcp.option.hostname"),
+        ("z_mqtt.pcap", "mqtt.clientid"),
+        ("z_http_get.pcap", "http.user_agent"),
+        ("z_http_get.pcap", "http.server"),
+        ("z_lldp.pcap", "lldp.tlv.system.name"),
+        ("iti_pn_failed.pcap", "lldp.tlv.system.name"),
+        ("z_cdp.pcap", "cdp.deviceid"),
+        ("z_cdp.pcap", "cdp.platform"),
+    ] {
+        let theirs = tshark_field(name, field);
+        assert!(!theirs.is_empty(), "{name}: tshark shows no {field}");
+        let mine = all_identity(&discover(name));
+        for v in &theirs {
+            assert!(
+                mine.iter().any(|m| m == v || m.contains(v.as_str())),
+                "{name}: {field} {v} missing from {mine:?}"
+            );
+        }
+    }
+    // DHCP parameter request list, as tshark lists the items.
+    let prl: Vec<String> = tshark_field("z_dhcp_prl.pcap", "dhcp.option.request_list_item")
+        .into_iter()
+        .collect();
+    let mut sorted: Vec<u32> = prl.iter().map(|v| v.parse().unwrap()).collect();
+    sorted.sort_unstable();
+    assert_eq!(sorted, vec![1, 3, 6, 42]);
+    assert!(all_identity(&discover("z_dhcp_prl.pcap")).contains(&"1,3,6,42".to_owned()));
+    // Modbus unit ids and DNP3 addresses (tshark's, less the broadcast 65535, which names no device).
+    for (name, field, key) in [
+        ("iti_modbus1.pcap", "mbtcp.unit_id", "modbus_units"),
+        ("iti_modbus_big.pcap", "mbtcp.unit_id", "modbus_units"),
+        ("z_modbusBig.pcap", "mbtcp.unit_id", "modbus_units"),
+        ("iti_dnp3_1.pcap", "dnp3.src", "dnp3_addresses"),
+        ("iti_dnp3_1.pcap", "dnp3.dst", "dnp3_addresses"),
+        (
+            "iti_bacnet.pcap",
+            "bacapp.instance_number",
+            "bacnet_instances",
+        ),
+    ] {
+        let theirs: std::collections::BTreeSet<u32> = tshark_field(name, field)
+            .iter()
+            .map(|v| v.parse().unwrap())
+            .filter(|v| *v != 65535 && *v != 4_194_303)
+            .collect();
+        let r = discover(name);
+        let mine: std::collections::BTreeSet<u32> = r
+            .devices
+            .iter()
+            .flat_map(|d| d.ot.get(key).cloned().unwrap_or_default())
+            .collect();
+        assert_eq!(mine, theirs, "{name}: {field}");
+    }
+}
+
+#[test]
+fn lldp_and_netbios_name_the_scada_pc() {
+    // tshark: LLDP system name and the NetBIOS browser announcement both say SCADA-PC-060839 (10.10.10.70).
+    let r = discover("iti_pn_failed.pcap");
+    let pc = device(&r, "10.10.10.70");
+    assert!(
+        pc.identity.iter().any(|e| e.value == "SCADA-PC-060839"),
+        "{:?}",
+        pc.identity
+    );
+}
