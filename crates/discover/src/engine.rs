@@ -297,8 +297,9 @@ impl Engine {
             if to_group {
                 self.inventory.mark_group(d);
             }
-            // The client: whoever sent a bare SYN; the answerer of one is the server; otherwise the side on
-            // the lower port serves (a capture that starts mid-conversation).
+            // The client: whoever sent a bare SYN; the answerer of one is the server. Otherwise (UDP, or a
+            // capture that starts mid-conversation) a well-known UDP service port marks the server, and failing
+            // that the side on the lower port serves.
             let sender_is_client = match l4 {
                 L4::Tcp {
                     syn: true,
@@ -310,11 +311,12 @@ impl Engine {
                     ack: true,
                     ..
                 } => false,
-                _ => match proto::detect_udp(&[], sport, dport) {
+                L4::Udp { payload, .. } => match proto::detect_udp(payload, sport, dport) {
                     Some((_, Dir::ToServer)) => true,
                     Some((_, Dir::ToClient)) => false,
                     None => sport > dport,
                 },
+                _ => sport > dport,
             };
             let client = if sender_is_client {
                 side as u8

@@ -345,6 +345,35 @@ mod tests {
     }
 
     #[test]
+    fn a_server_is_recognised_by_its_certificate() {
+        let now = Timestamp::from_unix_micros(1_700_000_000_000_000);
+        let r = report("z_tls_chrome.pcap");
+        let server = r
+            .devices
+            .iter()
+            .find(|d| d.cert_fingerprints().next().is_some())
+            .unwrap();
+        let mut registry = registry_from(&r, now);
+        // The registry knows the server only by the certificate it holds.
+        for d in &mut registry {
+            d.identifiers.mac = None;
+            d.identifiers.ips.clear();
+        }
+        let steps = plan(&r, &registry, now);
+        let (_, step) = steps.iter().find(|(k, _)| *k == server.key).unwrap();
+        assert!(
+            matches!(
+                step,
+                Step::Update {
+                    by: MatchedBy::Certificate,
+                    ..
+                }
+            ),
+            "{step:?}"
+        );
+    }
+
+    #[test]
     fn matched_by_an_old_address_and_firmware_changes_are_reported() {
         let now = Timestamp::from_unix_micros(1_700_000_000_000_000);
         let r = report("iti_enip_test.pcap");

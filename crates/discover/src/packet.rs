@@ -231,3 +231,51 @@ fn llc(p: &[u8]) -> Net<'_> {
         _ => Net::Other,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use etherparse::{PacketBuilder, VlanId};
+
+    #[test]
+    fn vlan_tagged_frames_are_decoded_through_the_tag() {
+        let mut frame = Vec::new();
+        PacketBuilder::ethernet2([0x00, 0x1d, 0x9c, 1, 2, 3], [0x00, 0x0e, 0x8c, 4, 5, 6])
+            .single_vlan(VlanId::try_new(42).unwrap())
+            .ipv4([10, 0, 0, 1], [10, 0, 0, 2], 64)
+            .tcp(40000, 502, 7, 1024)
+            .write(&mut frame, &[0, 1, 0, 0, 0, 6, 1, 3, 0, 0, 0, 1])
+            .unwrap();
+        let p = decode(Link::Ethernet, &frame).unwrap();
+        assert_eq!(p.vlan, Some(42));
+        assert_eq!(
+            p.src_mac.map(|m| m.to_string()).as_deref(),
+            Some("00:1d:9c:01:02:03")
+        );
+        let Net::Ip {
+            src,
+            l4: L4::Tcp { dport, payload, .. },
+            ..
+        } = p.net
+        else {
+            panic!("{:?}", p.net)
+        };
+        assert_eq!(src.to_string(), "10.0.0.1");
+        assert_eq!((dport, payload.len()), (502, 12));
+    }
+
+    #[test]
+    fn cut_headers_never_panic() {
+        let mut frame = Vec::new();
+        PacketBuilder::ethernet2([2; 6], [4; 6])
+            .ipv6([1; 16], [2; 16], 64)
+            .udp(5353, 5353)
+            .write(&mut frame, b"payload")
+            .unwrap();
+        for cut in 0..frame.len() {
+            for link in [Link::Ethernet, Link::LinuxSll, Link::RawIp, Link::Loopback] {
+                let _ = decode(link, &frame[..cut]);
+            }
+        }
+    }
+}

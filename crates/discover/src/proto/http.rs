@@ -149,6 +149,32 @@ mod tests {
     }
 
     #[test]
+    fn ssdp_notify_names_the_server_and_service() {
+        let notify = b"NOTIFY * HTTP/1.1\r\nHOST: 239.255.255.250:1900\r\nNT: urn:schemas-upnp-org:device:MediaRenderer:1\r\nNTS: ssdp:alive\r\nSERVER: Linux/4.9 UPnP/1.0 Cam/2.1\r\nUSN: uuid:1\r\n\r\n";
+        let mut c = Collect::default();
+        dissect_ssdp(notify, &mut c);
+        assert!(
+            c.has(r#"HttpServer("Linux/4.9 UPnP/1.0 Cam/2.1")"#),
+            "{c:?}"
+        );
+        assert!(
+            c.has(r#"Service(Ssdp, "urn:schemas-upnp-org:device:MediaRenderer:1")"#),
+            "{c:?}"
+        );
+        // A search says what the sender looks for, not what it is.
+        let search = b"M-SEARCH * HTTP/1.1\r\nHOST: 239.255.255.250:1900\r\nST: ssdp:all\r\nUSER-AGENT: Tablet/1.0\r\n\r\n";
+        let mut c = Collect::default();
+        dissect_ssdp(search, &mut c);
+        assert!(
+            !c.has("Service(") && c.has(r#"UserAgent("Tablet/1.0")"#),
+            "{c:?}"
+        );
+        for cut in 0..notify.len() {
+            dissect_ssdp(&notify[..cut], &mut c);
+        }
+    }
+
+    #[test]
     fn basic_credentials_keep_only_the_user() {
         let req = b"GET / HTTP/1.1\r\nHost: plc\r\nAuthorization: Basic YWRtaW46c2VjcmV0\r\n\r\n";
         let mut c = Collect::default();
