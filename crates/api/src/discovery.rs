@@ -25,7 +25,11 @@ pub const MAX_CAPTURE_BYTES: usize = 256 << 20;
 /// The last report this server produced, for the map and inventory routes (per server: another node keeps
 /// its own; the devices themselves are in the shared store).
 #[derive(Debug, Default)]
-pub struct LastReport(Mutex<Option<Arc<Report>>>);
+pub struct LastReport {
+    report: Mutex<Option<Arc<Report>>>,
+    /// Held for a whole upload: one run at a time, each compared with the one before.
+    running: Mutex<()>,
+}
 
 /// How a merge went.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
@@ -150,8 +154,10 @@ pub(crate) async fn upload(
             "the body must be a pcap or pcapng file",
         ));
     }
-    let previous = state.discovery.0.lock().await.clone();
-    let mut report = tokio::task::spawn_blocking(move || {
+    // One upload at a time per server: each is compared with the one before, and the CPU goes to one run.
+    let _running = state.discovery.running.lock().await;
+    let previous = state.discovery.report.lock().await.clone();
+    let (error, mut report) = tokio::task::spawn_blocking(move || {
         let mut run = Discovery::new(Limits::default());
         let read = run.read("upload", &body[..]);
         (
@@ -161,7 +167,6 @@ pub(crate) async fn upload(
     })
     .await
     .map_err(|e| ApiError::internal(format!("discovery stopped: {e}")))?;
-    let (error, report_mut) = (&report.0, &mut report.1);
     if let Some(e) = error {
         return Err(ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
@@ -174,9 +179,9 @@ pub(crate) async fn upload(
         reason: Reason::try_from("passive discovery".to_owned()).ok(),
         at: state.clock.now(),
     };
-    let summary = merge_report(&*state.store, report_mut, change).await?;
-    let report = Arc::new(report.1);
-    *state.discovery.0.lock().await = Some(report.clone());
+    let summary = merge_report(&*state.store, &mut report, change).await?;
+    let report = Arc::new(report);
+    *state.discovery.report.lock().await = Some(report.clone());
     Ok((
         StatusCode::OK,
         Json(UploadView {
@@ -195,7 +200,7 @@ pub(crate) struct UploadView {
 
 /// `GET /api/v1/discovery`: the last report (devices, endpoints, map).
 pub(crate) async fn last(State(state): State<AppState>) -> Result<Json<Arc<Report>>, ApiError> {
-    match state.discovery.0.lock().await.clone() {
+    match state.discovery.report.lock().await.clone() {
         Some(r) => Ok(Json(r)),
         None => Err(ApiError::new(
             StatusCode::NOT_FOUND,
@@ -227,7 +232,7 @@ struct MapNode {
 
 /// `GET /api/v1/discovery/map`: who talks to whom in the last report, over which protocols, with volumes.
 pub(crate) async fn map(State(state): State<AppState>) -> Result<Json<MapView>, ApiError> {
-    let Some(r) = state.discovery.0.lock().await.clone() else {
+    let Some(r) = state.discovery.report.lock().await.clone() else {
         return Err(ApiError::new(
             StatusCode::NOT_FOUND,
             "no-discovery",
