@@ -1,7 +1,7 @@
 //! What a dissector may say about the hosts in a packet.
 //!
 //! Dissectors do no bookkeeping: they read one payload and report [`Fact`]s about the packet's sender or
-//! receiver through a [`Sink`]. Facts borrow from the packet, so a dissector allocates nothing; the inventory
+//! receiver through a [`Sink`]. Facts borrow from the packet, so a dissector need not allocate; the inventory
 //! copies only what it has not seen before.
 
 use serde::{Deserialize, Serialize};

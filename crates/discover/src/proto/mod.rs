@@ -1,8 +1,9 @@
 //! The dissectors: one small module per protocol, each reading only what discovery needs.
 //!
 //! Every dissector has the same shape: it takes one payload (a TCP segment's data from the start of a protocol
-//! data unit, a UDP datagram, or an Ethernet/LLC payload), never panics on any input, allocates nothing on its
-//! common path, and reports what it learns as [`Fact`](crate::Fact)s through a [`Sink`](crate::Sink).
+//! data unit, a UDP datagram, or an Ethernet/LLC payload), never panics on any input, and reports what it
+//! learns as [`Fact`](crate::Fact)s through a [`Sink`](crate::Sink). The segment dissectors, which run on every
+//! packet, allocate nothing; facts borrow from the packet.
 //! Transport dissectors are told which way the packet travels ([`Dir`](crate::Dir)); link-layer ones speak
 //! about the sender.
 //!
