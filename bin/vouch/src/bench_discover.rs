@@ -5,7 +5,7 @@
 //! risks, the map), reading the file through the same path as `vouch discover`. Both read the file from the
 //! page cache (it is read once before the first round). Peak memory is this process's high-water mark.
 
-use std::io::{BufReader, Read, Write};
+use std::io::{BufReader, Write};
 use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -139,8 +139,8 @@ pub fn run(args: DiscoverArgs) -> Result<()> {
         );
     }
     println!(
-        "peak memory (this process): {} KiB; conversations: {} opened, {} at most at once, {} evicted",
-        peak_kib().unwrap_or(0),
+        "peak memory (this process): {:.1} MiB; conversations: {} opened, {} at most at once, {} evicted",
+        crate::bench_policy::peak_rss_mib(),
         report.capture.flows,
         report.capture.flows_peak,
         report.capture.flows_evicted
@@ -208,16 +208,4 @@ fn span_secs(records: &[u8]) -> u32 {
         rest = rest.get(16 + caplen..).unwrap_or_default();
     }
     last.saturating_sub(first.unwrap_or(last))
-}
-
-/// The process's peak resident memory (VmHWM), in KiB.
-fn peak_kib() -> Option<u64> {
-    let mut s = String::new();
-    std::fs::File::open("/proc/self/status")
-        .ok()?
-        .read_to_string(&mut s)
-        .ok()?;
-    s.lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
 }

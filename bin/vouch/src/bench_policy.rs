@@ -770,7 +770,7 @@ struct Report {
 }
 
 /// The process's peak resident set, from `/proc/self/status` (0 where there is none).
-fn peak_rss_mib() -> f64 {
+pub(crate) fn peak_rss_mib() -> f64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| {

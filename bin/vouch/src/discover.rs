@@ -94,8 +94,9 @@ pub async fn run(args: DiscoverArgs, config: &Config, out: Output) -> Result<()>
         // What was read before the bad record is still reported (and written), but not merged.
         write_outputs(&report, json.as_deref(), dot.as_deref(), out)?;
         anyhow::bail!(
-            "{} (what came before was read and reported; nothing was merged)",
-            failed.join("; ")
+            "{} (what came before was read and reported{})",
+            failed.join("; "),
+            if merge { "; nothing was merged" } else { "" }
         );
     }
     if merge {

@@ -409,44 +409,7 @@ pub fn build(
                 ot.insert(name.into(), v);
             }
         }
-        let mut risks = Vec::new();
-        for (p, user) in &h.credentials {
-            let who = user
-                .as_deref()
-                .map(|u| format!(" (user \"{u}\")"))
-                .unwrap_or_default();
-            let what = if *p == Proto::Snmp {
-                "an SNMP community"
-            } else {
-                "credentials"
-            };
-            risks.push(Risk {
-                kind: RiskKind::CleartextCredentials,
-                severity: Severity::High,
-                detail: format!("sent {what} over {} in clear text{who}", p.as_str()),
-            });
-        }
-        for p in [Proto::Telnet, Proto::Ftp] {
-            if h.serves(p) {
-                risks.push(Risk {
-                    kind: RiskKind::InsecureService,
-                    severity: Severity::Medium,
-                    detail: format!("serves {} (clear text)", p.as_str()),
-                });
-            }
-        }
-        if h.serves(Proto::Mqtt) || h.uses(Proto::Mqtt) {
-            let role = if h.serves(Proto::Mqtt) {
-                "serves"
-            } else {
-                "uses"
-            };
-            risks.push(Risk {
-                kind: RiskKind::UnencryptedMqtt,
-                severity: Severity::Medium,
-                detail: format!("{role} MQTT without TLS"),
-            });
-        }
+        let mut risks = exposure_risks(h);
         for (p, k, d, from, n) in received_commands.get(&i).into_iter().flatten() {
             let sender = &merged[*from as usize];
             let sender_class = classify(sender, false).class;
@@ -582,6 +545,49 @@ pub fn build(
         report.changes = Some(diff(prev, &mut report));
     }
     report
+}
+
+/// What a host exposes by itself: credentials it sent in clear text, clear-text services, MQTT without TLS.
+fn exposure_risks(h: &Host) -> Vec<Risk> {
+    let mut risks = Vec::new();
+    for (p, user) in &h.credentials {
+        let who = user
+            .as_deref()
+            .map(|u| format!(" (user \"{u}\")"))
+            .unwrap_or_default();
+        let what = if *p == Proto::Snmp {
+            "an SNMP community"
+        } else {
+            "credentials"
+        };
+        risks.push(Risk {
+            kind: RiskKind::CleartextCredentials,
+            severity: Severity::High,
+            detail: format!("sent {what} over {} in clear text{who}", p.as_str()),
+        });
+    }
+    for p in [Proto::Telnet, Proto::Ftp] {
+        if h.serves(p) {
+            risks.push(Risk {
+                kind: RiskKind::InsecureService,
+                severity: Severity::Medium,
+                detail: format!("serves {} (clear text)", p.as_str()),
+            });
+        }
+    }
+    if h.serves(Proto::Mqtt) || h.uses(Proto::Mqtt) {
+        let role = if h.serves(Proto::Mqtt) {
+            "serves"
+        } else {
+            "uses"
+        };
+        risks.push(Risk {
+            kind: RiskKind::UnencryptedMqtt,
+            severity: Severity::Medium,
+            detail: format!("{role} MQTT without TLS"),
+        });
+    }
+    risks
 }
 
 fn kind_word(k: CommandKind) -> &'static str {
