@@ -7,7 +7,7 @@ mod util;
 
 use std::path::{Path, PathBuf};
 
-use util::{Api, P256, PASS, curl, est_csr, est_curl, ok, serve_with, terminate, vouch};
+use util::{Api, P256, curl, est_csr, est_curl, ok, terminate, vouch};
 
 fn pcap(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -182,18 +182,7 @@ fn upload(api: &Api, file: &Path) -> (u16, serde_json::Value) {
 fn upload_map_onboard_and_enroll_through_the_api() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    ok(vouch(d)
-        .args(["ca", "init"])
-        .env("VOUCH_CA_PASSPHRASE", PASS)
-        .output()
-        .unwrap());
-    std::fs::copy(d.join("vouch-data/ca/root.pem"), d.join("root.pem")).unwrap();
-    let (server, addr, token, log) = serve_with(d, "127.0.0.1:0", &[("VOUCH_CA_PASSPHRASE", PASS)]);
-    let est = format!(
-        "https://{}/.well-known/est",
-        util::est_addr(&log).expect("EST started")
-    );
-    let api = Api::new(&addr, token);
+    let (server, api, est) = util::ca_server(d);
 
     // Nothing uploaded yet.
     let (code, _) = api.call("GET", "/api/v1/discovery/map", None);

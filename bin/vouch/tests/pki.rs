@@ -247,18 +247,7 @@ fn a_server_with_a_ca_refuses_to_start_without_its_passphrase() {
 fn est_enrollment_with_curl_and_openssl() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    ok(vouch(d)
-        .args(["ca", "init"])
-        .env("VOUCH_CA_PASSPHRASE", PASS)
-        .output()
-        .unwrap());
-    std::fs::copy(d.join("vouch-data/ca/root.pem"), d.join("root.pem")).unwrap();
-    let (server, addr, token, log) = serve_with(d, "127.0.0.1:0", &[("VOUCH_CA_PASSPHRASE", PASS)]);
-    let est = format!(
-        "https://{}/.well-known/est",
-        util::est_addr(&log).expect("EST started")
-    );
-    let api = Api::new(&addr, token);
+    let (server, api, est) = util::ca_server(d);
     let (_, device) = api.call(
         "POST",
         "/api/v1/devices",

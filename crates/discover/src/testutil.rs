@@ -87,3 +87,26 @@ pub(crate) fn l2_frames(name: &str) -> Vec<(u32, Vec<u8>)> {
     .unwrap_or_else(|e| panic!("{name}: {e}"));
     out
 }
+
+/// Runs a transport dissector over every TCP segment to or from `port` in a capture, the direction taken
+/// from the port (to it: towards the server).
+pub(crate) fn dissect_port(
+    name: &str,
+    port: u16,
+    dissect: fn(&[u8], crate::facts::Dir, &mut dyn crate::facts::Sink),
+) -> crate::facts::Collect {
+    use crate::facts::Dir;
+    let mut c = crate::facts::Collect::default();
+    for s in segments(name)
+        .iter()
+        .filter(|s| s.tcp && (s.dport == port || s.sport == port))
+    {
+        let dir = if s.dport == port {
+            Dir::ToServer
+        } else {
+            Dir::ToClient
+        };
+        dissect(&s.payload, dir, &mut c);
+    }
+    c
+}

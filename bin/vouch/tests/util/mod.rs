@@ -334,3 +334,20 @@ pub fn pkcs7_to_pem(d: &Path, body: &str, out: &str) -> String {
     assert!(ok, "{text}");
     std::fs::read_to_string(d.join(out)).unwrap()
 }
+
+/// A fresh CA in `d` (its root copied to `d/root.pem` for curl and OpenSSL), `vouch serve` over it, and what
+/// the EST and API tests need: the server, an admin API client with a second factor, and the EST base URL.
+pub fn ca_server(d: &Path) -> (Child, Api, String) {
+    ok(vouch(d)
+        .args(["ca", "init"])
+        .env("VOUCH_CA_PASSPHRASE", PASS)
+        .output()
+        .unwrap());
+    std::fs::copy(d.join("vouch-data/ca/root.pem"), d.join("root.pem")).unwrap();
+    let (server, addr, token, log) = serve_with(d, "127.0.0.1:0", &[("VOUCH_CA_PASSPHRASE", PASS)]);
+    let est = format!(
+        "https://{}/.well-known/est",
+        est_addr(&log).expect("EST started")
+    );
+    (server, Api::new(&addr, token), est)
+}

@@ -130,19 +130,7 @@ mod tests {
     use crate::testutil::segments;
 
     fn run(name: &str) -> Collect {
-        let mut c = Collect::default();
-        for s in segments(name)
-            .iter()
-            .filter(|s| s.dport == 20000 || s.sport == 20000)
-        {
-            let dir = if s.dport == 20000 {
-                Dir::ToServer
-            } else {
-                Dir::ToClient
-            };
-            dissect(&s.payload, dir, &mut c);
-        }
-        c
+        crate::testutil::dissect_port(name, 20000, dissect)
     }
 
     fn about(c: &Collect, who: Subject, fact: &str) -> bool {

@@ -96,19 +96,7 @@ mod tests {
     use crate::testutil::segments;
 
     fn run(name: &str) -> Collect {
-        let mut c = Collect::default();
-        for s in segments(name)
-            .iter()
-            .filter(|s| s.dport == 2404 || s.sport == 2404)
-        {
-            let dir = if s.dport == 2404 {
-                Dir::ToServer
-            } else {
-                Dir::ToClient
-            };
-            dissect(&s.payload, dir, &mut c);
-        }
-        c
+        crate::testutil::dissect_port(name, 2404, dissect)
     }
 
     #[test]

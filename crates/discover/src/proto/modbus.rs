@@ -82,19 +82,7 @@ mod tests {
 
     /// Every segment to or from tcp/502, told its direction by the port.
     fn run(name: &str) -> Collect {
-        let mut c = Collect::default();
-        for s in segments(name)
-            .iter()
-            .filter(|s| s.tcp && (s.dport == 502 || s.sport == 502))
-        {
-            let dir = if s.dport == 502 {
-                Dir::ToServer
-            } else {
-                Dir::ToClient
-            };
-            dissect(&s.payload, dir, &mut c);
-        }
-        c
+        crate::testutil::dissect_port(name, 502, dissect)
     }
 
     fn about(c: &Collect, who: Subject, fact: &str) -> bool {

@@ -261,19 +261,7 @@ mod tests {
     use crate::testutil::segments;
 
     fn run(name: &str) -> Collect {
-        let mut c = Collect::default();
-        for s in segments(name)
-            .iter()
-            .filter(|s| s.dport == 102 || s.sport == 102)
-        {
-            let dir = if s.dport == 102 {
-                Dir::ToServer
-            } else {
-                Dir::ToClient
-            };
-            dissect(&s.payload, dir, &mut c);
-        }
-        c
+        crate::testutil::dissect_port(name, 102, dissect)
     }
 
     fn about(c: &Collect, who: Subject, fact: &str) -> bool {
