@@ -1,0 +1,14 @@
+//! Trust: what a device's behaviour and state say about whether it still deserves access.
+//!
+//! `features` turns an observation window into a fixed vector; `baseline` learns each device's normal online,
+//! without labels, and names the features that depart from it and by how far; `score` combines identity,
+//! firmware, location, behaviour, compliance and attestation into the 0–100 trust score with its reasons.
+//! Pure: no I/O, no clock; the caller feeds windows and stores what comes out.
+
+pub mod baseline;
+pub mod features;
+pub mod score;
+
+pub use baseline::{Baseline, BaselineConfig, Deviation};
+pub use features::{Feature, Features};
+pub use score::{Assessment, FirmwareState, IdentityState, ScoreReason, TrustInputs, assess};
