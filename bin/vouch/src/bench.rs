@@ -26,6 +26,8 @@ pub enum BenchCommand {
     Gateway(crate::bench_gateway::GatewayArgs),
     /// Passive discovery on a capture of at least 1M packets (a real trace repeated), beside tshark.
     Discover(crate::bench_discover::DiscoverArgs),
+    /// Trust: observation windows scored per second (features, baseline, score with reasons) on one thread.
+    Trust(crate::bench_trust::TrustArgs),
 }
 
 /// Which stores to measure.
@@ -198,6 +200,11 @@ pub async fn run(cmd: BenchCommand) -> Result<()> {
         BenchCommand::Registry(args) => args,
         BenchCommand::Pki(args) => return crate::bench_pki::run(args).await,
         BenchCommand::Gateway(args) => return crate::bench_gateway::run(args).await,
+        BenchCommand::Trust(args) => {
+            return tokio::task::spawn_blocking(move || crate::bench_trust::run(args))
+                .await
+                .context("the trust benchmark's thread")?;
+        }
         BenchCommand::Discover(args) => {
             return tokio::task::spawn_blocking(move || crate::bench_discover::run(args))
                 .await

@@ -9,6 +9,7 @@ mod bench_discover;
 mod bench_gateway;
 mod bench_pki;
 mod bench_policy;
+mod bench_trust;
 mod ca;
 mod certs;
 mod config;

@@ -553,3 +553,21 @@ fn bench_policy_runs_small_and_prints_json() {
         assert_eq!(peer["agreement_full"].as_f64(), Some(1.0), "{peer}");
     }
 }
+
+#[test]
+fn bench_trust_runs_small_and_flags_the_bursts() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = ok(vouch(dir.path())
+        .args(["bench", "trust", "--devices", "200", "--windows", "50"])
+        .output()
+        .unwrap());
+    assert!(
+        out.contains("10000 windows (200 devices × 50) scored"),
+        "{out}"
+    );
+    // Two devices in 200 burst at windows 24 and 49, after the baseline warmed up.
+    assert!(
+        out.contains("4 windows flagged as anomalous; lowest score 60"),
+        "{out}"
+    );
+}
