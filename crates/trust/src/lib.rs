@@ -1,14 +1,17 @@
 //! Trust: what a device's behaviour and state say about whether it still deserves access.
 //!
 //! `features` turns an observation window into a fixed vector; `baseline` learns each device's normal online,
-//! without labels, and names the features that depart from it and by how far; `score` combines identity,
+//! without labels, and names the features that depart from it and by how far; `hst` is the multivariate
+//! streaming detector (Half-Space Trees) kept per device class for cold starts; `score` combines identity,
 //! firmware, location, behaviour, compliance and attestation into the 0–100 trust score with its reasons.
 //! Pure: no I/O, no clock; the caller feeds windows and stores what comes out.
 
 pub mod baseline;
 pub mod features;
+pub mod hst;
 pub mod score;
 
 pub use baseline::{Baseline, BaselineConfig, Deviation};
 pub use features::{Feature, Features};
+pub use hst::{HalfSpaceTrees, HstConfig};
 pub use score::{Assessment, FirmwareState, IdentityState, ScoreReason, TrustInputs, assess};
