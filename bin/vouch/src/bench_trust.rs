@@ -86,6 +86,7 @@ pub fn run(a: TrustArgs) -> Result<()> {
         threshold: cfg.threshold,
         failed_controls: Vec::new(),
         attestation_ok: None,
+        class_anomaly: None,
     };
     let t = Instant::now();
     let (mut anomalous, mut lowest) = (0u64, 100u8);

@@ -7,11 +7,13 @@
 //! Pure: no I/O, no clock; the caller feeds windows and stores what comes out.
 
 pub mod baseline;
+pub mod engine;
 pub mod features;
 pub mod hst;
 pub mod score;
 
 pub use baseline::{Baseline, BaselineConfig, Deviation};
+pub use engine::{DeviceState, TrustEngine, Verdict};
 pub use features::{Feature, Features};
 pub use hst::{HalfSpaceTrees, HstConfig};
 pub use score::{Assessment, FirmwareState, IdentityState, ScoreReason, TrustInputs, assess};

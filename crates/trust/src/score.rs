@@ -14,6 +14,7 @@
 //! | firmware | version unknown | 5 |
 //! | location | outside its expected zone | 25 |
 //! | behaviour | anomalous window: 10 per 6σ of the worst feature (one threshold's worth) | at most 40 |
+//! | behaviour | no single feature stands out, but the window is unusual for its class (class model ≥ 0.5) | 20 |
 //! | compliance | each failed control | 5, at most 25 |
 //! | attestation | attestation failed | 40 |
 //!
@@ -71,6 +72,8 @@ pub struct TrustInputs {
     pub failed_controls: Vec<String>,
     /// Attestation result, if one was reported.
     pub attestation_ok: Option<bool>,
+    /// The class model's anomaly and the class, when the window is unusual for its class.
+    pub class_anomaly: Option<(f64, &'static str)>,
 }
 
 /// One reason the score moved.
@@ -163,6 +166,13 @@ pub fn assess(i: &TrustInputs) -> Assessment {
         };
         take(penalty, "behaviour", format!("{worst}{more}"));
     }
+    if let (None, Some((a, class))) = (i.deviations.first(), i.class_anomaly) {
+        take(
+            20,
+            "behaviour",
+            format!("its traffic is unusual for a {class} (class model anomaly {a:.2})"),
+        );
+    }
     if !i.failed_controls.is_empty() {
         let penalty = (5 * i.failed_controls.len()).min(25) as u8;
         take(
@@ -199,6 +209,7 @@ mod tests {
             threshold: 6.0,
             failed_controls: Vec::new(),
             attestation_ok: None,
+            class_anomaly: None,
         }
     }
 
@@ -242,6 +253,18 @@ mod tests {
         assert_eq!(assess(&i).score.band(), TrustBand::Medium);
         i.attestation_ok = Some(false);
         assert_eq!(assess(&i).score.get(), 0);
+    }
+
+    #[test]
+    fn an_unusual_combination_for_the_class_costs_twenty() {
+        let mut i = healthy();
+        i.class_anomaly = Some((0.62, "sensor"));
+        let a = assess(&i);
+        assert_eq!(a.score.get(), 80);
+        assert_eq!(
+            a.reasons[0].to_string(),
+            "−20: its traffic is unusual for a sensor (class model anomaly 0.62)"
+        );
     }
 
     #[test]

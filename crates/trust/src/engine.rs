@@ -1,0 +1,269 @@
+//! The trust engine's state: one robust baseline per device, and per device class a class baseline and a
+//! Half-Space Trees forest. A window in, a verdict out: what departed from normal, how far, and the score.
+//!
+//! A device whose own baseline is still warming up is judged against its class (cold start): the class
+//! baseline explains which features are off for a device of that kind, and the class forest flags unusual
+//! combinations. Once its own baseline is ready, the device is judged against itself, and the forest still
+//! watches for combinations.
+
+use std::collections::HashMap;
+
+use vouch_types::{DeviceClass, DeviceId, Timestamp, TrafficWindow, TrustScore};
+
+use crate::baseline::{Baseline, BaselineConfig, Deviation};
+use crate::features::Features;
+use crate::hst::{HalfSpaceTrees, HstConfig};
+use crate::score::{Assessment, FirmwareState, IdentityState, TrustInputs, assess};
+
+/// What the engine knows about a device besides its behaviour, from the registry and the PKI.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeviceState {
+    /// Its class (selects the class model).
+    pub class: DeviceClass,
+    /// Its identity.
+    pub identity: IdentityState,
+    /// Its firmware.
+    pub firmware: FirmwareState,
+    /// Where it is, when outside its expected zone.
+    pub out_of_zone: Option<String>,
+    /// Failed compliance controls.
+    pub failed_controls: Vec<String>,
+    /// Attestation result, if any.
+    pub attestation_ok: Option<bool>,
+}
+
+/// The engine's judgement of one window.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Verdict {
+    /// Whose window.
+    pub device: DeviceId,
+    /// When the window ended.
+    pub at: Timestamp,
+    /// Judged against its class, its own baseline still warming up.
+    pub cold_start: bool,
+    /// The class forest's anomaly, 0–1.
+    pub class_anomaly: f64,
+    /// The score and its reasons.
+    pub assessment: Assessment,
+    /// The score before this window, if there was one: the caller records a change only when they differ.
+    pub previous: Option<TrustScore>,
+}
+
+impl Verdict {
+    /// Whether the score moved (or is the first one).
+    pub fn changed(&self) -> bool {
+        self.previous != Some(self.assessment.score)
+    }
+}
+
+#[derive(Debug, Clone)]
+struct ClassModel {
+    baseline: Baseline,
+    forest: HalfSpaceTrees,
+}
+
+#[derive(Debug, Clone, Default)]
+struct DeviceModel {
+    baseline: Baseline,
+    last: Option<TrustScore>,
+}
+
+/// Baselines and class models for a fleet, fed window by window.
+#[derive(Debug, Clone)]
+pub struct TrustEngine {
+    baseline: BaselineConfig,
+    forest: HstConfig,
+    /// Class-forest anomaly from which a window counts as unusual for its class.
+    pub class_threshold: f64,
+    devices: HashMap<DeviceId, DeviceModel>,
+    classes: HashMap<DeviceClass, ClassModel>,
+}
+
+impl Default for TrustEngine {
+    fn default() -> Self {
+        Self::new(BaselineConfig::default(), HstConfig::default())
+    }
+}
+
+impl TrustEngine {
+    /// An engine with these model settings.
+    pub fn new(baseline: BaselineConfig, forest: HstConfig) -> Self {
+        TrustEngine {
+            baseline,
+            forest,
+            class_threshold: 0.5,
+            devices: HashMap::new(),
+            classes: HashMap::new(),
+        }
+    }
+
+    /// Devices with a model.
+    pub fn devices(&self) -> usize {
+        self.devices.len()
+    }
+
+    /// Judges one window of `state`'s device, then learns from it.
+    pub fn observe(&mut self, w: &TrafficWindow, state: &DeviceState) -> Verdict {
+        let x = Features::of(w);
+        let forest_cfg = self.forest;
+        let class = self
+            .classes
+            .entry(state.class)
+            .or_insert_with(|| ClassModel {
+                baseline: Baseline::default(),
+                forest: HalfSpaceTrees::new(forest_cfg),
+            });
+        let device = self.devices.entry(w.device).or_default();
+        let cold_start = !device.baseline.ready(&self.baseline);
+        let deviations: Vec<Deviation> = if cold_start {
+            class.baseline.deviations(&x, &self.baseline)
+        } else {
+            device.baseline.deviations(&x, &self.baseline)
+        };
+        let class_anomaly = class.forest.observe(&x);
+        // Learn only from windows that look normal for the class, so that one device's attack does not teach
+        // the whole class that it is normal; its own baseline learns (clipped) either way.
+        if deviations.is_empty() && class_anomaly < self.class_threshold {
+            class.baseline.learn(&x, &self.baseline);
+        }
+        // Its own baseline learns (clipped once ready) — but while it warms up, only from windows its class
+        // finds normal, so that a device which starts out misbehaving does not learn its misbehaviour as normal.
+        if !cold_start || deviations.is_empty() {
+            device.baseline.learn(&x, &self.baseline);
+        }
+        let inputs = TrustInputs {
+            identity: state.identity,
+            cloned: w.sessions > 1,
+            firmware: state.firmware,
+            out_of_zone: state.out_of_zone.clone(),
+            deviations,
+            threshold: self.baseline.threshold,
+            failed_controls: state.failed_controls.clone(),
+            attestation_ok: state.attestation_ok,
+            class_anomaly: (class_anomaly >= self.class_threshold)
+                .then(|| (class_anomaly, state.class.as_str())),
+        };
+        let assessment = assess(&inputs);
+        let previous = device.last.replace(assessment.score);
+        Verdict {
+            device: w.device,
+            at: w.end,
+            cold_start,
+            class_anomaly,
+            assessment,
+            previous,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use vouch_types::TrustBand;
+
+    fn state(class: DeviceClass) -> DeviceState {
+        DeviceState {
+            class,
+            identity: IdentityState::Valid { days_left: 300 },
+            firmware: FirmwareState::Current,
+            out_of_zone: None,
+            failed_controls: Vec::new(),
+            attestation_ok: None,
+        }
+    }
+
+    fn window(
+        device: DeviceId,
+        n: u32,
+        msgs: u64,
+        new_topics: u32,
+        sessions: u32,
+    ) -> TrafficWindow {
+        let start = Timestamp::from_unix_micros(1_700_000_000_000_000 + i64::from(n) * 10_000_000);
+        let jitter = u64::from((n * 7919) % 7);
+        TrafficWindow {
+            device,
+            start,
+            end: start.plus_micros(10_000_000),
+            connects: 0,
+            disconnects: 0,
+            sessions,
+            auth_failures: 0,
+            msgs_in: msgs + jitter,
+            msgs_out: 1,
+            bytes_in: (msgs + jitter) * 64,
+            bytes_out: 64,
+            distinct_topics: 2,
+            new_topics,
+        }
+    }
+
+    fn warm_class(e: &mut TrustEngine, class: DeviceClass, devices: u32, windows: u32) {
+        for n in 0..windows {
+            for d in 0..devices {
+                let id = DeviceId::derived(&format!("warm:{d}"));
+                e.observe(&window(id, n, 20, 0, 1), &state(class));
+            }
+        }
+    }
+
+    #[test]
+    fn a_new_device_is_judged_by_its_class_until_its_own_baseline_is_ready() {
+        let mut e = TrustEngine::default();
+        warm_class(&mut e, DeviceClass::Sensor, 20, 30);
+        let newcomer = DeviceId::derived("new sensor");
+        let v = e.observe(&window(newcomer, 0, 20, 40, 1), &state(DeviceClass::Sensor));
+        assert!(v.cold_start);
+        assert!(v.assessment.score.get() < 100, "{v:?}");
+        let why = &v.assessment.reasons[0].why;
+        assert!(why.contains("new topics"), "{why}");
+        // Normal from then on: its own baseline takes over after the warm-up, and the score recovers.
+        let mut last = v;
+        for n in 1..10 {
+            last = e.observe(&window(newcomer, n, 20, 0, 1), &state(DeviceClass::Sensor));
+        }
+        assert!(!last.cold_start);
+        assert_eq!(last.assessment.score.get(), 100);
+        assert!(last.previous.is_some());
+    }
+
+    #[test]
+    fn a_device_that_starts_out_misbehaving_does_not_learn_it_as_normal() {
+        let mut e = TrustEngine::default();
+        warm_class(&mut e, DeviceClass::Sensor, 20, 30);
+        let rogue = DeviceId::derived("rogue sensor");
+        for n in 0..20 {
+            let v = e.observe(&window(rogue, n, 20, 40, 1), &state(DeviceClass::Sensor));
+            assert!(v.cold_start, "window {n}: judged by its class still");
+            assert!(v.assessment.score.get() < 100, "window {n}: {v:?}");
+        }
+    }
+
+    #[test]
+    fn a_cloned_identity_drops_the_band_and_changes_are_reported_once() {
+        let mut e = TrustEngine::default();
+        let id = DeviceId::derived("plc-7");
+        let s = state(DeviceClass::Plc);
+        let first = e.observe(&window(id, 0, 20, 0, 1), &s);
+        assert!(first.changed());
+        let same = e.observe(&window(id, 1, 20, 0, 1), &s);
+        assert!(!same.changed());
+        let cloned = e.observe(&window(id, 2, 20, 0, 2), &s);
+        assert!(cloned.changed());
+        assert_eq!(cloned.assessment.score.band(), TrustBand::Medium);
+        assert!(cloned.assessment.reasons[0].why.contains("two places"));
+    }
+
+    #[test]
+    fn classes_do_not_teach_each_other() {
+        let mut e = TrustEngine::default();
+        warm_class(&mut e, DeviceClass::Camera, 10, 30);
+        // A camera-sized stream is new for a sensor: no sensor has been seen, so there is nothing to compare.
+        let v = e.observe(
+            &window(DeviceId::derived("s"), 0, 2_000, 0, 1),
+            &state(DeviceClass::Sensor),
+        );
+        assert!(v.cold_start && v.assessment.reasons.is_empty(), "{v:?}");
+        assert_eq!(e.devices(), 11);
+    }
+}
