@@ -6,6 +6,8 @@
 
 use crate::facts::{CommandKind, Dir, Fact, Proto, Sink, Source, Subject};
 
+use super::trimmed as text;
+
 /// The device object type; only its properties describe the host itself.
 const DEVICE: u32 = 8;
 
@@ -285,12 +287,6 @@ fn transcode<'b>(raw: &[u8], width: usize, buf: &'b mut [u8]) -> Option<&'b [u8]
         used += c.len_utf8();
     }
     buf.get(..used)
-}
-
-/// The bytes as text without trailing NULs or spaces, if they are non-empty UTF-8.
-fn text(bytes: &[u8]) -> Option<&str> {
-    let end = bytes.iter().rposition(|&b| b != 0 && b != b' ')?;
-    std::str::from_utf8(bytes.get(..=end)?).ok()
 }
 
 #[cfg(test)]

@@ -3,6 +3,8 @@
 
 use crate::facts::{Fact, Proto, Sink, Source, Subject};
 
+use super::trimmed as text;
+
 /// Names of the capability bits, bit 0 first (IGMP snooping and the rest say nothing about the device class).
 const CAPABILITIES: [Option<&str>; 11] = [
     Some("router"),
@@ -76,12 +78,6 @@ pub fn dissect(payload: &[u8], out: &mut dyn Sink) {
             _ => {}
         }
     }
-}
-
-/// The bytes as text without trailing NULs or spaces, if they are non-empty UTF-8.
-fn text(bytes: &[u8]) -> Option<&str> {
-    let end = bytes.iter().rposition(|&b| b != 0 && b != b' ')?;
-    std::str::from_utf8(bytes.get(..=end)?).ok()
 }
 
 #[cfg(test)]

@@ -1,9 +1,9 @@
 //! EtherNet/IP (tcp and udp/44818): the identity a device gives in a ListIdentity reply, and the CIP requests
 //! that change its state.
 
-use std::io::Write as _;
-
 use crate::facts::{CommandKind, Dir, Fact, Proto, Sink, Source, Subject};
+
+use super::format_into;
 
 /// Command, length, session handle, status, sender context and options.
 const HEADER: usize = 24;
@@ -215,16 +215,6 @@ fn text(field: &[u8]) -> Option<&str> {
     let text = std::str::from_utf8(field).ok()?.trim();
     let printable = text.bytes().all(|b| b.is_ascii_graphic() || b == b' ');
     (printable && !text.is_empty()).then_some(text)
-}
-
-/// Formats into `buf`, so that numbers can be reported as text without allocating.
-fn format_into<'b>(buf: &'b mut [u8], args: std::fmt::Arguments<'_>) -> Option<&'b str> {
-    let total = buf.len();
-    let mut w = &mut *buf;
-    w.write_fmt(args).ok()?;
-    let used = total - w.len();
-    let done: &'b [u8] = buf;
-    std::str::from_utf8(done.get(..used)?).ok()
 }
 
 #[cfg(test)]

@@ -3,6 +3,8 @@
 
 use crate::facts::{Fact, Proto, Sink, Subject};
 
+use super::trimmed as text;
+
 /// Reads one GOOSE frame (the Ethernet payload) and reports the publisher's control block reference.
 pub fn dissect(payload: &[u8], out: &mut dyn Sink) {
     // APPID, length (counting these 8 header bytes), two reserved words, then the BER goosePdu [APPLICATION 1].
@@ -42,12 +44,6 @@ fn header(bytes: &[u8]) -> Option<(u8, usize, &[u8])> {
         }
         _ => None,
     }
-}
-
-/// The bytes as text without trailing NULs or spaces, if they are non-empty UTF-8.
-fn text(bytes: &[u8]) -> Option<&str> {
-    let end = bytes.iter().rposition(|&b| b != 0 && b != b' ')?;
-    std::str::from_utf8(bytes.get(..=end)?).ok()
 }
 
 #[cfg(test)]

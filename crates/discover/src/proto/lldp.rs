@@ -3,6 +3,8 @@
 
 use crate::facts::{Fact, Proto, Sink, Source, Subject};
 
+use super::trimmed as text;
+
 /// The Profinet (PNO) organisationally unique identifier; its TLVs mark the sender as a Profinet node.
 const PROFINET_OUI: [u8; 3] = [0x00, 0x0e, 0xcf];
 
@@ -75,12 +77,6 @@ pub fn dissect(payload: &[u8], out: &mut dyn Sink) {
     if let (true, Some(name)) = (profinet, local_chassis) {
         out.fact(Subject::Src, Fact::StationName(name));
     }
-}
-
-/// The bytes as text without trailing NULs or spaces, if they are non-empty UTF-8.
-fn text(bytes: &[u8]) -> Option<&str> {
-    let end = bytes.iter().rposition(|&b| b != 0 && b != b' ')?;
-    std::str::from_utf8(bytes.get(..=end)?).ok()
 }
 
 #[cfg(test)]

@@ -37,6 +37,24 @@ pub mod tls;
 
 use crate::facts::{Dir, Fact, Proto, Sink, Subject};
 
+/// The bytes as text without trailing NULs or spaces, if they are non-empty UTF-8 (the fixed and
+/// length-counted string fields of the link-layer and OT protocols).
+pub(crate) fn trimmed(bytes: &[u8]) -> Option<&str> {
+    let end = bytes.iter().rposition(|&b| b != 0 && b != b' ')?;
+    std::str::from_utf8(bytes.get(..=end)?).ok()
+}
+
+/// Formats into `buf`, so that numbers (serials, versions) can be reported as text without allocating.
+pub(crate) fn format_into<'b>(buf: &'b mut [u8], args: std::fmt::Arguments<'_>) -> Option<&'b str> {
+    use std::io::Write as _;
+    let total = buf.len();
+    let mut w = &mut *buf;
+    w.write_fmt(args).ok()?;
+    let used = total - w.len();
+    let done: &'b [u8] = buf;
+    std::str::from_utf8(done.get(..used)?).ok()
+}
+
 /// How a TCP protocol is read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Reading {

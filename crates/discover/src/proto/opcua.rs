@@ -3,6 +3,8 @@
 
 use crate::facts::{Dir, Fact, Proto, Sink, Source, Subject};
 
+use super::trimmed as text;
+
 /// The message types of UA TCP and UA Secure Conversation.
 const TYPES: [&[u8; 3]; 6] = [b"HEL", b"ACK", b"ERR", b"OPN", b"MSG", b"CLO"];
 
@@ -270,12 +272,6 @@ impl<'a> Cursor<'a> {
         self.string_array()?;
         self.extension_object()
     }
-}
-
-/// The bytes as text without trailing NULs or spaces, if they are non-empty UTF-8.
-fn text(bytes: &[u8]) -> Option<&str> {
-    let end = bytes.iter().rposition(|&b| b != 0 && b != b' ')?;
-    std::str::from_utf8(bytes.get(..=end)?).ok()
 }
 
 #[cfg(test)]

@@ -3,6 +3,8 @@
 
 use crate::facts::{CommandKind, Fact, Proto, Sink, Source, Subject};
 
+use super::trimmed as text;
+
 /// Whether a Profinet frame (the Ethernet payload, from the frame id) is DCP rather than cyclic real-time data.
 pub fn is_dcp(payload: &[u8]) -> bool {
     matches!(payload, [0xfe, 0xfc..=0xff, ..])
@@ -109,12 +111,6 @@ fn blocks(mut rest: &[u8]) -> impl Iterator<Item = (u8, u8, &[u8])> {
         rest = next.get(len % 2..).unwrap_or_default();
         Some((*option, *suboption, value))
     })
-}
-
-/// The bytes as text without trailing NULs or spaces, if they are non-empty UTF-8.
-fn text(bytes: &[u8]) -> Option<&str> {
-    let end = bytes.iter().rposition(|&b| b != 0 && b != b' ')?;
-    std::str::from_utf8(bytes.get(..=end)?).ok()
 }
 
 #[cfg(test)]

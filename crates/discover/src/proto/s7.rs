@@ -2,9 +2,9 @@
 //! in its system status lists (SZL) and the jobs that change its state; S7comm-plus, with the order number and
 //! firmware an S7-1200/1500 states when a session opens; or IEC 61850 MMS.
 
-use std::io::Write as _;
-
 use crate::facts::{CommandKind, Dir, Fact, Proto, Sink, Source, Subject};
+
+use super::format_into;
 
 /// Whether `payload` opens with a whole TPKT holding a COTP header of a known type.
 pub fn looks_like(payload: &[u8]) -> bool {
@@ -203,16 +203,6 @@ fn text(field: &[u8]) -> Option<&str> {
     let text = std::str::from_utf8(field.get(..end)?).ok()?.trim();
     let printable = text.bytes().all(|b| b.is_ascii_graphic() || b == b' ');
     (printable && !text.is_empty()).then_some(text)
-}
-
-/// Formats into `buf`, so that a version can be reported without allocating.
-fn format_into<'b>(buf: &'b mut [u8], args: std::fmt::Arguments<'_>) -> Option<&'b str> {
-    let total = buf.len();
-    let mut w = &mut *buf;
-    w.write_fmt(args).ok()?;
-    let used = total - w.len();
-    let done: &'b [u8] = buf;
-    std::str::from_utf8(done.get(..used)?).ok()
 }
 
 /// Reads an S7comm-plus PDU: version, length, opcode; a response may hold the PLC's identity string.
