@@ -71,6 +71,7 @@ pub fn run(a: TrustArgs) -> Result<()> {
                 bytes_out: 64,
                 distinct_topics: 3,
                 new_topics: if burst { 40 } else { 0 },
+                remotes: Vec::new(),
             };
             windows.push((d, Features::of(&tw)));
         }

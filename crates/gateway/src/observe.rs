@@ -1,12 +1,13 @@
 //! Per-device traffic counters, closed into [`TrafficWindow`] observations at the end of each window.
 
 use std::collections::{HashMap, VecDeque};
+use std::net::IpAddr;
 use std::sync::atomic::Ordering;
 use std::sync::{Mutex, Weak};
 use std::time::Duration;
 
 use tokio::sync::broadcast;
-use vouch_types::{DeviceId, Observation, Timestamp, TrafficWindow};
+use vouch_types::{DeviceId, MAX_REMOTES, Observation, Timestamp, TrafficWindow};
 
 use crate::Inner;
 use crate::session::Session;
@@ -34,8 +35,8 @@ pub(crate) struct Observer {
 
 struct State {
     start: Option<Timestamp>,
-    /// Counts of sessions that ended (or connected) during the window, by device.
-    pending: HashMap<DeviceId, Events>,
+    /// Counts of sessions that ended (or connected) during the window, by device, with where they came from.
+    pending: HashMap<DeviceId, (Events, Vec<IpAddr>)>,
     recent: HashMap<DeviceId, VecDeque<TrafficWindow>>,
 }
 
@@ -67,9 +68,11 @@ impl Observer {
             .unwrap_or_default()
     }
 
-    pub(crate) fn connected(&self, device: DeviceId) {
+    pub(crate) fn connected(&self, device: DeviceId, from: IpAddr) {
         if let Ok(mut s) = self.state.lock() {
-            s.pending.entry(device).or_default().connects += 1;
+            let (e, remotes) = s.pending.entry(device).or_default();
+            e.connects += 1;
+            note(remotes, from);
         }
     }
 
@@ -77,17 +80,27 @@ impl Observer {
     pub(crate) fn disconnected(&self, session: &Session) {
         let drained = drain(session);
         if let Ok(mut s) = self.state.lock() {
-            let e = s.pending.entry(session.device).or_default();
+            let (e, remotes) = s.pending.entry(session.device).or_default();
             e.disconnects += 1;
             add(e, &drained);
+            note(remotes, session.remote);
         }
     }
 
     /// A refusal before any session existed (a CONNECT the policy refused, a client id that lied).
-    pub(crate) fn refused(&self, device: DeviceId) {
+    pub(crate) fn refused(&self, device: DeviceId, from: IpAddr) {
         if let Ok(mut s) = self.state.lock() {
-            s.pending.entry(device).or_default().denied += 1;
+            let (e, remotes) = s.pending.entry(device).or_default();
+            e.denied += 1;
+            note(remotes, from);
         }
+    }
+}
+
+/// Remembers an address, up to [`MAX_REMOTES`] distinct ones.
+fn note(remotes: &mut Vec<IpAddr>, ip: IpAddr) {
+    if remotes.len() < MAX_REMOTES && !remotes.contains(&ip) {
+        remotes.push(ip);
     }
 }
 
@@ -132,7 +145,7 @@ pub(crate) async fn run(inner: Weak<Inner>, every: Duration) {
 pub(crate) fn close_window(inner: &Inner) {
     let end = inner.clock.now();
     // Live sessions' counters, and their topic sets, are taken first (each under its own lock).
-    let mut windows: HashMap<DeviceId, (Events, u32, u32, u32)> = HashMap::new();
+    let mut windows: HashMap<DeviceId, (Events, u32, u32, u32, Vec<IpAddr>)> = HashMap::new();
     for s in inner.sessions.all() {
         let d = drain(&s);
         let (topics, new) = match s.authz.lock() {
@@ -149,19 +162,23 @@ pub(crate) fn close_window(inner: &Inner) {
         w.1 += topics;
         w.2 += new;
         w.3 += 1;
+        note(&mut w.4, s.remote);
     }
     let observer = &inner.observer;
     let Ok(mut state) = observer.state.lock() else {
         return;
     };
     let start = state.start.replace(end).unwrap_or(end);
-    for (device, e) in std::mem::take(&mut state.pending) {
+    for (device, (e, remotes)) in std::mem::take(&mut state.pending) {
         let w = windows.entry(device).or_default();
         add(&mut w.0, &e);
         w.0.connects += e.connects;
         w.0.disconnects += e.disconnects;
+        for ip in remotes {
+            note(&mut w.4, ip);
+        }
     }
-    for (device, (e, topics, new, sessions)) in windows {
+    for (device, (e, topics, new, sessions, remotes)) in windows {
         let window = TrafficWindow {
             device,
             start,
@@ -176,6 +193,7 @@ pub(crate) fn close_window(inner: &Inner) {
             bytes_out: e.bytes_out,
             distinct_topics: topics,
             new_topics: new,
+            remotes,
         };
         let q = state.recent.entry(device).or_default();
         if q.len() == KEEP {

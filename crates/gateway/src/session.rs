@@ -250,6 +250,8 @@ fn context(inner: &Inner, not_after: Timestamp) -> DeviceContext {
 /// A live session, as the gateway's other parts see it.
 pub(crate) struct Session {
     pub(crate) device: DeviceId,
+    /// Where the device connected from.
+    pub(crate) remote: std::net::IpAddr,
     pub(crate) fingerprint: CertFingerprint,
     pub(crate) protocol: Protocol,
     pub(crate) authz: Mutex<Authz>,
@@ -402,7 +404,7 @@ async fn serve(
         Ok(x) => x,
         Err(reason) => {
             if let Some(d) = device {
-                inner.observer.refused(d);
+                inner.observer.refused(d, remote.ip());
             }
             let _ = write(&mut tls, &connack(protocol, false, reason.connack_code())).await;
             let _ = tls.shutdown().await;
@@ -428,6 +430,7 @@ async fn serve(
     let (close, close_rx) = watch::channel(None);
     let session = Arc::new(Session {
         device,
+        remote: remote.ip(),
         fingerprint,
         protocol,
         // The decisions made while admitting (CONNECT, the will) are kept.
@@ -456,7 +459,7 @@ async fn serve(
     }
     inner.counters.accepted.fetch_add(1, Ordering::Relaxed);
     inner.counters.sessions.fetch_add(1, Ordering::Relaxed);
-    inner.observer.connected(device);
+    inner.observer.connected(device, remote.ip());
     tracing::debug!(%remote, %device, ?protocol, "session open");
 
     let (cl_rd, cl_wr) = tokio::io::split(tls);

@@ -550,8 +550,11 @@ async fn traffic_is_observed_per_device() {
     .await
     .unwrap();
     w.gateway.close_window();
-    let vouch_types::Observation::Traffic(t) = obs.recv().await.unwrap();
+    let vouch_types::Observation::Traffic(t) = obs.recv().await.unwrap() else {
+        panic!("a traffic window")
+    };
     assert_eq!(t.device, d.id);
+    assert_eq!(t.remotes, vec![std::net::IpAddr::from([127, 0, 0, 1])]);
     assert_eq!((t.msgs_in, t.distinct_topics, t.new_topics), (4, 3, 3));
     assert_eq!((t.auth_failures, t.connects, t.sessions), (1, 1, 1));
     assert!(t.bytes_in > 4 * 5);
@@ -566,7 +569,9 @@ async fn traffic_is_observed_per_device() {
     .await
     .unwrap();
     w.gateway.close_window();
-    let vouch_types::Observation::Traffic(t) = obs.recv().await.unwrap();
+    let vouch_types::Observation::Traffic(t) = obs.recv().await.unwrap() else {
+        panic!("a traffic window")
+    };
     assert_eq!((t.msgs_in, t.distinct_topics, t.new_topics), (1, 1, 0));
     assert_eq!(w.gateway.recent(d.id).len(), 2);
 }

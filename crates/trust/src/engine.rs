@@ -54,6 +54,21 @@ impl Verdict {
     pub fn changed(&self) -> bool {
         self.previous != Some(self.assessment.score)
     }
+
+    /// Whether the window's behaviour was judged anomalous (a feature off its baseline, or unusual for the
+    /// class).
+    pub fn anomalous(&self) -> bool {
+        self.assessment
+            .reasons
+            .iter()
+            .any(|r| r.component == "behaviour")
+    }
+
+    /// A continuous risk for ranking windows (ROC curves): the points taken off the score, with the class
+    /// model's anomaly (0–1) breaking ties between windows that lost the same points.
+    pub fn risk(&self) -> f64 {
+        f64::from(100 - self.assessment.score.get()) + self.class_anomaly.clamp(0.0, 1.0)
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -195,6 +210,7 @@ mod tests {
             bytes_out: 64,
             distinct_topics: 2,
             new_topics,
+            remotes: Vec::new(),
         }
     }
 

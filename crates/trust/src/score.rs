@@ -13,7 +13,7 @@
 //! | firmware | below the minimum supported version | 20 |
 //! | firmware | version unknown | 5 |
 //! | location | outside its expected zone | 25 |
-//! | behaviour | anomalous window: 10 per 6σ of the worst feature (one threshold's worth) | at most 40 |
+//! | behaviour | anomalous window: 15 per 6σ of the worst feature (one threshold's worth), 10 more when several features are off | at most 70 |
 //! | behaviour | no single feature stands out, but the window is unusual for its class (class model ≥ 0.5) | 20 |
 //! | compliance | each failed control | 5, at most 25 |
 //! | attestation | attestation failed | 40 |
@@ -159,7 +159,9 @@ pub fn assess(i: &TrustInputs) -> Assessment {
     }
     if let Some(worst) = i.deviations.first() {
         let steps = (worst.sigmas.abs() / i.threshold.max(1.0)).floor().max(1.0);
-        let penalty = (10.0 * steps).min(40.0) as u8;
+        // Several features off at once is a stronger sign than one far off.
+        let several = if i.deviations.len() > 1 { 10.0 } else { 0.0 };
+        let penalty = (15.0 * steps + several).min(70.0) as u8;
         let more = match i.deviations.len() {
             1 => String::new(),
             n => format!(" (and {} more features)", n - 1),
@@ -230,15 +232,15 @@ mod tests {
             sigmas: 40.0,
         }];
         let a = assess(&i);
-        assert_eq!(a.score.get(), 60);
+        assert_eq!(a.score.get(), 30);
         assert_eq!(
             a.reasons[0].to_string(),
-            "−40: 40.0 new topics, 40.0σ above its baseline of 0.0"
+            "−70: 40.0 new topics, 40.0σ above its baseline of 0.0"
         );
         i.firmware = FirmwareState::Vulnerable;
         i.out_of_zone = Some("plant-2".into());
         let a = assess(&i);
-        assert_eq!(a.score.get(), 5);
+        assert_eq!(a.score.get(), 0);
         assert_eq!(a.score.band(), TrustBand::Untrusted);
         assert_eq!(a.reasons.len(), 3);
     }

@@ -20,7 +20,7 @@ pub use device::{Device, DevicePatch, Identifiers, MAX_IPS, NewDevice};
 pub use id::{DeviceId, TokenId};
 pub use ident::{CertFingerprint, DeviceClass, HardwareSerial, MacAddr};
 pub use lifecycle::{DeviceState, IllegalTransition};
-pub use observe::{Observation, TrafficWindow};
+pub use observe::{MAX_REMOTES, Observation, PostureReport, TrafficWindow};
 pub use operator::{Actor, Permission, Role};
 pub use pki::{RevocationReason, Serial};
 pub use policy::{MAX_POLICY_BYTES, PolicyId, PolicyMode, PolicyRecord, TrustBand, TrustScore};

@@ -1,9 +1,14 @@
 //! What enforcement points see devices do, as the trust engine reads it: typed observations, one per device
 //! per time window, rather than a stream of raw packets.
 
+use std::net::IpAddr;
+
 use serde::{Deserialize, Serialize};
 
-use crate::{DeviceId, Timestamp};
+use crate::{DeviceId, FirmwareVersion, Timestamp};
+
+/// Source addresses kept per window: enough to see a device in two places, bounded against a flood.
+pub const MAX_REMOTES: usize = 8;
 
 /// A device's MQTT traffic through one gateway during one window.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -34,6 +39,9 @@ pub struct TrafficWindow {
     pub distinct_topics: u32,
     /// Of those, topics this gateway never saw it publish to before.
     pub new_topics: u32,
+    /// The distinct addresses its sessions came from (at most [`MAX_REMOTES`]): where it is on the network.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub remotes: Vec<IpAddr>,
 }
 
 impl TrafficWindow {
@@ -54,4 +62,27 @@ impl TrafficWindow {
 pub enum Observation {
     /// Traffic through a gateway over one window.
     Traffic(TrafficWindow),
+    /// What a device reported about itself (or an operator's tooling on its behalf).
+    Posture(PostureReport),
+}
+
+/// A device's posture report, checked at the edge (API): what it runs and how it is configured.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PostureReport {
+    /// Whose posture.
+    pub device: DeviceId,
+    /// When it was received.
+    pub at: Timestamp,
+    /// The firmware version it runs, if reported.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub firmware: Option<FirmwareVersion>,
+    /// SHA-256 of its configuration, if reported (64 lower-case hex digits).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config_hash: Option<String>,
+    /// The ports it listens on, ascending, without duplicates.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub open_ports: Vec<u16>,
+    /// Whether its attestation (secure boot measurement, TPM quote) was verified, if one was made.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attestation_ok: Option<bool>,
 }
