@@ -28,6 +28,9 @@ pub enum BenchCommand {
     Discover(crate::bench_discover::DiscoverArgs),
     /// Trust: observation windows scored per second (features, baseline, score with reasons) on one thread.
     Trust(crate::bench_trust::TrustArgs),
+    /// Detection on a simulated fleet with known attacks: ROC-AUC, precision, recall, delay and false alarms
+    /// of the trust engine beside IsolationForest and HalfSpaceTrees.
+    Detect(crate::bench_detect::DetectArgs),
 }
 
 /// Which stores to measure.
@@ -204,6 +207,11 @@ pub async fn run(cmd: BenchCommand) -> Result<()> {
             return tokio::task::spawn_blocking(move || crate::bench_trust::run(args))
                 .await
                 .context("the trust benchmark's thread")?;
+        }
+        BenchCommand::Detect(args) => {
+            return tokio::task::spawn_blocking(move || crate::bench_detect::run(args))
+                .await
+                .context("the detection benchmark's thread")?;
         }
         BenchCommand::Discover(args) => {
             return tokio::task::spawn_blocking(move || crate::bench_discover::run(args))

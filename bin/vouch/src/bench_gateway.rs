@@ -75,7 +75,8 @@ struct Target {
     root: Option<Arc<Vec<u8>>>,
 }
 
-struct Killed(Child);
+/// A child process killed (and reaped) when dropped.
+pub(crate) struct Killed(pub(crate) Child);
 
 impl Drop for Killed {
     fn drop(&mut self) {
@@ -84,7 +85,8 @@ impl Drop for Killed {
     }
 }
 
-fn free_port() -> Result<u16> {
+/// A loopback port free right now.
+pub(crate) fn free_port() -> Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?
         .port())
@@ -112,7 +114,8 @@ fn fd_limit() -> u64 {
         .unwrap_or(1024)
 }
 
-async fn wait_listening(addr: SocketAddr) -> Result<()> {
+/// Waits (up to 20 s) until something accepts connections on `addr`.
+pub(crate) async fn wait_listening(addr: SocketAddr) -> Result<()> {
     let deadline = Instant::now() + Duration::from_secs(20);
     while tokio::net::TcpStream::connect(addr).await.is_err() {
         if Instant::now() > deadline {
@@ -215,7 +218,8 @@ async fn connect(
     Ok(io)
 }
 
-fn publish(out: &mut Vec<u8>, topic: &str, payload: &[u8], qos: u8, id: u16) {
+/// Appends a PUBLISH (MQTT 3.1.1) of `payload` to `topic` at `qos` with packet id `id` to `out`.
+pub(crate) fn publish(out: &mut Vec<u8>, topic: &str, payload: &[u8], qos: u8, id: u16) {
     let len = 2 + topic.len() + usize::from(qos > 0) * 2 + payload.len();
     out.push(0x30 | (qos << 1));
     let mut l = len;

@@ -29,6 +29,8 @@ pub struct RawConfig {
     est: RawEst,
     #[serde(default)]
     gateway: RawGateway,
+    #[serde(default)]
+    trust: vouch_respond::TrustSettings,
 }
 
 #[derive(Debug, Default, Deserialize, Serialize)]
@@ -46,6 +48,7 @@ struct RawGateway {
     connect_timeout_secs: Option<u64>,
     v311_denied_publish: Option<String>,
     max_sessions: Option<usize>,
+    window_secs: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize, Serialize)]
@@ -189,6 +192,8 @@ pub struct Config {
     pub est_manufacturer_cas: Vec<PathBuf>,
     /// The MQTT gateway.
     pub gateway: GatewaySettings,
+    /// The trust service: firmware policies, zones, playbooks (`[trust]`).
+    pub trust: vouch_respond::TrustSettings,
 }
 
 /// The MQTT gateway's settings (`[gateway]`).
@@ -214,6 +219,8 @@ pub struct GatewaySettings {
     pub v311_denied_publish: vouch_gateway::DeniedPublish,
     /// The most sessions held at once.
     pub max_sessions: usize,
+    /// The length of a traffic observation window, in seconds.
+    pub window_secs: u64,
 }
 
 /// The PKI settings.
@@ -399,8 +406,13 @@ impl RawConfig {
             .server_names
             .unwrap_or_else(|| vec!["localhost".to_owned()]);
         let gateway = self.gateway.validate()?;
+        let trust = self
+            .trust
+            .check()
+            .map_err(|e| anyhow::anyhow!("[trust]: {e}"))?;
         Ok(Config {
             gateway,
+            trust,
             pki,
             est_listen,
             est_server_names,
@@ -439,6 +451,10 @@ impl RawGateway {
         if max_sessions == 0 {
             bail!("gateway.max_sessions must be at least 1");
         }
+        let window_secs = self.window_secs.unwrap_or(10);
+        if !(1..=3600).contains(&window_secs) {
+            bail!("gateway.window_secs must be between 1 and 3600 (got {window_secs})");
+        }
         let v311_denied_publish = match self.v311_denied_publish.as_deref().unwrap_or("drop") {
             "drop" => vouch_gateway::DeniedPublish::Drop,
             "disconnect" => vouch_gateway::DeniedPublish::Disconnect,
@@ -474,6 +490,7 @@ impl RawGateway {
             connect_timeout_secs,
             v311_denied_publish,
             max_sessions,
+            window_secs,
         })
     }
 }

@@ -21,7 +21,7 @@ pub async fn run(config: Config) -> Result<()> {
         .await
         .context("starting the policy engine")?;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let task = start(&config, store, clock, decisions, stop_rx).await?;
+    let (task, _gateway) = start(&config, store, clock, decisions, stop_rx).await?;
     crate::serve::shutdown().await;
     let _ = stop_tx.send(true);
     task.await.context("the gateway task failed")?;
@@ -30,14 +30,14 @@ pub async fn run(config: Config) -> Result<()> {
 }
 
 /// Starts the gateway configured in `config` (its TLS certificate fresh from the Vouch CA, its key only in
-/// memory) and returns the task serving it until `stop`.
+/// memory) and returns the task serving it until `stop`, and the gateway (for its observations).
 pub async fn start(
     config: &Config,
     store: Arc<dyn Store>,
     clock: Arc<dyn Clock>,
     decisions: Arc<DecisionPoint>,
     stop: tokio::sync::watch::Receiver<bool>,
-) -> Result<tokio::task::JoinHandle<()>> {
+) -> Result<(tokio::task::JoinHandle<()>, Gateway)> {
     let g = &config.gateway;
     let Some((ca, root_der)) =
         crate::ca::load_issuing(&config.data_dir, config.pki.passphrase_file.as_deref())?
@@ -78,6 +78,7 @@ pub async fn start(
     gc.max_packet = g.max_packet_bytes;
     gc.v311_denied_publish = g.v311_denied_publish;
     gc.max_sessions = g.max_sessions;
+    gc.window = Duration::from_secs(g.window_secs);
     let gateway = Gateway::start(gc, tls, store, clock, decisions)
         .await
         .context("starting the gateway")?;
@@ -89,8 +90,10 @@ pub async fn start(
         tracing::warn!(upstream = %g.upstream, "the broker does not answer yet: devices are refused (server unavailable) until it does");
     }
     tracing::info!(gateway_addr = %addr, upstream = %g.upstream, "MQTT gateway listening (mTLS)");
-    Ok(tokio::spawn(
-        async move { gateway.serve(listener, stop).await },
+    let serving = gateway.clone();
+    Ok((
+        tokio::spawn(async move { serving.serve(listener, stop).await }),
+        gateway,
     ))
 }
 

@@ -5,6 +5,7 @@
 //! can act on, and a non-zero exit code.
 
 mod bench;
+mod bench_detect;
 mod bench_discover;
 mod bench_gateway;
 mod bench_pki;
@@ -13,6 +14,7 @@ mod bench_trust;
 mod ca;
 mod certs;
 mod config;
+mod demo;
 mod devices;
 mod discover;
 mod gateway;
@@ -22,6 +24,7 @@ mod live;
 mod output;
 mod policy;
 mod serve;
+mod sim;
 mod tokens;
 
 use std::path::PathBuf;
@@ -106,6 +109,12 @@ enum Command {
     /// Measure Vouch's speed on this machine.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
+    /// The whole loop on a simulated fleet in one command: a server with its gateway and a Mosquitto of its
+    /// own, a few hundred devices enrolling, publishing and attacking, detections and responses live.
+    Demo(demo::DemoArgs),
+    /// Play a simulated fleet (with attacks) against the running deployment: devices enroll over EST,
+    /// connect through the gateway, publish; detections and responses are shown live, then a summary.
+    Sim(sim::SimArgs),
 }
 
 #[derive(Subcommand)]
@@ -211,6 +220,8 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             .await
             .map(|()| ExitCode::SUCCESS),
         Command::Config(_) => Ok(ExitCode::SUCCESS),
+        Command::Demo(args) => demo::run(args).await.map(|()| ExitCode::SUCCESS),
+        Command::Sim(args) => sim::run(args, &config).await.map(|()| ExitCode::SUCCESS),
         Command::Device(cmd) => {
             let store = open_store(&config).await?;
             devices::run(

@@ -53,15 +53,27 @@ pub async fn run(config: Config) -> Result<()> {
             tracing::info!(trust_domain = %config.pki.trust_domain, "certificate authority loaded");
             est_task = Some(start_est(&config, &svc, state.clone(), stop_rx.clone()).await?);
             if config.gateway.enabled {
-                gateway_task = Some(
-                    crate::gateway::start(
-                        &config,
-                        store.clone(),
-                        clock.clone(),
-                        state.decisions.clone(),
-                        stop_rx.clone(),
-                    )
-                    .await?,
+                let (task, gateway) = crate::gateway::start(
+                    &config,
+                    store.clone(),
+                    clock.clone(),
+                    state.decisions.clone(),
+                    stop_rx.clone(),
+                )
+                .await?;
+                gateway_task = Some(task);
+                // The trust service judges what this gateway observes and what devices report.
+                let trust = vouch_respond::TrustService::new(
+                    store.clone(),
+                    clock.clone(),
+                    config.trust.clone(),
+                );
+                trust.follow(gateway.observations());
+                trust.follow(state.observations());
+                tracing::info!(
+                    playbooks = config.trust.response.playbooks.len(),
+                    mode = ?config.trust.response.mode,
+                    "trust service following the gateway and posture reports"
                 );
             }
         }

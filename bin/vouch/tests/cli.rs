@@ -567,7 +567,56 @@ fn bench_trust_runs_small_and_flags_the_bursts() {
     );
     // Two devices in 200 burst at windows 24 and 49, after the baseline warmed up.
     assert!(
-        out.contains("4 windows flagged as anomalous; lowest score 60"),
+        out.contains("4 windows flagged as anomalous; lowest score 30"),
         "{out}"
     );
+    assert!(out.contains("whole engine (TrustEngine::observe"), "{out}");
+}
+
+#[test]
+fn bench_detect_runs_small_without_peers_and_reports_every_scenario() {
+    let dir = tempfile::tempdir().unwrap();
+    let small = [
+        "bench",
+        "detect",
+        "--devices",
+        "60",
+        "--windows",
+        "48",
+        "--warmup",
+        "8",
+        "--attacks-per-scenario",
+        "1",
+        "--attack-windows",
+        "4",
+        "--no-peers",
+    ];
+    let out = ok(vouch(dir.path()).args(small).output().unwrap());
+    for s in [
+        "scan",
+        "exfiltration",
+        "topic-enumeration",
+        "credential-stuffing",
+        "firmware-downgrade",
+        "clone",
+        "location",
+    ] {
+        assert!(
+            out.lines().any(|l| l.starts_with(s) && l.contains("vouch")),
+            "{s}: {out}"
+        );
+    }
+    assert!(out.contains("2880 observations"), "{out}");
+    assert!(out.contains("device-days with a false alarm"), "{out}");
+    let out = ok(vouch(dir.path())
+        .args(small)
+        .arg("--json")
+        .output()
+        .unwrap());
+    let v: serde_json::Value = serde_json::from_str(&out).expect("JSON on stdout");
+    let vouch_ = &v["detectors"][0];
+    assert_eq!(vouch_["detector"], "vouch", "{v}");
+    assert_eq!(vouch_["scenarios"].as_array().unwrap().len(), 7, "{v}");
+    assert_eq!(vouch_["overall"]["attacks"], 7, "{v}");
+    assert!(v.get("peers").is_none(), "{v}");
 }

@@ -4,6 +4,9 @@
 //! Bootstrap (`simpleenroll`) authenticates with a one-time enrollment token, as the HTTP Basic password
 //! (any user name) or a Bearer token. Re-enrollment (`simplereenroll`) authenticates with the device's
 //! current certificate over mutual TLS.
+//!
+//! Devices also report their posture here (`POST /api/v1/devices/{id}/posture`, see [`crate::posture`]),
+//! authenticated by their current certificate: this is the listener where they hold one.
 
 use axum::Router;
 use axum::body::Bytes;
@@ -29,6 +32,11 @@ pub fn router(state: AppState) -> Router {
         .route("/.well-known/est/simpleenroll", post(simpleenroll))
         .route("/.well-known/est/simplereenroll", post(simplereenroll))
         .route("/.well-known/est/csrattrs", get(csrattrs))
+        .route(
+            crate::posture::POSTURE_PATH,
+            post(crate::posture::report_est)
+                .layer(DefaultBodyLimit::max(crate::posture::MAX_POSTURE_BODY)),
+        )
         .fallback(crate::error::not_found)
         .layer(DefaultBodyLimit::max(MAX_EST_BODY))
         .with_state(state)

@@ -20,9 +20,11 @@ mod extract;
 mod health;
 mod metrics;
 mod policies;
+pub mod posture;
 pub mod tls;
 mod tokens;
 pub mod totp;
+mod trust;
 
 use std::sync::Arc;
 
@@ -30,8 +32,9 @@ use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::Method;
 use axum::routing::{MethodRouter, get};
+use tokio::sync::broadcast;
 use vouch_store::Store;
-use vouch_types::{Clock, Permission};
+use vouch_types::{Clock, Observation, Permission};
 
 pub use error::ApiError;
 pub use metrics::Metrics;
@@ -55,7 +58,13 @@ pub struct AppState {
     pub step_ups: Arc<auth::StepUps>,
     /// The last discovery report this server produced.
     pub discovery: Arc<discovery::LastReport>,
+    /// What the API learns about devices (posture reports), for in-process subscribers such as the trust
+    /// service; subscribe with [`AppState::observations`].
+    pub observations: broadcast::Sender<Observation>,
 }
+
+/// How many observations a slow subscriber may fall behind before it misses some (it is told how many).
+pub const OBSERVATION_CAPACITY: usize = 4096;
 
 impl AppState {
     /// State over `store` with fresh metrics, deciding with `decisions`, sealing second factors with `seal`.
@@ -74,7 +83,13 @@ impl AppState {
             seal,
             step_ups: Arc::default(),
             discovery: Arc::default(),
+            observations: broadcast::channel(OBSERVATION_CAPACITY).0,
         }
+    }
+
+    /// A new subscription to the observations published from now on.
+    pub fn observations(&self) -> broadcast::Receiver<Observation> {
+        self.observations.subscribe()
     }
 
     /// The same state with the identity service (issuance and revocation) enabled.
@@ -179,6 +194,12 @@ pub fn routes() -> Vec<Route> {
             get(discovery::map),
         ),
         route(
+            Method::GET,
+            "/api/v1/devices/{id}/trust",
+            Requires(DevicesRead),
+            get(trust::show),
+        ),
+        route(
             Method::POST,
             "/api/v1/devices/{id}/onboard",
             Requires(CertificatesManage),
@@ -201,6 +222,13 @@ pub fn routes() -> Vec<Route> {
             "/api/v1/devices/{id}/transition",
             Requires(DevicesWrite),
             axum::routing::post(devices::transition),
+        ),
+        route(
+            Method::POST,
+            posture::POSTURE_PATH,
+            Requires(DevicesWrite),
+            axum::routing::post(posture::report_api)
+                .layer(DefaultBodyLimit::max(posture::MAX_POSTURE_BODY)),
         ),
         route(
             Method::GET,

@@ -1,5 +1,5 @@
-//! Prometheus metrics in the OpenMetrics text format: request counts and latencies per route, and the fleet
-//! by lifecycle state.
+//! Prometheus metrics in the OpenMetrics text format: request counts and latencies per route, the fleet by
+//! lifecycle state, and posture reports by outcome.
 
 use std::time::Instant;
 
@@ -35,12 +35,19 @@ struct StateLabels {
     state: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PostureLabels {
+    via: String,
+    outcome: String,
+}
+
 /// The API's metrics registry.
 pub struct Metrics {
     registry: Registry,
     requests: Family<RequestLabels, Counter>,
     latency: Family<RouteLabels, Histogram>,
     devices: Family<StateLabels, Gauge>,
+    posture: Family<PostureLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -69,12 +76,30 @@ impl Metrics {
             latency.clone(),
         );
         registry.register("devices", "Devices by lifecycle state", devices.clone());
+        let posture = Family::<PostureLabels, Counter>::default();
+        // Counted apart from the HTTP requests: the EST listener, where devices report, has no request metrics.
+        registry.register(
+            "posture_reports",
+            "Posture reports by listener (api, est) and outcome (accepted, refused)",
+            posture.clone(),
+        );
         Self {
             registry,
             requests,
             latency,
             devices,
+            posture,
         }
+    }
+
+    /// Counts one posture report that came in on `via`, accepted or refused.
+    pub(crate) fn posture_report(&self, via: &str, accepted: bool) {
+        self.posture
+            .get_or_create(&PostureLabels {
+                via: via.to_owned(),
+                outcome: if accepted { "accepted" } else { "refused" }.to_owned(),
+            })
+            .inc();
     }
 }
 

@@ -105,11 +105,21 @@ pub enum Action {
     /// An enforcement point cut a live session because the device no longer may keep it (revoked
     /// certificate, lifecycle change, policy).
     SessionCut,
+    /// A device reported its posture (firmware, configuration hash, open ports, attestation).
+    PostureReported,
+    /// A device's trust score changed; the event carries the score and its reasons.
+    TrustChanged,
+    /// A playbook acted on a device (quarantine, revoke, re-enrollment), or would have in shadow mode.
+    ResponseTaken,
+    /// A playbook's restriction was lifted because the device behaved again.
+    ResponseReleased,
+    /// A finding for SIEMs and webhooks (a detection, what was done about it).
+    FindingRaised,
 }
 
 impl Action {
     /// Every action.
-    pub const ALL: [Action; 21] = [
+    pub const ALL: [Action; 26] = [
         Self::DeviceCreated,
         Self::DeviceImported,
         Self::DeviceUpdated,
@@ -131,6 +141,11 @@ impl Action {
         Self::MfaEnrolled,
         Self::MfaConfirmed,
         Self::SessionCut,
+        Self::PostureReported,
+        Self::TrustChanged,
+        Self::ResponseTaken,
+        Self::ResponseReleased,
+        Self::FindingRaised,
     ];
 
     /// The action's stable name, as stored, hashed and exported (`device.created`).
@@ -157,6 +172,11 @@ impl Action {
             Self::MfaEnrolled => "mfa.enrolled",
             Self::MfaConfirmed => "mfa.confirmed",
             Self::SessionCut => "session.cut",
+            Self::PostureReported => "posture.reported",
+            Self::TrustChanged => "trust.changed",
+            Self::ResponseTaken => "response.taken",
+            Self::ResponseReleased => "response.released",
+            Self::FindingRaised => "finding.raised",
         }
     }
 }

@@ -1,9 +1,9 @@
 //! Per-device traffic counters, closed into [`TrafficWindow`] observations at the end of each window.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::IpAddr;
 use std::sync::atomic::Ordering;
-use std::sync::{Mutex, Weak};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use tokio::sync::broadcast;
@@ -26,6 +26,11 @@ struct Events {
     bytes_in: u64,
     bytes_out: u64,
     denied: u64,
+    /// The most distinct addresses the device was live from at once during the window.
+    places: u32,
+    /// Distinct topics published to by sessions that ended during the window, and how many were new.
+    topics: u32,
+    new_topics: u32,
 }
 
 pub(crate) struct Observer {
@@ -38,6 +43,8 @@ struct State {
     /// Counts of sessions that ended (or connected) during the window, by device, with where they came from.
     pending: HashMap<DeviceId, (Events, Vec<IpAddr>)>,
     recent: HashMap<DeviceId, VecDeque<TrafficWindow>>,
+    /// Topics each device published to before, shared by its sessions (so a reconnect is not "new topics").
+    known: HashMap<DeviceId, Arc<Mutex<HashSet<String>>>>,
 }
 
 impl Observer {
@@ -48,6 +55,7 @@ impl Observer {
                 start: None,
                 pending: HashMap::new(),
                 recent: HashMap::new(),
+                known: HashMap::new(),
             }),
         }
     }
@@ -68,10 +76,19 @@ impl Observer {
             .unwrap_or_default()
     }
 
-    pub(crate) fn connected(&self, device: DeviceId, from: IpAddr) {
+    /// The device's known topics, shared with its other sessions.
+    pub(crate) fn known_topics(&self, device: DeviceId) -> Arc<Mutex<HashSet<String>>> {
+        match self.state.lock() {
+            Ok(mut s) => s.known.entry(device).or_default().clone(),
+            Err(_) => Arc::default(),
+        }
+    }
+
+    pub(crate) fn connected(&self, device: DeviceId, from: IpAddr, places: u32) {
         if let Ok(mut s) = self.state.lock() {
             let (e, remotes) = s.pending.entry(device).or_default();
             e.connects += 1;
+            e.places = e.places.max(places);
             note(remotes, from);
         }
     }
@@ -110,11 +127,25 @@ fn add(e: &mut Events, d: &Events) {
     e.bytes_in += d.bytes_in;
     e.bytes_out += d.bytes_out;
     e.denied += d.denied;
+    e.places = e.places.max(d.places);
+    e.topics += d.topics;
+    e.new_topics += d.new_topics;
 }
 
 fn drain(s: &Session) -> Events {
     let t = &s.traffic;
+    let (topics, new_topics) = match s.authz.lock() {
+        Ok(mut a) => {
+            let t = (a.topics.len() as u32, a.new_topics);
+            a.topics.clear();
+            a.new_topics = 0;
+            t
+        }
+        Err(_) => (0, 0),
+    };
     Events {
+        topics,
+        new_topics,
         msgs_in: t.msgs_in.swap(0, Ordering::Relaxed),
         msgs_out: t.msgs_out.swap(0, Ordering::Relaxed),
         bytes_in: t.bytes_in.swap(0, Ordering::Relaxed),
@@ -144,25 +175,14 @@ pub(crate) async fn run(inner: Weak<Inner>, every: Duration) {
 /// Closes the current window: one observation per device that had traffic, sessions or refusals.
 pub(crate) fn close_window(inner: &Inner) {
     let end = inner.clock.now();
-    // Live sessions' counters, and their topic sets, are taken first (each under its own lock).
-    let mut windows: HashMap<DeviceId, (Events, u32, u32, u32, Vec<IpAddr>)> = HashMap::new();
+    // Live sessions' counters and topic counts are taken first (each under its own lock).
+    let mut windows: HashMap<DeviceId, (Events, u32, Vec<IpAddr>)> = HashMap::new();
     for s in inner.sessions.all() {
         let d = drain(&s);
-        let (topics, new) = match s.authz.lock() {
-            Ok(mut a) => {
-                let t = (a.topics.len() as u32, a.new_topics);
-                a.topics.clear();
-                a.new_topics = 0;
-                t
-            }
-            Err(_) => (0, 0),
-        };
         let w = windows.entry(s.device).or_default();
         add(&mut w.0, &d);
-        w.1 += topics;
-        w.2 += new;
-        w.3 += 1;
-        note(&mut w.4, s.remote);
+        w.1 += 1;
+        note(&mut w.2, s.remote);
     }
     let observer = &inner.observer;
     let Ok(mut state) = observer.state.lock() else {
@@ -175,17 +195,18 @@ pub(crate) fn close_window(inner: &Inner) {
         w.0.connects += e.connects;
         w.0.disconnects += e.disconnects;
         for ip in remotes {
-            note(&mut w.4, ip);
+            note(&mut w.2, ip);
         }
     }
-    for (device, (e, topics, new, sessions, remotes)) in windows {
+    for (device, (e, sessions, remotes)) in windows {
+        let (topics, new) = (e.topics, e.new_topics);
         let window = TrafficWindow {
             device,
             start,
             end,
             connects: e.connects,
             disconnects: e.disconnects,
-            sessions,
+            sessions: sessions.max(e.places),
             auth_failures: u32::try_from(e.denied).unwrap_or(u32::MAX),
             msgs_in: e.msgs_in,
             msgs_out: e.msgs_out,
@@ -209,4 +230,7 @@ pub(crate) fn close_window(inner: &Inner) {
     state
         .recent
         .retain(|_, q| q.back().is_some_and(|w| w.end.unix_micros() > horizon));
+    // A device's known topics go with its recent windows (a live session keeps producing windows).
+    let State { recent, known, .. } = &mut *state;
+    known.retain(|d, k| recent.contains_key(d) || Arc::strong_count(k) > 1);
 }

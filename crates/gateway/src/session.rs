@@ -27,7 +27,7 @@ use crate::{DeniedPublish, Inner};
 const CACHE: usize = 4096;
 /// Topic aliases a client may define (each holds a topic of up to the packet limit).
 const MAX_ALIASES: usize = 1024;
-/// Distinct topics remembered per session to tell new topics from known ones.
+/// Distinct topics remembered per device to tell new topics from known ones.
 const MAX_KNOWN_TOPICS: usize = 4096;
 /// Answers the gateway writes itself, queued for the other direction; a peer that lets more pile up is
 /// not reading, and is closed.
@@ -179,7 +179,8 @@ pub(crate) struct Authz {
     /// Topics published to in this window, and how many of them were new.
     pub(crate) topics: HashSet<String>,
     pub(crate) new_topics: u32,
-    known: HashSet<String>,
+    /// Topics the device published to before, shared by its sessions and kept across reconnects.
+    known: std::sync::Arc<Mutex<HashSet<String>>>,
 }
 
 impl Authz {
@@ -205,7 +206,7 @@ impl Authz {
         };
         let allowed = match resource {
             Ok(r) => {
-                let ctx = context(inner, self.not_after);
+                let ctx = context(inner, self.not_after, &self.facts);
                 inner
                     .decisions
                     .decide_prepared(&self.facts, &self.prepared, action, &r, &ctx)
@@ -223,7 +224,7 @@ impl Authz {
 
     /// Whether `connect` is still allowed.
     pub(crate) fn may_connect(&self, inner: &Inner) -> bool {
-        let ctx = context(inner, self.not_after);
+        let ctx = context(inner, self.not_after, &self.facts);
         inner
             .decisions
             .decide_prepared(
@@ -237,9 +238,21 @@ impl Authz {
     }
 }
 
-fn context(inner: &Inner, not_after: Timestamp) -> DeviceContext {
+/// The label the trust service keeps a device's score in (`vouch-respond`).
+const TRUST_LABEL: &str = "trust/score";
+
+fn context(inner: &Inner, not_after: Timestamp, facts: &DeviceFacts) -> DeviceContext {
     let now = inner.clock.now();
+    // The trust service writes the score onto the record: every gateway reads the same one, and a change
+    // reaches live sessions through the event log like any other change to the record.
+    let trust = facts
+        .labels
+        .iter()
+        .find(|(k, _)| k == TRUST_LABEL)
+        .and_then(|(_, v)| v.parse::<u8>().ok())
+        .and_then(|v| vouch_types::TrustScore::new(v).ok());
     DeviceContext {
+        trust,
         cert_days_left: Some(
             (not_after.unix_micros() - now.unix_micros()).div_euclid(86_400_000_000),
         ),
@@ -281,10 +294,14 @@ impl Session {
         let allowed = a.decide(inner, DeviceAction::Publish, topic);
         if allowed && !a.topics.contains(topic) {
             a.topics.insert(topic.to_owned());
-            if !a.known.contains(topic) {
+            let known = a.known.clone();
+            let Ok(mut known) = known.lock() else {
+                return allowed;
+            };
+            if !known.contains(topic) {
                 a.new_topics += 1;
-                if a.known.len() < MAX_KNOWN_TOPICS {
-                    a.known.insert(topic.to_owned());
+                if known.len() < MAX_KNOWN_TOPICS {
+                    known.insert(topic.to_owned());
                 }
             }
         }
@@ -459,7 +476,16 @@ async fn serve(
     }
     inner.counters.accepted.fetch_add(1, Ordering::Relaxed);
     inner.counters.sessions.fetch_add(1, Ordering::Relaxed);
-    inner.observer.connected(device, remote.ip());
+    // The same identity live from several addresses at once is what a cloned certificate looks like (the
+    // broker would soon take one session over, so the overlap is caught here, when it happens).
+    let places = {
+        let mut ips: Vec<std::net::IpAddr> =
+            inner.sessions.of(device).iter().map(|s| s.remote).collect();
+        ips.sort_unstable();
+        ips.dedup();
+        u32::try_from(ips.len()).unwrap_or(u32::MAX)
+    };
+    inner.observer.connected(device, remote.ip(), places);
     tracing::debug!(%remote, %device, ?protocol, "session open");
 
     let (cl_rd, cl_wr) = tokio::io::split(tls);
@@ -537,7 +563,7 @@ async fn admit(
         subscribe: HashMap::new(),
         topics: HashSet::new(),
         new_topics: 0,
-        known: HashSet::new(),
+        known: inner.observer.known_topics(cert.device_id),
     };
     if !authz.may_connect(inner) {
         return Err(CloseReason::NotAuthorized);

@@ -672,3 +672,82 @@ async fn a_refused_qos2_message_completes_its_flow_and_a_malformed_packet_mid_se
             .is_none()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_trust_score_on_the_record_is_in_the_policy_context_of_live_sessions() {
+    use vouch_store::{DeviceEdit, PolicyOp, PolicyWrite};
+    let w = world(|_| {}).await;
+    let d = w.device().await;
+    // Telemetry only while trusted: the trust service keeps the score on the record (`trust/score`).
+    let policy = r#"@id("telemetry-needs-trust")
+forbid(principal, action == Vouch::Action::"publish", resource)
+unless { context has trust && context.trust >= 70 }
+unless { resource in Vouch::TopicFilter::"devices/${device.id}/update/#" };"#;
+    vouch_decide::write_policies(
+        &*w.store,
+        w.decisions.engine(),
+        vec![PolicyWrite {
+            id: "telemetry-needs-trust".parse().unwrap(),
+            op: PolicyOp::Put {
+                text: policy.into(),
+                mode: vouch_types::PolicyMode::Enforce,
+            },
+            expected_version: None,
+        }],
+        change(),
+    )
+    .await
+    .unwrap();
+    let set_trust = |score: &'static str| {
+        let store = w.store.clone();
+        async move {
+            let patch = vouch_types::DevicePatch {
+                labels: Some(format!("trust/score={score}").parse().unwrap()),
+                ..Default::default()
+            };
+            store
+                .edit_device(d.id, DeviceEdit::Patch(Box::new(patch)), None, change())
+                .await
+                .unwrap();
+        }
+    };
+    set_trust("90").await;
+    tokio::time::sleep(Duration::from_millis(600)).await; // the engine loads the new policy version
+    let mut seen = watch_broker(&w, "#").await;
+    let (client, mut events) = AsyncClient::new(w.mqtt3(&d.id.to_string(), &d), 100);
+    tokio::spawn(async move { while events.poll().await.is_ok() {} });
+    let telemetry = format!("devices/{}/telemetry", d.id);
+    client
+        .publish(&telemetry, QoS::AtMostOnce, false, "trusted")
+        .await
+        .unwrap();
+    assert_eq!(
+        next_message(&mut seen, WAIT).await.unwrap(),
+        (telemetry.clone(), b"trusted".to_vec())
+    );
+    // The score drops: the live session is re-decided, telemetry refused, the update topic still open.
+    set_trust("35").await;
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    client
+        .publish(&telemetry, QoS::AtMostOnce, false, "distrusted")
+        .await
+        .unwrap();
+    let update = format!("devices/{}/update/status", d.id);
+    client
+        .publish(&update, QoS::AtMostOnce, false, "asking for firmware")
+        .await
+        .unwrap();
+    assert_eq!(next_message(&mut seen, WAIT).await.unwrap().0, update);
+    // Trusted again: telemetry flows on the same session.
+    set_trust("95").await;
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    client
+        .publish(&telemetry, QoS::AtMostOnce, false, "again")
+        .await
+        .unwrap();
+    assert_eq!(
+        next_message(&mut seen, WAIT).await.unwrap(),
+        (telemetry, b"again".to_vec())
+    );
+    assert_eq!(w.gateway.stats().sessions, 1);
+}

@@ -98,7 +98,8 @@ pub fn disconnect(protocol: Protocol, code: ReasonCode) -> Option<Vec<u8>> {
     protocol.is_v5().then(|| vec![0xe0, 1, code.v5()])
 }
 
-pub(crate) fn frame(first: u8, body: &[u8]) -> Vec<u8> {
+/// A packet: its first byte, the remaining length (variable-length encoding), then `body`.
+pub fn frame(first: u8, body: &[u8]) -> Vec<u8> {
     let mut out = vec![first];
     let mut len = body.len();
     loop {

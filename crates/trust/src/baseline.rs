@@ -20,6 +20,12 @@ pub struct BaselineConfig {
     pub threshold: f64,
     /// Values are clipped to this many sigmas before they are learned.
     pub clip: f64,
+    /// A volume (messages or bytes per second) must also be this many times its expectation to count: a
+    /// camera's motion burst doubles its bytes, an exfiltration multiplies them.
+    pub min_rise: f64,
+    /// A window that was flagged is learned at this fraction of the usual weight, so that an attack takes
+    /// many windows to become "normal" (a lasting change of behaviour still does, slowly).
+    pub flagged_weight: f64,
 }
 
 impl Default for BaselineConfig {
@@ -29,6 +35,8 @@ impl Default for BaselineConfig {
             warmup: 6,
             threshold: 6.0,
             clip: 4.0,
+            min_rise: 3.0,
+            flagged_weight: 0.25,
         }
     }
 }
@@ -111,7 +119,12 @@ impl Baseline {
             .filter_map(|(i, f)| {
                 let sigmas = (x.0[i] - self.location[i]) / self.sigma(i);
                 let silent = *f == Feature::PublishRate && sigmas <= -cfg.threshold;
-                (sigmas >= cfg.threshold || silent).then_some(Deviation {
+                let volume = matches!(
+                    f,
+                    Feature::PublishRate | Feature::BytesOutRate | Feature::BytesInRate
+                );
+                let risen = !volume || x.0[i] >= cfg.min_rise * self.location[i];
+                ((sigmas >= cfg.threshold && risen) || silent).then_some(Deviation {
                     feature: *f,
                     value: x.0[i],
                     expected: self.location[i],
@@ -125,6 +138,15 @@ impl Baseline {
 
     /// Learns one window (clipped to the current band once warmed up).
     pub fn learn(&mut self, x: &Features, cfg: &BaselineConfig) {
+        self.learn_weighted(x, cfg, 1.0);
+    }
+
+    /// Learns a window that was flagged, at `cfg.flagged_weight` of the usual weight.
+    pub fn learn_flagged(&mut self, x: &Features, cfg: &BaselineConfig) {
+        self.learn_weighted(x, cfg, cfg.flagged_weight.clamp(0.0, 1.0));
+    }
+
+    fn learn_weighted(&mut self, x: &Features, cfg: &BaselineConfig, weight: f64) {
         if self.windows == 0 {
             self.location = x.0;
             self.windows = 1;
@@ -132,7 +154,7 @@ impl Baseline {
         }
         // While warming up the weight is 1/n (a plain mean), so the first windows count equally.
         let a = if self.ready(cfg) {
-            cfg.alpha
+            cfg.alpha * weight
         } else {
             1.0 / f64::from(self.windows + 1)
         };
@@ -208,6 +230,20 @@ mod tests {
             .filter(|_| !b.observe(&window(100.0, 0.0), &cfg).is_empty())
             .count();
         assert_eq!(flagged, 10);
+    }
+
+    #[test]
+    fn a_volume_must_multiply_not_just_wobble() {
+        let cfg = BaselineConfig::default();
+        let mut b = Baseline::default();
+        for i in 0..50 {
+            b.observe(&window(20.0 + 0.01 * jitter(i), 0.0), &cfg);
+        }
+        // Very regular, so twice the rate is many sigmas away, but a doubling is not an attack.
+        let d = b.deviations(&window(40.0, 0.0), &cfg);
+        assert!(d.is_empty(), "{d:?}");
+        let d = b.deviations(&window(70.0, 0.0), &cfg);
+        assert_eq!(d[0].feature, Feature::PublishRate, "{d:?}");
     }
 
     #[test]

@@ -6,12 +6,12 @@
 //! combinations. Once its own baseline is ready, the device is judged against itself, and the forest still
 //! watches for combinations.
 
-use std::collections::HashMap;
+use foldhash::HashMap;
 
 use vouch_types::{DeviceClass, DeviceId, Timestamp, TrafficWindow, TrustScore};
 
 use crate::baseline::{Baseline, BaselineConfig, Deviation};
-use crate::features::Features;
+use crate::features::{Feature, Features};
 use crate::hst::{HalfSpaceTrees, HstConfig};
 use crate::score::{Assessment, FirmwareState, IdentityState, TrustInputs, assess};
 
@@ -30,7 +30,18 @@ pub struct DeviceState {
     pub failed_controls: Vec<String>,
     /// Attestation result, if any.
     pub attestation_ok: Option<bool>,
+    /// In quarantine (or otherwise restricted by policy): its publishes are refused by design.
+    pub restricted: bool,
 }
+
+/// Features a quarantine changes by itself (refused publishes): not judged while the device is restricted.
+const RESTRICTION_DISTORTS: [Feature; 5] = [
+    Feature::PublishRate,
+    Feature::BytesInRate,
+    Feature::DistinctTopics,
+    Feature::NewTopics,
+    Feature::AuthFailures,
+];
 
 /// The engine's judgement of one window.
 #[derive(Debug, Clone, PartialEq)]
@@ -107,8 +118,8 @@ impl TrustEngine {
             baseline,
             forest,
             class_threshold: 0.5,
-            devices: HashMap::new(),
-            classes: HashMap::new(),
+            devices: HashMap::default(),
+            classes: HashMap::default(),
         }
     }
 
@@ -130,22 +141,34 @@ impl TrustEngine {
             });
         let device = self.devices.entry(w.device).or_default();
         let cold_start = !device.baseline.ready(&self.baseline);
-        let deviations: Vec<Deviation> = if cold_start {
+        let mut deviations: Vec<Deviation> = if cold_start {
             class.baseline.deviations(&x, &self.baseline)
         } else {
             device.baseline.deviations(&x, &self.baseline)
         };
-        let class_anomaly = class.forest.observe(&x);
-        // Learn only from windows that look normal for the class, so that one device's attack does not teach
-        // the whole class that it is normal; its own baseline learns (clipped) either way.
-        if deviations.is_empty() && class_anomaly < self.class_threshold {
-            class.baseline.learn(&x, &self.baseline);
-        }
-        // Its own baseline learns (clipped once ready) — but while it warms up, only from windows its class
-        // finds normal, so that a device which starts out misbehaving does not learn its misbehaviour as normal.
-        if !cold_start || deviations.is_empty() {
-            device.baseline.learn(&x, &self.baseline);
-        }
+        let class_anomaly = if state.restricted {
+            // A restricted device's publishes are refused by design: what the restriction distorts is not
+            // held against it, only what it still controls (connections, sessions, deliveries), and nothing
+            // it does while restricted is learned as normal.
+            deviations.retain(|d| !RESTRICTION_DISTORTS.contains(&d.feature));
+            0.0
+        } else {
+            let a = class.forest.observe(&x);
+            // Learn only from windows that look normal for the class, so that one device's attack does not
+            // teach the whole class that it is normal.
+            if deviations.is_empty() && a < self.class_threshold {
+                class.baseline.learn(&x, &self.baseline);
+            }
+            // Its own baseline learns (clipped once ready): a flagged window at a fraction of the weight, so
+            // an attack takes long to become normal; while it warms up, only windows its class finds normal,
+            // so that a device which starts out misbehaving does not learn it as normal.
+            if deviations.is_empty() {
+                device.baseline.learn(&x, &self.baseline);
+            } else if !cold_start {
+                device.baseline.learn_flagged(&x, &self.baseline);
+            }
+            a
+        };
         let inputs = TrustInputs {
             identity: state.identity,
             cloned: w.sessions > 1,
@@ -179,11 +202,15 @@ mod tests {
     fn state(class: DeviceClass) -> DeviceState {
         DeviceState {
             class,
-            identity: IdentityState::Valid { days_left: 300 },
+            identity: IdentityState::Valid {
+                days_left: 300,
+                renewal_overdue: false,
+            },
             firmware: FirmwareState::Current,
             out_of_zone: None,
             failed_controls: Vec::new(),
             attestation_ok: None,
+            restricted: false,
         }
     }
 

@@ -3,17 +3,25 @@
 //! `features` turns an observation window into a fixed vector; `baseline` learns each device's normal online,
 //! without labels, and names the features that depart from it and by how far; `hst` is the multivariate
 //! streaming detector (Half-Space Trees) kept per device class for cold starts; `score` combines identity,
-//! firmware, location, behaviour, compliance and attestation into the 0–100 trust score with its reasons.
+//! firmware, location, behaviour, compliance and attestation into the 0–100 trust score with its reasons;
+//! `playbook` turns verdicts into response directives (quarantine, revoke, re-enroll, notify, release).
 //! Pure: no I/O, no clock; the caller feeds windows and stores what comes out.
 
 pub mod baseline;
 pub mod engine;
 pub mod features;
+pub mod firmware;
 pub mod hst;
+pub mod playbook;
 pub mod score;
 
 pub use baseline::{Baseline, BaselineConfig, Deviation};
 pub use engine::{DeviceState, TrustEngine, Verdict};
 pub use features::{Feature, Features};
+pub use firmware::FirmwareRule;
 pub use hst::{HalfSpaceTrees, HstConfig};
+pub use playbook::{
+    Directive, Mode, Playbook, QUARANTINE_GROUP, QUARANTINED_BY, Responder, ResponseConfig,
+    Situation, Step,
+};
 pub use score::{Assessment, FirmwareState, IdentityState, ScoreReason, TrustInputs, assess};

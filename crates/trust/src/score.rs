@@ -7,7 +7,7 @@
 //! |---|---|---|
 //! | identity | certificate revoked | score is 0 |
 //! | identity | no valid Vouch certificate (unmanaged, expired) | 40 |
-//! | identity | certificate expires within 7 days / 1 day | 10 / 20 |
+//! | identity | certificate past its renewal time (two thirds of its lifetime) / expiring within a day | 10 / 20 |
 //! | identity | the same identity in use from two places at once | 60 |
 //! | firmware | a known-vulnerable version | 30 |
 //! | firmware | below the minimum supported version | 20 |
@@ -33,6 +33,8 @@ pub enum IdentityState {
     Valid {
         /// Days until it expires.
         days_left: i64,
+        /// It is past its renewal time (two thirds of its lifetime) and was not renewed.
+        renewal_overdue: bool,
     },
     /// No valid certificate (never enrolled, or expired).
     Missing,
@@ -117,15 +119,18 @@ pub fn assess(i: &TrustInputs) -> Assessment {
         IdentityState::Missing => {
             take(40, "identity", "it holds no valid Vouch certificate".into())
         }
-        IdentityState::Valid { days_left } if days_left < 1 => take(
+        IdentityState::Valid { days_left, .. } if days_left < 1 => take(
             20,
             "identity",
             "its certificate expires within a day".into(),
         ),
-        IdentityState::Valid { days_left } if days_left < 7 => take(
+        IdentityState::Valid {
+            days_left,
+            renewal_overdue: true,
+        } => take(
             10,
             "identity",
-            format!("its certificate expires in {days_left} days"),
+            format!("its certificate is overdue for renewal ({days_left} days left)"),
         ),
         IdentityState::Valid { .. } => {}
     }
@@ -203,7 +208,10 @@ mod tests {
 
     fn healthy() -> TrustInputs {
         TrustInputs {
-            identity: IdentityState::Valid { days_left: 200 },
+            identity: IdentityState::Valid {
+                days_left: 200,
+                renewal_overdue: false,
+            },
             cloned: false,
             firmware: FirmwareState::Current,
             out_of_zone: None,
@@ -272,11 +280,25 @@ mod tests {
     #[test]
     fn small_things_add_up_within_their_caps() {
         let mut i = healthy();
-        i.identity = IdentityState::Valid { days_left: 3 };
+        i.identity = IdentityState::Valid {
+            days_left: 3,
+            renewal_overdue: true,
+        };
         i.firmware = FirmwareState::Unknown;
         i.failed_controls = (0..9).map(|n| format!("C{n}")).collect();
         let a = assess(&i);
         assert_eq!(a.score.get(), 100 - 10 - 5 - 25);
         assert_eq!(a.score.band(), TrustBand::Medium);
+        assert!(
+            a.reasons
+                .iter()
+                .any(|r| r.why.contains("overdue for renewal (3 days"))
+        );
+        // Three days left on a certificate not yet due for renewal costs nothing.
+        i.identity = IdentityState::Valid {
+            days_left: 3,
+            renewal_overdue: false,
+        };
+        assert_eq!(assess(&i).score.get(), 100 - 5 - 25);
     }
 }

@@ -23,7 +23,8 @@ pub struct TrafficWindow {
     pub connects: u32,
     /// Sessions closed (by either side).
     pub disconnects: u32,
-    /// Sessions open at the end of the window (more than one: the same identity from two places).
+    /// Sessions open at the end of the window, or the most distinct addresses the device was live from at
+    /// once during it if more (more than one: the same identity from two places).
     pub sessions: u32,
     /// Requests the policy refused (CONNECT, PUBLISH, SUBSCRIBE filters, deliveries).
     pub auth_failures: u32,

@@ -1,0 +1,606 @@
+//! The "score → remediate" steps of Vouch's loop, running: the trust service reads what enforcement points
+//! observe (gateway traffic windows) and what devices report (posture), judges each window with
+//! [`vouch_trust::TrustEngine`], records every score change with its reasons, and carries out the response
+//! playbooks ([`vouch_trust::Responder`]) against the store.
+//!
+//! What it writes, all through the store (so every gateway follows it, and the event log tells the story):
+//! - `trust.changed` events (score, band, reasons) — the device's trust history, for charts;
+//! - the labels `trust/score` and `trust/band` on the device record — the policy context reads them, so a
+//!   policy can say `context.trust >= 70`, and live sessions are re-decided when they change;
+//! - quarantine: the `quarantine` group and the `response/quarantined-by` label (policies then allow only the
+//!   update topic); release removes both;
+//! - revocation (key compromise) and re-enrollment (superseded) of the device's certificates;
+//! - `response.taken`, `response.released` and `finding.raised` events (shadow mode: `response.taken` with
+//!   `"shadow": true`, nothing else).
+//!
+//! Architecture Invariant: the registry holds what matters (scores, quarantines, revocations); the service's
+//! memory (baselines, counters) only makes judgements better, and a restart loses no restriction.
+
+mod settings;
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use tokio::sync::broadcast;
+use vouch_events::{Action, EventDraft};
+use vouch_store::{CertStatus, Change, DeviceEdit, Store, StoreError};
+use vouch_trust::{
+    DeviceState as TrustState, Directive, FirmwareState, IdentityState, QUARANTINE_GROUP,
+    QUARANTINED_BY, Responder, ScoreReason, Situation, Step, TrustEngine,
+};
+use vouch_types::{
+    Actor, Clock, Device, DeviceId, DevicePatch, GroupName, LabelKey, LabelValue, Observation,
+    PostureReport, Reason, RevocationReason, Timestamp, TrafficWindow, TrustScore,
+};
+
+pub use settings::{SettingsError, TrustSettings};
+
+/// The label holding a device's current trust score (read into the policy context).
+pub const TRUST_LABEL: &str = "trust/score";
+/// The label holding a device's current trust band.
+pub const BAND_LABEL: &str = "trust/band";
+/// How long a device's record and certificates are trusted from memory before they are read again.
+const REFRESH: Duration = Duration::from_secs(30);
+
+/// Why the service could not handle an observation.
+#[derive(Debug, thiserror::Error)]
+pub enum RespondError {
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// What the service did with one window, for live displays (`vouch demo`) and tests.
+#[derive(Debug, Clone, Serialize)]
+pub struct TrustUpdate {
+    /// Whose.
+    pub device: DeviceId,
+    /// When the window ended.
+    pub at: Timestamp,
+    /// The score now.
+    pub score: TrustScore,
+    /// The score before, if any.
+    pub previous: Option<TrustScore>,
+    /// Why points were taken off.
+    pub reasons: Vec<ScoreReason>,
+    /// The window was anomalous.
+    pub anomalous: bool,
+    /// Judged against its class (its own baseline still warming up).
+    pub cold_start: bool,
+    /// What the playbooks asked for, carried out unless shadow.
+    pub directives: Vec<Directive>,
+}
+
+/// Counters since start.
+#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+pub struct TrustStats {
+    /// Windows judged.
+    pub windows: u64,
+    /// Posture reports taken in.
+    pub postures: u64,
+    /// Score changes recorded.
+    pub changes: u64,
+    /// Directives carried out (shadow ones included).
+    pub directives: u64,
+    /// Observations that could not be handled (store errors, unknown devices).
+    pub failures: u64,
+    /// Observations missed because the service fell behind.
+    pub lagged: u64,
+}
+
+#[derive(Default)]
+struct Counters {
+    windows: AtomicU64,
+    postures: AtomicU64,
+    changes: AtomicU64,
+    directives: AtomicU64,
+    failures: AtomicU64,
+    lagged: AtomicU64,
+}
+
+/// What the service remembers of a device between windows.
+struct Known {
+    record: Device,
+    identity: IdentityState,
+    fetched: Instant,
+}
+
+struct Models {
+    engine: TrustEngine,
+    responder: Responder,
+    known: HashMap<DeviceId, Known>,
+    attestation: HashMap<DeviceId, bool>,
+}
+
+/// The trust service: one per control plane (it holds the models); cheap to clone.
+#[derive(Clone)]
+pub struct TrustService {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
+    settings: TrustSettings,
+    models: Mutex<Models>,
+    /// Devices being handled: a device's windows are handled one at a time, in order.
+    updates: broadcast::Sender<TrustUpdate>,
+    counters: Counters,
+}
+
+fn actor() -> Actor {
+    Actor::System("trust".into())
+}
+
+impl TrustService {
+    /// A service over `store` with `settings` (checked with [`TrustSettings::check`]).
+    pub fn new(store: Arc<dyn Store>, clock: Arc<dyn Clock>, settings: TrustSettings) -> Self {
+        let responder = Responder::new(settings.response.clone());
+        Self {
+            inner: Arc::new(Inner {
+                store,
+                clock,
+                settings,
+                models: Mutex::new(Models {
+                    engine: TrustEngine::default(),
+                    responder,
+                    known: HashMap::new(),
+                    attestation: HashMap::new(),
+                }),
+                updates: broadcast::channel(4096).0,
+                counters: Counters::default(),
+            }),
+        }
+    }
+
+    /// What it did with each window, as it happens.
+    pub fn updates(&self) -> broadcast::Receiver<TrustUpdate> {
+        self.inner.updates.subscribe()
+    }
+
+    /// Counters since start.
+    pub fn stats(&self) -> TrustStats {
+        let c = &self.inner.counters;
+        TrustStats {
+            windows: c.windows.load(Ordering::Relaxed),
+            postures: c.postures.load(Ordering::Relaxed),
+            changes: c.changes.load(Ordering::Relaxed),
+            directives: c.directives.load(Ordering::Relaxed),
+            failures: c.failures.load(Ordering::Relaxed),
+            lagged: c.lagged.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Consumes `source` until it closes, handling each observation in order.
+    pub fn follow(
+        &self,
+        mut source: broadcast::Receiver<Observation>,
+    ) -> tokio::task::JoinHandle<()> {
+        let me = self.clone();
+        tokio::spawn(async move {
+            loop {
+                match source.recv().await {
+                    Ok(o) => {
+                        if let Err(e) = me.handle(o).await {
+                            me.inner.counters.failures.fetch_add(1, Ordering::Relaxed);
+                            tracing::warn!(error = %e, "an observation could not be handled");
+                        }
+                    }
+                    Err(broadcast::error::RecvError::Lagged(n)) => {
+                        me.inner.counters.lagged.fetch_add(n, Ordering::Relaxed);
+                        tracing::warn!(
+                            missed = n,
+                            "the trust service fell behind; windows were skipped"
+                        );
+                    }
+                    Err(broadcast::error::RecvError::Closed) => return,
+                }
+            }
+        })
+    }
+
+    /// Handles one observation.
+    pub async fn handle(&self, o: Observation) -> Result<Option<TrustUpdate>, RespondError> {
+        match o {
+            Observation::Traffic(w) => self.window(&w).await,
+            Observation::Posture(p) => {
+                self.posture(&p);
+                Ok(None)
+            }
+        }
+    }
+
+    fn posture(&self, p: &PostureReport) {
+        self.inner.counters.postures.fetch_add(1, Ordering::Relaxed);
+        if let Ok(mut m) = self.inner.models.lock() {
+            if let Some(ok) = p.attestation_ok {
+                m.attestation.insert(p.device, ok);
+            }
+            // The report may have changed the record (firmware): read it again at the next window.
+            m.known.remove(&p.device);
+        }
+    }
+
+    /// The record and identity state of `device`, from memory when fresh.
+    async fn known(&self, device: DeviceId) -> Result<(Device, IdentityState), RespondError> {
+        if let Ok(m) = self.inner.models.lock()
+            && let Some(k) = m.known.get(&device)
+            && k.fetched.elapsed() < REFRESH
+        {
+            return Ok((k.record.clone(), k.identity));
+        }
+        let record = self.inner.store.get_device(device).await?;
+        let certs = self.inner.store.device_certificates(device).await?;
+        let now = self.inner.clock.now();
+        let identity = match certs
+            .iter()
+            .filter(|c| c.is_valid_at(now))
+            .max_by_key(|c| c.not_after)
+        {
+            Some(c) => {
+                let (from, until) = (c.not_before.unix_micros(), c.not_after.unix_micros());
+                IdentityState::Valid {
+                    days_left: (until - now.unix_micros()).div_euclid(86_400_000_000),
+                    // Devices renew from two thirds of the lifetime on (the PKI's profile).
+                    renewal_overdue: now.unix_micros() > from + (until - from) / 3 * 2,
+                }
+            }
+            None if certs
+                .iter()
+                .any(|c| matches!(c.status, CertStatus::Revoked { .. })) =>
+            {
+                IdentityState::Revoked
+            }
+            None => IdentityState::Missing,
+        };
+        if let Ok(mut m) = self.inner.models.lock() {
+            m.known.insert(
+                device,
+                Known {
+                    record: record.clone(),
+                    identity,
+                    fetched: Instant::now(),
+                },
+            );
+        }
+        Ok((record, identity))
+    }
+
+    fn forget(&self, device: DeviceId) {
+        if let Ok(mut m) = self.inner.models.lock() {
+            m.known.remove(&device);
+        }
+    }
+
+    /// Where the window's sessions came from, when that is outside the device's zone.
+    fn out_of_zone(&self, record: &Device, remotes: &[IpAddr]) -> Option<String> {
+        let expected = record.zone.as_ref()?.as_str();
+        remotes
+            .iter()
+            .find_map(|ip| match self.inner.settings.zone_of(*ip) {
+                Some(z) if z != expected => {
+                    Some(format!("seen in {z} from {ip}, expected in {expected}"))
+                }
+                _ => None,
+            })
+    }
+
+    async fn window(&self, w: &TrafficWindow) -> Result<Option<TrustUpdate>, RespondError> {
+        self.inner.counters.windows.fetch_add(1, Ordering::Relaxed);
+        let (record, identity) = match self.known(w.device).await {
+            Ok(k) => k,
+            Err(RespondError::Store(StoreError::NotFound { .. })) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let quarantine = group(QUARANTINE_GROUP);
+        let restricted = quarantine
+            .as_ref()
+            .is_some_and(|g| record.groups.contains(g));
+        let firmware = match record.model.as_ref() {
+            Some(m) => self
+                .inner
+                .settings
+                .firmware
+                .get(m.as_str())
+                .map_or(FirmwareState::Current, |rule| {
+                    rule.state(record.firmware.as_ref().map(|f| f.as_str()))
+                }),
+            // No model: nothing to compare with; an unknown version still says so.
+            None if record.firmware.is_none() => FirmwareState::Unknown,
+            None => FirmwareState::Current,
+        };
+        let out_of_zone = self.out_of_zone(&record, &w.remotes);
+        let (verdict, directives) = {
+            let Ok(mut m) = self.inner.models.lock() else {
+                return Ok(None);
+            };
+            let attestation_ok = m.attestation.get(&w.device).copied();
+            let state = TrustState {
+                class: record.class,
+                identity,
+                firmware,
+                out_of_zone: out_of_zone.clone(),
+                failed_controls: Vec::new(),
+                attestation_ok,
+                restricted,
+            };
+            let verdict = m.engine.observe(w, &state);
+            let quarantined_by = restricted
+                .then(|| label(&record, QUARANTINED_BY).unwrap_or_else(|| "operator".into()));
+            let situation = Situation {
+                trust: verdict.assessment.score.get(),
+                anomalous: verdict.anomalous(),
+                cloned: w.sessions > 1,
+                out_of_zone: out_of_zone.is_some(),
+                firmware,
+                // A quarantine an operator imposed is theirs to lift: the responder sees it as "not ours".
+                quarantined_by: quarantined_by.filter(|b| b != "operator"),
+                revoked: identity == IdentityState::Revoked,
+                reasons: verdict
+                    .assessment
+                    .reasons
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect(),
+            };
+            let d = m.responder.decide(w.device, &situation, w.end);
+            (verdict, d)
+        };
+        let score = verdict.assessment.score;
+        if verdict.changed() {
+            self.inner.counters.changes.fetch_add(1, Ordering::Relaxed);
+            let detail = serde_json::json!({
+                "score": score.get(),
+                "band": score.band().as_str(),
+                "previous": verdict.previous.map(TrustScore::get),
+                "reasons": verdict.assessment.reasons,
+                "cold_start": verdict.cold_start,
+                "class_anomaly": (verdict.class_anomaly * 1000.0).round() / 1000.0,
+                "window": { "start": w.start, "end": w.end },
+            });
+            self.event(w.device, Action::TrustChanged, detail, None)
+                .await?;
+            tracing::info!(device = %w.device, score = score.get(), previous = ?verdict.previous.map(TrustScore::get), "trust changed");
+        }
+        self.apply(&record, score, &directives).await?;
+        let update = TrustUpdate {
+            device: w.device,
+            at: w.end,
+            score,
+            previous: verdict.previous,
+            anomalous: verdict.anomalous(),
+            cold_start: verdict.cold_start,
+            reasons: verdict.assessment.reasons,
+            directives,
+        };
+        let _ = self.inner.updates.send(update.clone());
+        Ok(Some(update))
+    }
+
+    async fn event(
+        &self,
+        device: DeviceId,
+        action: Action,
+        detail: serde_json::Value,
+        reason: Option<String>,
+    ) -> Result<(), RespondError> {
+        let draft = EventDraft {
+            device_id: Some(device),
+            actor: actor(),
+            action,
+            before: None,
+            after: Some(detail.to_string()),
+            reason: reason.and_then(|r| truncate_reason(&r)),
+        };
+        self.inner
+            .store
+            .append_event(draft, self.inner.clock.now())
+            .await?;
+        Ok(())
+    }
+
+    /// Writes the score labels and carries out the directives.
+    async fn apply(
+        &self,
+        record: &Device,
+        score: TrustScore,
+        directives: &[Directive],
+    ) -> Result<(), RespondError> {
+        let mut quarantine: Option<(bool, String)> = None;
+        for d in directives {
+            self.inner
+                .counters
+                .directives
+                .fetch_add(1, Ordering::Relaxed);
+            let detail = serde_json::json!({
+                "playbook": d.playbook,
+                "step": d.step.map_or("release", Step::as_str),
+                "shadow": d.shadow,
+                "why": d.why,
+                "trust": score.get(),
+            });
+            if d.shadow {
+                tracing::info!(device = %record.id, playbook = %d.playbook, step = ?d.step, "shadow: would act");
+                self.event(
+                    record.id,
+                    Action::ResponseTaken,
+                    detail,
+                    Some(d.why.clone()),
+                )
+                .await?;
+                continue;
+            }
+            let action = match d.step {
+                None => {
+                    quarantine = Some((false, d.playbook.clone()));
+                    Action::ResponseReleased
+                }
+                Some(Step::Quarantine) => {
+                    quarantine = Some((true, d.playbook.clone()));
+                    Action::ResponseTaken
+                }
+                Some(step @ (Step::Revoke | Step::Reenroll)) => {
+                    let reason = if step == Step::Revoke {
+                        RevocationReason::KeyCompromise
+                    } else {
+                        RevocationReason::Superseded
+                    };
+                    self.revoke_all(record.id, reason, &d.why).await?;
+                    Action::ResponseTaken
+                }
+                Some(Step::Notify) => Action::FindingRaised,
+            };
+            self.event(record.id, action, detail, Some(d.why.clone()))
+                .await?;
+            tracing::warn!(device = %record.id, playbook = %d.playbook, step = d.step.map_or("release", Step::as_str), why = %d.why, "playbook acted");
+        }
+        self.write_record(record.id, score, quarantine).await
+    }
+
+    async fn revoke_all(
+        &self,
+        device: DeviceId,
+        reason: RevocationReason,
+        why: &str,
+    ) -> Result<(), RespondError> {
+        let now = self.inner.clock.now();
+        for c in self.inner.store.device_certificates(device).await? {
+            if c.status == CertStatus::Good && c.not_after > now {
+                let change = Change {
+                    actor: actor(),
+                    reason: truncate_reason(why),
+                    at: now,
+                };
+                match self
+                    .inner
+                    .store
+                    .revoke_certificate(c.serial, reason, change)
+                    .await
+                {
+                    Ok(_) | Err(StoreError::Refused(_)) => {}
+                    Err(e) => return Err(e.into()),
+                }
+            }
+        }
+        self.forget(device);
+        Ok(())
+    }
+
+    /// Puts the score (and a quarantine change) on the record, retrying once if it changed meanwhile.
+    async fn write_record(
+        &self,
+        device: DeviceId,
+        score: TrustScore,
+        quarantine: Option<(bool, String)>,
+    ) -> Result<(), RespondError> {
+        for attempt in 0..3 {
+            let record = if attempt == 0 {
+                self.known(device).await?.0
+            } else {
+                self.forget(device);
+                self.known(device).await?.0
+            };
+            let Some(patch) = patch_for(&record, score, quarantine.as_ref()) else {
+                return Ok(());
+            };
+            let why = match &quarantine {
+                Some((true, by)) => format!("quarantined by playbook {by}"),
+                Some((false, by)) => format!("quarantine by playbook {by} lifted"),
+                None => format!("trust {}", score.get()),
+            };
+            let change = Change {
+                actor: actor(),
+                reason: truncate_reason(&why),
+                at: self.inner.clock.now(),
+            };
+            match self
+                .inner
+                .store
+                .edit_device(
+                    device,
+                    DeviceEdit::Patch(Box::new(patch)),
+                    Some(record.revision),
+                    change,
+                )
+                .await
+            {
+                Ok(updated) => {
+                    if let Ok(mut m) = self.inner.models.lock()
+                        && let Some(k) = m.known.get_mut(&device)
+                    {
+                        k.record = updated;
+                    }
+                    return Ok(());
+                }
+                Err(StoreError::RevisionMismatch { .. }) if attempt < 2 => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(())
+    }
+}
+
+fn group(name: &str) -> Option<GroupName> {
+    name.parse().ok()
+}
+
+fn label(d: &Device, key: &str) -> Option<String> {
+    let k: LabelKey = key.parse().ok()?;
+    d.labels.get(&k).map(ToString::to_string)
+}
+
+fn truncate_reason(s: &str) -> Option<Reason> {
+    let cut: String = s.chars().take(200).collect();
+    cut.parse().ok()
+}
+
+/// The patch that puts `score` (and the quarantine change) on `record`, or `None` if it already says so.
+fn patch_for(
+    record: &Device,
+    score: TrustScore,
+    quarantine: Option<&(bool, String)>,
+) -> Option<DevicePatch> {
+    let mut labels: std::collections::BTreeMap<LabelKey, LabelValue> = record
+        .labels
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    let mut set = |k: &str, v: Option<&str>| {
+        if let Ok(key) = k.parse::<LabelKey>() {
+            match v.and_then(|v| v.parse::<LabelValue>().ok()) {
+                Some(v) => {
+                    labels.insert(key, v);
+                }
+                None => {
+                    labels.remove(&key);
+                }
+            }
+        }
+    };
+    set(TRUST_LABEL, Some(&score.get().to_string()));
+    set(BAND_LABEL, Some(score.band().as_str()));
+    let mut groups: std::collections::BTreeSet<GroupName> = record.groups.iter().cloned().collect();
+    if let (Some((on, by)), Some(q)) = (quarantine, group(QUARANTINE_GROUP)) {
+        if *on {
+            groups.insert(q);
+            set(QUARANTINED_BY, Some(by));
+        } else {
+            groups.remove(&q);
+            set(QUARANTINED_BY, None);
+        }
+    }
+    let labels = vouch_types::Labels::new(labels).ok()?;
+    let groups = vouch_types::Groups::new(groups).ok()?;
+    if labels == record.labels && groups == record.groups {
+        return None;
+    }
+    Some(DevicePatch {
+        labels: Some(labels),
+        groups: Some(groups),
+        ..DevicePatch::default()
+    })
+}

@@ -1,0 +1,350 @@
+//! The trust service against a real SQLite store: scores recorded with reasons, playbooks carried out once,
+//! quarantines lifted after healthy time, clones revoked, shadow mode that only logs.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
+
+use std::sync::Arc;
+
+use vouch_events::Action;
+use vouch_respond::{TrustService, TrustSettings};
+use vouch_store::{CertStatus, CertificateRecord, Change, Issuance, Store};
+use vouch_trust::{Mode, ResponseConfig};
+use vouch_types::{
+    Actor, CertFingerprint, DeviceClass, DeviceId, DeviceState, ManualClock, NewDevice,
+    Observation, PostureReport, Serial, Timestamp, TrafficWindow,
+};
+
+const T0: i64 = 1_800_000_000_000_000;
+
+fn at(secs: i64) -> Timestamp {
+    Timestamp::from_unix_micros(T0 + secs * 1_000_000)
+}
+
+fn change(secs: i64) -> Change {
+    Change {
+        actor: Actor::System("test".into()),
+        reason: None,
+        at: at(secs),
+    }
+}
+
+struct World {
+    _dir: tempfile::TempDir,
+    store: Arc<dyn Store>,
+    svc: TrustService,
+}
+
+fn settings(mode: Mode) -> TrustSettings {
+    let text = r#"
+        [firmware."SIM-TH-100"]
+        minimum = "2.0"
+        vulnerable = ["1.4.2"]
+        [zones]
+        plant-a = ["127.0.10.0/24"]
+        plant-b = ["127.0.11.0/24"]
+    "#;
+    let mut s: TrustSettings = toml::from_str(text).unwrap();
+    s.response = ResponseConfig {
+        mode,
+        release_after_secs: 60,
+        ..ResponseConfig::default()
+    };
+    s.check().unwrap()
+}
+
+async fn world(mode: Mode) -> World {
+    let dir = tempfile::tempdir().unwrap();
+    let store: Arc<dyn Store> = Arc::new(
+        vouch_store_sqlite::SqliteStore::open(
+            dir.path().join("v.db"),
+            vouch_store_sqlite::Durability::Normal,
+        )
+        .unwrap(),
+    );
+    let clock = Arc::new(ManualClock::new(at(0)));
+    let svc = TrustService::new(store.clone(), clock, settings(mode));
+    World {
+        _dir: dir,
+        store,
+        svc,
+    }
+}
+
+/// An enrolled sensor in plant-a with a certificate valid for a year.
+async fn sensor(store: &Arc<dyn Store>, n: u8) -> DeviceId {
+    let mut d = NewDevice::bare(DeviceId::derived(&format!("test:{n}")));
+    d.state = DeviceState::Onboarding;
+    d.class = DeviceClass::Sensor;
+    d.model = Some("SIM-TH-100".parse().unwrap());
+    d.firmware = Some("2.1.0".parse().unwrap());
+    d.zone = Some("plant-a".parse().unwrap());
+    let d = store.create_device(d, change(0)).await.unwrap();
+    let cert = CertificateRecord {
+        serial: Serial::from_slice(&[0x11, n]).unwrap(),
+        device_id: d.id,
+        fingerprint: CertFingerprint::from_bytes([n; 32]),
+        not_before: at(-10),
+        not_after: at(365 * 86_400),
+        status: CertStatus::Good,
+        der: vec![0x30, 0x03, 0x02, 0x01, n],
+    };
+    store
+        .record_issuance(Issuance { cert, token: None }, change(1))
+        .await
+        .unwrap();
+    d.id
+}
+
+fn window(device: DeviceId, i: i64, msgs: u64, new_topics: u32, sessions: u32) -> TrafficWindow {
+    let jitter = (i * 7919 % 5) as u64;
+    TrafficWindow {
+        device,
+        start: at(i * 10),
+        end: at(i * 10 + 10),
+        connects: u32::from(i == 0),
+        disconnects: 0,
+        sessions,
+        auth_failures: 0,
+        msgs_in: msgs + jitter,
+        msgs_out: 0,
+        bytes_in: (msgs + jitter) * 80,
+        bytes_out: 0,
+        distinct_topics: 1 + new_topics,
+        new_topics,
+        remotes: vec!["127.0.10.5".parse().unwrap()],
+    }
+}
+
+async fn feed(w: &World, tw: TrafficWindow) -> vouch_respond::TrustUpdate {
+    w.svc
+        .handle(Observation::Traffic(tw))
+        .await
+        .unwrap()
+        .expect("a known device")
+}
+
+async fn actions(store: &Arc<dyn Store>, d: DeviceId) -> Vec<(Action, String)> {
+    store
+        .device_events(d, None, 10_000)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| (e.draft.action, e.draft.after.unwrap_or_default()))
+        .collect()
+}
+
+fn groups(d: &vouch_types::Device) -> Vec<String> {
+    d.groups.iter().map(ToString::to_string).collect()
+}
+
+#[tokio::test]
+async fn an_anomaly_is_scored_quarantined_once_and_released_when_healthy() {
+    let w = world(Mode::Enforce).await;
+    let d = sensor(&w.store, 1).await;
+    for i in 0..20 {
+        let u = feed(&w, window(d, i, 10, 0, 1)).await;
+        assert!(u.directives.is_empty(), "window {i}: {:?}", u.directives);
+    }
+    let rec = w.store.get_device(d).await.unwrap();
+    assert_eq!(
+        rec.labels
+            .get(&"trust/score".parse().unwrap())
+            .unwrap()
+            .as_str(),
+        "100"
+    );
+    // Topic enumeration: 40 new topics in each of two windows.
+    let u1 = feed(&w, window(d, 20, 50, 40, 1)).await;
+    assert!(u1.anomalous && u1.score.get() <= 40, "{u1:?}");
+    assert!(u1.reasons[0].why.contains("topics"), "{:?}", u1.reasons);
+    let u2 = feed(&w, window(d, 21, 50, 40, 1)).await;
+    let steps: Vec<_> = u2
+        .directives
+        .iter()
+        .map(|x| (x.playbook.as_str(), x.step))
+        .collect();
+    assert!(
+        u1.directives
+            .iter()
+            .chain(&u2.directives)
+            .any(|x| x.step == Some(vouch_trust::Step::Quarantine)),
+        "{steps:?}"
+    );
+    let rec = w.store.get_device(d).await.unwrap();
+    assert_eq!(groups(&rec), vec!["quarantine".to_string()]);
+    // Quarantined, it publishes as before (refused by policy: counted as refusals, fewer forwarded): not
+    // held against it, and nothing more happens in the same episode.
+    for i in 22..27 {
+        let mut tw = window(d, i, 0, 0, 1);
+        tw.auth_failures = 10;
+        let u = feed(&w, tw).await;
+        assert!(u.directives.is_empty(), "window {i}: {:?}", u.directives);
+    }
+    // Healthy for 60 s (six windows): released.
+    let mut released = None;
+    for i in 27..40 {
+        let u = feed(&w, window(d, i, 10, 0, 1)).await;
+        if u.directives.iter().any(|x| x.is_release()) {
+            released = Some(i);
+            break;
+        }
+    }
+    let released = released.expect("released");
+    assert!(released <= 34, "released at window {released}");
+    let rec = w.store.get_device(d).await.unwrap();
+    assert!(groups(&rec).is_empty());
+    assert!(
+        rec.labels
+            .get(&"response/quarantined-by".parse().unwrap())
+            .is_none()
+    );
+    let log = actions(&w.store, d).await;
+    let count = |a: Action| log.iter().filter(|(x, _)| *x == a).count();
+    assert_eq!(count(Action::ResponseReleased), 1);
+    assert!(count(Action::ResponseTaken) >= 1);
+    assert!(count(Action::FindingRaised) >= 1);
+    assert!(count(Action::TrustChanged) >= 3);
+    let change = log
+        .iter()
+        .find(|(a, after)| *a == Action::TrustChanged && after.contains("topics"))
+        .expect("a trust change naming its reason");
+    assert!(change.1.contains("\"reasons\""), "{}", change.1);
+    assert!(
+        vouch_store::verify_audit(&*w.store)
+            .await
+            .unwrap()
+            .is_intact()
+    );
+}
+
+#[tokio::test]
+async fn a_clone_is_revoked_and_a_downgrade_or_wrong_zone_quarantines() {
+    let w = world(Mode::Enforce).await;
+    let d = sensor(&w.store, 2).await;
+    for i in 0..10 {
+        feed(&w, window(d, i, 10, 0, 1)).await;
+    }
+    let u = feed(&w, window(d, 10, 10, 0, 2)).await;
+    assert!(
+        u.directives
+            .iter()
+            .any(|x| x.step == Some(vouch_trust::Step::Revoke)),
+        "{:?}",
+        u.directives
+    );
+    let certs = w.store.device_certificates(d).await.unwrap();
+    assert!(
+        certs
+            .iter()
+            .all(|c| matches!(c.status, CertStatus::Revoked { .. }))
+    );
+    assert_eq!(
+        w.store.get_device(d).await.unwrap().state,
+        DeviceState::Suspended
+    );
+
+    // Firmware downgrade, reported by the device: quarantined at the next window.
+    let e = sensor(&w.store, 3).await;
+    for i in 0..10 {
+        feed(&w, window(e, i, 10, 0, 1)).await;
+    }
+    let patch = vouch_types::DevicePatch {
+        firmware: Some(Some("1.4.2".parse().unwrap())),
+        ..Default::default()
+    };
+    w.store
+        .edit_device(
+            e,
+            vouch_store::DeviceEdit::Patch(Box::new(patch)),
+            None,
+            change(5),
+        )
+        .await
+        .unwrap();
+    w.svc
+        .handle(Observation::Posture(PostureReport {
+            device: e,
+            at: at(100),
+            firmware: Some("1.4.2".parse().unwrap()),
+            config_hash: None,
+            open_ports: Vec::new(),
+            attestation_ok: None,
+        }))
+        .await
+        .unwrap();
+    let u = feed(&w, window(e, 10, 10, 0, 1)).await;
+    assert!(
+        u.reasons.iter().any(|r| r.component == "firmware"),
+        "{:?}",
+        u.reasons
+    );
+    assert_eq!(
+        u.directives[0].playbook, "quarantine-bad-firmware",
+        "{:?}",
+        u.directives
+    );
+
+    // From another zone's network.
+    let f = sensor(&w.store, 4).await;
+    for i in 0..10 {
+        feed(&w, window(f, i, 10, 0, 1)).await;
+    }
+    let mut tw = window(f, 10, 10, 0, 1);
+    tw.remotes = vec!["127.0.11.9".parse().unwrap()];
+    let u = feed(&w, tw).await;
+    assert!(
+        u.reasons.iter().any(|r| r.why.contains("plant-b")),
+        "{:?}",
+        u.reasons
+    );
+    assert!(groups(&w.store.get_device(f).await.unwrap()).contains(&"quarantine".to_string()));
+}
+
+#[tokio::test]
+async fn shadow_mode_logs_what_it_would_do_and_changes_nothing() {
+    let w = world(Mode::Shadow).await;
+    let d = sensor(&w.store, 5).await;
+    for i in 0..10 {
+        feed(&w, window(d, i, 10, 0, 1)).await;
+    }
+    let u = feed(&w, window(d, 10, 10, 0, 2)).await;
+    assert!(!u.directives.is_empty() && u.directives.iter().all(|x| x.shadow));
+    let certs = w.store.device_certificates(d).await.unwrap();
+    assert!(certs.iter().all(|c| c.status == CertStatus::Good));
+    let rec = w.store.get_device(d).await.unwrap();
+    assert!(groups(&rec).is_empty());
+    assert_eq!(rec.state, DeviceState::Active);
+    let log = actions(&w.store, d).await;
+    assert!(
+        log.iter()
+            .any(|(a, after)| *a == Action::ResponseTaken && after.contains("\"shadow\":true"))
+    );
+}
+
+#[test]
+fn bad_settings_are_refused_with_every_problem() {
+    let text = r#"
+        [zones]
+        plant-a = ["10.0.0.0/8"]
+        plant-b = ["10.1.0.0/16"]
+        [firmware."X"]
+        [response]
+        release_after_secs = 0
+        [[response.playbook]]
+        name = "p"
+        when = { trust_below = 0 }
+        then = ["quarantine"]
+    "#;
+    let s: TrustSettings = toml::from_str(text).unwrap();
+    let e = s.check().unwrap_err().to_string();
+    for want in [
+        "overlaps",
+        "minimum or vulnerable",
+        "release_after_secs",
+        "trust_below",
+    ] {
+        assert!(e.contains(want), "{want} missing from {e}");
+    }
+    assert!(toml::from_str::<TrustSettings>("[zones]\na = [\"not a network\"]").is_err());
+    assert!(toml::from_str::<TrustSettings>("colour = 1").is_err());
+}
