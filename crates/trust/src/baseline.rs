@@ -95,6 +95,11 @@ impl Default for Baseline {
 }
 
 impl Baseline {
+    /// What the baseline expects of feature `i` (its location), at least that feature's floor.
+    pub fn expected(&self, i: usize) -> f64 {
+        self.location[i].max(FLOOR[i])
+    }
+
     /// The robust sigma of one feature.
     fn sigma(&self, i: usize) -> f64 {
         (self.spread[i] * SIGMA_PER_MEAN_ABS_DEV)

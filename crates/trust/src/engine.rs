@@ -86,6 +86,51 @@ impl Verdict {
 struct ClassModel {
     baseline: Baseline,
     forest: HalfSpaceTrees,
+    bursts: Bursts,
+}
+
+/// The volume features (messages and bytes per second), where bursts are normal for some classes.
+const VOLUME: [Feature; 3] = [
+    Feature::PublishRate,
+    Feature::BytesOutRate,
+    Feature::BytesInRate,
+];
+
+/// How far above its own baseline a device of the class normally goes, per volume feature: a streaming
+/// estimate of the 99.9th percentile of value / expectation over the class's windows (on a log scale). A
+/// camera's motion bursts teach the camera class that four times its usual bytes is normal; a sensor class
+/// that never bursts keeps the baseline's minimum rise. Ratios are clipped before they are learned, so an
+/// attack can lift the bar only so far, and it never rises above `MAX_RISE`.
+#[derive(Debug, Clone, Default)]
+struct Bursts {
+    log_q: [f64; 3],
+}
+
+/// The quantile of the ratio learned (one window in a thousand may exceed it).
+const BURST_QUANTILE: f64 = 0.999;
+/// Step of the streaming quantile, on the log scale.
+const BURST_STEP: f64 = 0.05;
+/// Ratios are clipped to this before they are learned.
+const BURST_CLIP: f64 = 8.0;
+/// A volume alarm needs at least this margin over the class's normal bursts.
+const BURST_MARGIN: f64 = 2.0;
+/// The largest rise ever required: beyond it, a volume is an alarm whatever the class does.
+const MAX_RISE: f64 = 12.0;
+
+impl Bursts {
+    /// The rise a volume feature must reach to count, for this class.
+    fn rise(&self, k: usize, min_rise: f64) -> f64 {
+        (BURST_MARGIN * self.log_q[k].exp()).clamp(min_rise, MAX_RISE.max(min_rise))
+    }
+
+    fn learn(&mut self, x: &Features, b: &Baseline) {
+        for (k, f) in VOLUME.iter().enumerate() {
+            let i = *f as usize;
+            let r = (x.0[i] / b.expected(i)).clamp(1e-3, BURST_CLIP).ln();
+            let above = if r > self.log_q[k] { 1.0 } else { 0.0 };
+            self.log_q[k] += BURST_STEP * (above - (1.0 - BURST_QUANTILE));
+        }
+    }
 }
 
 #[derive(Debug, Clone, Default)]
@@ -138,6 +183,7 @@ impl TrustEngine {
             .or_insert_with(|| ClassModel {
                 baseline: Baseline::default(),
                 forest: HalfSpaceTrees::new(forest_cfg),
+                bursts: Bursts::default(),
             });
         let device = self.devices.entry(w.device).or_default();
         let cold_start = !device.baseline.ready(&self.baseline);
@@ -146,6 +192,15 @@ impl TrustEngine {
         } else {
             device.baseline.deviations(&x, &self.baseline)
         };
+        // A volume counts only beyond what the class's normal bursts reach.
+        let min_rise = self.baseline.min_rise;
+        deviations.retain(|d| match VOLUME.iter().position(|f| *f == d.feature) {
+            Some(k) => d.sigmas < 0.0 || d.value >= class.bursts.rise(k, min_rise) * d.expected,
+            None => true,
+        });
+        if !cold_start && !state.restricted {
+            class.bursts.learn(&x, &device.baseline);
+        }
         let class_anomaly = if state.restricted {
             // A restricted device's publishes are refused by design: what the restriction distorts is not
             // held against it, only what it still controls (connections, sessions, deliveries), and nothing
@@ -308,5 +363,38 @@ mod tests {
         );
         assert!(v.cold_start && v.assessment.reasons.is_empty(), "{v:?}");
         assert_eq!(e.devices(), 11);
+    }
+
+    #[test]
+    fn a_class_that_bursts_learns_its_bursts_and_still_sees_exfiltration() {
+        let mut e = TrustEngine::default();
+        let bytes = |id: DeviceId, n: u32, factor: u64| {
+            let mut w = window(id, n, 5, 0, 1);
+            w.bytes_in = 40_000 * factor + u64::from(n % 7) * 100;
+            w
+        };
+        let cams: Vec<DeviceId> = (0..20)
+            .map(|i| DeviceId::derived(&format!("cam-{i}")))
+            .collect();
+        let sensor = DeviceId::derived("sensor-1");
+        let flagged = |v: &Verdict| v.anomalous();
+        // Cameras: a 4× motion burst in one window of twenty, for a while.
+        for n in 0..400 {
+            for (i, c) in cams.iter().enumerate() {
+                let burst = (n + i as u32) % 20 == 0;
+                e.observe(
+                    &bytes(*c, n, if burst { 4 } else { 1 }),
+                    &state(DeviceClass::Camera),
+                );
+            }
+            e.observe(&bytes(sensor, n, 1), &state(DeviceClass::Sensor));
+        }
+        let v = e.observe(&bytes(cams[3], 400, 4), &state(DeviceClass::Camera));
+        assert!(!flagged(&v), "a burst like the class's own: {v:?}");
+        let v = e.observe(&bytes(cams[4], 400, 40), &state(DeviceClass::Camera));
+        assert!(flagged(&v), "exfiltration: {v:?}");
+        // A sensor never bursts: four times its bytes is already too much.
+        let v = e.observe(&bytes(sensor, 400, 4), &state(DeviceClass::Sensor));
+        assert!(flagged(&v), "{v:?}");
     }
 }
