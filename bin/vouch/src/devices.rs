@@ -61,6 +61,12 @@ pub enum DeviceCommand {
         /// The device's id.
         id: DeviceId,
     },
+    /// Show a device's trust score, the reasons of its last change, and every change the trust service
+    /// recorded.
+    Trust {
+        /// The device's id.
+        id: DeviceId,
+    },
     /// Import devices from CSV, JSON Lines (.jsonl) or a JSON array (.json). Idempotent: a re-run after an
     /// interruption finishes the job without duplicates.
     Import(crate::import::ImportArgs),
@@ -415,6 +421,53 @@ pub async fn run(
             match out {
                 Output::Json => output::json(&all)?,
                 Output::Table => output::table(&["SEQ", "AT", "ACTION", "ACTOR", "REASON"], &rows),
+            }
+        }
+        DeviceCommand::Trust { id } => {
+            let t = vouch_respond::history(&*store, id, None).await?;
+            match out {
+                Output::Json => output::json(&t)?,
+                Output::Table => {
+                    let score = t
+                        .score
+                        .map_or("not scored yet".to_owned(), |s| s.to_string());
+                    println!(
+                        "trust {score} ({}){}",
+                        t.band.as_deref().unwrap_or("-"),
+                        t.quarantined_by
+                            .as_deref()
+                            .map_or(String::new(), |b| format!(", quarantined by {b}"))
+                    );
+                    let reasons = |r: &Value| -> String {
+                        r.as_array()
+                            .map(|a| {
+                                a.iter()
+                                    .map(|x| {
+                                        format!(
+                                            "−{}: {}",
+                                            x["penalty"],
+                                            x["why"].as_str().unwrap_or("")
+                                        )
+                                    })
+                                    .collect::<Vec<_>>()
+                                    .join("; ")
+                            })
+                            .unwrap_or_default()
+                    };
+                    let rows: Vec<Vec<String>> = t
+                        .history
+                        .iter()
+                        .map(|p| {
+                            vec![
+                                p.at.to_string(),
+                                p.score.to_string(),
+                                p.band.clone(),
+                                reasons(&p.reasons),
+                            ]
+                        })
+                        .collect();
+                    output::table(&["AT", "SCORE", "BAND", "REASONS"], &rows);
+                }
             }
         }
         DeviceCommand::Import(a) => crate::import::run(a, store, out).await?,

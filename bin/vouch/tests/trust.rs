@@ -104,6 +104,18 @@ fn every_scenario_is_detected_acted_on_and_released_through_gateway_and_mosquitt
             );
         }
     }
+    // The trust history of an attacked device, through the CLI: the drop with its reason, then recovery.
+    let scan = attacks.iter().find(|a| a["scenario"] == "scan").unwrap();
+    let trust = cli(&["device", "trust", scan["device_id"].as_str().unwrap()]);
+    let history = trust["history"].as_array().unwrap();
+    assert!(
+        history
+            .iter()
+            .any(|p| p["score"].as_u64().unwrap() < 40
+                && !p["reasons"].as_array().unwrap().is_empty()),
+        "{trust:#}"
+    );
+    assert!(trust["score"].as_u64().unwrap() >= 70, "{trust:#}");
     // Findings for SIEMs, and the chain still verifies after all those writes from two processes.
     assert!(summary["events"]["finding.raised"].as_u64().unwrap() >= 7);
     assert!(summary["events"]["response.released"].as_u64().unwrap() >= 6);

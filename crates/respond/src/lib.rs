@@ -16,6 +16,7 @@
 //! Architecture Invariant: the registry holds what matters (scores, quarantines, revocations); the service's
 //! memory (baselines, counters) only makes judgements better, and a restart loses no restriction.
 
+mod history;
 mod settings;
 
 use std::collections::HashMap;
@@ -37,6 +38,7 @@ use vouch_types::{
     PostureReport, Reason, RevocationReason, Timestamp, TrafficWindow, TrustScore,
 };
 
+pub use history::{MAX_POINTS, Point, TrustHistory, history};
 pub use settings::{SettingsError, TrustSettings};
 
 /// The label holding a device's current trust score (read into the policy context).
