@@ -104,7 +104,11 @@ struct Ports {
 }
 
 /// Runs the demo.
-pub async fn run(a: DemoArgs) -> Result<()> {
+pub async fn run(mut a: DemoArgs) -> Result<()> {
+    let window_secs = *a
+        .sim
+        .window_secs
+        .get_or_insert(crate::sim::DEFAULT_WINDOW_SECS);
     let broker_bin = mosquitto()?;
     let temp;
     let root = match &a.keep {
@@ -161,7 +165,7 @@ pub async fn run(a: DemoArgs) -> Result<()> {
     let config = root.join("vouch.toml");
     std::fs::write(
         &config,
-        config_text(&data, &pass, &ports, a.sim.window_secs, a.release_after)?,
+        config_text(&data, &pass, &ports, window_secs, a.release_after)?,
     )?;
     let log = std::fs::File::create(root.join("serve.log"))?;
     let server = Killed(

@@ -35,9 +35,10 @@ pub struct SimArgs {
     /// Windows to play.
     #[arg(long, default_value_t = 48)]
     pub windows: u32,
-    /// Seconds per window (the gateway's `window_secs` should match).
-    #[arg(long, default_value_t = 5)]
-    pub window_secs: u32,
+    /// Seconds per window: the gateway's `window_secs` by default (`vouch demo`: 5), so that the fleet's
+    /// windows and the gateway's observations line up.
+    #[arg(long)]
+    pub window_secs: Option<u32>,
     /// Attack-free windows first, while the models learn.
     #[arg(long, default_value_t = 12)]
     pub warmup: u32,
@@ -59,12 +60,16 @@ pub struct SimArgs {
     pub quiet: bool,
 }
 
+/// Seconds per window when neither the command line nor the configuration says.
+pub const DEFAULT_WINDOW_SECS: u32 = 5;
+
 impl SimArgs {
     fn fleet(&self) -> Result<Fleet> {
         if self.devices == 0 || self.devices > 5_000 {
             bail!("--devices must be between 1 and 5000");
         }
-        if self.window_secs == 0 || self.window_secs > 600 {
+        let window_secs = self.window_secs.unwrap_or(DEFAULT_WINDOW_SECS);
+        if window_secs == 0 || window_secs > 600 {
             bail!("--window-secs must be between 1 and 600");
         }
         if self.windows <= self.warmup + self.attack_windows {
@@ -73,7 +78,7 @@ impl SimArgs {
         Ok(Fleet::new(FleetConfig {
             devices: self.devices,
             seed: self.seed,
-            window_secs: self.window_secs,
+            window_secs,
             windows: self.windows,
             warmup: self.warmup,
             attacks_per_scenario: 1,
@@ -105,7 +110,9 @@ pub struct Target {
 }
 
 /// Runs `vouch sim` against the configured deployment (`vouch serve` with its gateway enabled).
-pub async fn run(args: SimArgs, config: &crate::config::Config) -> Result<()> {
+pub async fn run(mut args: SimArgs, config: &crate::config::Config) -> Result<()> {
+    args.window_secs
+        .get_or_insert(u32::try_from(config.gateway.window_secs).unwrap_or(DEFAULT_WINDOW_SECS));
     let store = crate::open_store(config).await?;
     let (ca, root) =
         crate::ca::load_issuing(&config.data_dir, config.pki.passphrase_file.as_deref())?.context(

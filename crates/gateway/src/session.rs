@@ -429,6 +429,17 @@ async fn serve(
         }
     };
     let device = cert.device_id;
+    // The same identity live from several addresses at once is what a cloned certificate looks like. It is
+    // counted now, before CONNECT reaches the broker: the broker takes the older session over as soon as it
+    // reads this CONNECT, and the overlap would be gone by the time this session is registered.
+    let places = {
+        let mut ips: Vec<std::net::IpAddr> =
+            inner.sessions.of(device).iter().map(|s| s.remote).collect();
+        ips.push(remote.ip());
+        ips.sort_unstable();
+        ips.dedup();
+        u32::try_from(ips.len()).unwrap_or(u32::MAX)
+    };
     let upstream = match tokio::time::timeout(UPSTREAM_TIMEOUT, open_upstream(inner)).await {
         Ok(Ok(u)) => u,
         _ => {
@@ -476,15 +487,6 @@ async fn serve(
     }
     inner.counters.accepted.fetch_add(1, Ordering::Relaxed);
     inner.counters.sessions.fetch_add(1, Ordering::Relaxed);
-    // The same identity live from several addresses at once is what a cloned certificate looks like (the
-    // broker would soon take one session over, so the overlap is caught here, when it happens).
-    let places = {
-        let mut ips: Vec<std::net::IpAddr> =
-            inner.sessions.of(device).iter().map(|s| s.remote).collect();
-        ips.sort_unstable();
-        ips.dedup();
-        u32::try_from(ips.len()).unwrap_or(u32::MAX)
-    };
     inner.observer.connected(device, remote.ip(), places);
     tracing::debug!(%remote, %device, ?protocol, "session open");
 
