@@ -121,4 +121,49 @@ async fn the_trust_route_shows_the_score_its_reasons_and_history() {
     assert!(status.is_client_error());
     let (status, _) = h.call(Method::GET, &uri, None, None).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
+
+    // An operator cannot vouch for a device: the trust labels are Vouch's. Other labels still change, and
+    // the reserved ones are carried over.
+    let admin = h.admin.clone();
+    let dev = format!("/api/v1/devices/{}", d.id);
+    let (status, body) = h
+        .call(
+            Method::PATCH,
+            &dev,
+            Some(&admin),
+            Some(serde_json::json!({"labels": {"trust/score": "100"}})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert!(
+        body["detail"]
+            .as_str()
+            .unwrap()
+            .contains("written by Vouch"),
+        "{body}"
+    );
+    let (status, body) = h
+        .call(
+            Method::PATCH,
+            &dev,
+            Some(&admin),
+            Some(serde_json::json!({"labels": {"site": "hall-2"}})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["labels"]["site"], "hall-2", "{body}");
+    assert_eq!(body["labels"]["trust/score"], score.to_string(), "{body}");
+    assert_eq!(
+        body["labels"]["response/quarantined-by"],
+        "quarantine-low-trust"
+    );
+    let (status, _) = h
+        .call(
+            Method::POST,
+            "/api/v1/devices",
+            Some(&admin),
+            Some(serde_json::json!({"class": "sensor", "labels": {"trust/band": "high"}})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
 }
