@@ -152,12 +152,13 @@ pub async fn play(args: &SimArgs, target: &Target) -> Result<Summary> {
     let cursor = target.store.audit_head().await?.map(|(s, _)| s);
     let mut creds = Vec::with_capacity(fleet.devices.len());
     for chunk in fleet.devices.chunks(32) {
-        let mut pending = Vec::new();
-        for d in chunk {
-            pending.push(enroll(target, d));
-        }
-        for p in futures_join(pending).await {
-            creds.push(Arc::new(p?));
+        let pending: Vec<_> = chunk
+            .iter()
+            .map(|d| tokio::spawn(enroll(target, d)))
+            .collect();
+        // In order: the credentials line up with the fleet's devices.
+        for p in pending {
+            creds.push(Arc::new(p.await.context("an enrollment task failed")??));
         }
     }
     say(format!(
@@ -219,22 +220,6 @@ pub async fn play(args: &SimArgs, target: &Target) -> Result<Summary> {
         t.abort();
     }
     Ok(tally.summary(&fleet, &stats, started.elapsed()))
-}
-
-/// Joins futures in order (no extra dependency: the set is small).
-async fn futures_join<F>(fs: Vec<F>) -> Vec<F::Output>
-where
-    F: std::future::Future + Send + 'static,
-    F::Output: Send + 'static,
-{
-    let handles: Vec<_> = fs.into_iter().map(tokio::spawn).collect();
-    let mut out = Vec::with_capacity(handles.len());
-    for h in handles {
-        if let Ok(v) = h.await {
-            out.push(v);
-        }
-    }
-    out
 }
 
 fn actor() -> Actor {

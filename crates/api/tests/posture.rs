@@ -4,6 +4,8 @@
 //! and reach in-process subscribers; refused ones say why and change nothing.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 
+mod common;
+
 use std::io::Write as _;
 use std::net::SocketAddr;
 use std::path::Path;
@@ -218,18 +220,7 @@ impl World {
     }
 
     async fn token(&self, role: Role) -> String {
-        let (_, secret) = auth::issue(
-            &*self.store,
-            &*self.clock,
-            Actor::System("test".into()),
-            format!("{role} operator").try_into().unwrap(),
-            role,
-            None,
-            None,
-        )
-        .await
-        .unwrap();
-        secret.expose().to_owned()
+        common::operator_token(&*self.store, &*self.clock, role, None).await
     }
 
     /// A request to the main API: status, content type and the parsed answer.

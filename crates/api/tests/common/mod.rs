@@ -66,18 +66,7 @@ impl Harness {
     /// A token for `role`, expiring `expires_in` µs from now if given.
     pub async fn token(&self, role: Role, expires_in: Option<i64>) -> String {
         let expires = expires_in.map(|us| self.clock.now().plus_micros(us));
-        let (_, secret) = auth::issue(
-            &*self.store,
-            &*self.clock,
-            Actor::System("test".into()),
-            format!("{role} operator").try_into().unwrap(),
-            role,
-            expires,
-            None,
-        )
-        .await
-        .unwrap();
-        secret.expose().to_owned()
+        operator_token(&*self.store, &*self.clock, role, expires).await
     }
 
     /// A request with a JSON body; the status and the parsed answer.
@@ -122,4 +111,25 @@ impl Harness {
             .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into()));
         (status, headers, v)
     }
+}
+
+/// An operator API token for `role` on `store`, expiring at `expires` if given.
+pub async fn operator_token(
+    store: &dyn Store,
+    clock: &dyn Clock,
+    role: Role,
+    expires: Option<Timestamp>,
+) -> String {
+    let (_, secret) = auth::issue(
+        store,
+        clock,
+        Actor::System("test".into()),
+        format!("{role} operator").try_into().unwrap(),
+        role,
+        expires,
+        None,
+    )
+    .await
+    .unwrap();
+    secret.expose().to_owned()
 }
