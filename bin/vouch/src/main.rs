@@ -17,6 +17,7 @@ mod config;
 mod demo;
 mod devices;
 mod discover;
+mod files;
 mod gateway;
 mod import;
 #[cfg(feature = "live")]
@@ -153,6 +154,7 @@ fn init_logging(config: &Config) {
 
 /// Opens the configured store.
 async fn open_store(config: &Config) -> Result<Arc<dyn Store>> {
+    files::private_data_dir(&config.data_dir)?;
     Ok(match &config.store {
         StoreLocation::Sqlite(path) => Arc::new(
             vouch_store_sqlite::SqliteStore::open(path, config.sqlite_durability)
@@ -325,6 +327,8 @@ fn print_config(c: &Config) -> ExitCode {
 }
 
 fn main() -> ExitCode {
+    // Before anything is created: the database, its WAL, keys, logs and tokens are the service's alone.
+    files::private_umask();
     let cli = Cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

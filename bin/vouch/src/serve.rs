@@ -8,10 +8,11 @@ use vouch_types::SystemClock;
 
 use crate::config::Config;
 
+/// Where the first start leaves the first admin token (0600), relative to the data directory.
+pub const INITIAL_TOKEN_FILE: &str = "initial-admin-token";
+
 /// Opens the store, creates the first admin token on first start, and serves until SIGINT or SIGTERM.
 pub async fn run(config: Config) -> Result<()> {
-    std::fs::create_dir_all(&config.data_dir)
-        .with_context(|| format!("creating the data directory {}", config.data_dir.display()))?;
     let store = crate::open_store(&config).await?;
     let clock = Arc::new(SystemClock);
     let decisions = vouch_api::decide::DecisionPoint::start(
@@ -89,17 +90,36 @@ pub async fn run(config: Config) -> Result<()> {
         }
     }
     // The first admin token only once everything else started: a failed start issues nothing.
+    let token_file = config.data_dir.join(INITIAL_TOKEN_FILE);
     if let Some(token) = auth::bootstrap_admin(&*store, &*clock)
         .await
         .context("creating the first admin token")?
     {
-        // Printed, never logged: log lines end up in collectors, this line only on the operator's terminal.
+        // Into a file only its owner reads, never to stdout or the log: both end up in collectors and
+        // terminals' scrollback. The path is no secret. A file left from an earlier, emptied store is stale.
+        match std::fs::remove_file(&token_file) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(e).context("removing a stale first admin token file");
+            }
+            _ => {}
+        }
+        crate::files::write_private(&token_file, &format!("{}\n", token.expose()))
+            .context("writing the first admin token")?;
         println!(
-            "\nVouch created the first admin API token. It is shown only this once; keep it somewhere safe:\n\n    \
-             {}\n\nUse it as:  curl -H \"Authorization: Bearer $TOKEN\" http://{}/api/v1/devices\n\
+            "\nVouch created the first admin API token and wrote it to {} (readable by this user only).\n\
+             Move it to a password manager and delete the file. Use it as:\n\n    \
+             curl -H \"Authorization: Bearer $(cat {})\" http://{}/api/v1/devices\n\n\
+             It may enroll its second factor (POST /api/v1/mfa/totp) for 24 hours; later, on this host, \
+             `vouch token mfa-reset ID` allows it again.\n\
              Lost it? On this host, `vouch token create --operator NAME --role admin` issues another.\n",
-            token.expose(),
+            token_file.display(),
+            token_file.display(),
             config.listen
+        );
+    } else if token_file.exists() {
+        tracing::warn!(
+            file = %token_file.display(),
+            "the first admin token is still in its file: move it to a password manager and delete the file"
         );
     }
     if !config.listen.ip().is_loopback() {

@@ -11,7 +11,8 @@ use crate::output::{self, Output, cell};
 /// Token commands.
 #[derive(Subcommand)]
 pub enum TokenCommand {
-    /// Issue a token; it is printed this once.
+    /// Issue a token; it is printed this once. Its holder may enroll a second factor for 24 hours (whoever
+    /// runs this on the server's host vouches for them).
     Create {
         /// Who the token is for.
         #[arg(long)]
@@ -22,6 +23,17 @@ pub enum TokenCommand {
         /// Make it expire after this many days.
         #[arg(long)]
         expires_in_days: Option<u32>,
+        /// Why, for the event log.
+        #[arg(long)]
+        reason: Option<String>,
+        /// Do not allow its holder to enroll a second factor (an administrator can allow it later).
+        #[arg(long)]
+        no_mfa_enrollment: bool,
+    },
+    /// Unlock a token's second factor after wrong codes, and let its holder enroll a new one for 24 hours.
+    MfaReset {
+        /// The token's id (the 16 hex digits after `vouch_`).
+        id: String,
         /// Why, for the event log.
         #[arg(long)]
         reason: Option<String>,
@@ -47,6 +59,7 @@ pub async fn run(cmd: TokenCommand, store: &dyn Store, out: Output) -> Result<()
             role,
             expires_in_days,
             reason,
+            no_mfa_enrollment,
         } => {
             let operator: OperatorName = operator.try_into()?;
             let role: Role = role.parse()?;
@@ -66,6 +79,16 @@ pub async fn run(cmd: TokenCommand, store: &dyn Store, out: Output) -> Result<()
                 reason,
             )
             .await?;
+            if !no_mfa_enrollment {
+                vouch_api::mfa::allow_enrollment(
+                    store,
+                    &clock,
+                    record.id,
+                    crate::cli_actor(),
+                    None,
+                )
+                .await?;
+            }
             match out {
                 Output::Json => output::json(&serde_json::json!({
                     "id": record.id, "operator": record.operator, "role": record.role,
@@ -112,6 +135,18 @@ pub async fn run(cmd: TokenCommand, store: &dyn Store, out: Output) -> Result<()
                         .collect::<Vec<_>>(),
                 ),
             }
+        }
+        TokenCommand::MfaReset { id, reason } => {
+            let id: TokenId = id
+                .parse()
+                .context("the token id is the 16 hex digits after `vouch_`")?;
+            let reason = reason.map(Reason::try_from).transpose()?;
+            let until =
+                vouch_api::mfa::allow_enrollment(store, &clock, id, crate::cli_actor(), reason)
+                    .await?;
+            println!(
+                "token {id}: second factor unlocked; its holder may enroll a new one until {until}"
+            );
         }
         TokenCommand::Revoke { id, reason } => {
             let id: TokenId = id

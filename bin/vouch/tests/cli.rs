@@ -12,10 +12,10 @@ use std::time::{Duration, Instant};
 use util::{curl, ok, serve, terminate, vouch};
 
 #[test]
-fn quick_start_server_answers_curl_and_prints_the_admin_token_once() {
+fn quick_start_server_answers_curl_and_writes_the_admin_token_to_a_private_file_once() {
     let dir = tempfile::tempdir().unwrap();
     let (child, addr, token, log) = serve(dir.path());
-    let token = token.expect("first start prints an admin token");
+    let token = token.expect("first start writes an admin token and prints where");
     assert!(
         dir.path().join("vouch-data/vouch.db").exists(),
         "zero configuration: ./vouch-data"
@@ -59,12 +59,46 @@ fn quick_start_server_answers_curl_and_prints_the_admin_token_once() {
     );
     drop(log);
 
-    // Second start: same data, no new token.
-    let (child, addr2, again, _) = serve(dir.path());
-    assert_eq!(again, None, "the admin token is printed only once");
+    // Everything under the data directory is the service's alone: the directory 0700, its files 0600
+    // (the database, its WAL, the second-factor key, the decision log, the first admin token).
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let data = dir.path().join("vouch-data");
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&data), 0o700);
+        let mut files = 0;
+        for entry in std::fs::read_dir(&data).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_file() {
+                files += 1;
+                assert_eq!(mode(&path), 0o600, "{}", path.display());
+            }
+        }
+        assert!(
+            files >= 3,
+            "vouch.db, mfa.key, initial-admin-token at least"
+        );
+        assert_eq!(
+            std::fs::read_to_string(data.join("initial-admin-token"))
+                .unwrap()
+                .trim(),
+            token
+        );
+    }
+
+    // Second start: same data, no new token; a warning that the file is still there.
+    let (child, addr2, again, log) = serve(dir.path());
+    assert_eq!(again, None, "the admin token is created only once");
     let (code, body) = curl(&["-H", &auth, &format!("http://{addr2}/api/v1/devices")]);
     assert_eq!(code, 200, "{body}");
     terminate(child);
+    assert!(
+        log.lock()
+            .unwrap()
+            .iter()
+            .any(|l| l.contains("still in its file")),
+        "the operator is reminded to move the token"
+    );
 }
 
 #[test]

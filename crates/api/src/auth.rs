@@ -105,7 +105,8 @@ pub async fn issue(
     Ok((record, secret))
 }
 
-/// On a store with no tokens at all, issues the first admin token; `None` if any token exists.
+/// On a store with no tokens at all, issues the first admin token, allowed to enroll its second factor for a
+/// day ([`crate::mfa::allow_enrollment`]: nobody else could confirm it); `None` if any token exists.
 pub async fn bootstrap_admin(
     store: &dyn Store,
     clock: &dyn Clock,
@@ -115,7 +116,7 @@ pub async fn bootstrap_admin(
     }
     let name = OperatorName::try_from("initial admin".to_owned())?;
     let reason = Reason::try_from("first start: bootstrap admin token".to_owned())?;
-    let (_, secret) = issue(
+    let (record, secret) = issue(
         store,
         clock,
         Actor::System("bootstrap".into()),
@@ -123,6 +124,14 @@ pub async fn bootstrap_admin(
         Role::Admin,
         None,
         Some(reason),
+    )
+    .await?;
+    crate::mfa::allow_enrollment(
+        store,
+        clock,
+        record.id,
+        Actor::System("bootstrap".into()),
+        Reason::try_from("first start: the first admin may enroll a second factor".to_owned()).ok(),
     )
     .await?;
     Ok(Some(secret))
@@ -218,55 +227,12 @@ impl StepUps {
         }
     }
 
-    fn holds(&self, token: TokenId, code: &str, now: Timestamp) -> bool {
+    pub(crate) fn holds(&self, token: TokenId, code: &str, now: Timestamp) -> bool {
         let Ok(m) = self.0.lock() else { return false };
         m.get(&token).is_some_and(|(h, until)| {
             now < *until && bool::from(h.ct_eq(&hash_secret(code.trim().as_bytes())))
         })
     }
-}
-
-/// Checks a one-time code for `token`'s confirmed second factor: a fresh code is used up (never accepted
-/// twice) and opens a step-up session in which the same code keeps working for [`STEP_UP_MICROS`]; `false`
-/// if it is wrong, was used before outside its session, or the token has no confirmed second factor.
-pub async fn check_otp(state: &AppState, token: TokenId, code: &str) -> Result<bool, ApiError> {
-    let now_ts = state.clock.now();
-    if state.step_ups.holds(token, code, now_ts) {
-        return Ok(true);
-    }
-    let Some(mfa) = state.store.get_mfa(token).await? else {
-        return Ok(false);
-    };
-    if !mfa.confirmed {
-        return Ok(false);
-    }
-    let Some(_) = use_code(state, &mfa, code).await? else {
-        return Ok(false);
-    };
-    state.step_ups.grant(token, code, now_ts);
-    Ok(true)
-}
-
-/// Checks `code` against `mfa`'s secret (one step of clock skew either way) and records its step as used;
-/// the step, or `None` if the code is wrong or its step (or a later one) was used already.
-pub(crate) async fn use_code(
-    state: &AppState,
-    mfa: &vouch_store::MfaRecord,
-    code: &str,
-) -> Result<Option<u64>, ApiError> {
-    let secret = state
-        .seal
-        .open(mfa.token.to_string().as_bytes(), &mfa.sealed_secret)
-        .map_err(ApiError::internal)?;
-    let now = crate::totp::step_at(state.clock.now().unix_micros() / 1_000_000);
-    let Some(step) = crate::totp::verify(&secret, code, now) else {
-        return Ok(None);
-    };
-    Ok(state
-        .store
-        .use_mfa_step(mfa.token, step)
-        .await?
-        .then_some(step))
 }
 
 /// Asks the policy engine whether `principal` may do `permission`; a denial is a 403 naming the policy.
@@ -321,13 +287,14 @@ pub(crate) async fn require(
             ApiError::unauthenticated("the Authorization header must be `Bearer <token>`")
         })?;
     let mut principal = authenticate(&*state.store, state.clock.now(), text.trim()).await?;
-    if let Some(code) = req.headers().get(OTP_HEADER) {
-        let code = code.to_str().unwrap_or_default();
-        if !check_otp(&state, principal.token, code).await? {
-            return Err(ApiError::unauthenticated(
-                "the one-time code is wrong, expired, already used, or no second factor is confirmed",
-            ));
-        }
+    // Only routes where a second factor matters read the code: elsewhere it is ignored, so no route is an
+    // oracle for guessing codes (and a read-only token cannot lock its owner out by guessing).
+    if permission.reads_second_factor()
+        && let Some(code) = req.headers().get(OTP_HEADER)
+    {
+        let code = code.to_str().unwrap_or_default().to_owned();
+        let source = crate::mfa::source_of(&req);
+        crate::mfa::try_code(&state, &principal, &code, source, true).await?;
         principal.mfa = true;
     }
     authorize(&state, &principal, permission)?;

@@ -124,7 +124,10 @@ fn parse(v: serde_json::Value, index: Option<usize>) -> Result<Parsed, ApiError>
         )));
     }
     if let Some(l) = &w.context.location
-        && (l.is_empty() || l.len() > 128 || l.chars().any(char::is_control))
+        && (l.is_empty()
+            || l.len() > 128
+            || l.chars()
+                .any(|c| c.is_control() || vouch_types::is_invisible(c)))
     {
         return Err(bad(
             "context.location must be 1 to 128 printable bytes".into()

@@ -16,6 +16,8 @@ pub struct ApiError {
     pub kind: &'static str,
     /// What went wrong, for the client.
     pub detail: String,
+    /// Seconds after which the client may try again (`Retry-After`), for 429 and 503 answers.
+    pub retry_after: Option<u64>,
 }
 
 #[derive(Serialize)]
@@ -33,6 +35,15 @@ impl ApiError {
             status,
             kind,
             detail: detail.into(),
+            retry_after: None,
+        }
+    }
+
+    /// 429: too many tries; the client may try again after `retry_after_secs` seconds.
+    pub fn too_many(retry_after_secs: u64, detail: impl Into<String>) -> Self {
+        Self {
+            retry_after: Some(retry_after_secs.max(1)),
+            ..Self::new(StatusCode::TOO_MANY_REQUESTS, "too-many-requests", detail)
         }
     }
 
@@ -76,6 +87,10 @@ impl IntoResponse for ApiError {
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/problem+json"),
         );
+        if let Some(secs) = self.retry_after {
+            resp.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
         if self.status == StatusCode::UNAUTHORIZED {
             resp.headers_mut().insert(
                 header::WWW_AUTHENTICATE,

@@ -19,6 +19,7 @@ pub mod est;
 mod extract;
 mod health;
 mod metrics;
+pub mod mfa;
 mod policies;
 pub mod posture;
 pub mod tls;
@@ -56,6 +57,8 @@ pub struct AppState {
     pub seal: Arc<totp::SealKey>,
     /// Step-up sessions opened by one-time codes (per server: another node asks for a fresh code).
     pub step_ups: Arc<auth::StepUps>,
+    /// Wrong one-time codes per source address (per server; the per-token limit is in the store).
+    pub mfa_sources: Arc<mfa::SourceThrottle>,
     /// The last discovery report this server produced.
     pub discovery: Arc<discovery::LastReport>,
     /// What the API learns about devices (posture reports), for in-process subscribers such as the trust
@@ -82,6 +85,7 @@ impl AppState {
             decisions,
             seal,
             step_ups: Arc::default(),
+            mfa_sources: Arc::default(),
             discovery: Arc::default(),
             observations: broadcast::channel(OBSERVATION_CAPACITY).0,
         }
@@ -320,13 +324,19 @@ pub fn routes() -> Vec<Route> {
             Method::POST,
             "/api/v1/mfa/totp",
             Requires(MfaEnroll),
-            axum::routing::post(policies::enroll_totp),
+            axum::routing::post(mfa::enroll_totp),
         ),
         route(
             Method::POST,
             "/api/v1/mfa/totp/confirm",
             Requires(MfaEnroll),
-            axum::routing::post(policies::confirm_totp),
+            axum::routing::post(mfa::confirm_totp),
+        ),
+        route(
+            Method::POST,
+            "/api/v1/tokens/{id}/mfa/reset",
+            Requires(MfaReset),
+            axum::routing::post(mfa::reset),
         ),
         route(
             Method::POST,

@@ -41,6 +41,11 @@ struct PostureLabels {
     outcome: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct MfaLabels {
+    outcome: &'static str,
+}
+
 /// The API's metrics registry.
 pub struct Metrics {
     registry: Registry,
@@ -48,6 +53,7 @@ pub struct Metrics {
     latency: Family<RouteLabels, Histogram>,
     devices: Family<StateLabels, Gauge>,
     posture: Family<PostureLabels, Counter>,
+    mfa: Family<MfaLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -83,13 +89,25 @@ impl Metrics {
             "Posture reports by listener (api, est) and outcome (accepted, refused)",
             posture.clone(),
         );
+        let mfa = Family::<MfaLabels, Counter>::default();
+        registry.register(
+            "mfa_codes",
+            "One-time codes presented, by outcome (accepted, wrong, locked, throttled)",
+            mfa.clone(),
+        );
         Self {
             registry,
             requests,
             latency,
             devices,
             posture,
+            mfa,
         }
+    }
+
+    /// Counts one one-time code presented and what became of it.
+    pub(crate) fn mfa_code(&self, outcome: &'static str) {
+        self.mfa.get_or_create(&MfaLabels { outcome }).inc();
     }
 
     /// Counts one posture report that came in on `via`, accepted or refused.

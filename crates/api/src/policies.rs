@@ -11,7 +11,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use vouch_policy::{Engine, PolicyErrors};
-use vouch_store::{Change, MfaRecord, PolicyOp, PolicyWrite};
+use vouch_store::{Change, PolicyOp, PolicyWrite};
 use vouch_types::{Permission, PolicyId, PolicyMode, PolicyRecord, Reason};
 
 use crate::auth::{Principal, authorize};
@@ -263,93 +263,4 @@ pub(crate) async fn remove(
     .await?;
     state.decisions.reload().await?;
     Ok(StatusCode::NO_CONTENT)
-}
-
-#[derive(Serialize)]
-pub(crate) struct Enrolled {
-    /// The shared secret, base32: shown this once.
-    secret: String,
-    /// The same as an `otpauth://` URI for a QR code.
-    otpauth_uri: String,
-    /// What to do next.
-    next: &'static str,
-}
-
-/// `POST /api/v1/mfa/totp`: enrolls (or re-enrolls) a second factor for the calling token. Re-enrolling a
-/// confirmed factor needs a current code from it.
-pub(crate) async fn enroll_totp(
-    State(state): State<AppState>,
-    Extension(who): Extension<Principal>,
-) -> Result<(StatusCode, Json<Enrolled>), ApiError> {
-    if let Some(existing) = state.store.get_mfa(who.token).await?
-        && existing.confirmed
-        && !who.mfa
-    {
-        return Err(ApiError::forbidden(
-            "a second factor is already confirmed for this token: send a current code in X-Vouch-OTP to replace it",
-        ));
-    }
-    state.step_ups.end(who.token);
-    let secret = crate::totp::new_secret().map_err(|_| ApiError::internal("no randomness"))?;
-    let sealed = state
-        .seal
-        .seal(who.token.to_string().as_bytes(), &secret)
-        .map_err(ApiError::internal)?;
-    let record = MfaRecord {
-        token: who.token,
-        sealed_secret: sealed,
-        confirmed: false,
-        last_step: 0,
-    };
-    state
-        .store
-        .put_mfa(record, change(&state, &who, None))
-        .await?;
-    Ok((
-        StatusCode::CREATED,
-        Json(Enrolled {
-            secret: crate::totp::secret_base32(&secret),
-            otpauth_uri: crate::totp::otpauth_uri("Vouch", who.operator.as_str(), &secret),
-            next: "add it to an authenticator app, then POST a current code to /api/v1/mfa/totp/confirm",
-        }),
-    ))
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct Confirm {
-    code: String,
-}
-
-/// `POST /api/v1/mfa/totp/confirm`: a valid code confirms the enrolled factor.
-pub(crate) async fn confirm_totp(
-    State(state): State<AppState>,
-    Extension(who): Extension<Principal>,
-    ApiJson(body): ApiJson<Confirm>,
-) -> Result<Json<serde_json::Value>, ApiError> {
-    let wrong = || ApiError::unauthenticated("the code is wrong or expired");
-    let mfa = state
-        .store
-        .get_mfa(who.token)
-        .await?
-        .ok_or_else(|| ApiError::bad_request("enroll first: POST /api/v1/mfa/totp"))?;
-    let step = crate::auth::use_code(&state, &mfa, &body.code)
-        .await?
-        .ok_or_else(wrong)?;
-    let confirmed = MfaRecord {
-        confirmed: true,
-        last_step: step,
-        ..mfa
-    };
-    state
-        .store
-        .put_mfa(confirmed, change(&state, &who, None))
-        .await?;
-    state
-        .step_ups
-        .grant(who.token, &body.code, state.clock.now());
-    Ok(Json(serde_json::json!({
-        "confirmed": true,
-        "step_up_seconds": crate::auth::STEP_UP_MICROS / 1_000_000,
-    })))
 }

@@ -670,7 +670,14 @@ async fn bad_reports_are_refused_with_a_clear_problem_and_change_nothing() {
             dev.id,
             r#"{"firmware": "2.1\u0007\n"}"#.into(),
             u,
-            "firmware: invalid firmware version: must not contain control characters".into(),
+            "firmware: invalid firmware version: must not contain control".into(),
+        ),
+        (
+            "firmware with a bidirectional override (shown reversed in a console)",
+            dev.id,
+            r#"{"firmware": "2.1\u202e0.3"}"#.into(),
+            u,
+            "firmware: invalid firmware version: must not contain control, bidirectional".into(),
         ),
         (
             "200-character firmware",

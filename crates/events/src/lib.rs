@@ -115,11 +115,16 @@ pub enum Action {
     ResponseReleased,
     /// A finding for SIEMs and webhooks (a detection, what was done about it).
     FindingRaised,
+    /// A one-time code was wrong (or replayed) for an operator's second factor; the event says how many in a
+    /// row and whether the factor is now locked.
+    MfaFailed,
+    /// An administrator unlocked an operator's second factor and allowed its holder to enroll a new one.
+    MfaReset,
 }
 
 impl Action {
     /// Every action.
-    pub const ALL: [Action; 26] = [
+    pub const ALL: [Action; 28] = [
         Self::DeviceCreated,
         Self::DeviceImported,
         Self::DeviceUpdated,
@@ -146,6 +151,8 @@ impl Action {
         Self::ResponseTaken,
         Self::ResponseReleased,
         Self::FindingRaised,
+        Self::MfaFailed,
+        Self::MfaReset,
     ];
 
     /// The action's stable name, as stored, hashed and exported (`device.created`).
@@ -177,6 +184,8 @@ impl Action {
             Self::ResponseTaken => "response.taken",
             Self::ResponseReleased => "response.released",
             Self::FindingRaised => "finding.raised",
+            Self::MfaFailed => "mfa.failed",
+            Self::MfaReset => "mfa.reset",
         }
     }
 }

@@ -2,7 +2,7 @@
 //! factor for privileged actions, and that a device outside the active lifecycle states may do nothing.
 //! Also the least-privilege defaults a new installation starts with (stored, so operators may change them).
 
-use vouch_types::{PolicyId, PolicyMode, Role};
+use vouch_types::{Permission, PolicyId, PolicyMode, Role};
 
 use crate::engine::PolicySource;
 
@@ -24,8 +24,21 @@ const AUDITOR: &[&str] = &[
     "mfa.enroll",
 ];
 const GATEWAY: &[&str] = &["decisions.request"];
-/// Actions that need a second factor shown with the request.
-pub const PRIVILEGED: &[&str] = &["certificates.revoke", "ca.operate", "policies.enforce"];
+/// Actions that need a second factor shown with the request: [`Permission::is_privileged`].
+pub const PRIVILEGED: &[&str] = &privileged();
+
+const fn privileged() -> [&'static str; 4] {
+    let mut out = [""; 4];
+    let (mut i, mut n) = (0, 0);
+    while i < Permission::ALL.len() {
+        if Permission::ALL[i].is_privileged() {
+            out[n] = Permission::ALL[i].action();
+            n += 1;
+        }
+        i += 1;
+    }
+    out
+}
 
 fn action_list(actions: &[&str]) -> String {
     actions

@@ -129,7 +129,11 @@ impl ResourceName {
 impl TryFrom<String> for ResourceName {
     type Error = ValidationError;
     fn try_from(s: String) -> Result<Self, Self::Error> {
-        if s.is_empty() || s.len() > 256 || s.chars().any(char::is_control) {
+        if s.is_empty()
+            || s.len() > 256
+            || s.chars()
+                .any(|c| c.is_control() || vouch_types::is_invisible(c))
+        {
             return Err(ValidationError::new(
                 "resource name",
                 "must be 1 to 256 printable bytes",

@@ -335,8 +335,11 @@ fn operators_by_role_and_second_factor() {
             mfa,
         })
     };
+    // The built-in list is the types' rule, complete.
+    assert!(!vouch_policy::PRIVILEGED.contains(&""));
     for p in Permission::ALL {
         let privileged = vouch_policy::PRIVILEGED.contains(&p.action());
+        assert_eq!(privileged, p.is_privileged(), "{p:?}");
         assert!(ask(Role::Admin, p, true).allowed, "{p:?}");
         assert_eq!(ask(Role::Admin, p, false).allowed, !privileged, "{p:?}");
     }

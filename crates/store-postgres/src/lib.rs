@@ -8,6 +8,7 @@
 //! loopback port) for tests and benchmarks.
 
 mod certs;
+mod mfa;
 mod policies;
 mod rows;
 pub mod testing;
@@ -24,8 +25,8 @@ use uuid::Uuid;
 use vouch_events::{Digest, Event, EventDraft, EventSeq};
 use vouch_store::{
     Backend, CertificateRecord, Change, DeviceEdit, DevicePage, DeviceQuery, Edited,
-    EnrollmentTokenRecord, ImportOutcome, Issuance, MfaRecord, PolicyWrite, Result, Store,
-    StoreError, TokenRecord, decode_head, plan_create, plan_edit, plan_token_created,
+    EnrollmentTokenRecord, ImportOutcome, Issuance, MfaAttempt, MfaRecord, PolicyWrite, Result,
+    Store, StoreError, TokenRecord, decode_head, plan_create, plan_edit, plan_token_created,
     plan_token_revoked,
 };
 use vouch_types::{
@@ -40,6 +41,7 @@ const MIGRATIONS: &[(i32, &str)] = &[
     (1, include_str!("migrations/0001_init.sql")),
     (2, include_str!("migrations/0002_certificates.sql")),
     (3, include_str!("migrations/0003_policies.sql")),
+    (4, include_str!("migrations/0004_mfa_attempts.sql")),
 ];
 
 /// A constant advisory-lock key so that two Vouch processes starting together migrate one after the other.
@@ -763,5 +765,27 @@ impl Store for PostgresStore {
 
     async fn use_mfa_step(&self, token: TokenId, step: u64) -> Result<bool> {
         self.use_mfa_step_impl(token, step).await
+    }
+
+    async fn take_mfa_attempt(&self, token: TokenId, now: Timestamp) -> Result<MfaAttempt> {
+        self.take_mfa_attempt_impl(token, now).await
+    }
+
+    async fn record_mfa_failure(
+        &self,
+        token: TokenId,
+        change: Change,
+        source: Option<String>,
+    ) -> Result<()> {
+        self.record_mfa_failure_impl(token, change, source).await
+    }
+
+    async fn reset_mfa(
+        &self,
+        token: TokenId,
+        enroll_until: Timestamp,
+        change: Change,
+    ) -> Result<()> {
+        self.reset_mfa_impl(token, enroll_until, change).await
     }
 }

@@ -3,11 +3,8 @@
 
 use deadpool_postgres::GenericClient;
 use tokio_postgres::Row;
-use vouch_store::{
-    Change, MfaRecord, MfaRow, PolicyRow, PolicyWrite, Result, StoreError, plan_mfa,
-    plan_policy_write, step_column,
-};
-use vouch_types::{PolicyId, PolicyRecord, TokenId};
+use vouch_store::{Change, PolicyRow, PolicyWrite, Result, plan_policy_write};
+use vouch_types::{PolicyId, PolicyRecord};
 
 use crate::rows::{backend, col};
 use crate::{PostgresStore, append, lock_head};
@@ -41,17 +38,6 @@ async fn policy_rows(
         .iter()
         .map(policy_from_row)
         .collect()
-}
-
-fn mfa_from_row(r: &Row) -> Result<MfaRecord> {
-    let t = "operator_mfa";
-    MfaRow {
-        token: col(r, 0, t)?,
-        sealed_secret: col(r, 1, t)?,
-        confirmed: col(r, 2, t)?,
-        last_step: col(r, 3, t)?,
-    }
-    .decode()
 }
 
 impl PostgresStore {
@@ -140,63 +126,5 @@ impl PostgresStore {
             .await
             .map_err(backend)?;
         Ok(col::<i64>(&row, 0, "policy_state")? as u64)
-    }
-
-    pub(crate) async fn get_mfa_impl(&self, token: TokenId) -> Result<Option<MfaRecord>> {
-        let client = self.client().await?;
-        client
-            .query_opt(
-                "SELECT token_id, sealed_secret, confirmed, last_step FROM operator_mfa WHERE token_id = $1",
-                &[&token.to_bytes().to_vec()],
-            )
-            .await
-            .map_err(backend)?
-            .as_ref()
-            .map(mfa_from_row)
-            .transpose()
-    }
-
-    pub(crate) async fn put_mfa_impl(&self, mfa: MfaRecord, change: Change) -> Result<()> {
-        let last_step = step_column(mfa.last_step)?;
-        let mut client = self.client().await?;
-        let tx = client.transaction().await.map_err(backend)?;
-        let head = lock_head(&tx).await?;
-        let id = mfa.token.to_bytes().to_vec();
-        if tx
-            .query_opt("SELECT 1 FROM tokens WHERE id = $1", &[&id])
-            .await
-            .map_err(backend)?
-            .is_none()
-        {
-            return Err(StoreError::NotFound {
-                what: "token",
-                id: mfa.token.to_string(),
-            });
-        }
-        tx.execute(
-            "INSERT INTO operator_mfa (token_id, sealed_secret, confirmed, last_step) VALUES ($1, $2, $3, $4)
-             ON CONFLICT (token_id) DO UPDATE SET sealed_secret = excluded.sealed_secret,
-             confirmed = excluded.confirmed, last_step = excluded.last_step",
-            &[&id, &mfa.sealed_secret, &mfa.confirmed, &last_step],
-        )
-        .await
-        .map_err(backend)?;
-        append(&tx, head, vec![plan_mfa(&mfa, &change)], change.at).await?;
-        tx.commit().await.map_err(backend)
-    }
-
-    pub(crate) async fn use_mfa_step_impl(&self, token: TokenId, step: u64) -> Result<bool> {
-        let step = step_column(step)?;
-        let client = self.client().await?;
-        // One statement, so atomic on its own (no event, so no chain head to lock): of two servers using one
-        // code, the second waits on the row lock, then finds `last_step` moved and changes nothing.
-        let n = client
-            .execute(
-                "UPDATE operator_mfa SET last_step = $2 WHERE token_id = $1 AND last_step < $2",
-                &[&token.to_bytes().to_vec(), &step],
-            )
-            .await
-            .map_err(backend)?;
-        Ok(n == 1)
     }
 }

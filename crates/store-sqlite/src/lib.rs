@@ -7,6 +7,7 @@
 //! prepared-statement path is several times faster for bulk imports.
 
 mod certs;
+mod mfa;
 mod policies;
 mod rows;
 
@@ -19,8 +20,8 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, pa
 use vouch_events::{Digest, Event, EventDraft, EventSeq};
 use vouch_store::{
     Backend, CertificateRecord, Change, DeviceEdit, DevicePage, DeviceQuery, Edited,
-    EnrollmentTokenRecord, ImportOutcome, Issuance, MfaRecord, PolicyWrite, Result, Store,
-    StoreError, TokenRecord, decode_head, plan_create, plan_edit, plan_token_created,
+    EnrollmentTokenRecord, ImportOutcome, Issuance, MfaAttempt, MfaRecord, PolicyWrite, Result,
+    Store, StoreError, TokenRecord, decode_head, plan_create, plan_edit, plan_token_created,
     plan_token_revoked,
 };
 use vouch_types::{
@@ -35,6 +36,7 @@ const MIGRATIONS: &[(u32, &str)] = &[
     (1, include_str!("migrations/0001_init.sql")),
     (2, include_str!("migrations/0002_certificates.sql")),
     (3, include_str!("migrations/0003_policies.sql")),
+    (4, include_str!("migrations/0004_mfa_attempts.sql")),
 ];
 
 /// How many idle reader connections are kept.
@@ -816,15 +818,39 @@ impl Store for SqliteStore {
     }
 
     async fn get_mfa(&self, token: TokenId) -> Result<Option<MfaRecord>> {
-        self.read(move |c| policies::get_mfa(c, token)).await
+        self.read(move |c| mfa::get_mfa(c, token)).await
     }
 
-    async fn put_mfa(&self, mfa: MfaRecord, change: Change) -> Result<()> {
-        self.write(move |c| policies::put_mfa(c, mfa, change)).await
+    async fn put_mfa(&self, rec: MfaRecord, change: Change) -> Result<()> {
+        self.write(move |c| mfa::put_mfa(c, rec, change)).await
     }
 
     async fn use_mfa_step(&self, token: TokenId, step: u64) -> Result<bool> {
-        self.write(move |c| policies::use_mfa_step(c, token, step))
+        self.write(move |c| mfa::use_mfa_step(c, token, step)).await
+    }
+
+    async fn take_mfa_attempt(&self, token: TokenId, now: Timestamp) -> Result<MfaAttempt> {
+        self.write(move |c| mfa::take_mfa_attempt(c, token, now))
+            .await
+    }
+
+    async fn record_mfa_failure(
+        &self,
+        token: TokenId,
+        change: Change,
+        source: Option<String>,
+    ) -> Result<()> {
+        self.write(move |c| mfa::record_mfa_failure(c, token, change, source))
+            .await
+    }
+
+    async fn reset_mfa(
+        &self,
+        token: TokenId,
+        enroll_until: Timestamp,
+        change: Change,
+    ) -> Result<()> {
+        self.write(move |c| mfa::reset_mfa(c, token, enroll_until, change))
             .await
     }
 }

@@ -1,12 +1,9 @@
 //! Policies and operators' second factors in SQLite: each write one transaction with the events that the
 //! shared rules in `vouch-store` plan.
 
-use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
-use vouch_store::{
-    Change, MfaRecord, MfaRow, PolicyRow, PolicyWrite, Result, StoreError, plan_mfa,
-    plan_policy_write, step_column,
-};
-use vouch_types::{PolicyId, PolicyRecord, TokenId};
+use rusqlite::{Connection, TransactionBehavior, params};
+use vouch_store::{Change, PolicyRow, PolicyWrite, Result, plan_policy_write};
+use vouch_types::{PolicyId, PolicyRecord};
 
 use crate::append;
 use crate::rows::backend;
@@ -114,67 +111,4 @@ pub(crate) fn policy_generation(conn: &Connection) -> Result<u64> {
         .query_row([], |r| r.get(0))
         .map_err(backend)?;
     Ok(g as u64)
-}
-
-pub(crate) fn get_mfa(conn: &Connection, token: TokenId) -> Result<Option<MfaRecord>> {
-    conn.prepare_cached(
-        "SELECT token_id, sealed_secret, confirmed, last_step FROM operator_mfa WHERE token_id = ?1",
-    )
-    .map_err(backend)?
-    .query_row([&token.to_bytes()[..]], |r| {
-        Ok(MfaRow {
-            token: r.get(0)?,
-            sealed_secret: r.get(1)?,
-            confirmed: r.get(2)?,
-            last_step: r.get(3)?,
-        }
-        .decode())
-    })
-    .optional()
-    .map_err(backend)?
-    .transpose()
-}
-
-pub(crate) fn put_mfa(conn: &mut Connection, mfa: MfaRecord, change: Change) -> Result<()> {
-    let last_step = step_column(mfa.last_step)?;
-    let tx = conn
-        .transaction_with_behavior(TransactionBehavior::Immediate)
-        .map_err(backend)?;
-    let id = mfa.token.to_bytes();
-    let exists = tx
-        .prepare_cached("SELECT 1 FROM tokens WHERE id = ?1")
-        .map_err(backend)?
-        .query_row([&id[..]], |_| Ok(()))
-        .optional()
-        .map_err(backend)?
-        .is_some();
-    if !exists {
-        return Err(StoreError::NotFound {
-            what: "token",
-            id: mfa.token.to_string(),
-        });
-    }
-    tx.prepare_cached(
-        "INSERT INTO operator_mfa (token_id, sealed_secret, confirmed, last_step) VALUES (?1, ?2, ?3, ?4)
-         ON CONFLICT (token_id) DO UPDATE SET sealed_secret = excluded.sealed_secret,
-         confirmed = excluded.confirmed, last_step = excluded.last_step",
-    )
-    .map_err(backend)?
-    .execute(params![&id[..], mfa.sealed_secret, mfa.confirmed, last_step])
-    .map_err(backend)?;
-    append(&tx, vec![(plan_mfa(&mfa, &change), None)], change.at)?;
-    tx.commit().map_err(backend)
-}
-
-pub(crate) fn use_mfa_step(conn: &mut Connection, token: TokenId, step: u64) -> Result<bool> {
-    let step = step_column(step)?;
-    // One statement, so atomic on its own: of two uses of one code, the second finds `last_step` moved.
-    let n = conn
-        .prepare_cached(
-            "UPDATE operator_mfa SET last_step = ?2 WHERE token_id = ?1 AND last_step < ?2",
-        )
-        .map_err(backend)?
-        .execute(params![&token.to_bytes()[..], step])
-        .map_err(backend)?;
-    Ok(n == 1)
 }

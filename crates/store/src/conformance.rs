@@ -50,6 +50,7 @@ macro_rules! conformance_suite {
             policy_writes_version_and_log,
             a_failed_policy_batch_writes_nothing,
             mfa_is_stored_and_steps_are_used_once,
+            mfa_tries_are_counted_before_the_check_and_lock,
         );
     };
     (@cases $make:expr; $($case:ident),* $(,)?) => {
@@ -1474,6 +1475,9 @@ pub async fn mfa_is_stored_and_steps_are_used_once(s: Arc<dyn Store>) {
         sealed_secret: b"sealed-totp-secret".to_vec(),
         confirmed: false,
         last_step: 0,
+        failures: 0,
+        retry_at: None,
+        enroll_until: None,
     };
     let err = s.put_mfa(mfa.clone(), change(1)).await.unwrap_err();
     assert!(
@@ -1555,6 +1559,151 @@ pub async fn mfa_is_stored_and_steps_are_used_once(s: Arc<dyn Store>) {
             .iter()
             .all(|e| !e.draft.after.as_deref().unwrap_or("").contains("sealed")),
         "the secret stays out of the log"
+    );
+    assert!(verify_audit(&*s).await.unwrap().is_intact());
+}
+
+pub async fn mfa_tries_are_counted_before_the_check_and_lock(s: Arc<dyn Store>) {
+    use crate::{MFA_MAX_FAILURES, MfaAttempt};
+    let token = TokenId::from_bytes([5; 8]);
+    let at = |secs: i64| Timestamp::from_unix_micros(1_700_000_000_000_000 + secs * 1_000_000);
+    let wrong = |secs: i64| Change {
+        actor: Actor::Operator(token),
+        reason: None,
+        at: at(secs),
+    };
+    // No token, no record: nothing to try; a code sent anyway is still a failed code, on record.
+    assert_eq!(
+        s.take_mfa_attempt(token, at(0)).await.unwrap(),
+        MfaAttempt::NoFactor
+    );
+    s.create_token(
+        TokenRecord {
+            id: token,
+            operator: OperatorName::try_from("Ada".to_owned()).unwrap(),
+            role: Role::Operator,
+            secret_hash: [8; 32],
+            created_at: at(0),
+            expires_at: None,
+            revoked_at: None,
+        },
+        change(1),
+    )
+    .await
+    .unwrap();
+    s.record_mfa_failure(token, wrong(0), Some("127.0.0.9".into()))
+        .await
+        .unwrap();
+    assert_eq!(s.get_mfa(token).await.unwrap(), None, "no record is made");
+    let err = s
+        .reset_mfa(TokenId::from_bytes([6; 8]), at(1), change(1))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::NotFound { what: "token", .. }));
+
+    // An administrator's reset allows enrolling, without a factor yet.
+    s.reset_mfa(token, at(86_400), change(1)).await.unwrap();
+    let permit = s.get_mfa(token).await.unwrap().unwrap();
+    assert_eq!(permit.enroll_until, Some(at(86_400)));
+    assert!(!permit.has_secret());
+    assert_eq!(
+        s.take_mfa_attempt(token, at(0)).await.unwrap(),
+        MfaAttempt::NoFactor
+    );
+    s.put_mfa(
+        MfaRecord {
+            sealed_secret: b"sealed".to_vec(),
+            confirmed: true,
+            enroll_until: None,
+            ..permit
+        },
+        change(2),
+    )
+    .await
+    .unwrap();
+
+    // Concurrent tries at one instant: each is counted before any is checked, so a burst gets no more
+    // tries than the limit, however many servers send it.
+    let mut tasks = Vec::new();
+    for _ in 0..(MFA_MAX_FAILURES + 6) {
+        let s = s.clone();
+        tasks.push(tokio::spawn(async move {
+            s.take_mfa_attempt(token, at(10)).await
+        }));
+    }
+    let mut granted = 0;
+    for t in tasks {
+        if matches!(t.await.unwrap().unwrap(), MfaAttempt::Granted(_)) {
+            granted += 1;
+        }
+    }
+    assert_eq!(granted, MFA_MAX_FAILURES);
+    s.record_mfa_failure(token, wrong(10), None).await.unwrap();
+    assert_eq!(
+        s.take_mfa_attempt(token, at(100_000)).await.unwrap(),
+        MfaAttempt::Locked { retry_at: None },
+        "locked until reset, however long one waits"
+    );
+
+    // Reset: unlocked, and an accepted code forgives the tries before it.
+    s.reset_mfa(token, at(200_000), change(3)).await.unwrap();
+    let MfaAttempt::Granted(rec) = s.take_mfa_attempt(token, at(100_001)).await.unwrap() else {
+        panic!("a reset unlocks")
+    };
+    assert_eq!(rec.failures, 1);
+    assert!(s.use_mfa_step(token, 50).await.unwrap());
+    let rec = s.get_mfa(token).await.unwrap().unwrap();
+    assert_eq!((rec.failures, rec.retry_at), (0, None));
+
+    // Backoff: from the fourth wrong code in a row, no try before its time.
+    for i in 0..4 {
+        assert!(matches!(
+            s.take_mfa_attempt(token, at(100_010 + i)).await.unwrap(),
+            MfaAttempt::Granted(_)
+        ));
+        s.record_mfa_failure(token, wrong(100_010 + i), None)
+            .await
+            .unwrap();
+    }
+    let rec = s.get_mfa(token).await.unwrap().unwrap();
+    assert_eq!(rec.failures, 4);
+    assert_eq!(rec.retry_at, Some(at(100_013 + 2)));
+    assert_eq!(
+        s.take_mfa_attempt(token, at(100_014)).await.unwrap(),
+        MfaAttempt::Locked {
+            retry_at: Some(at(100_015))
+        }
+    );
+
+    let events = s.events(None, 100).await.unwrap();
+    let failed: Vec<_> = events
+        .iter()
+        .filter(|e| e.draft.action == Action::MfaFailed)
+        .collect();
+    assert_eq!(failed.len(), 6, "every wrong code is an event");
+    assert!(
+        failed[0]
+            .draft
+            .after
+            .as_deref()
+            .unwrap()
+            .contains("127.0.0.9")
+    );
+    assert!(
+        failed[1]
+            .draft
+            .reason
+            .as_ref()
+            .unwrap()
+            .as_str()
+            .contains("locked")
+    );
+    assert_eq!(
+        events
+            .iter()
+            .filter(|e| e.draft.action == Action::MfaReset)
+            .count(),
+        2
     );
     assert!(verify_audit(&*s).await.unwrap().is_intact());
 }

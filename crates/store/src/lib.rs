@@ -13,6 +13,7 @@ mod certs;
 #[cfg(feature = "conformance")]
 pub mod conformance;
 mod error;
+mod mfa;
 mod plan;
 mod policies;
 mod query;
@@ -24,6 +25,10 @@ pub use certs::{
     StatusPlan, plan_enrollment_token_created, plan_issuance, plan_release, plan_revocation,
 };
 pub use error::StoreError;
+pub use mfa::{
+    MFA_FREE_FAILURES, MFA_MAX_BACKOFF_SECS, MFA_MAX_FAILURES, MfaAttempt, mfa_backoff_secs,
+    plan_mfa_attempt, plan_mfa_failure, plan_mfa_reset,
+};
 pub use plan::{
     Change, DeviceEdit, Edited, plan_create, plan_edit, plan_token_created, plan_token_revoked,
 };
@@ -202,7 +207,31 @@ pub trait Store: Send + Sync + 'static {
     async fn put_mfa(&self, mfa: MfaRecord, change: Change) -> Result<()>;
 
     /// Records that the code for `step` was used, if no code for this or a later step was: `false` means a
-    /// replay (or no enrollment). Atomic, so two servers cannot both accept one code. Not an event: it is a
-    /// counter, not a change anyone made.
+    /// replay (or no enrollment). Atomic, so two servers cannot both accept one code. An accepted code
+    /// forgives the tries counted before it (failures and backoff cleared). Not an event: it is a counter,
+    /// not a change anyone made.
     async fn use_mfa_step(&self, token: TokenId, step: u64) -> Result<bool>;
+
+    /// Counts one try of a code for `token` before it is checked, in one transaction with the read that
+    /// decides whether a try is allowed at all ([`plan_mfa_attempt`]): concurrent guesses cannot outrun the
+    /// limit.
+    async fn take_mfa_attempt(&self, token: TokenId, now: Timestamp) -> Result<MfaAttempt>;
+
+    /// Records that a code tried for `token` was wrong: the backoff it earns and the `mfa.failed` event
+    /// ([`plan_mfa_failure`]), in one transaction. `source` is where the request came from.
+    async fn record_mfa_failure(
+        &self,
+        token: TokenId,
+        change: Change,
+        source: Option<String>,
+    ) -> Result<()>;
+
+    /// An administrator's reset of `token`'s factor: failures and backoff cleared, enrollment of a new one
+    /// allowed until `enroll_until`, and the `mfa.reset` event ([`plan_mfa_reset`]). The token must exist.
+    async fn reset_mfa(
+        &self,
+        token: TokenId,
+        enroll_until: Timestamp,
+        change: Change,
+    ) -> Result<()>;
 }

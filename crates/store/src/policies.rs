@@ -123,6 +123,34 @@ pub struct MfaRecord {
     pub confirmed: bool,
     /// The last time step whose code was accepted: a code is never accepted twice.
     pub last_step: u64,
+    /// Codes tried since the last one accepted (each counted before it is checked: see
+    /// [`crate::plan_mfa_attempt`]).
+    pub failures: u32,
+    /// No code is checked before this time (the backoff after wrong codes).
+    pub retry_at: Option<Timestamp>,
+    /// Until when the token's holder may enroll a factor without showing a current code: granted by an
+    /// administrator's reset, the host's command line, or the first start.
+    pub enroll_until: Option<Timestamp>,
+}
+
+impl MfaRecord {
+    /// A record with no factor yet, only the permission to enroll one until `until`.
+    pub fn permit(token: TokenId, until: Timestamp) -> Self {
+        Self {
+            token,
+            sealed_secret: Vec::new(),
+            confirmed: false,
+            last_step: 0,
+            failures: 0,
+            retry_at: None,
+            enroll_until: Some(until),
+        }
+    }
+
+    /// Whether a secret was enrolled (confirmed or not).
+    pub fn has_secret(&self) -> bool {
+        !self.sealed_secret.is_empty()
+    }
 }
 
 impl std::fmt::Debug for MfaRecord {
@@ -131,6 +159,9 @@ impl std::fmt::Debug for MfaRecord {
             .field("token", &self.token)
             .field("confirmed", &self.confirmed)
             .field("last_step", &self.last_step)
+            .field("failures", &self.failures)
+            .field("retry_at", &self.retry_at)
+            .field("enroll_until", &self.enroll_until)
             .finish_non_exhaustive()
     }
 }
@@ -210,6 +241,12 @@ pub struct MfaRow {
     pub confirmed: bool,
     /// The last accepted time step.
     pub last_step: i64,
+    /// Codes tried since the last accepted one.
+    pub failures: i64,
+    /// Backoff end, Unix microseconds.
+    pub retry_at: Option<i64>,
+    /// Enrollment permitted until, Unix microseconds.
+    pub enroll_until: Option<i64>,
 }
 
 impl std::fmt::Debug for MfaRow {
@@ -235,6 +272,9 @@ impl MfaRow {
             sealed_secret: self.sealed_secret,
             confirmed: self.confirmed,
             last_step: u64::try_from(self.last_step).map_err(|_| bad("negative last_step"))?,
+            failures: u32::try_from(self.failures).map_err(|_| bad("failures out of range"))?,
+            retry_at: self.retry_at.map(Timestamp::from_unix_micros),
+            enroll_until: self.enroll_until.map(Timestamp::from_unix_micros),
         })
     }
 }

@@ -26,7 +26,7 @@ pub use pki::{RevocationReason, Serial};
 pub use policy::{MAX_POLICY_BYTES, PolicyId, PolicyMode, PolicyRecord, TrustBand, TrustScore};
 pub use text::{
     FirmwareVersion, GroupName, Groups, LabelKey, LabelValue, Labels, Model, OperatorName, Reason,
-    Vendor, Zone,
+    Vendor, Zone, is_invisible,
 };
 
 /// Why a value from outside could not become a domain value.

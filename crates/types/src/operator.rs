@@ -50,11 +50,14 @@ pub enum Permission {
     DecisionsRequest,
     /// Enroll one's own second factor.
     MfaEnroll,
+    /// Unlock another token's second factor after failed codes and let its holder enroll a new one
+    /// (privileged).
+    MfaReset,
 }
 
 impl Permission {
     /// Every permission.
-    pub const ALL: [Permission; 13] = [
+    pub const ALL: [Permission; 14] = [
         Self::DevicesRead,
         Self::DevicesWrite,
         Self::AuditRead,
@@ -68,6 +71,7 @@ impl Permission {
         Self::PoliciesEnforce,
         Self::DecisionsRequest,
         Self::MfaEnroll,
+        Self::MfaReset,
     ];
 
     /// The Cedar action that stands for it (`Vouch::Action::"devices.read"`).
@@ -86,7 +90,24 @@ impl Permission {
             Self::PoliciesEnforce => "policies.enforce",
             Self::DecisionsRequest => "decisions.request",
             Self::MfaEnroll => "mfa.enroll",
+            Self::MfaReset => "mfa.reset",
         }
+    }
+
+    /// Whether the action needs a second factor shown with the request (the built-in `vouch.mfa.privileged`
+    /// policy forbids it otherwise).
+    pub const fn is_privileged(self) -> bool {
+        matches!(
+            self,
+            Self::CertificatesRevoke | Self::CaOperate | Self::PoliciesEnforce | Self::MfaReset
+        )
+    }
+
+    /// Whether a route needing this permission reads a one-time code sent with the request: the privileged
+    /// ones, policy writes (which may put a policy into enforce mode) and enrollment (replacing a factor
+    /// needs the current one). Every other route ignores the header, so it is no oracle for guessing codes.
+    pub const fn reads_second_factor(self) -> bool {
+        self.is_privileged() || matches!(self, Self::PoliciesWrite | Self::MfaEnroll)
     }
 }
 
@@ -150,7 +171,12 @@ impl FromStr for Actor {
             )
         };
         let (kind, rest) = s.split_once(':').ok_or_else(bad)?;
-        if rest.is_empty() || rest.len() > 128 || rest.chars().any(char::is_control) {
+        if rest.is_empty()
+            || rest.len() > 128
+            || rest
+                .chars()
+                .any(|c| c.is_control() || crate::is_invisible(c))
+        {
             return Err(bad());
         }
         match kind {

@@ -14,7 +14,8 @@ use crate::ValidationError;
 /// Which characters a text kind accepts.
 #[derive(Clone, Copy)]
 enum Charset {
-    /// Printable text: any Unicode except control characters.
+    /// Printable text: any Unicode except control characters and the invisible ones that change how text
+    /// reads ([`is_invisible`]).
     Printable,
     /// Lowercase names: `a-z 0-9 . _ -`, starting with a letter or digit.
     Name,
@@ -35,7 +36,7 @@ fn check(what: &'static str, s: &str, max: usize, charset: Charset) -> Result<()
     let name_char =
         |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '.' | '_' | '-');
     let ok = match charset {
-        Charset::Printable => !s.chars().any(char::is_control),
+        Charset::Printable => !s.chars().any(|c| c.is_control() || is_invisible(c)),
         Charset::Name => {
             s.starts_with(|c: char| c.is_ascii_alphanumeric()) && s.chars().all(name_char)
         }
@@ -51,7 +52,10 @@ fn check(what: &'static str, s: &str, max: usize, charset: Charset) -> Result<()
         Err(ValidationError::new(
             what,
             match charset {
-                Charset::Printable => "must not contain control characters".to_owned(),
+                Charset::Printable => {
+                    "must not contain control, bidirectional or invisible formatting characters"
+                        .to_owned()
+                }
                 Charset::Name => {
                     format!("`{s}` must be lowercase letters, digits, `.`, `_` or `-`")
                 }
@@ -61,6 +65,33 @@ fn check(what: &'static str, s: &str, max: usize, charset: Charset) -> Result<()
             },
         ))
     }
+}
+
+/// Whether `c` is a character that shows nothing yet changes how the text around it reads or compares: the
+/// bidirectional embeddings, overrides, isolates and marks (a vendor string with U+202E shows reversed in a
+/// console or a dashboard: "Trojan Source", CVE-2021-42574), zero-width characters, the soft hyphen, the
+/// byte-order mark, interlinear annotations, tag characters and line/paragraph separators. Together with
+/// control characters, these are refused in every printable text field.
+pub fn is_invisible(c: char) -> bool {
+    matches!(
+        c,
+        '\u{00AD}'                   // soft hyphen
+            | '\u{034F}'             // combining grapheme joiner
+            | '\u{061C}'             // Arabic letter mark
+            | '\u{115F}'..='\u{1160}' // Hangul fillers
+            | '\u{17B4}'..='\u{17B5}' // Khmer inherent vowels
+            | '\u{180B}'..='\u{180F}' // Mongolian variation selectors and vowel separator
+            | '\u{200B}'..='\u{200F}' // zero-width space/joiners, LRM, RLM
+            | '\u{2028}'..='\u{202E}' // line/paragraph separators, bidi embeddings and overrides
+            | '\u{2060}'..='\u{206F}' // word joiner, invisible operators, bidi isolates, deprecated formats
+            | '\u{3164}'             // Hangul filler
+            | '\u{FE00}'..='\u{FE0F}' // variation selectors
+            | '\u{FEFF}'             // byte-order mark, zero-width no-break space
+            | '\u{FFA0}'             // halfwidth Hangul filler
+            | '\u{FFF9}'..='\u{FFFB}' // interlinear annotations
+            | '\u{1D173}'..='\u{1D17A}' // musical formatting
+            | '\u{E0000}'..='\u{E0FFF}' // tags and variation selectors supplement
+    )
 }
 
 macro_rules! bounded_text {
@@ -289,6 +320,33 @@ mod tests {
         assert!("quarantine".parse::<GroupName>().is_ok());
         assert!("".parse::<Vendor>().is_err());
         assert!("Rockwell\u{0007}".parse::<Vendor>().is_err());
+        // Bidirectional overrides and invisible characters (Trojan Source) are refused in every printable
+        // field, by name of the field.
+        for bad in [
+            "Siemens\u{202E}gnp.exe",
+            "a\u{2066}b",
+            "zero\u{200B}width",
+            "\u{FEFF}bom",
+            "tag\u{E0041}",
+            "line\u{2028}sep",
+            "soft\u{00AD}hyphen",
+        ] {
+            let e = bad.parse::<Vendor>().unwrap_err();
+            assert!(e.to_string().contains("bidirectional"), "{e}");
+            assert!(bad.parse::<Reason>().is_err(), "{bad:?}");
+            assert!(bad.parse::<OperatorName>().is_err(), "{bad:?}");
+            assert!(bad.parse::<FirmwareVersion>().is_err(), "{bad:?}");
+            assert!(bad.parse::<LabelValue>().is_err(), "{bad:?}");
+        }
+        // Real names in other scripts stay valid.
+        for good in [
+            "Schneider Électrique",
+            "三菱電機",
+            "שניידר",
+            "Bosch Rexroth AG",
+        ] {
+            assert!(good.parse::<Vendor>().is_ok(), "{good}");
+        }
         assert!("x".repeat(129).parse::<Vendor>().is_err());
         assert!(
             "Rockwell Automation/Allen-Bradley"

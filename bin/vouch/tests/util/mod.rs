@@ -8,7 +8,7 @@
 )]
 
 use std::io::{BufRead, BufReader};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
@@ -92,17 +92,34 @@ pub fn serve_with(
     let addr = rx
         .recv_timeout(Duration::from_secs(60))
         .expect("the server logs its address");
-    // The token, when there is one, is printed before the server starts listening: it is in the pipe by now.
+    // The token, when there is one, is written to a private file whose path is printed before the server
+    // starts listening: it is in the pipe by now. The token itself never appears on stdout.
     let stdout = child.stdout.take().unwrap();
     let (ttx, trx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if let Some(t) = line.split_whitespace().find(|w| w.starts_with("vouch_")) {
-                let _ = ttx.send(t.to_owned());
+            if line.contains("vouch_") {
+                let _ = ttx.send(Err(line));
+            } else if let Some(path) = line
+                .split_whitespace()
+                .find(|w| w.ends_with("initial-admin-token"))
+            {
+                let _ = ttx.send(Ok(path.to_owned()));
             }
         }
     });
-    let token = trx.recv_timeout(Duration::from_millis(500)).ok();
+    let token = trx
+        .recv_timeout(Duration::from_millis(500))
+        .ok()
+        .map(|path| {
+            let path = path.unwrap_or_else(|line| panic!("a token on stdout: {line}"));
+            let path = if Path::new(&path).is_absolute() {
+                PathBuf::from(path)
+            } else {
+                dir.join(path)
+            };
+            std::fs::read_to_string(path).unwrap().trim().to_owned()
+        });
     (child, addr, token, log)
 }
 

@@ -113,14 +113,15 @@ impl Harness {
     }
 }
 
-/// An operator API token for `role` on `store`, expiring at `expires` if given.
+/// An operator API token for `role` on `store`, expiring at `expires` if given, allowed to enroll a second
+/// factor (as `vouch token create` on the host makes them).
 pub async fn operator_token(
     store: &dyn Store,
     clock: &dyn Clock,
     role: Role,
     expires: Option<Timestamp>,
 ) -> String {
-    let (_, secret) = auth::issue(
+    let (record, secret) = auth::issue(
         store,
         clock,
         Actor::System("test".into()),
@@ -131,5 +132,8 @@ pub async fn operator_token(
     )
     .await
     .unwrap();
+    vouch_api::mfa::allow_enrollment(store, clock, record.id, Actor::System("test".into()), None)
+        .await
+        .unwrap();
     secret.expose().to_owned()
 }
