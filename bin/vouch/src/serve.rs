@@ -14,6 +14,7 @@ pub async fn run(config: Config) -> Result<()> {
         .with_context(|| format!("creating the data directory {}", config.data_dir.display()))?;
     let store = crate::open_store(&config).await?;
     let clock = Arc::new(SystemClock);
+    let checkpointer = crate::audit::Checkpointer::start(&config, store.clone(), clock.clone())?;
     let decisions = vouch_api::decide::DecisionPoint::start(
         store.clone(),
         clock.clone(),
@@ -133,6 +134,7 @@ pub async fn run(config: Config) -> Result<()> {
     if let Some(task) = gateway_task {
         task.await.context("the gateway task failed")?;
     }
+    checkpointer.stop().await;
     tracing::info!("stopped");
     Ok(())
 }

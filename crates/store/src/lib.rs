@@ -16,21 +16,29 @@ mod error;
 mod plan;
 mod policies;
 mod query;
+mod replay;
 mod rows;
 
-pub use audit::{AuditReport, verify_audit};
+pub use audit::{
+    AuditAnalysis, AuditReport, AuditWalk, CheckpointCheck, CheckpointOutcome, verify_audit,
+    verify_audit_full,
+};
 pub use certs::{
     CertStatus, CertificateRecord, EnrollmentTokenRecord, Issuance, IssuancePlan, Refusal,
     StatusPlan, plan_enrollment_token_created, plan_issuance, plan_release, plan_revocation,
 };
 pub use error::StoreError;
 pub use plan::{
-    Change, DeviceEdit, Edited, plan_create, plan_edit, plan_token_created, plan_token_revoked,
+    Change, DeviceEdit, Edited, credential_digest, plan_create, plan_edit, plan_token_created,
+    plan_token_revoked,
 };
 pub use policies::{
     MfaRecord, MfaRow, PolicyOp, PolicyRow, PolicyWrite, plan_mfa, plan_policy_write, step_column,
 };
 pub use query::{DevicePage, DeviceQuery, ImportOutcome, MAX_PAGE, TokenRecord};
+pub use replay::{
+    LiveTables, NotCheckable, PolicyField, Replay, StateFinding, StateReport, TokenField,
+};
 pub use rows::{CertRow, EnrollmentTokenRow, EventRow, TokenRow, decode_head, status_columns};
 
 use std::collections::BTreeMap;
