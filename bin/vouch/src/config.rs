@@ -31,6 +31,16 @@ pub struct RawConfig {
     gateway: RawGateway,
     #[serde(default)]
     trust: vouch_respond::TrustSettings,
+    #[serde(default)]
+    audit: RawAudit,
+}
+
+#[derive(Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+struct RawAudit {
+    interval_secs: Option<u64>,
+    sink: Option<PathBuf>,
+    key_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Default, Deserialize, Serialize)]
@@ -194,6 +204,19 @@ pub struct Config {
     pub gateway: GatewaySettings,
     /// The trust service: firmware policies, zones, playbooks (`[trust]`).
     pub trust: vouch_respond::TrustSettings,
+    /// Signed checkpoints of the event log (`[audit]`).
+    pub audit: AuditSettings,
+}
+
+/// Signed checkpoints of the event log (`[audit]`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditSettings {
+    /// How often `vouch serve` signs the chain head (when it moved).
+    pub interval_secs: u64,
+    /// A second file each checkpoint is appended to: somewhere the database's owner cannot write.
+    pub sink: Option<PathBuf>,
+    /// The signing key (default `<data_dir>/audit-checkpoint.key`); its public key is beside it (`.pub`).
+    pub key_file: Option<PathBuf>,
 }
 
 /// The MQTT gateway's settings (`[gateway]`).
@@ -255,6 +278,9 @@ pub const ENV_KEYS: &[(&str, &str)] = &[
     ("VOUCH_GATEWAY_ENABLED", "gateway.enabled"),
     ("VOUCH_GATEWAY_LISTEN", "gateway.listen"),
     ("VOUCH_GATEWAY_UPSTREAM", "gateway.upstream"),
+    ("VOUCH_AUDIT_INTERVAL_SECS", "audit.interval_secs"),
+    ("VOUCH_AUDIT_SINK", "audit.sink"),
+    ("VOUCH_AUDIT_KEY_FILE", "audit.key_file"),
 ];
 
 /// `VOUCH_*` variables that are not configuration keys but are known to Vouch's tools.
@@ -323,6 +349,15 @@ impl RawConfig {
         }
         if let Some(v) = env("VOUCH_GATEWAY_UPSTREAM") {
             self.gateway.upstream = Some(v);
+        }
+        if let Some(v) = env("VOUCH_AUDIT_INTERVAL_SECS") {
+            self.audit.interval_secs = Some(num("VOUCH_AUDIT_INTERVAL_SECS", v)? as u64);
+        }
+        if let Some(v) = env("VOUCH_AUDIT_SINK") {
+            self.audit.sink = Some(v.into());
+        }
+        if let Some(v) = env("VOUCH_AUDIT_KEY_FILE") {
+            self.audit.key_file = Some(v.into());
         }
         if let Some(v) = env("VOUCH_EST_MANUFACTURER_CAS") {
             self.est.manufacturer_cas = Some(
@@ -406,6 +441,7 @@ impl RawConfig {
             .server_names
             .unwrap_or_else(|| vec!["localhost".to_owned()]);
         let gateway = self.gateway.validate()?;
+        let audit = self.audit.validate()?;
         let trust = self
             .trust
             .check()
@@ -413,6 +449,7 @@ impl RawConfig {
         Ok(Config {
             gateway,
             trust,
+            audit,
             pki,
             est_listen,
             est_server_names,
@@ -426,6 +463,26 @@ impl RawConfig {
             log_format,
             log_level,
             source,
+        })
+    }
+}
+
+impl RawAudit {
+    fn validate(self) -> Result<AuditSettings> {
+        let interval_secs = self.interval_secs.unwrap_or(60);
+        if !(1..=86_400).contains(&interval_secs) {
+            bail!("audit.interval_secs must be between 1 and 86400 (got {interval_secs})");
+        }
+        let nonempty = |key: &str, p: Option<PathBuf>| -> Result<Option<PathBuf>> {
+            match p {
+                Some(p) if p.as_os_str().is_empty() => bail!("audit.{key} must not be empty"),
+                p => Ok(p),
+            }
+        };
+        Ok(AuditSettings {
+            interval_secs,
+            sink: nonempty("sink", self.sink)?,
+            key_file: nonempty("key_file", self.key_file)?,
         })
     }
 }
@@ -618,6 +675,29 @@ mod tests {
             .apply_env(&|k| (k == "VOUCH_MAX_BODY_BYTES").then(|| "lots".into()))
             .unwrap_err();
         assert!(e.to_string().contains("VOUCH_MAX_BODY_BYTES=lots"));
+    }
+
+    #[test]
+    fn audit_settings_have_defaults_bounds_and_overrides() {
+        let c = RawConfig::default().validate(None).unwrap();
+        assert_eq!(
+            c.audit,
+            AuditSettings {
+                interval_secs: 60,
+                sink: None,
+                key_file: None
+            }
+        );
+        let e = format!("{:#}", parse("[audit]\ninterval_secs = 0").unwrap_err());
+        assert!(e.contains("audit.interval_secs"), "{e}");
+        let e = format!("{:#}", parse("[audit]\nsinks = \"/x\"").unwrap_err());
+        assert!(e.contains("unknown field `sinks`"), "{e}");
+        let mut raw = RawConfig::parse("[audit]\nsink = \"/mnt/a.jsonl\"", Path::new("t")).unwrap();
+        raw.apply_env(&|k| (k == "VOUCH_AUDIT_INTERVAL_SECS").then(|| "5".into()))
+            .unwrap();
+        let c = raw.validate(None).unwrap();
+        assert_eq!(c.audit.interval_secs, 5);
+        assert_eq!(c.audit.sink, Some(PathBuf::from("/mnt/a.jsonl")));
     }
 
     #[test]

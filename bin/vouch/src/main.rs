@@ -4,6 +4,7 @@
 //! store, and runs a command. It is the only crate that uses `anyhow`; errors leave it with context an operator
 //! can act on, and a non-zero exit code.
 
+mod audit;
 mod bench;
 mod bench_detect;
 mod bench_discover;
@@ -91,7 +92,7 @@ enum Command {
     Device(devices::DeviceCommand),
     /// Inspect the tamper-evident event log.
     #[command(subcommand)]
-    Audit(AuditCommand),
+    Audit(audit::AuditCommand),
     /// Manage operators' API tokens.
     #[command(subcommand)]
     Token(tokens::TokenCommand),
@@ -116,12 +117,6 @@ enum Command {
     /// Play a simulated fleet (with attacks) against the running deployment: devices enroll over EST,
     /// connect through the gateway, publish; detections and responses are shown live, then a summary.
     Sim(sim::SimArgs),
-}
-
-#[derive(Subcommand)]
-enum AuditCommand {
-    /// Walk the hash chain and name the first event that was altered, removed or reordered.
-    Verify,
 }
 
 #[derive(Subcommand)]
@@ -241,10 +236,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 .await
                 .map(|()| ExitCode::SUCCESS)
         }
-        Command::Audit(AuditCommand::Verify) => {
-            let store = open_store(&config).await?;
-            audit_verify(&*store, cli.output).await
-        }
+        Command::Audit(cmd) => audit::run(cmd, &config, cli.output).await,
         Command::Cert(cmd) => {
             let store = open_store(&config).await?;
             certs::run(cmd, &config, store, cli.output)
@@ -262,38 +254,6 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 .map(|()| ExitCode::SUCCESS)
         }
     }
-}
-
-async fn audit_verify(store: &dyn Store, output: Output) -> Result<ExitCode> {
-    let (intact, verified, finding) = match vouch_store::verify_audit(store).await {
-        Ok(r) => (
-            r.is_intact(),
-            r.verified,
-            r.first_break.map(|b| b.to_string()),
-        ),
-        // A row that no longer decodes was edited outside Vouch: that is a finding, not a crash.
-        Err(vouch_store::StoreError::Corrupt { table, why }) => {
-            (false, 0, Some(format!("{table}: {why}")))
-        }
-        Err(e) => return Err(e).context("reading the event log"),
-    };
-    match output {
-        Output::Json => {
-            println!(
-                "{}",
-                serde_json::json!({ "intact": intact, "verified": verified, "first_break": finding })
-            );
-        }
-        Output::Table => match &finding {
-            None => println!("audit log intact: {verified} events verified"),
-            Some(f) => println!("audit log TAMPERED after {verified} good events: {f}"),
-        },
-    }
-    Ok(if intact {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(3)
-    })
 }
 
 fn print_config(c: &Config) -> ExitCode {
@@ -320,6 +280,10 @@ fn print_config(c: &Config) -> ExitCode {
     println!("pki.public_url           = {}", c.pki.public_url);
     println!("pki.device_lifetime_days = {}", c.pki.device_lifetime_days);
     println!("est.listen               = {}", c.est_listen);
+    println!("audit.interval_secs      = {}", c.audit.interval_secs);
+    if let Some(sink) = &c.audit.sink {
+        println!("audit.sink               = {}", sink.display());
+    }
     for var in config::unknown_env_vars() {
         println!("warning: unknown environment variable {var} is ignored (a typo?)");
     }

@@ -15,6 +15,7 @@ pub const INITIAL_TOKEN_FILE: &str = "initial-admin-token";
 pub async fn run(config: Config) -> Result<()> {
     let store = crate::open_store(&config).await?;
     let clock = Arc::new(SystemClock);
+    let checkpointer = crate::audit::Checkpointer::start(&config, store.clone(), clock.clone())?;
     let decisions = vouch_api::decide::DecisionPoint::start(
         store.clone(),
         clock.clone(),
@@ -153,6 +154,7 @@ pub async fn run(config: Config) -> Result<()> {
     if let Some(task) = gateway_task {
         task.await.context("the gateway task failed")?;
     }
+    checkpointer.stop().await;
     tracing::info!("stopped");
     Ok(())
 }

@@ -8,7 +8,7 @@ use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use vouch_events::{Event, EventSeq};
-use vouch_store::{Change, DeviceEdit, DeviceQuery, MAX_PAGE, verify_audit};
+use vouch_store::{Change, DeviceEdit, DeviceQuery, MAX_PAGE, verify_audit_full};
 use vouch_types::{
     Device, DeviceClass, DeviceId, DevicePatch, DeviceState, FirmwareVersion, Groups, Identifiers,
     LabelKey, LabelValue, Labels, Model, NewDevice, Reason, Vendor, Zone,
@@ -389,14 +389,21 @@ pub(crate) async fn all_events(
 
 #[derive(Serialize)]
 pub(crate) struct VerifyView {
+    /// Nothing found: the chain holds and the token and policy tables are what it says.
     intact: bool,
     verified: u64,
     first_break: Option<String>,
+    /// Where the token and policy tables differ from what the log says (each named).
+    findings: Vec<String>,
+    /// What could not be checked either way.
+    not_checkable: Vec<String>,
 }
 
-/// `GET /api/v1/audit/verify`: walks the hash chain and names the first tampered event.
+/// `GET /api/v1/audit/verify`: walks the hash chain and names the first tampered event, then compares the
+/// token and policy tables with the state the log implies. (Signed checkpoints live in files, which this
+/// crate does not read: `vouch audit verify --checkpoint` checks them.)
 pub(crate) async fn verify(State(state): State<AppState>) -> Result<Json<VerifyView>, ApiError> {
-    let report = match verify_audit(&*state.store).await {
+    let report = match verify_audit_full(&*state.store, &[]).await {
         Ok(r) => r,
         // A row that no longer decodes was tampered with too: report it rather than fail.
         Err(vouch_store::StoreError::Corrupt { table, why }) => {
@@ -404,13 +411,25 @@ pub(crate) async fn verify(State(state): State<AppState>) -> Result<Json<VerifyV
                 intact: false,
                 verified: 0,
                 first_break: Some(format!("{table}: {why}")),
+                findings: Vec::new(),
+                not_checkable: Vec::new(),
             }));
         }
         Err(e) => return Err(e.into()),
     };
+    let (findings, mut not_checkable) = match &report.state {
+        Some(s) => (
+            s.findings.iter().map(ToString::to_string).collect(),
+            s.not_checkable.iter().map(ToString::to_string).collect(),
+        ),
+        None => (Vec::new(), Vec::new()),
+    };
+    not_checkable.extend(report.state_skipped.clone());
     Ok(Json(VerifyView {
-        intact: report.is_intact(),
-        verified: report.verified,
-        first_break: report.first_break.map(|b| b.to_string()),
+        intact: report.is_clean(),
+        verified: report.chain.verified,
+        first_break: report.chain.first_break.map(|b| b.to_string()),
+        findings,
+        not_checkable,
     }))
 }

@@ -5,8 +5,14 @@
 //! and the previous event's hash, so altering, removing or reordering any stored event breaks the chain at
 //! that event, and [`ChainVerifier`] names it. Sealing and verifying are pure; the store crates persist.
 //!
-//! A plain hash chain proves integrity against edits that do not recompute every later hash. Anchoring the
-//! chain head outside the database (signed checkpoints) is the next step and is not done here.
+//! A plain hash chain proves integrity against edits that do not recompute every later hash; signed
+//! [`checkpoint`]s of its head, kept outside the database, catch those too.
+
+pub mod checkpoint;
+
+pub use checkpoint::{
+    Checkpoint, CheckpointError, CheckpointSigner, KeyId, PublicKey, SignedCheckpoint,
+};
 
 use std::fmt;
 use std::str::FromStr;

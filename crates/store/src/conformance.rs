@@ -51,6 +51,8 @@ macro_rules! conformance_suite {
             a_failed_policy_batch_writes_nothing,
             mfa_is_stored_and_steps_are_used_once,
             mfa_tries_are_counted_before_the_check_and_lock,
+            tokens_and_policies_replay_to_the_tables,
+            a_checkpoint_matches_the_log_it_was_taken_of,
         );
     };
     (@cases $make:expr; $($case:ident),* $(,)?) => {
@@ -675,6 +677,16 @@ macro_rules! tamper_suite {
             swapping_two_events_is_named,
             removing_the_newest_events_is_named,
             removing_the_head_is_named,
+            raising_a_token_role_is_named,
+            undoing_a_revocation_is_named,
+            swapping_a_secret_hash_is_named,
+            a_token_row_without_event_is_named,
+            a_role_changed_before_a_revocation_is_named,
+            widening_a_policy_is_named,
+            a_policy_version_without_event_is_named,
+            a_removed_tail_with_a_rewritten_head_is_named_by_a_checkpoint,
+            a_recomputed_chain_is_named_by_a_checkpoint,
+            events_past_a_lowered_head_are_checked,
         );
     };
     (@cases $make:expr; $($case:ident),* $(,)?) => {
@@ -1706,4 +1718,402 @@ pub async fn mfa_tries_are_counted_before_the_check_and_lock(s: Arc<dyn Store>) 
         2
     );
     assert!(verify_audit(&*s).await.unwrap().is_intact());
+}
+
+// Tokens and policies against the log, and checkpoints.
+
+fn token(n: u8, role: Role) -> TokenRecord {
+    TokenRecord {
+        id: TokenId::from_bytes([n; 8]),
+        operator: OperatorName::try_from(format!("operator {n}")).unwrap(),
+        role,
+        secret_hash: [n; 32],
+        created_at: change(i64::from(n)).at,
+        expires_at: Some(change(1_000_000).at),
+        revoked_at: None,
+    }
+}
+
+/// Two tokens (one revoked) and a policy with three versions: what the token and policy cases start from.
+async fn tokens_and_policies(s: &Arc<dyn Store>) {
+    s.create_token(token(1, Role::Auditor), change(1))
+        .await
+        .unwrap();
+    s.create_token(token(2, Role::Operator), change(2))
+        .await
+        .unwrap();
+    s.revoke_token(TokenId::from_bytes([2; 8]), change(3))
+        .await
+        .unwrap();
+    s.write_policies(
+        vec![put_policy("scoped", FORBID, PolicyMode::Shadow)],
+        change(4),
+    )
+    .await
+    .unwrap();
+    s.write_policies(
+        vec![put_policy("scoped", FORBID, PolicyMode::Enforce)],
+        change(5),
+    )
+    .await
+    .unwrap();
+    s.write_policies(
+        vec![put_policy("gone", PERMIT, PolicyMode::Shadow)],
+        change(6),
+    )
+    .await
+    .unwrap();
+    s.write_policies(vec![policy_op("gone", PolicyOp::Remove)], change(7))
+        .await
+        .unwrap();
+}
+
+async fn state_findings(s: &Arc<dyn Store>) -> Vec<crate::StateFinding> {
+    let a = crate::verify_audit_full(&**s, &[]).await.unwrap();
+    assert!(a.chain.is_intact(), "{a:?}");
+    a.state
+        .expect("the state is compared on an intact chain")
+        .findings
+}
+
+/// A checkpoint of the log as it is now.
+async fn checkpoint_now(s: &Arc<dyn Store>) -> vouch_events::Checkpoint {
+    let mut walk = crate::AuditWalk::new();
+    walk.advance(&**s, None).await.unwrap();
+    walk.checkpoint(change(100).at).unwrap()
+}
+
+/// `bytes` as a literal of the store's engine.
+fn blob(s: &Arc<dyn Store>, bytes: &[u8]) -> String {
+    match s.backend() {
+        crate::Backend::Sqlite => format!("X'{}'", hex::encode(bytes)),
+        crate::Backend::Postgres => format!("'\\x{}'::bytea", hex::encode(bytes)),
+    }
+}
+
+pub async fn tokens_and_policies_replay_to_the_tables(s: Arc<dyn Store>) {
+    tokens_and_policies(&s).await;
+    let a = crate::verify_audit_full(&*s, &[]).await.unwrap();
+    assert!(a.is_clean(), "{a:?}");
+    let state = a.state.unwrap();
+    assert_eq!((state.tokens, state.policies), (2, 2));
+    assert!(state.not_checkable.is_empty(), "{state:?}");
+    // The token events record a digest of the secret hash, never the hash.
+    let events = s.events(None, 100).await.unwrap();
+    let created = events[0].draft.after.as_deref().unwrap();
+    let digest = crate::credential_digest(&[1; 32]).to_string();
+    assert!(created.contains(&digest), "{created}");
+    assert!(!created.contains(&hex::encode([1u8; 32])), "{created}");
+}
+
+pub async fn a_checkpoint_matches_the_log_it_was_taken_of(s: Arc<dyn Store>) {
+    use crate::CheckpointOutcome;
+    tokens_and_policies(&s).await;
+    let c = checkpoint_now(&s).await;
+    assert_eq!(c.seq, EventSeq(7));
+    // The log grows after the checkpoint: it still holds what was signed.
+    logged(&s, 3).await;
+    let again = checkpoint_now(&s).await;
+    assert_ne!(again.hash, c.hash);
+    assert_eq!(
+        (again.tokens, again.policies),
+        (c.tokens, c.policies),
+        "device events leave the token and policy state alone"
+    );
+    let a = crate::verify_audit_full(&*s, &[c, again]).await.unwrap();
+    assert!(a.is_clean(), "{a:?}");
+    assert!(
+        a.checkpoints
+            .iter()
+            .all(|x| x.outcome == CheckpointOutcome::Matches)
+    );
+    s.create_token(token(3, Role::Admin), change(9))
+        .await
+        .unwrap();
+    assert_ne!(checkpoint_now(&s).await.tokens, c.tokens);
+    // One walk kept across appends, as the server's checkpoint writer keeps it: the head it signed stays
+    // checked as the log grows.
+    let mut walk = crate::AuditWalk::new();
+    walk.advance(&*s, None).await.unwrap();
+    let head = walk.checkpoint(change(101).at).unwrap();
+    walk.watch(head.seq);
+    s.create_device(sample_device(50), change(10))
+        .await
+        .unwrap();
+    walk.advance(&*s, None).await.unwrap();
+    assert_eq!(walk.check(&head), CheckpointOutcome::Matches);
+    assert_eq!(walk.head().unwrap().0, EventSeq(head.seq.0 + 1));
+}
+
+pub async fn raising_a_token_role_is_named(s: Arc<dyn Store>, sql: RawSql) {
+    tokens_and_policies(&s).await;
+    sql("UPDATE tokens SET role = 'admin' WHERE operator = 'operator 1'".into()).await;
+    let f = state_findings(&s).await;
+    assert_eq!(
+        f,
+        vec![crate::StateFinding::TokenDiffers {
+            id: TokenId::from_bytes([1; 8]),
+            field: crate::TokenField::Role,
+            database: "admin".into(),
+            log: "auditor".into(),
+            seq: EventSeq(1),
+        }]
+    );
+    assert_eq!(
+        f[0].to_string(),
+        "token 0101010101010101: role is admin in the database, auditor in the log (event 1)"
+    );
+    // The chain alone does not see it.
+    assert!(verify_audit(&*s).await.unwrap().is_intact());
+}
+
+pub async fn undoing_a_revocation_is_named(s: Arc<dyn Store>, sql: RawSql) {
+    tokens_and_policies(&s).await;
+    sql("UPDATE tokens SET revoked_at = NULL".into()).await;
+    let f = state_findings(&s).await;
+    assert_eq!(f.len(), 1, "{f:?}");
+    let text = f[0].to_string();
+    assert!(
+        text.starts_with("token 0202020202020202: revoked in the log")
+            && text.contains("event 3")
+            && text.ends_with("not revoked in the database: it works again"),
+        "{text}"
+    );
+}
+
+pub async fn swapping_a_secret_hash_is_named(s: Arc<dyn Store>, sql: RawSql) {
+    tokens_and_policies(&s).await;
+    // The revoked operator token's secret hash, now the auditor's: whoever holds that secret is the auditor.
+    sql("UPDATE tokens SET secret_hash = (SELECT secret_hash FROM tokens WHERE operator = 'operator 2') \
+         WHERE operator = 'operator 1'"
+        .into())
+    .await;
+    assert_eq!(
+        state_findings(&s).await,
+        vec![crate::StateFinding::CredentialDiffers {
+            id: TokenId::from_bytes([1; 8]),
+            seq: EventSeq(1)
+        }]
+    );
+}
+
+pub async fn a_token_row_without_event_is_named(s: Arc<dyn Store>, sql: RawSql) {
+    tokens_and_policies(&s).await;
+    let (id, hash) = (blob(&s, &[9; 8]), blob(&s, &[9; 32]));
+    sql(format!(
+        "INSERT INTO tokens (id, operator, role, secret_hash, created_at) VALUES ({id}, 'mallory', 'admin', {hash}, 1)"
+    ))
+    .await;
+    sql("DELETE FROM tokens WHERE operator = 'operator 2'".into()).await;
+    let f = state_findings(&s).await;
+    assert_eq!(
+        f,
+        vec![
+            crate::StateFinding::TokenWithoutEvent {
+                id: TokenId::from_bytes([9; 8]),
+                role: Role::Admin
+            },
+            crate::StateFinding::TokenMissing {
+                id: TokenId::from_bytes([2; 8]),
+                seq: EventSeq(3)
+            },
+        ]
+    );
+    assert!(
+        f[0].to_string().contains("no token.created event"),
+        "{}",
+        f[0]
+    );
+}
+
+pub async fn a_role_changed_before_a_revocation_is_named(s: Arc<dyn Store>, sql: RawSql) {
+    tokens_and_policies(&s).await;
+    sql("UPDATE tokens SET role = 'admin' WHERE operator = 'operator 1'".into()).await;
+    // Revoked later by Vouch: the revocation records the row as it found it, and the tables then agree with
+    // that last event; the log itself shows the change before it.
+    s.revoke_token(TokenId::from_bytes([1; 8]), change(20))
+        .await
+        .unwrap();
+    let f = state_findings(&s).await;
+    assert_eq!(f.len(), 1, "{f:?}");
+    assert_eq!(
+        f[0].to_string(),
+        "token 0101010101010101 was changed outside Vouch before event 8, which found role admin where the \
+         log had auditor"
+    );
+}
+
+pub async fn widening_a_policy_is_named(s: Arc<dyn Store>, sql: RawSql) {
+    tokens_and_policies(&s).await;
+    sql(format!(
+        "UPDATE policy_versions SET text = '{PERMIT}' WHERE id = 'scoped' AND version = 2"
+    ))
+    .await;
+    let f = state_findings(&s).await;
+    assert_eq!(f.len(), 1, "{f:?}");
+    let crate::StateFinding::PolicyDiffers {
+        id,
+        version,
+        field,
+        seq,
+        ..
+    } = &f[0]
+    else {
+        panic!("{f:?}")
+    };
+    assert_eq!(
+        (id.as_str(), *version, *field, *seq),
+        ("scoped", 2, crate::PolicyField::Text, EventSeq(5))
+    );
+    let text = f[0].to_string();
+    assert!(
+        text.starts_with(
+            "policy scoped version 2: its text in the database is not the text in the log (event 5)"
+        ),
+        "{text}"
+    );
+    sql("UPDATE policy_versions SET mode = 'shadow' WHERE id = 'scoped' AND version = 2".into())
+        .await;
+    let f = state_findings(&s).await;
+    assert!(
+        f.iter().any(|x| x.to_string()
+            == "policy scoped version 2: mode is shadow in the database, enforce in the log (event 5)"),
+        "{f:?}"
+    );
+}
+
+pub async fn a_policy_version_without_event_is_named(s: Arc<dyn Store>, sql: RawSql) {
+    tokens_and_policies(&s).await;
+    sql(format!(
+        "INSERT INTO policy_versions (id, version, text, mode, removed, author, at) \
+         VALUES ('scoped', 3, '{PERMIT}', 'enforce', false, 'system:conformance', 1)"
+    ))
+    .await;
+    sql("INSERT INTO policy_versions (id, version, text, mode, removed, author, at) \
+         VALUES ('sneaky', 1, 'permit (principal, action, resource);', 'enforce', false, 'system:x', 1)"
+        .into())
+    .await;
+    let f = state_findings(&s).await;
+    assert_eq!(
+        f,
+        vec![
+            crate::StateFinding::PolicyWithoutEvent {
+                id: policy_id("scoped"),
+                version: 3
+            },
+            crate::StateFinding::PolicyWithoutEvent {
+                id: policy_id("sneaky"),
+                version: 1
+            },
+        ]
+    );
+}
+
+pub async fn a_removed_tail_with_a_rewritten_head_is_named_by_a_checkpoint(
+    s: Arc<dyn Store>,
+    sql: RawSql,
+) {
+    logged(&s, 10).await;
+    let c = checkpoint_now(&s).await;
+    sql("DELETE FROM events WHERE seq > 7".into()).await;
+    sql("UPDATE audit_head SET seq = 7, hash = (SELECT hash FROM events WHERE seq = 7)".into())
+        .await;
+    // The chain and its head agree again: only the checkpoint remembers.
+    assert!(verify_audit(&*s).await.unwrap().is_intact());
+    let a = crate::verify_audit_full(&*s, &[c]).await.unwrap();
+    assert!(a.chain.is_intact() && !a.is_clean(), "{a:?}");
+    assert_eq!(
+        a.checkpoints[0].outcome,
+        crate::CheckpointOutcome::Truncated { last: EventSeq(7) }
+    );
+    let text = a.checkpoints[0].to_string();
+    assert!(
+        text.starts_with("log truncated: the checkpoint of ")
+            && text.ends_with(
+                "signed event 10, but the log ends at event 7: events 8 to 10 were removed"
+            ),
+        "{text}"
+    );
+}
+
+pub async fn a_recomputed_chain_is_named_by_a_checkpoint(s: Arc<dyn Store>, sql: RawSql) {
+    logged(&s, 4).await;
+    let early = checkpoint_now(&s).await;
+    s.import_devices((10..16).map(sample_device).collect(), change(2))
+        .await
+        .unwrap();
+    let c = checkpoint_now(&s).await;
+    assert_eq!((early.seq, c.seq), (EventSeq(4), EventSeq(10)));
+    // Edit event 6 and reseal it and every later event, as someone who knows the chain's rules would.
+    let mut prev = s.events(Some(EventSeq(3)), 1).await.unwrap()[0].hash;
+    for e in s.events(Some(EventSeq(4)), 100).await.unwrap() {
+        let mut draft = e.draft.clone();
+        if e.seq == EventSeq(6) {
+            draft.reason = Some("nothing happened".parse().unwrap());
+        }
+        let sealed = draft.seal(e.seq, e.at, prev);
+        prev = sealed.hash;
+        let reason = sealed
+            .draft
+            .reason
+            .as_ref()
+            .map_or("NULL".to_owned(), |r| format!("'{}'", r.as_str()));
+        sql(format!(
+            "UPDATE events SET reason = {reason}, prev_hash = {}, hash = {} WHERE seq = {}",
+            blob(&s, &sealed.prev_hash.0),
+            blob(&s, &sealed.hash.0),
+            e.seq
+        ))
+        .await;
+    }
+    sql(format!(
+        "UPDATE audit_head SET hash = {}",
+        blob(&s, &prev.0)
+    ))
+    .await;
+    assert!(
+        verify_audit(&*s).await.unwrap().is_intact(),
+        "the chain alone is fooled"
+    );
+    let a = crate::verify_audit_full(&*s, &[early, c]).await.unwrap();
+    assert!(a.chain.is_intact());
+    assert_eq!(a.checkpoints[0].outcome, crate::CheckpointOutcome::Matches);
+    assert_eq!(
+        a.checkpoints[1].outcome,
+        crate::CheckpointOutcome::Rewritten {
+            found: prev,
+            since: Some(EventSeq(4))
+        }
+    );
+    let text = a.checkpoints[1].to_string();
+    assert!(
+        text.starts_with("log rewritten: the checkpoint of ")
+            && text.contains("signed event 10 with hash")
+            && text.ends_with("(after event 4, which an earlier checkpoint still matches)"),
+        "{text}"
+    );
+}
+
+pub async fn events_past_a_lowered_head_are_checked(s: Arc<dyn Store>, sql: RawSql) {
+    logged(&s, 10).await;
+    // Lower the head, then edit an event past it: a walk that stops at the head sees neither.
+    sql("UPDATE audit_head SET seq = 7, hash = (SELECT hash FROM events WHERE seq = 7)".into())
+        .await;
+    sql("UPDATE events SET reason = 'nothing to see' WHERE seq = 9".into()).await;
+    assert!(verify_audit(&*s).await.unwrap().is_intact());
+    let a = crate::verify_audit_full(&*s, &[]).await.unwrap();
+    assert_eq!(
+        (a.chain.first_break.clone(), a.chain.verified),
+        (
+            Some(vouch_events::ChainBreak::Altered { seq: EventSeq(9) }),
+            8
+        )
+    );
+    assert!(a.state.is_none() && a.state_skipped.is_some(), "{a:?}");
+    sql("UPDATE events SET reason = 'testing' WHERE seq = 9".into()).await;
+    let a = crate::verify_audit_full(&*s, &[]).await.unwrap();
+    assert_eq!(
+        a.chain.first_break,
+        Some(vouch_events::ChainBreak::HeadMismatch { head: EventSeq(7) })
+    );
 }

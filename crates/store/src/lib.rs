@@ -17,9 +17,13 @@ mod mfa;
 mod plan;
 mod policies;
 mod query;
+mod replay;
 mod rows;
 
-pub use audit::{AuditReport, verify_audit};
+pub use audit::{
+    AuditAnalysis, AuditReport, AuditWalk, CheckpointCheck, CheckpointOutcome, verify_audit,
+    verify_audit_full,
+};
 pub use certs::{
     CertStatus, CertificateRecord, EnrollmentTokenRecord, Issuance, IssuancePlan, Refusal,
     StatusPlan, plan_enrollment_token_created, plan_issuance, plan_release, plan_revocation,
@@ -30,12 +34,16 @@ pub use mfa::{
     plan_mfa_attempt, plan_mfa_failure, plan_mfa_reset,
 };
 pub use plan::{
-    Change, DeviceEdit, Edited, plan_create, plan_edit, plan_token_created, plan_token_revoked,
+    Change, DeviceEdit, Edited, credential_digest, plan_create, plan_edit, plan_token_created,
+    plan_token_revoked,
 };
 pub use policies::{
     MfaRecord, MfaRow, PolicyOp, PolicyRow, PolicyWrite, plan_mfa, plan_policy_write, step_column,
 };
 pub use query::{DevicePage, DeviceQuery, ImportOutcome, MAX_PAGE, TokenRecord};
+pub use replay::{
+    LiveTables, NotCheckable, PolicyField, Replay, StateFinding, StateReport, TokenField,
+};
 pub use rows::{CertRow, EnrollmentTokenRow, EventRow, TokenRow, decode_head, status_columns};
 
 use std::collections::BTreeMap;

@@ -3,7 +3,8 @@
 //! A backend reads the current row inside its transaction, asks these functions for the new row and the
 //! event, and writes both. Keeping the rules here means SQLite and PostgreSQL cannot disagree about them.
 
-use vouch_events::{Action, EventDraft};
+use sha2::{Digest as _, Sha256};
+use vouch_events::{Action, Digest, EventDraft};
 use vouch_types::{Actor, Device, DevicePatch, DeviceState, NewDevice, Reason, Timestamp};
 
 use crate::{StoreError, TokenRecord};
@@ -95,7 +96,19 @@ pub fn plan_edit(
     Ok(Edited::Changed(Box::new(next), event))
 }
 
-/// The public, secret-free view of a token that its events record.
+/// What the event log records of a token's stored secret hash: SHA-256 over a domain tag and the hash. Never
+/// the hash itself (it would let anyone who reads the log test guesses at the secret with one hash instead of
+/// two; the secret is 256 random bits either way), but enough to notice the stored hash being swapped for
+/// another, which would hand the token's role to whoever holds that other secret.
+pub fn credential_digest(secret_hash: &[u8; 32]) -> Digest {
+    let mut h = Sha256::new();
+    h.update(b"vouch-token-credential-v1");
+    h.update(secret_hash);
+    Digest(h.finalize().into())
+}
+
+/// The public, secret-free view of a token that its events record (`credential`: see [`credential_digest`];
+/// events written before it was added lack it).
 fn token_json(t: &TokenRecord) -> String {
     serde_json::json!({
         "id": t.id,
@@ -104,6 +117,7 @@ fn token_json(t: &TokenRecord) -> String {
         "created_at": t.created_at,
         "expires_at": t.expires_at,
         "revoked_at": t.revoked_at,
+        "credential": credential_digest(&t.secret_hash),
     })
     .to_string()
 }
