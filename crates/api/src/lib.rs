@@ -21,6 +21,7 @@ mod health;
 mod metrics;
 mod policies;
 pub mod posture;
+pub mod serve;
 pub mod tls;
 mod tokens;
 pub mod totp;

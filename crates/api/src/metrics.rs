@@ -1,5 +1,6 @@
 //! Prometheus metrics in the OpenMetrics text format: request counts and latencies per route, the fleet by
-//! lifecycle state, and posture reports by outcome.
+//! lifecycle state, posture reports by outcome, and connections per listener (open, and those refused, shed
+//! or timed out).
 
 use std::time::Instant;
 
@@ -41,6 +42,17 @@ struct PostureLabels {
     outcome: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ClosedLabels {
+    listener: String,
+    reason: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ListenerLabels {
+    listener: String,
+}
+
 /// The API's metrics registry.
 pub struct Metrics {
     registry: Registry,
@@ -48,6 +60,8 @@ pub struct Metrics {
     latency: Family<RouteLabels, Histogram>,
     devices: Family<StateLabels, Gauge>,
     posture: Family<PostureLabels, Counter>,
+    closed: Family<ClosedLabels, Counter>,
+    open: Family<ListenerLabels, Gauge>,
 }
 
 impl Default for Metrics {
@@ -83,13 +97,46 @@ impl Metrics {
             "Posture reports by listener (api, est) and outcome (accepted, refused)",
             posture.clone(),
         );
+        let closed = Family::<ClosedLabels, Counter>::default();
+        registry.register(
+            "connections_closed",
+            "Connections the server refused, shed or closed on a timeout, by listener (api, est) and reason",
+            closed.clone(),
+        );
+        let open = Family::<ListenerLabels, Gauge>::default();
+        registry.register(
+            "connections_open",
+            "Connections held now (TLS handshakes included), by listener",
+            open.clone(),
+        );
         Self {
             registry,
             requests,
             latency,
             devices,
             posture,
+            closed,
+            open,
         }
+    }
+
+    /// Counts one connection of `listener` refused, shed or timed out for `reason`.
+    pub(crate) fn connection_closed(&self, listener: &str, reason: &str) {
+        self.closed
+            .get_or_create(&ClosedLabels {
+                listener: listener.to_owned(),
+                reason: reason.to_owned(),
+            })
+            .inc();
+    }
+
+    /// Sets how many connections `listener` holds.
+    pub(crate) fn connections_open(&self, listener: &str, n: usize) {
+        self.open
+            .get_or_create(&ListenerLabels {
+                listener: listener.to_owned(),
+            })
+            .set(i64::try_from(n).unwrap_or(i64::MAX));
     }
 
     /// Counts one posture report that came in on `via`, accepted or refused.
