@@ -120,23 +120,31 @@ impl Metrics {
         }
     }
 
-    /// Counts one connection of `listener` refused, shed or timed out for `reason`.
-    pub(crate) fn connection_closed(&self, listener: &str, reason: &str) {
-        self.closed
-            .get_or_create(&ClosedLabels {
-                listener: listener.to_owned(),
-                reason: reason.to_owned(),
-            })
-            .inc();
-    }
-
-    /// Sets how many connections `listener` holds.
-    pub(crate) fn connections_open(&self, listener: &str, n: usize) {
-        self.open
+    /// The series of `listener`'s connections: its open gauge and a counter per closing `reason` (created
+    /// now, so that every reason shows, at zero until it happens).
+    pub(crate) fn connection_series(
+        &self,
+        listener: &str,
+        reasons: &[&str],
+    ) -> (Gauge, Vec<Counter>) {
+        let open = self
+            .open
             .get_or_create(&ListenerLabels {
                 listener: listener.to_owned(),
             })
-            .set(i64::try_from(n).unwrap_or(i64::MAX));
+            .clone();
+        let closed = reasons
+            .iter()
+            .map(|r| {
+                self.closed
+                    .get_or_create(&ClosedLabels {
+                        listener: listener.to_owned(),
+                        reason: (*r).to_owned(),
+                    })
+                    .clone()
+            })
+            .collect();
+        (open, closed)
     }
 
     /// Counts one posture report that came in on `via`, accepted or refused.

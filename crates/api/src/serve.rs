@@ -34,6 +34,8 @@ use axum::extract::ConnectInfo;
 use hyper::body::{Frame, Incoming, SizeHint};
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::gauge::Gauge;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{oneshot, watch};
@@ -188,14 +190,22 @@ struct Counters {
     counts: [AtomicU64; Closed::ALL.len()],
     /// The counts as of the last summary line.
     reported: Mutex<[u64; Closed::ALL.len()]>,
-    metrics: Option<Arc<Metrics>>,
+    /// The listener's series in the metrics: connections open, and closed by reason (in `Closed::ALL`'s
+    /// order).
+    series: Option<(Gauge, Vec<Counter>)>,
 }
 
 impl Counters {
     fn count(&self, what: Closed) {
         self.counts[what as usize].fetch_add(1, Ordering::Relaxed);
-        if let Some(m) = &self.metrics {
-            m.connection_closed(self.listener, what.as_str());
+        if let Some(c) = self.series.as_ref().and_then(|(_, c)| c.get(what as usize)) {
+            c.inc();
+        }
+    }
+
+    fn open(&self, n: usize) {
+        if let Some((g, _)) = &self.series {
+            g.set(i64::try_from(n).unwrap_or(i64::MAX));
         }
     }
 
@@ -203,12 +213,13 @@ impl Counters {
         std::array::from_fn(|i| self.counts[i].load(Ordering::Relaxed))
     }
 
-    fn new(listener: &'static str, metrics: Option<Arc<Metrics>>) -> Self {
+    fn new(listener: &'static str, metrics: Option<&Metrics>) -> Self {
+        let reasons = Closed::ALL.map(Closed::as_str);
         Self {
             listener,
             counts: Default::default(),
             reported: Mutex::default(),
-            metrics,
+            series: metrics.map(|m| m.connection_series(listener, &reasons)),
         }
     }
 
@@ -400,9 +411,7 @@ impl Drop for BusyGuard {
 
 impl Pool {
     fn open_gauge(&self, st: &PoolState) {
-        if let Some(m) = &self.counters.metrics {
-            m.connections_open(self.counters.listener, st.entries.len());
-        }
+        self.counters.open(st.entries.len());
     }
 
     fn open(&self) -> usize {
@@ -846,7 +855,7 @@ impl HttpServer {
     /// Serves `app` until `stop` resolves; then stops accepting, lets connections finish the request they
     /// are answering (for up to 10 s), and returns.
     pub async fn serve(self, app: Router, stop: impl Future<Output = ()> + Send) {
-        let counters = Arc::new(Counters::new(self.name, self.metrics.clone()));
+        let counters = Arc::new(Counters::new(self.name, self.metrics.as_deref()));
         let pool = Arc::new(Pool {
             limits: self.limits.clone(),
             counters: counters.clone(),
@@ -1040,6 +1049,13 @@ mod tests {
 
     fn src(last: u8) -> Source {
         Source::from(IpAddr::from([127, 0, 0, last]))
+    }
+
+    #[test]
+    fn reasons_are_listed_in_their_own_order() {
+        for (i, c) in Closed::ALL.iter().enumerate() {
+            assert_eq!(*c as usize, i, "{c:?}");
+        }
     }
 
     #[test]
