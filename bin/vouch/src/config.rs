@@ -58,6 +58,8 @@ struct RawGateway {
     connect_timeout_secs: Option<u64>,
     v311_denied_publish: Option<String>,
     max_sessions: Option<usize>,
+    max_pending_per_source: Option<usize>,
+    write_timeout_secs: Option<u64>,
     window_secs: Option<u64>,
 }
 
@@ -67,6 +69,10 @@ struct RawEst {
     listen: Option<String>,
     server_names: Option<Vec<String>>,
     manufacturer_cas: Option<Vec<PathBuf>>,
+    max_connections: Option<usize>,
+    max_connections_per_source: Option<usize>,
+    max_handshakes: Option<usize>,
+    handshake_timeout_secs: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize, Serialize)]
@@ -84,6 +90,11 @@ struct RawPki {
 struct RawServer {
     listen: Option<String>,
     max_body_bytes: Option<usize>,
+    max_connections: Option<usize>,
+    max_connections_per_source: Option<usize>,
+    header_timeout_secs: Option<u64>,
+    body_timeout_secs: Option<u64>,
+    write_timeout_secs: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize, Serialize)]
@@ -200,6 +211,10 @@ pub struct Config {
     pub est_server_names: Vec<String>,
     /// Manufacturer CA certificates (PEM files) whose IDevIDs may bootstrap over EST.
     pub est_manufacturer_cas: Vec<PathBuf>,
+    /// Connection limits of the API listener (`[server]`).
+    pub server_connections: ListenerSettings,
+    /// Connection limits of the EST listener (`[est]`; its timeouts are `[server]`'s).
+    pub est_connections: ListenerSettings,
     /// The MQTT gateway.
     pub gateway: GatewaySettings,
     /// The trust service: firmware policies, zones, playbooks (`[trust]`).
@@ -217,6 +232,26 @@ pub struct AuditSettings {
     pub sink: Option<PathBuf>,
     /// The signing key (default `<data_dir>/audit-checkpoint.key`); its public key is beside it (`.pub`).
     pub key_file: Option<PathBuf>,
+}
+
+/// Connection limits of one HTTP listener as configured; counts left out are derived from the descriptor
+/// limit at start (`crate::limits`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListenerSettings {
+    /// Connections held at once.
+    pub max_connections: Option<usize>,
+    /// Connections held at once from one address (IPv6: one /64).
+    pub max_connections_per_source: Option<usize>,
+    /// TLS handshakes in progress at once (EST).
+    pub max_handshakes: Option<usize>,
+    /// Time allowed for a TLS handshake (EST).
+    pub handshake_timeout_secs: u64,
+    /// Time allowed for a request head, and the most an idle keep-alive connection is kept.
+    pub header_timeout_secs: u64,
+    /// The longest pause allowed inside a request body.
+    pub body_timeout_secs: u64,
+    /// How long a write may stay blocked (the client does not read) before the connection is dropped.
+    pub write_timeout_secs: u64,
 }
 
 /// The MQTT gateway's settings (`[gateway]`).
@@ -240,8 +275,12 @@ pub struct GatewaySettings {
     pub connect_timeout_secs: u64,
     /// What a refused PUBLISH from a 3.1.1 client gets.
     pub v311_denied_publish: vouch_gateway::DeniedPublish,
-    /// The most sessions held at once.
-    pub max_sessions: usize,
+    /// The most sessions held at once (`None`: what the descriptor limit allows, `crate::limits`).
+    pub max_sessions: Option<usize>,
+    /// The most unauthenticated connections from one address (`None`: derived from `max_sessions`).
+    pub max_pending_per_source: Option<usize>,
+    /// How long a write to the device or the broker may stay blocked before the session is closed.
+    pub write_timeout_secs: u64,
     /// The length of a traffic observation window, in seconds.
     pub window_secs: u64,
 }
@@ -266,6 +305,7 @@ pub const ENV_KEYS: &[(&str, &str)] = &[
     ("VOUCH_DATA_DIR", "data_dir"),
     ("VOUCH_LISTEN", "server.listen"),
     ("VOUCH_MAX_BODY_BYTES", "server.max_body_bytes"),
+    ("VOUCH_MAX_CONNECTIONS", "server.max_connections"),
     ("VOUCH_STORE_URL", "store.url"),
     ("VOUCH_STORE_MAX_CONNECTIONS", "store.max_connections"),
     ("VOUCH_SQLITE_DURABILITY", "store.sqlite_durability"),
@@ -275,12 +315,14 @@ pub const ENV_KEYS: &[(&str, &str)] = &[
     ("VOUCH_PKI_PUBLIC_URL", "pki.public_url"),
     ("VOUCH_EST_LISTEN", "est.listen"),
     ("VOUCH_EST_MANUFACTURER_CAS", "est.manufacturer_cas"),
+    ("VOUCH_EST_MAX_CONNECTIONS", "est.max_connections"),
     ("VOUCH_GATEWAY_ENABLED", "gateway.enabled"),
     ("VOUCH_GATEWAY_LISTEN", "gateway.listen"),
     ("VOUCH_GATEWAY_UPSTREAM", "gateway.upstream"),
     ("VOUCH_AUDIT_INTERVAL_SECS", "audit.interval_secs"),
     ("VOUCH_AUDIT_SINK", "audit.sink"),
     ("VOUCH_AUDIT_KEY_FILE", "audit.key_file"),
+    ("VOUCH_GATEWAY_MAX_SESSIONS", "gateway.max_sessions"),
 ];
 
 /// `VOUCH_*` variables that are not configuration keys but are known to Vouch's tools.
@@ -312,6 +354,15 @@ impl RawConfig {
         }
         if let Some(v) = env("VOUCH_MAX_BODY_BYTES") {
             self.server.max_body_bytes = Some(num("VOUCH_MAX_BODY_BYTES", v)?);
+        }
+        if let Some(v) = env("VOUCH_MAX_CONNECTIONS") {
+            self.server.max_connections = Some(num("VOUCH_MAX_CONNECTIONS", v)?);
+        }
+        if let Some(v) = env("VOUCH_EST_MAX_CONNECTIONS") {
+            self.est.max_connections = Some(num("VOUCH_EST_MAX_CONNECTIONS", v)?);
+        }
+        if let Some(v) = env("VOUCH_GATEWAY_MAX_SESSIONS") {
+            self.gateway.max_sessions = Some(num("VOUCH_GATEWAY_MAX_SESSIONS", v)?);
         }
         if let Some(v) = env("VOUCH_STORE_URL") {
             self.store.url = Some(v);
@@ -440,6 +491,39 @@ impl RawConfig {
             .est
             .server_names
             .unwrap_or_else(|| vec!["localhost".to_owned()]);
+        let header_timeout_secs = secs(
+            "server.header_timeout_secs",
+            self.server.header_timeout_secs,
+        )?;
+        let body_timeout_secs = secs("server.body_timeout_secs", self.server.body_timeout_secs)?;
+        let write_timeout_secs = secs("server.write_timeout_secs", self.server.write_timeout_secs)?;
+        let server_connections = ListenerSettings {
+            max_connections: count("server.max_connections", self.server.max_connections)?,
+            max_connections_per_source: count(
+                "server.max_connections_per_source",
+                self.server.max_connections_per_source,
+            )?,
+            max_handshakes: None,
+            handshake_timeout_secs: 10,
+            header_timeout_secs,
+            body_timeout_secs,
+            write_timeout_secs,
+        };
+        let est_connections = ListenerSettings {
+            max_connections: count("est.max_connections", self.est.max_connections)?,
+            max_connections_per_source: count(
+                "est.max_connections_per_source",
+                self.est.max_connections_per_source,
+            )?,
+            max_handshakes: count("est.max_handshakes", self.est.max_handshakes)?,
+            handshake_timeout_secs: secs(
+                "est.handshake_timeout_secs",
+                self.est.handshake_timeout_secs,
+            )?,
+            header_timeout_secs,
+            body_timeout_secs,
+            write_timeout_secs,
+        };
         let gateway = self.gateway.validate()?;
         let audit = self.audit.validate()?;
         let trust = self
@@ -454,6 +538,8 @@ impl RawConfig {
             est_listen,
             est_server_names,
             est_manufacturer_cas: self.est.manufacturer_cas.unwrap_or_default(),
+            server_connections,
+            est_connections,
             data_dir,
             listen,
             max_body_bytes,
@@ -504,10 +590,12 @@ impl RawGateway {
         if !(1..=600).contains(&connect_timeout_secs) {
             bail!("gateway.connect_timeout_secs must be between 1 and 600");
         }
-        let max_sessions = self.max_sessions.unwrap_or(100_000);
-        if max_sessions == 0 {
-            bail!("gateway.max_sessions must be at least 1");
-        }
+        let max_sessions = count("gateway.max_sessions", self.max_sessions)?;
+        let max_pending_per_source = count(
+            "gateway.max_pending_per_source",
+            self.max_pending_per_source,
+        )?;
+        let write_timeout_secs = secs("gateway.write_timeout_secs", self.write_timeout_secs)?;
         let window_secs = self.window_secs.unwrap_or(10);
         if !(1..=3600).contains(&window_secs) {
             bail!("gateway.window_secs must be between 1 and 3600 (got {window_secs})");
@@ -547,9 +635,30 @@ impl RawGateway {
             connect_timeout_secs,
             v311_denied_publish,
             max_sessions,
+            max_pending_per_source,
+            write_timeout_secs,
             window_secs,
         })
     }
+}
+
+/// A connection count: when set, between 1 and a million.
+fn count(key: &str, v: Option<usize>) -> Result<Option<usize>> {
+    match v {
+        Some(n) if !(1..=1_000_000).contains(&n) => {
+            bail!("{key} must be between 1 and 1000000 (got {n})")
+        }
+        v => Ok(v),
+    }
+}
+
+/// A timeout in seconds: between 1 and 3600, 10 when not set.
+fn secs(key: &str, v: Option<u64>) -> Result<u64> {
+    let v = v.unwrap_or(10);
+    if !(1..=3600).contains(&v) {
+        bail!("{key} must be between 1 and 3600 seconds (got {v})");
+    }
+    Ok(v)
 }
 
 /// `VOUCH_*` variables in the environment that Vouch does not know (likely typos).
@@ -698,6 +807,50 @@ mod tests {
         let c = raw.validate(None).unwrap();
         assert_eq!(c.audit.interval_secs, 5);
         assert_eq!(c.audit.sink, Some(PathBuf::from("/mnt/a.jsonl")));
+    }
+
+    #[test]
+    fn connection_limits_are_optional_checked_and_overridable() {
+        let c = RawConfig::default().validate(None).unwrap();
+        assert_eq!(c.server_connections.max_connections, None);
+        assert_eq!(c.server_connections.header_timeout_secs, 10);
+        assert_eq!(c.est_connections.handshake_timeout_secs, 10);
+        assert_eq!(c.gateway.max_sessions, None);
+        let c = parse(
+            "[server]\nmax_connections = 64\nmax_connections_per_source = 8\nheader_timeout_secs = 2\n\
+             [est]\nmax_handshakes = 16\n[gateway]\nmax_sessions = 500\nwrite_timeout_secs = 3\n",
+        )
+        .unwrap();
+        assert_eq!(c.server_connections.max_connections, Some(64));
+        assert_eq!(c.server_connections.max_connections_per_source, Some(8));
+        assert_eq!(c.est_connections.header_timeout_secs, 2);
+        assert_eq!(c.est_connections.max_handshakes, Some(16));
+        assert_eq!(c.gateway.max_sessions, Some(500));
+        assert_eq!(c.gateway.write_timeout_secs, 3);
+        let e = format!(
+            "{:#}",
+            parse("[server]\nmax_connections = 0\n").unwrap_err()
+        );
+        assert!(e.contains("server.max_connections must be between"), "{e}");
+        let e = format!(
+            "{:#}",
+            parse("[est]\nhandshake_timeout_secs = 0\n").unwrap_err()
+        );
+        assert!(e.contains("est.handshake_timeout_secs"), "{e}");
+        let e = format!("{:#}", parse("[gateway]\nmax_conns = 1\n").unwrap_err());
+        assert!(e.contains("unknown field `max_conns`"), "{e}");
+        let mut raw = RawConfig::default();
+        raw.apply_env(&|k| match k {
+            "VOUCH_MAX_CONNECTIONS" => Some("32".into()),
+            "VOUCH_EST_MAX_CONNECTIONS" => Some("48".into()),
+            "VOUCH_GATEWAY_MAX_SESSIONS" => Some("7".into()),
+            _ => None,
+        })
+        .unwrap();
+        let c = raw.validate(None).unwrap();
+        assert_eq!(c.server_connections.max_connections, Some(32));
+        assert_eq!(c.est_connections.max_connections, Some(48));
+        assert_eq!(c.gateway.max_sessions, Some(7));
     }
 
     #[test]

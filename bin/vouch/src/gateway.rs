@@ -21,7 +21,10 @@ pub async fn run(config: Config) -> Result<()> {
         .await
         .context("starting the policy engine")?;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let (task, _gateway) = start(&config, store, clock, decisions, stop_rx).await?;
+    let role = crate::limits::Role::Gateway;
+    let limits = crate::limits::plan(&config, role, vouch_api::serve::open_files_limit());
+    limits.log(role);
+    let (task, _gateway) = start(&config, store, clock, decisions, &limits, stop_rx).await?;
     crate::serve::shutdown().await;
     let _ = stop_tx.send(true);
     task.await.context("the gateway task failed")?;
@@ -30,12 +33,14 @@ pub async fn run(config: Config) -> Result<()> {
 }
 
 /// Starts the gateway configured in `config` (its TLS certificate fresh from the Vouch CA, its key only in
-/// memory) and returns the task serving it until `stop`, and the gateway (for its observations).
+/// memory), with the session caps `limits` derived, and returns the task serving it until `stop`, and the
+/// gateway (for its observations).
 pub async fn start(
     config: &Config,
     store: Arc<dyn Store>,
     clock: Arc<dyn Clock>,
     decisions: Arc<DecisionPoint>,
+    limits: &crate::limits::Plan,
     stop: tokio::sync::watch::Receiver<bool>,
 ) -> Result<(tokio::task::JoinHandle<()>, Gateway)> {
     let g = &config.gateway;
@@ -77,7 +82,9 @@ pub async fn start(
     gc.connect_timeout = Duration::from_secs(g.connect_timeout_secs);
     gc.max_packet = g.max_packet_bytes;
     gc.v311_denied_publish = g.v311_denied_publish;
-    gc.max_sessions = g.max_sessions;
+    gc.max_sessions = limits.gateway_sessions;
+    gc.max_pending_per_source = limits.gateway_pending_per_source;
+    gc.write_timeout = Duration::from_secs(g.write_timeout_secs);
     gc.window = Duration::from_secs(g.window_secs);
     let gateway = Gateway::start(gc, tls, store, clock, decisions)
         .await

@@ -27,6 +27,12 @@ pub async fn run(config: Config) -> Result<()> {
         .context("reading the second-factor key (mfa.key in the data directory)")?;
     let mut state = AppState::new(store.clone(), clock.clone(), decisions, Arc::new(seal));
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let limits = crate::limits::plan(
+        &config,
+        crate::limits::Role::Serve,
+        vouch_api::serve::open_files_limit(),
+    );
+    limits.log(crate::limits::Role::Serve);
     let mut est_task = None;
     let mut gateway_task = None;
     match crate::ca::load_issuing(&config.data_dir, config.pki.passphrase_file.as_deref())? {
@@ -53,13 +59,15 @@ pub async fn run(config: Config) -> Result<()> {
             );
             state = state.with_identity(svc.clone());
             tracing::info!(trust_domain = %config.pki.trust_domain, "certificate authority loaded");
-            est_task = Some(start_est(&config, &svc, state.clone(), stop_rx.clone()).await?);
+            est_task =
+                Some(start_est(&config, &svc, state.clone(), &limits, stop_rx.clone()).await?);
             if config.gateway.enabled {
                 let (task, gateway) = crate::gateway::start(
                     &config,
                     store.clone(),
                     clock.clone(),
                     state.decisions.clone(),
+                    &limits,
                     stop_rx.clone(),
                 )
                 .await?;
@@ -132,7 +140,11 @@ pub async fn run(config: Config) -> Result<()> {
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("listening on {}", config.listen))?;
-    let addr = listener.local_addr().context("reading the bound address")?;
+    let server = vouch_api::serve::HttpServer::from_listener("api", listener)
+        .context("reading the bound address")?
+        .limits(limits.api.clone())
+        .metrics(state.metrics.clone());
+    let addr = server.local_addr();
     tracing::info!(%addr, store = %config.store.redacted(), "vouch API listening");
     let app = vouch_api::router(
         state,
@@ -144,10 +156,7 @@ pub async fn run(config: Config) -> Result<()> {
         shutdown().await;
         let _ = stop_tx.send(true);
     });
-    axum::serve(listener, app)
-        .with_graceful_shutdown(stopped(stop_rx))
-        .await
-        .context("serving the API")?;
+    server.serve(app, stopped(stop_rx)).await;
     if let Some(task) = est_task {
         task.await.context("the EST server task failed")??;
     }
@@ -174,9 +183,10 @@ async fn start_est(
     config: &Config,
     svc: &Arc<vouch_identity::IdentityService>,
     state: AppState,
+    limits: &crate::limits::Plan,
     stop: tokio::sync::watch::Receiver<bool>,
 ) -> Result<tokio::task::JoinHandle<Result<()>>> {
-    use vouch_api::tls::{TlsListener, TlsPeer, server_config};
+    use vouch_api::tls::server_config;
     let mut ips = vec![config.est_listen.ip()];
     if config.est_listen.ip().is_unspecified() {
         ips = vec!["127.0.0.1".parse()?, "::1".parse()?];
@@ -188,15 +198,19 @@ async fn start_est(
     let mut roots = vec![svc.root_cert_der().to_vec(), svc.ca_cert_der().to_vec()];
     roots.extend(svc.manufacturer_cas().iter().cloned());
     let tls = server_config(chain, key, &roots).context("configuring TLS for EST")?;
-    let listener = TlsListener::bind(config.est_listen, tls).await?;
-    let addr = axum::serve::Listener::local_addr(&listener).map(|p| p.remote)?;
+    let server = vouch_api::serve::HttpServer::bind("est", config.est_listen)
+        .await
+        .with_context(|| format!("listening on {} (est.listen)", config.est_listen))?
+        .tls(tls)
+        .limits(limits.est.clone())
+        .metrics(state.metrics.clone());
+    let addr = server.local_addr();
     tracing::info!(est_addr = %addr, "EST listening (RFC 7030, https)");
-    let app = vouch_api::est::router(state).into_make_service_with_connect_info::<TlsPeer>();
+    // Handlers see the client's certificate chain as `ConnectInfo<TlsPeer>`.
+    let app = vouch_api::est::router(state);
     Ok(tokio::spawn(async move {
-        axum::serve(listener, app)
-            .with_graceful_shutdown(stopped(stop))
-            .await
-            .context("serving EST")
+        server.serve(app, stopped(stop)).await;
+        Ok(())
     }))
 }
 

@@ -367,3 +367,80 @@ fn live_capture_on_loopback_reads_what_crosses_it() {
         "{report}"
     );
 }
+
+#[test]
+fn a_second_upload_while_one_runs_is_refused_at_once_and_the_last_report_stays_readable() {
+    use std::io::{Read, Write};
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let (server, addr, token, _log) = util::serve(d);
+    let api = Api {
+        base: format!("http://{addr}"),
+        auth: format!("Authorization: Bearer {}", token.unwrap()),
+        otp: None,
+    };
+    let (code, body) = upload(&api, &pcap("iti_enip_test.pcap"));
+    assert_eq!(code, 200, "{body}");
+
+    // An upload whose body is still coming: it holds the one upload slot (the server asked for its body).
+    let mut running = std::net::TcpStream::connect(&addr).unwrap();
+    write!(
+        running,
+        "POST /api/v1/discovery/captures HTTP/1.1\r\nHost: vouch\r\n{}\r\n\
+         Content-Type: application/vnd.tcpdump.pcap\r\nContent-Length: 200000000\r\nExpect: 100-continue\r\n\r\n",
+        api.auth
+    )
+    .unwrap();
+    running
+        .set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
+    let mut buf = [0u8; 64];
+    let n = running.read(&mut buf).unwrap();
+    assert!(
+        buf[..n].starts_with(b"HTTP/1.1 100"),
+        "{}",
+        String::from_utf8_lossy(&buf[..n])
+    );
+    running.write_all(&[0xd4, 0xc3, 0xb2, 0xa1]).unwrap();
+
+    // A second upload meanwhile: refused at once, with when to come back; the last report is still there.
+    let url = format!("{}/api/v1/discovery/captures", api.base);
+    let data = format!("@{}", pcap("iti_modbus1.pcap").display());
+    let out = std::process::Command::new("curl")
+        .args([
+            "-sS",
+            "-i",
+            "--max-time",
+            "10",
+            "-X",
+            "POST",
+            "-H",
+            &api.auth,
+        ])
+        .args(["-H", "Content-Type: application/vnd.tcpdump.pcap"])
+        .args(["--data-binary", &data, &url])
+        .output()
+        .unwrap();
+    let answer = String::from_utf8_lossy(&out.stdout).to_lowercase();
+    assert!(answer.starts_with("http/1.1 429"), "{answer}");
+    assert!(answer.contains("retry-after: 10"), "{answer}");
+    assert!(answer.contains("upload-in-progress"), "{answer}");
+    let (code, last) = api.call("GET", "/api/v1/discovery", None);
+    assert_eq!(code, 200, "{last}");
+    assert!(last.to_string().contains("1756-ENBT/A"), "{last}");
+
+    // The first upload's client gives up: the slot is free again.
+    drop(running);
+    let mut accepted = false;
+    for _ in 0..100 {
+        let (code, _) = upload(&api, &pcap("iti_modbus1.pcap"));
+        if code == 200 {
+            accepted = true;
+            break;
+        }
+        assert_eq!(code, 429);
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert!(accepted, "the slot was never freed");
+    terminate(server);
+}

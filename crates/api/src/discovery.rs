@@ -6,8 +6,9 @@ use std::sync::Arc;
 use axum::Extension;
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::State;
+use axum::extract::{FromRequest, Request, State};
 use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use tokio::sync::Mutex;
 use vouch_discover::merge::{self, RegistryLink, Step};
@@ -21,14 +22,18 @@ use crate::{ApiError, AppState};
 
 /// The largest capture the upload route accepts.
 pub const MAX_CAPTURE_BYTES: usize = 256 << 20;
+/// What a refused concurrent upload is told to wait, in seconds (a large capture takes about this long).
+pub const UPLOAD_RETRY_AFTER_SECS: u32 = 10;
 
 /// The last report this server produced, for the map and inventory routes (per server: another node keeps
 /// its own; the devices themselves are in the shared store).
 #[derive(Debug, Default)]
 pub struct LastReport {
     report: Mutex<Option<Arc<Report>>>,
-    /// Held for a whole upload: one run at a time, each compared with the one before.
-    running: Mutex<()>,
+    /// Held for a whole upload, from before its body is read: one run at a time (each compared with the one
+    /// before), and one capture's worth of memory. Owned by the run, so that a client hanging up does not
+    /// free it while the capture is still being read.
+    running: Arc<Mutex<()>>,
 }
 
 /// How a merge went.
@@ -141,12 +146,26 @@ pub async fn onboard(
 
 /// `POST /api/v1/discovery/captures`: a pcap or pcapng file as the body; returns the report after merging it
 /// into the registry. A truncated or corrupt capture is still reported up to the bad record (its error is in
-/// `capture.errors`) and answered 422 without touching the registry.
+/// `capture.errors`) and answered 422 without touching the registry. While another upload runs, the request is
+/// refused at once (429, `Retry-After`) before its body is read: uploads never queue, so memory holds one
+/// capture at most, and the last report stays readable meanwhile.
 pub(crate) async fn upload(
     State(state): State<AppState>,
     Extension(who): Extension<Principal>,
-    body: Bytes,
-) -> Result<(StatusCode, Json<UploadView>), ApiError> {
+    req: Request,
+) -> Result<Response, ApiError> {
+    let Ok(running) = state.discovery.running.clone().try_lock_owned() else {
+        return Err(ApiError {
+            kind: "upload-in-progress",
+            ..ApiError::too_many(
+                u64::from(UPLOAD_RETRY_AFTER_SECS),
+                "another capture is being read on this server (one upload at a time); retry when it is done",
+            )
+        });
+    };
+    let body = Bytes::from_request(req, &())
+        .await
+        .map_err(crate::extract::bytes_rejection)?;
     if body.is_empty() {
         return Err(ApiError::new(
             StatusCode::BAD_REQUEST,
@@ -154,13 +173,12 @@ pub(crate) async fn upload(
             "the body must be a pcap or pcapng file",
         ));
     }
-    // One upload at a time per server: each is compared with the one before, and the CPU goes to one run.
-    let _running = state.discovery.running.lock().await;
     let previous = state.discovery.report.lock().await.clone();
-    let (error, mut report) = tokio::task::spawn_blocking(move || {
+    let (_running, error, mut report) = tokio::task::spawn_blocking(move || {
         let mut run = Discovery::new(Limits::default());
         let read = run.read("upload", &body[..]);
         (
+            running,
             read.err().map(|e| e.to_string()),
             run.finish(previous.as_deref()),
         )
@@ -188,7 +206,8 @@ pub(crate) async fn upload(
             merged: summary,
             report,
         }),
-    ))
+    )
+        .into_response())
 }
 
 /// What the upload route answers.

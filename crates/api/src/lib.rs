@@ -22,6 +22,7 @@ mod metrics;
 pub mod mfa;
 mod policies;
 pub mod posture;
+pub mod serve;
 pub mod tls;
 mod tokens;
 pub mod totp;

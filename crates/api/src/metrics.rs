@@ -1,5 +1,6 @@
 //! Prometheus metrics in the OpenMetrics text format: request counts and latencies per route, the fleet by
-//! lifecycle state, and posture reports by outcome.
+//! lifecycle state, posture reports by outcome, and connections per listener (open, and those refused, shed
+//! or timed out).
 
 use std::time::Instant;
 
@@ -46,6 +47,17 @@ struct MfaLabels {
     outcome: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ClosedLabels {
+    listener: String,
+    reason: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ListenerLabels {
+    listener: String,
+}
+
 /// The API's metrics registry.
 pub struct Metrics {
     registry: Registry,
@@ -54,6 +66,8 @@ pub struct Metrics {
     devices: Family<StateLabels, Gauge>,
     posture: Family<PostureLabels, Counter>,
     mfa: Family<MfaLabels, Counter>,
+    closed: Family<ClosedLabels, Counter>,
+    open: Family<ListenerLabels, Gauge>,
 }
 
 impl Default for Metrics {
@@ -95,6 +109,18 @@ impl Metrics {
             "One-time codes presented, by outcome (accepted, wrong, locked, throttled)",
             mfa.clone(),
         );
+        let closed = Family::<ClosedLabels, Counter>::default();
+        registry.register(
+            "connections_closed",
+            "Connections the server refused, shed or closed on a timeout, by listener (api, est) and reason",
+            closed.clone(),
+        );
+        let open = Family::<ListenerLabels, Gauge>::default();
+        registry.register(
+            "connections_open",
+            "Connections held now (TLS handshakes included), by listener",
+            open.clone(),
+        );
         Self {
             registry,
             requests,
@@ -102,12 +128,41 @@ impl Metrics {
             devices,
             posture,
             mfa,
+            closed,
+            open,
         }
     }
 
     /// Counts one one-time code presented and what became of it.
     pub(crate) fn mfa_code(&self, outcome: &'static str) {
         self.mfa.get_or_create(&MfaLabels { outcome }).inc();
+    }
+
+    /// The series of `listener`'s connections: its open gauge and a counter per closing `reason` (created
+    /// now, so that every reason shows, at zero until it happens).
+    pub(crate) fn connection_series(
+        &self,
+        listener: &str,
+        reasons: &[&str],
+    ) -> (Gauge, Vec<Counter>) {
+        let open = self
+            .open
+            .get_or_create(&ListenerLabels {
+                listener: listener.to_owned(),
+            })
+            .clone();
+        let closed = reasons
+            .iter()
+            .map(|r| {
+                self.closed
+                    .get_or_create(&ClosedLabels {
+                        listener: listener.to_owned(),
+                        reason: (*r).to_owned(),
+                    })
+                    .clone()
+            })
+            .collect();
+        (open, closed)
     }
 
     /// Counts one posture report that came in on `via`, accepted or refused.

@@ -1,6 +1,7 @@
-//! A TLS listener for axum: handshakes run concurrently (a slow client never holds up others), each bounded in
-//! time, and the client's certificate chain travels with the connection to the handlers
-//! (`ConnectInfo<TlsPeer>`).
+//! TLS for the EST listener: the server configuration, the peer (`ConnectInfo<TlsPeer>`: the client's
+//! certificate chain travels with the connection to the handlers), and a plain `axum::serve` listener for
+//! tools and tests. `vouch serve` serves EST with [`crate::serve::HttpServer`], which bounds connections,
+//! handshakes and time per source; [`TlsListener`] only bounds handshakes.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -82,7 +83,7 @@ pub fn server_config(
     Ok(Arc::new(config))
 }
 
-/// Accepts TLS connections on a TCP socket.
+/// Accepts TLS connections on a TCP socket, for `axum::serve` (benchmarks, tools).
 pub struct TlsListener {
     rx: mpsc::Receiver<(TlsStream<TcpStream>, TlsPeer)>,
     local: SocketAddr,
@@ -113,8 +114,10 @@ impl TlsListener {
                         continue;
                     }
                 };
-                let Ok(permit) = permits.clone().acquire_owned().await else {
-                    return;
+                // Never wait for a slot (the accept loop would stop): a connection beyond is closed at once.
+                let Ok(permit) = permits.clone().try_acquire_owned() else {
+                    tracing::debug!(%remote, "TLS handshake refused: too many in progress");
+                    continue;
                 };
                 let (acceptor, tx) = (acceptor.clone(), tx.clone());
                 tokio::spawn(async move {
@@ -137,8 +140,8 @@ impl TlsListener {
                                 ))
                                 .await;
                         }
-                        Ok(Err(e)) => tracing::info!(%remote, error = %e, "TLS handshake refused"),
-                        Err(_) => tracing::info!(%remote, "TLS handshake timed out"),
+                        Ok(Err(e)) => tracing::debug!(%remote, error = %e, "TLS handshake refused"),
+                        Err(_) => tracing::debug!(%remote, "TLS handshake timed out"),
                     }
                 });
             }

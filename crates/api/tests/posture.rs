@@ -19,7 +19,7 @@ use http_body_util::BodyExt;
 use serde_json::{Value, json};
 use tokio::sync::broadcast::error::TryRecvError;
 use tower::ServiceExt;
-use vouch_api::tls::{TlsListener, TlsPeer, server_config};
+use vouch_api::tls::server_config;
 use vouch_api::{AppState, Limits, auth, router};
 use vouch_identity::{IdentityService, PkiSettings};
 use vouch_pki::{CaSubject, DeviceProfile, IssuingCa, KeyAlgorithm, Passphrase, init_ca};
@@ -130,13 +130,13 @@ impl World {
             &[root, svc.ca_cert_der().to_vec()],
         )
         .unwrap();
-        let listener = TlsListener::bind("127.0.0.1:0".parse().unwrap(), tls)
+        let server = vouch_api::serve::HttpServer::bind("est", "127.0.0.1:0".parse().unwrap())
             .await
-            .unwrap();
-        let est = axum::serve::Listener::local_addr(&listener).unwrap().remote;
-        let est_app =
-            vouch_api::est::router(state.clone()).into_make_service_with_connect_info::<TlsPeer>();
-        tokio::spawn(async move { axum::serve(listener, est_app).await });
+            .unwrap()
+            .tls(tls);
+        let est = server.local_addr();
+        let est_app = vouch_api::est::router(state.clone());
+        tokio::spawn(server.serve(est_app, std::future::pending()));
         Self {
             store,
             clock,

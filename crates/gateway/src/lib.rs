@@ -74,7 +74,14 @@ pub struct GatewayConfig {
     /// What happens to a refused PUBLISH from a 3.1.1 client.
     pub v311_denied_publish: DeniedPublish,
     /// The most sessions (and handshakes in progress) held at once; a connection beyond is closed at once.
+    /// Each session holds two sockets (device and broker): `vouch` derives this from the descriptor limit.
     pub max_sessions: usize,
+    /// The most connections from one source (an IPv4 address, an IPv6 /64) still unauthenticated at once
+    /// (in their TLS handshake or before their CONNECT was accepted); one beyond is closed at once.
+    pub max_pending_per_source: usize,
+    /// How long a write towards the device or the broker may stay blocked (the peer does not read) before
+    /// the session is closed (`slow_client`, `slow_upstream`).
+    pub write_timeout: Duration,
     /// The length of an observation window.
     pub window: Duration,
 }
@@ -90,8 +97,16 @@ impl GatewayConfig {
             max_packet: 256 * 1024,
             v311_denied_publish: DeniedPublish::Drop,
             max_sessions: 100_000,
+            max_pending_per_source: Self::pending_per_source(100_000),
+            write_timeout: Duration::from_secs(10),
             window: Duration::from_secs(10),
         }
+    }
+
+    /// The default per-source share of unauthenticated connections for `max_sessions`: a sixteenth, at least
+    /// 64 (or all of them): devices behind one NAT reconnecting together are not refused for long.
+    pub fn pending_per_source(max_sessions: usize) -> usize {
+        (max_sessions / 16).max(max_sessions.min(64)).max(1)
     }
 }
 
@@ -157,6 +172,9 @@ pub(crate) struct Counters {
     sessions: AtomicU64,
     accepted: AtomicU64,
     closed: Mutex<std::collections::BTreeMap<&'static str, u64>>,
+    /// Connections refused before they named a device, since the last summary line (logged together, not
+    /// one line each: a flood of them would flood the log).
+    anonymous: Mutex<std::collections::BTreeMap<&'static str, u64>>,
     denied: AtomicU64,
     upstream_connects: AtomicU64,
     reverified: AtomicU64,
@@ -167,6 +185,98 @@ impl Counters {
         if let Ok(mut m) = self.closed.lock() {
             *m.entry(reason.as_str()).or_default() += 1;
         }
+    }
+
+    /// Counts a connection refused before it named a device, for the next summary line.
+    pub(crate) fn anonymous(&self, reason: CloseReason) {
+        if let Ok(mut m) = self.anonymous.lock() {
+            *m.entry(reason.as_str()).or_default() += 1;
+        }
+    }
+}
+
+/// How often the refusals of connections that named no device are logged, as one line.
+const SUMMARY_EVERY: Duration = Duration::from_secs(10);
+
+/// Logs the anonymous refusals every [`SUMMARY_EVERY`] (when there were any) until the gateway is dropped.
+async fn summaries(inner: std::sync::Weak<Inner>) {
+    let mut tick = tokio::time::interval(SUMMARY_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick.tick().await;
+    loop {
+        tick.tick().await;
+        let Some(inner) = inner.upgrade() else { return };
+        let counts = match inner.counters.anonymous.lock() {
+            Ok(mut m) => std::mem::take(&mut *m),
+            Err(_) => continue,
+        };
+        if counts.is_empty() {
+            continue;
+        }
+        let counts = counts
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join(" ");
+        let sessions = inner.counters.sessions.load(Ordering::Relaxed);
+        tracing::warn!(
+            sessions,
+            %counts,
+            "gateway connections refused before naming a device (last {} s)",
+            SUMMARY_EVERY.as_secs()
+        );
+    }
+}
+
+/// Where a connection comes from, for the per-source cap: an IPv4 address, or an IPv6 /64.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Source {
+    V4(u32),
+    V6(u64),
+}
+
+impl From<std::net::IpAddr> for Source {
+    fn from(ip: std::net::IpAddr) -> Self {
+        match ip.to_canonical() {
+            std::net::IpAddr::V4(v4) => Self::V4(u32::from(v4)),
+            std::net::IpAddr::V6(v6) => Self::V6((u128::from(v6) >> 64) as u64),
+        }
+    }
+}
+
+/// A connection not yet authenticated, counted against its source until dropped.
+pub(crate) struct Pending {
+    inner: Arc<Inner>,
+    source: Source,
+}
+
+impl Drop for Pending {
+    fn drop(&mut self) {
+        if let Ok(mut m) = self.inner.pending.lock()
+            && let Some(n) = m.get_mut(&self.source)
+        {
+            *n -= 1;
+            if *n == 0 {
+                m.remove(&self.source);
+            }
+        }
+    }
+}
+
+impl Inner {
+    /// Counts a new connection from `ip` as pending, unless its source already has its maximum.
+    fn pending(self: &Arc<Self>, ip: std::net::IpAddr) -> Option<Pending> {
+        let source = Source::from(ip);
+        let mut m = self.pending.lock().ok()?;
+        let n = m.entry(source).or_default();
+        if *n >= self.config.max_pending_per_source {
+            return None;
+        }
+        *n += 1;
+        Some(Pending {
+            inner: self.clone(),
+            source,
+        })
     }
 }
 
@@ -179,6 +289,8 @@ pub(crate) struct Inner {
     counters: Counters,
     sessions: follow::Registry,
     observer: observe::Observer,
+    /// Unauthenticated connections by source.
+    pending: Mutex<std::collections::HashMap<Source, usize>>,
 }
 
 /// A running gateway: accepts device connections and keeps verifying them.
@@ -210,14 +322,17 @@ impl Gateway {
                 sessions: AtomicU64::new(0),
                 accepted: AtomicU64::new(0),
                 closed: Mutex::default(),
+                anonymous: Mutex::default(),
                 denied: AtomicU64::new(0),
                 upstream_connects: AtomicU64::new(0),
                 reverified: AtomicU64::new(0),
             },
             sessions: follow::Registry::default(),
             observer: observe::Observer::new(),
+            pending: Mutex::default(),
         });
         tokio::spawn(follow::run(Arc::downgrade(&inner), cursor));
+        tokio::spawn(summaries(Arc::downgrade(&inner)));
         tokio::spawn(observe::run(Arc::downgrade(&inner), window));
         Ok(Self { inner })
     }
@@ -244,13 +359,18 @@ impl Gateway {
             };
             let Ok(slot) = slots.clone().try_acquire_owned() else {
                 self.inner.counters.closed(CloseReason::TooManySessions);
-                tracing::warn!(%remote, "refused: the gateway holds its maximum of sessions");
+                self.inner.counters.anonymous(CloseReason::TooManySessions);
+                continue;
+            };
+            let Some(pending) = self.inner.pending(remote.ip()) else {
+                self.inner.counters.closed(CloseReason::TooManyPending);
+                self.inner.counters.anonymous(CloseReason::TooManyPending);
                 continue;
             };
             let _ = tcp.set_nodelay(true);
             let inner = self.inner.clone();
             tokio::spawn(async move {
-                session::run(inner, tcp, remote).await;
+                session::run(inner, tcp, remote, pending).await;
                 drop(slot);
             });
         }

@@ -34,6 +34,9 @@ const MAX_KNOWN_TOPICS: usize = 4096;
 const REPLIES: usize = 256;
 /// Time allowed to reach the broker.
 const UPSTREAM_TIMEOUT: Duration = Duration::from_secs(5);
+/// Time a closing session may spend on its last writes (answers queued, the goodbye, TLS close_notify),
+/// whatever the peer does: a cut closes within a tick of the follower plus this.
+const CLOSE_GRACE: Duration = Duration::from_millis(250);
 
 /// Why a connection was refused or a session ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -78,12 +81,16 @@ pub enum CloseReason {
     UpstreamClosed,
     /// The client ended the session (DISCONNECT, or closing the connection).
     ClientClosed,
-    /// The client did not read the gateway's answers.
+    /// The client did not read what the gateway sent it (its answers, or deliveries for `write_timeout`).
     SlowClient,
+    /// The broker did not read what the gateway forwarded for `write_timeout`.
+    SlowUpstream,
     /// The store could not be read.
     StoreUnavailable,
     /// The gateway already holds its maximum of sessions.
     TooManySessions,
+    /// Its source already holds its maximum of connections not yet authenticated.
+    TooManyPending,
 }
 
 impl CloseReason {
@@ -111,8 +118,10 @@ impl CloseReason {
             Self::UpstreamClosed => "upstream_closed",
             Self::ClientClosed => "client_closed",
             Self::SlowClient => "slow_client",
+            Self::SlowUpstream => "slow_upstream",
             Self::StoreUnavailable => "store_unavailable",
             Self::TooManySessions => "too_many_sessions",
+            Self::TooManyPending => "too_many_pending",
         }
     }
 
@@ -129,6 +138,7 @@ impl CloseReason {
                 | Self::MalformedPacket
                 | Self::PacketTooLarge
                 | Self::SlowClient
+                | Self::SlowUpstream
         )
     }
 
@@ -321,16 +331,26 @@ impl Session {
     }
 }
 
-/// Serves one connection to its end, counting and logging why it ended.
-pub(crate) async fn run(inner: Arc<Inner>, tcp: TcpStream, remote: SocketAddr) {
-    let (reason, device) = serve(&inner, tcp, remote).await;
+/// Serves one connection to its end, counting and logging why it ended. `pending` counts it against its
+/// source until it is authenticated.
+pub(crate) async fn run(
+    inner: Arc<Inner>,
+    tcp: TcpStream,
+    remote: SocketAddr,
+    pending: crate::Pending,
+) {
+    let (reason, device) = serve(&inner, tcp, remote, pending).await;
     inner.counters.closed(reason);
     match (reason, device) {
         (CloseReason::ClientClosed, Some(d)) => {
             tracing::debug!(%remote, device = %d, "session closed by the client")
         }
         (r, Some(d)) => tracing::info!(%remote, device = %d, reason = %r, "session closed"),
-        (r, None) => tracing::info!(%remote, reason = %r, "connection refused"),
+        // Before a device is named: counted, and logged in the gateway's summary line, not one line each.
+        (r, None) => {
+            inner.counters.anonymous(r);
+            tracing::debug!(%remote, reason = %r, "connection refused");
+        }
     }
 }
 
@@ -341,8 +361,10 @@ async fn serve(
     inner: &Arc<Inner>,
     tcp: TcpStream,
     remote: SocketAddr,
+    pending: crate::Pending,
 ) -> (CloseReason, Option<DeviceId>) {
     let cfg = &inner.config;
+    let deadline = cfg.write_timeout;
     let mut tls = match tokio::time::timeout(cfg.handshake_timeout, inner.tls.accept(tcp)).await {
         Err(_) => return (CloseReason::HandshakeTimeout, None),
         Ok(Err(e)) => return (handshake_reason(&e), None),
@@ -400,7 +422,8 @@ async fn serve(
         Ok(Some(raw)) if raw.kind == PacketKind::Connect => match parse(&raw, Protocol::V311) {
             Ok(Packet::Connect(c)) => c,
             Err(vouch_mqtt::ParseError::UnsupportedProtocol { .. }) => {
-                let _ = write(
+                let _ = write_within(
+                    deadline,
                     &mut tls,
                     &connack(
                         Protocol::V311,
@@ -423,8 +446,13 @@ async fn serve(
             if let Some(d) = device {
                 inner.observer.refused(d, remote.ip());
             }
-            let _ = write(&mut tls, &connack(protocol, false, reason.connack_code())).await;
-            let _ = tls.shutdown().await;
+            let _ = write_within(
+                deadline,
+                &mut tls,
+                &connack(protocol, false, reason.connack_code()),
+            )
+            .await;
+            let _ = tokio::time::timeout(CLOSE_GRACE, tls.shutdown()).await;
             return (reason, device);
         }
     };
@@ -443,7 +471,8 @@ async fn serve(
     let upstream = match tokio::time::timeout(UPSTREAM_TIMEOUT, open_upstream(inner)).await {
         Ok(Ok(u)) => u,
         _ => {
-            let _ = write(
+            let _ = write_within(
+                deadline,
                 &mut tls,
                 &connack(protocol, false, ReasonCode::ServerUnavailable),
             )
@@ -470,11 +499,13 @@ async fn serve(
     // CONNECT goes up as the client sent it; whatever the client sent after it goes through the checks.
     let mut up_buf = buf.split_off(connect_len);
     let (mut up_rd, mut up_wr) = tokio::io::split(upstream);
-    if write(&mut up_wr, &buf).await.is_err() {
+    if write_within(deadline, &mut up_wr, &buf).await.is_err() {
         return (CloseReason::UpstreamUnavailable, Some(device));
     }
     up_buf.reserve(1024);
     inner.sessions.add(&session);
+    // Authenticated and admitted: no longer counted against its source's unauthenticated connections.
+    drop(pending);
     // A revocation between the first look-up and the registration would have found no session to cut:
     // look once more, now that the follower sees this one.
     if let Ok(Some(c)) = inner
@@ -501,7 +532,10 @@ async fn serve(
         injected: from_down,
         close: close_rx.clone(),
         write_failed: CloseReason::UpstreamClosed,
+        write_stalled: CloseReason::SlowUpstream,
         read_ended: CloseReason::ClientClosed,
+        write_timeout: deadline,
+        clean: true,
     };
     let mut up_state = UpState::default();
     let up = up.run(
@@ -517,7 +551,10 @@ async fn serve(
         injected: from_up,
         close: close_rx,
         write_failed: CloseReason::ClientClosed,
+        write_stalled: CloseReason::SlowClient,
         read_ended: CloseReason::UpstreamClosed,
+        write_timeout: deadline,
+        clean: true,
     };
     let mut down_state = DownState::default();
     let protocol = session.protocol;
@@ -626,6 +663,17 @@ async fn write<W: AsyncWrite + Unpin>(wr: &mut W, bytes: &[u8]) -> std::io::Resu
     wr.flush().await
 }
 
+/// [`write`], failing once it has taken `deadline` (the peer does not read).
+async fn write_within<W: AsyncWrite + Unpin>(
+    deadline: Duration,
+    wr: &mut W,
+    bytes: &[u8],
+) -> std::io::Result<()> {
+    tokio::time::timeout(deadline, write(wr, bytes))
+        .await
+        .map_err(|_| std::io::Error::from(std::io::ErrorKind::TimedOut))?
+}
+
 /// What one direction learned from a batch of packets.
 enum Flow {
     /// Keep reading.
@@ -638,9 +686,60 @@ fn reply(tx: &mpsc::Sender<Vec<u8>>, bytes: Vec<u8>) -> Result<(), CloseReason> 
     tx.try_send(bytes).map_err(|_| CloseReason::SlowClient)
 }
 
+/// How a write of a pump ended.
+enum Sent {
+    Done,
+    /// The peer closed or the write failed.
+    Failed,
+    /// Blocked for `write_timeout`: the peer does not read.
+    Stalled,
+    /// The session ended while the write was blocked; `clean` if no packet was left half-written.
+    Abandoned {
+        clean: bool,
+    },
+}
+
+/// Writes `bytes` unless the session ends first or the write stays blocked for `deadline`: a write never
+/// keeps a closing session open, whatever the peer does.
+async fn send<W: AsyncWrite + Unpin>(
+    wr: &mut W,
+    bytes: &[u8],
+    deadline: Duration,
+    close: &mut watch::Receiver<Option<CloseReason>>,
+) -> Sent {
+    let mut written = 0;
+    let outcome = {
+        let writing = async {
+            while written < bytes.len() {
+                match wr.write(&bytes[written..]).await {
+                    Ok(0) => return Err(std::io::Error::from(std::io::ErrorKind::WriteZero)),
+                    Ok(n) => written += n,
+                    Err(e) => return Err(e),
+                }
+            }
+            wr.flush().await
+        };
+        tokio::select! {
+            biased;
+            _ = close.wait_for(Option::is_some) => None,
+            r = tokio::time::timeout(deadline, writing) => Some(r),
+        }
+    };
+    match outcome {
+        None => Sent::Abandoned {
+            clean: written == 0 || written == bytes.len(),
+        },
+        Some(Ok(Ok(()))) => Sent::Done,
+        Some(Ok(Err(_))) => Sent::Failed,
+        Some(Err(_)) => Sent::Stalled,
+    }
+}
+
 /// One direction of a session: reads from `rd`, lets `step` decide the complete packets (forwarded bytes
 /// into its output), writes them to `wr` together with the answers the other direction queued in
-/// `injected`, until the session ends; then writes the queued answers and `goodbye`, and closes `wr`.
+/// `injected`, until the session ends; then writes the queued answers and `goodbye` (within
+/// [`CLOSE_GRACE`], and only if no packet was left half-written), and closes `wr`. Every write is bounded
+/// by `write_timeout` and abandoned as soon as the session ends.
 struct Pump<'a, R, W> {
     s: &'a Session,
     rd: R,
@@ -648,12 +747,32 @@ struct Pump<'a, R, W> {
     buf: Vec<u8>,
     injected: mpsc::Receiver<Vec<u8>>,
     close: watch::Receiver<Option<CloseReason>>,
-    /// Why the session ends when `wr` fails, and when `rd` ends.
+    /// Why the session ends when `wr` fails, when it stays blocked, and when `rd` ends.
     write_failed: CloseReason,
+    write_stalled: CloseReason,
     read_ended: CloseReason,
+    write_timeout: Duration,
+    /// No write was abandoned or failed half-way: the stream is still at a packet boundary.
+    clean: bool,
 }
 
 impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Pump<'_, R, W> {
+    /// Writes `bytes` towards this direction's peer (see [`send`]), ending the session if it fails.
+    async fn forward(&mut self, bytes: &[u8]) {
+        match send(&mut self.wr, bytes, self.write_timeout, &mut self.close).await {
+            Sent::Done => {}
+            Sent::Failed => {
+                self.clean = false;
+                self.s.end(self.write_failed);
+            }
+            Sent::Stalled => {
+                self.clean = false;
+                self.s.end(self.write_stalled);
+            }
+            Sent::Abandoned { clean } => self.clean &= clean,
+        }
+    }
+
     async fn run(
         mut self,
         mut step: impl FnMut(&[u8], &mut Vec<u8>) -> Result<(usize, Flow), CloseReason>,
@@ -665,38 +784,44 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Pump<'_, R, W> {
             out.clear();
             let (consumed, flow) = step(&self.buf, &mut out).unwrap_or_else(|r| (0, Flow::Done(r)));
             self.buf.drain(..consumed);
-            if !out.is_empty() && write(&mut self.wr, &out).await.is_err() {
-                s.end(self.write_failed);
+            if !out.is_empty() {
+                self.forward(&out).await;
             }
             if let Flow::Done(reason) = flow {
                 s.end(reason);
             }
             let current = *self.close.borrow_and_update();
             if let Some(reason) = current {
-                // Answers already queued (a refusal's SUBACK) go out before the goodbye.
-                while let Ok(bytes) = self.injected.try_recv() {
-                    let _ = write(&mut self.wr, &bytes).await;
+                if self.clean {
+                    // Answers already queued (a refusal's SUBACK) go out before the goodbye.
+                    let last = async {
+                        while let Ok(bytes) = self.injected.try_recv() {
+                            write(&mut self.wr, &bytes).await?;
+                        }
+                        if let Some(bye) = goodbye(reason) {
+                            write(&mut self.wr, &bye).await?;
+                        }
+                        self.wr.shutdown().await
+                    };
+                    let _ = tokio::time::timeout(CLOSE_GRACE, last).await;
                 }
-                if let Some(bye) = goodbye(reason) {
-                    let _ = write(&mut self.wr, &bye).await;
-                }
-                let _ = self.wr.shutdown().await;
                 return;
             }
             if self.buf.capacity() > 64 * 1024 && self.buf.len() < 1024 {
                 self.buf.shrink_to(4096);
             }
-            tokio::select! {
-                _ = self.close.changed() => {}
-                Some(bytes) = self.injected.recv() => {
-                    if write(&mut self.wr, &bytes).await.is_err() {
-                        s.end(self.write_failed);
+            let injected = tokio::select! {
+                _ = self.close.changed() => None,
+                Some(bytes) = self.injected.recv() => Some(bytes),
+                n = self.rd.read_buf(&mut self.buf) => {
+                    if matches!(n, Ok(0) | Err(_)) {
+                        s.end(self.read_ended);
                     }
+                    None
                 }
-                n = self.rd.read_buf(&mut self.buf) => match n {
-                    Ok(0) | Err(_) => s.end(self.read_ended),
-                    Ok(_) => {}
-                },
+            };
+            if let Some(bytes) = injected {
+                self.forward(&bytes).await;
             }
         }
     }

@@ -21,6 +21,8 @@ pub const NOW: i64 = 1_790_000_000_000_000;
 /// The application and what stands behind it.
 pub struct Harness {
     pub app: Router,
+    /// The state behind `app` (its metrics, for serving it on a real listener).
+    pub state: AppState,
     pub store: Arc<dyn Store>,
     pub clock: Arc<ManualClock>,
     pub admin: String,
@@ -53,9 +55,10 @@ impl Harness {
             .unwrap();
         let seal = Arc::new(vouch_api::totp::SealKey::generate().unwrap().0);
         let state = AppState::new(store.clone(), clock.clone(), decisions.clone(), seal);
-        let app = router(state, limits);
+        let app = router(state.clone(), limits);
         Self {
             app,
+            state,
             store,
             clock,
             admin: admin.expose().to_owned(),
