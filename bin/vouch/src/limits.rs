@@ -81,7 +81,7 @@ fn listener(
     }
     if let Some(h) = s.max_handshakes {
         l.max_handshakes = h.min(n);
-        l.max_handshakes_per_source = (l.max_handshakes / 8).max(l.max_handshakes.min(4));
+        l.max_handshakes_per_source = ConnectionLimits::per_source(l.max_handshakes);
     }
     l.handshake_timeout = Duration::from_secs(s.handshake_timeout_secs);
     l.header_timeout = Duration::from_secs(s.header_timeout_secs);
