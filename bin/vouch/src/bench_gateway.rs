@@ -507,9 +507,9 @@ pub async fn run(a: GatewayArgs) -> Result<()> {
 
     // Held sessions, spread over as many gateways as the descriptor limit needs.
     let limit = fd_limit();
-    let gateways = (2 * u64::from(a.sessions) + 256)
-        .div_ceil(limit.saturating_sub(256).max(1))
-        .max(1);
+    // As many as each gateway's cap needs: it derives the cap from the same limit (and the default store).
+    let per_gateway = crate::limits::gateway_alone(Some(limit), 16) as u64;
+    let gateways = u64::from(a.sessions).div_ceil(per_gateway.max(1)).max(1);
     let mut gws: Vec<(Killed, SocketAddr)> = Vec::new();
     for _ in 0..gateways {
         gws.push(start_gateway(&data, &pass_file, plain_addr)?);

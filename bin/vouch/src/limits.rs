@@ -81,13 +81,20 @@ fn listener(
     }
     if let Some(h) = s.max_handshakes {
         l.max_handshakes = h.min(n);
-        l.max_handshakes_per_source = (l.max_handshakes / 8).max(l.max_handshakes.min(4));
+        l.max_handshakes_per_source = ConnectionLimits::per_source(l.max_handshakes);
     }
     l.handshake_timeout = Duration::from_secs(s.handshake_timeout_secs);
     l.header_timeout = Duration::from_secs(s.header_timeout_secs);
     l.body_timeout = Duration::from_secs(s.body_timeout_secs);
     l.write_timeout = Duration::from_secs(s.write_timeout_secs);
     l
+}
+
+/// The sessions `vouch gateway` holds by default under `descriptors` with `store_connections` (what the
+/// benchmark spreads its sessions by).
+pub fn gateway_alone(descriptors: Option<u64>, store_connections: usize) -> usize {
+    let limit = descriptors.unwrap_or(UNLIMITED);
+    at_least_floor(limit.saturating_sub(headroom(limit, store_connections)) / 2)
 }
 
 /// Shares the descriptors of a process whose limit is `descriptors` between what `role` runs.
@@ -197,6 +204,7 @@ mod tests {
         assert_eq!(p.gateway_sessions, 6_196);
         let p = plan(&c, Role::Gateway, Some(1024));
         assert_eq!(p.gateway_sessions, (1024 - 128 - 32 - 64) / 2);
+        assert_eq!(gateway_alone(Some(1024), 16), p.gateway_sessions);
         assert!(p.lowered.is_empty());
     }
 

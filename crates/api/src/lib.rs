@@ -3,7 +3,8 @@
 //! [`router`] builds the axum application from one route table ([`routes`]): each route names the
 //! [`Permission`] it needs, and the table is the single place where that is decided, so a test can walk every
 //! route. Operators authenticate with bearer tokens ([`auth`]); errors are RFC 9457 problem documents
-//! ([`ApiError`]); request bodies are size-limited.
+//! ([`ApiError`]); request bodies are size-limited. [`serve::HttpServer`] serves it (and EST over TLS) with
+//! bounded connections: caps in total and per source, shedding, and header, body, write and handshake timeouts.
 //!
 //! Architecture Invariant: this is the only crate that knows HTTP. Handlers translate between JSON and domain
 //! types and call the store; they hold no business rules of their own.

@@ -50,6 +50,8 @@ use crate::tls::TlsPeer;
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 /// How often a listener logs what it refused, shed and timed out (when it did).
 const SUMMARY_EVERY: Duration = Duration::from_secs(10);
+/// The smallest default share (per source, in handshakes), unless the whole is smaller.
+const FLOOR: usize = 64;
 
 /// The soft limit on open file descriptors this process has (`RLIMIT_NOFILE`), or `None` when unlimited.
 /// Every socket is one: the connection caps are derived from it.
@@ -80,17 +82,17 @@ pub struct ConnectionLimits {
 }
 
 impl ConnectionLimits {
-    /// `max_connections` with the shares derived from it: an eighth per source (at least 16, or all), a
-    /// quarter in handshakes (at least 16, or all), an eighth of those per source (at least 4, or all), and
-    /// 10-second timeouts.
+    /// `max_connections` with the shares derived from it: an eighth per source, a quarter in handshakes, an
+    /// eighth of those per source (each at least 64, or all: a burst of real clients behind one address, a
+    /// fleet enrolling through one NAT, must fit), and 10-second timeouts.
     pub fn new(max_connections: usize) -> Self {
         let max_connections = max_connections.max(1);
-        let max_handshakes = (max_connections / 4).max(max_connections.min(16));
+        let max_handshakes = (max_connections / 4).max(max_connections.min(FLOOR));
         Self {
             max_connections,
             max_connections_per_source: Self::per_source(max_connections),
             max_handshakes,
-            max_handshakes_per_source: (max_handshakes / 8).max(max_handshakes.min(4)),
+            max_handshakes_per_source: Self::per_source(max_handshakes),
             handshake_timeout: Duration::from_secs(10),
             header_timeout: Duration::from_secs(10),
             body_timeout: Duration::from_secs(10),
@@ -98,9 +100,9 @@ impl ConnectionLimits {
         }
     }
 
-    /// The default per-source share of `max_connections`: an eighth, at least 16 (or all of them).
-    pub fn per_source(max_connections: usize) -> usize {
-        (max_connections / 8).max(max_connections.min(16)).max(1)
+    /// The default per-source share of `total` connections (or handshakes): an eighth, at least 64 (or all).
+    pub fn per_source(total: usize) -> usize {
+        (total / 8).max(total.min(FLOOR)).max(1)
     }
 
     /// The same limits with every count at least 1 and no per-source share above its whole.

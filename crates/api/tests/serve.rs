@@ -149,8 +149,8 @@ fn limits(cap: usize) -> ConnectionLimits {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idle_sockets_from_other_addresses_do_not_keep_a_real_client_out() {
     let h = Harness::new().await;
-    let l = limits(CAP);
-    assert_eq!(l.max_connections_per_source, 16);
+    let mut l = limits(CAP);
+    l.max_connections_per_source = 16;
     let (addr, _stop) = start(h.app.clone(), l, h.state.metrics.clone(), None).await;
     // Four attacking hosts, a cap's worth of idle sockets each: four times the cap in all.
     let mut flood = Vec::new();
@@ -173,9 +173,10 @@ async fn idle_sockets_from_other_addresses_do_not_keep_a_real_client_out() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idle_sockets_from_the_clients_own_address_are_shed_for_it() {
     let h = Harness::new().await;
-    // One source may take the whole cap: only the global cap and shedding stand between the flood and curl.
-    let mut l = limits(CAP);
-    l.max_connections_per_source = CAP;
+    // One source may take the whole cap (the default at this size): only the global cap and shedding stand
+    // between the flood and curl.
+    let l = limits(CAP);
+    assert_eq!(l.max_connections_per_source, CAP);
     let (addr, _stop) = start(h.app.clone(), l, h.state.metrics.clone(), None).await;
     let flood = idle(addr, [127, 0, 0, 1], FLOOD).await;
     let (code, took) = curl(vec![format!("http://{addr}/healthz")]).await;
@@ -399,8 +400,12 @@ async fn cacerts(dir: &tempfile::TempDir, addr: SocketAddr) -> (String, Duration
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn est_answers_cacerts_beside_idle_tcp_connections_that_never_say_hello() {
-    // From other addresses, with the default shares (16 connections, 4 handshakes per source).
-    let (h, addr, _stop, dir) = est(limits(CAP)).await;
+    // From other addresses, each allowed 16 connections and 4 handshakes.
+    let mut l = limits(CAP);
+    l.max_connections_per_source = 16;
+    l.max_handshakes = 16;
+    l.max_handshakes_per_source = 4;
+    let (h, addr, _stop, dir) = est(l).await;
     let mut flood = Vec::new();
     for host in 2..=5 {
         flood.extend(idle(addr, [127, 0, 0, host], CAP).await);
@@ -415,11 +420,17 @@ async fn est_answers_cacerts_beside_idle_tcp_connections_that_never_say_hello() 
     assert!(closed_metric(&h, "est", "shed_handshake").await > 0);
     drop(flood);
 
-    // From curl's own address, one source allowed the whole cap: the global caps and shedding decide.
-    let mut l = limits(CAP);
-    l.max_connections_per_source = CAP;
-    l.max_handshakes = CAP;
-    l.max_handshakes_per_source = CAP;
+    // From curl's own address, one source allowed the whole cap (the default at this size): the global caps
+    // and shedding decide.
+    let l = limits(CAP);
+    assert_eq!(
+        (
+            l.max_connections_per_source,
+            l.max_handshakes,
+            l.max_handshakes_per_source
+        ),
+        (CAP, CAP, CAP)
+    );
     let (h, addr, _stop, dir) = est(l).await;
     let flood = idle(addr, [127, 0, 0, 1], FLOOD).await;
     let (code, took) = cacerts(&dir, addr).await;

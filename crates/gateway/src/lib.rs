@@ -213,18 +213,22 @@ async fn summaries(inner: std::sync::Weak<Inner>) {
         if counts.is_empty() {
             continue;
         }
+        // Turned away for lack of room is worth a warning; failed handshakes and timeouts are the clients'.
+        let full = [CloseReason::TooManySessions, CloseReason::TooManyPending]
+            .iter()
+            .any(|r| counts.contains_key(r.as_str()));
         let counts = counts
             .iter()
             .map(|(k, v)| format!("{k}={v}"))
             .collect::<Vec<_>>()
             .join(" ");
         let sessions = inner.counters.sessions.load(Ordering::Relaxed);
-        tracing::warn!(
-            sessions,
-            %counts,
-            "gateway connections refused before naming a device (last {} s)",
-            SUMMARY_EVERY.as_secs()
-        );
+        let secs = SUMMARY_EVERY.as_secs();
+        if full {
+            tracing::warn!(sessions, %counts, "gateway connections refused before naming a device (last {secs} s)");
+        } else {
+            tracing::info!(sessions, %counts, "gateway connections refused before naming a device (last {secs} s)");
+        }
     }
 }
 

@@ -63,8 +63,16 @@ async fn stalled_subscriber(w: &World, d: &DeviceCreds) -> TlsStream<TcpStream> 
     s
 }
 
-/// Publishes 64 KiB messages to `topic` straight on the broker as fast as it takes them; the bytes sent.
-fn flood(w: &World, topic: String) -> (Vec<tokio::task::JoinHandle<()>>, Arc<AtomicU64>) {
+/// Publishes 64 KiB messages to `topic` straight on the broker as fast as it takes them; the broker
+/// connection's task, the publishing task and the bytes sent.
+fn flood(
+    w: &World,
+    topic: String,
+) -> (
+    tokio::task::JoinHandle<()>,
+    tokio::task::JoinHandle<()>,
+    Arc<AtomicU64>,
+) {
     let (client, mut events) = AsyncClient::new(w.direct("flood"), 10);
     let sent = Arc::new(AtomicU64::new(0));
     let poll = tokio::spawn(async move {
@@ -85,10 +93,11 @@ fn flood(w: &World, topic: String) -> (Vec<tokio::task::JoinHandle<()>>, Arc<Ato
             counted.fetch_add(payload.len() as u64, Ordering::Relaxed);
         }
     });
-    (vec![poll, publish], sent)
+    (poll, publish, sent)
 }
 
-/// Waits (bounded) until the flood has pushed `bytes` more than fit in the sockets' buffers.
+/// Waits (bounded) until the flood has pushed `bytes`: far more than the sockets' buffers hold, so the
+/// gateway's write towards the subscriber is blocked (and stays so: the subscriber never reads).
 async fn flooded(sent: &AtomicU64, bytes: u64) {
     let deadline = Instant::now() + Duration::from_secs(20);
     while sent.load(Ordering::Relaxed) < bytes {
@@ -118,8 +127,10 @@ async fn a_subscriber_that_stops_reading_under_a_flood_is_cut_within_a_second_of
     let w = world(|c| c.write_timeout = Duration::from_secs(60)).await;
     let d = w.device().await;
     let mut s = stalled_subscriber(&w, &d).await;
-    let (tasks, sent) = flood(&w, format!("devices/{}/video", d.id));
+    let (poll, publish, sent) = flood(&w, format!("devices/{}/video", d.id));
     flooded(&sent, 32 << 20).await;
+    publish.abort();
+    tokio::time::sleep(Duration::from_millis(200)).await;
     assert_eq!(
         w.gateway.stats().sessions,
         1,
@@ -138,9 +149,7 @@ async fn a_subscriber_that_stops_reading_under_a_flood_is_cut_within_a_second_of
         sent.load(Ordering::Relaxed) >> 20
     );
     assert!(latency < Duration::from_secs(1), "took {latency:?}");
-    for t in tasks {
-        t.abort();
-    }
+    poll.abort();
     assert_eq!(
         w.gateway.stats().closed.get("certificate_revoked"),
         Some(&1),
@@ -156,8 +165,10 @@ async fn a_subscriber_that_stops_reading_under_a_flood_is_dropped_after_the_writ
     let w = world(|c| c.write_timeout = Duration::from_secs(1)).await;
     let d = w.device().await;
     let mut s = stalled_subscriber(&w, &d).await;
-    let (tasks, sent) = flood(&w, format!("devices/{}/video", d.id));
+    let (poll, publish, sent) = flood(&w, format!("devices/{}/video", d.id));
     let t0 = Instant::now();
+    flooded(&sent, 32 << 20).await;
+    publish.abort();
     while w.gateway.stats().sessions > 0 {
         assert!(t0.elapsed() < Duration::from_secs(20), "never dropped");
         tokio::time::sleep(Duration::from_millis(20)).await;
@@ -167,9 +178,7 @@ async fn a_subscriber_that_stops_reading_under_a_flood_is_dropped_after_the_writ
         t0.elapsed(),
         sent.load(Ordering::Relaxed) >> 20
     );
-    for t in tasks {
-        t.abort();
-    }
+    poll.abort();
     assert_eq!(
         w.gateway.stats().closed.get("slow_client"),
         Some(&1),
