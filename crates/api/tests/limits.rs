@@ -283,3 +283,58 @@ async fn json_bodies_nested_100000_deep_are_refused_on_every_kind_of_route() {
         .await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{v}");
 }
+
+/// Writes `text` as policy `id` straight into the store, past the engine (as editing the database would).
+async fn smuggle(h: &Harness, id: &str, text: String) {
+    h.store
+        .write_policies(
+            vec![vouch_store::PolicyWrite {
+                id: id.parse().unwrap(),
+                op: vouch_store::PolicyOp::Put {
+                    text,
+                    mode: vouch_types::PolicyMode::Enforce,
+                },
+                expected_version: None,
+            }],
+            vouch_store::Change {
+                actor: vouch_types::Actor::System("test".into()),
+                reason: None,
+                at: vouch_types::Timestamp::from_unix_micros(common::NOW),
+            },
+        )
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn a_deep_policy_smuggled_into_the_store_never_reaches_cedar() {
+    let h = Harness::new().await;
+    let version = h.decisions.reload().await.unwrap();
+    smuggle(&h, "deep", hostile("parens", 30_000)).await;
+    // The running decision point refuses to load it, names the limit, and keeps the set in force.
+    let e = h.decisions.reload().await.unwrap_err().to_string();
+    assert!(
+        e.contains("policy `deep`: policy nests 30001 levels deep"),
+        "{e}"
+    );
+    assert_eq!(h.decisions.engine().version(), version);
+    h.still_answers().await;
+    let (status, v) = h
+        .call(Method::GET, "/api/v1/devices", Some(&h.admin), None)
+        .await;
+    assert_eq!(status, StatusCode::OK, "operators are still decided: {v}");
+    // A decision point starting on that store refuses to start, naming it: no crash.
+    let e = vouch_api::decide::DecisionPoint::start(h.store.clone(), h.clock.clone(), None)
+        .await
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(e.contains("the limit is 32"), "{e}");
+    // Every other shape the same way.
+    for &shape in SHAPES {
+        smuggle(&h, "deep", hostile(shape, 100_000)).await;
+        let e = h.decisions.reload().await.unwrap_err().to_string();
+        assert!(e.contains("the limit is"), "{shape}: {e}");
+        assert_eq!(h.decisions.engine().version(), version);
+    }
+}
