@@ -1,7 +1,9 @@
 //! Hostile policy texts against the real binary: `vouch serve` over a socket answers a validate nesting or
 //! chaining up to 100,000 deep (with an auditor's token) with 413/422 naming the limit and still answers
 //! `/healthz`; the CLI's validate, add and test print the same refusal; a deep policy smuggled into the
-//! database makes `vouch serve` refuse to start, naming it, instead of overflowing its stack.
+//! database makes `vouch serve` refuse to start, naming it, instead of overflowing its stack. And a
+//! configuration file nested 100,000 deep (arrays, inline tables, dotted keys, table headers) is refused by
+//! `vouch config check` without a crash.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod util;
@@ -243,4 +245,39 @@ fn hostile_policies_are_refused_by_the_server_and_the_command_line() {
         "{err}"
     );
     assert!(!err.contains("overflow"), "{err}");
+}
+
+#[test]
+fn configuration_nested_100000_deep_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let n = 100_000;
+    let keys = vec!["a"; n].join(".");
+    let files = [
+        (
+            "arrays",
+            format!("[server]\nlisten = {}1{}\n", "[".repeat(n), "]".repeat(n)),
+        ),
+        (
+            "inline tables",
+            format!("server = {}1{}\n", "{a = ".repeat(n), "}".repeat(n)),
+        ),
+        ("dotted keys", format!("{keys} = 1\n")),
+        ("table header", format!("[{keys}]\nb = 1\n")),
+        ("array of tables", format!("[[{keys}]]\nb = 1\n")),
+        ("server dotted keys", format!("server.{keys} = 1\n")),
+    ];
+    for (name, text) in files {
+        let file = d.join("vouch.toml");
+        std::fs::write(&file, text).unwrap();
+        let out = vouch(d)
+            .args(["config", "check", "--config"])
+            .arg(&file)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{name}: a clean refusal: {err}");
+        assert!(err.contains("invalid configuration"), "{name}: {err}");
+        assert!(!err.contains("overflow"), "{name}: {err}");
+    }
 }
