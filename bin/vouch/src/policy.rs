@@ -83,10 +83,17 @@ fn parse_mode(s: &str) -> Result<PolicyMode> {
     s.parse().map_err(|e| anyhow::anyhow!("{e}"))
 }
 
+/// A policy file, refused unread past the size every policy text is held to (`vouch_policy::limits`: the
+/// nesting and depth limits follow when it is split).
 fn read(file: &Path) -> Result<String> {
     let meta = std::fs::metadata(file).with_context(|| format!("reading {}", file.display()))?;
-    if meta.len() > 4 * 1024 * 1024 {
-        bail!("{} is larger than 4 MiB", file.display());
+    let limit = vouch_policy::limits::MAX_TEXT_BYTES;
+    if meta.len() > limit as u64 {
+        let too_long = vouch_policy::PolicyLimit::TextBytes {
+            bytes: usize::try_from(meta.len()).unwrap_or(usize::MAX),
+            limit,
+        };
+        bail!("{}: {too_long}", file.display());
     }
     std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))
 }

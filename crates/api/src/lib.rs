@@ -368,7 +368,8 @@ pub fn routes() -> Vec<Route> {
             Method::POST,
             "/api/v1/policies/validate",
             Requires(PoliciesRead),
-            axum::routing::post(policies::validate),
+            axum::routing::post(policies::validate)
+                .layer(DefaultBodyLimit::max(policies::MAX_POLICY_BODY)),
         ),
         route(
             Method::GET,
@@ -380,7 +381,8 @@ pub fn routes() -> Vec<Route> {
             Method::PUT,
             "/api/v1/policies/{id}",
             Requires(PoliciesWrite),
-            axum::routing::put(policies::put),
+            axum::routing::put(policies::put)
+                .layer(DefaultBodyLimit::max(policies::MAX_POLICY_BODY)),
         ),
         route(
             Method::DELETE,

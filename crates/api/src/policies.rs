@@ -4,12 +4,18 @@
 //! answered 422 with Cedar's diagnostics and changes nothing. Changing what is enforced — putting a policy
 //! into enforce mode, editing, relaxing or removing an enforced one — is a privileged action
 //! (`policies.enforce`): it needs a one-time code.
+//!
+//! Policy texts are bounded before Cedar sees them (`vouch_policy::limits`): a request body of at most
+//! [`MAX_POLICY_BODY`] (413), then the text's size, number of policies, nesting and expression depth (413 for
+//! size, 422 for shape, naming the limit). Validation runs off the async workers, one at a time per server:
+//! a maximum-size text costs a fraction of a second of one core, never a worker the gateway needs.
 
 use axum::Extension;
 use axum::Json;
-use axum::extract::State;
+use axum::extract::{FromRequest, Request, State};
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
+use tokio::sync::Semaphore;
 use vouch_policy::{Engine, PolicyErrors};
 use vouch_store::{Change, PolicyOp, PolicyWrite};
 use vouch_types::{Permission, PolicyId, PolicyMode, PolicyRecord, Reason};
@@ -28,12 +34,68 @@ impl From<PolicyWriteError> for ApiError {
     }
 }
 
+/// The largest body `POST /api/v1/policies/validate` and `PUT /api/v1/policies/{id}` accept: a policy text
+/// of at most [`vouch_policy::limits::MAX_TEXT_BYTES`] in JSON.
+pub(crate) const MAX_POLICY_BODY: usize = vouch_policy::limits::MAX_TEXT_BYTES;
+
+/// Policy checks run one at a time per server (each on a thread of its own), so that validation requests
+/// cannot take more than one core however many arrive.
+static CHECKS: Semaphore = Semaphore::const_new(1);
+
 fn invalid(errors: &PolicyErrors) -> ApiError {
-    ApiError::new(
-        StatusCode::UNPROCESSABLE_ENTITY,
-        "invalid-policy",
-        errors.to_string(),
-    )
+    match errors.first_limit() {
+        Some(limit) if limit.is_size() => ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "policy-too-large",
+            errors.to_string(),
+        ),
+        Some(_) => ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "policy-too-complex",
+            errors.to_string(),
+        ),
+        None => ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid-policy",
+            errors.to_string(),
+        ),
+    }
+}
+
+/// A policy request's JSON body, at most [`MAX_POLICY_BODY`] (the route's `DefaultBodyLimit`); a larger one
+/// is answered 413 naming the limit.
+pub(crate) struct PolicyJson<T>(pub T);
+
+impl<S: Send + Sync, T: serde::de::DeserializeOwned> FromRequest<S> for PolicyJson<T> {
+    type Rejection = ApiError;
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        match ApiJson::<T>::from_request(req, state).await {
+            Ok(ApiJson(v)) => Ok(Self(v)),
+            Err(e) if e.status == StatusCode::PAYLOAD_TOO_LARGE => Err(ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "body-too-large",
+                format!(
+                    "a policy request body must be at most {} KiB",
+                    MAX_POLICY_BODY / 1024
+                ),
+            )),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+/// Runs `check` on a blocking thread (it parses on a large stack of its own from there), one at a time.
+async fn off_runtime<T: Send + 'static>(
+    check: impl FnOnce() -> Result<T, PolicyErrors> + Send + 'static,
+) -> Result<T, ApiError> {
+    let _turn = CHECKS
+        .acquire()
+        .await
+        .map_err(|_| ApiError::internal("the policy checks' semaphore is closed"))?;
+    tokio::task::spawn_blocking(check)
+        .await
+        .map_err(|e| ApiError::internal(format!("a policy check stopped: {e}")))?
+        .map_err(|e| invalid(&e))
 }
 
 /// The mode of the policy's latest version, if it exists and is not removed.
@@ -105,10 +167,10 @@ pub(crate) struct Validate {
 /// stored set, storing nothing.
 pub(crate) async fn validate(
     State(state): State<AppState>,
-    ApiJson(body): ApiJson<Validate>,
+    PolicyJson(body): PolicyJson<Validate>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let candidate =
-        vouch_policy::split_policies(&body.text, PolicyMode::Shadow).map_err(|e| invalid(&e))?;
+    // The cheap refusal first: a text past a limit costs no store read and no turn.
+    vouch_policy::limits::check_text(&body.text).map_err(|l| invalid(&PolicyErrors::from(l)))?;
     let stored: Vec<vouch_policy::PolicySource> = state
         .store
         .policies()
@@ -116,13 +178,15 @@ pub(crate) async fn validate(
         .iter()
         .map(Into::into)
         .collect();
-    let ids: Vec<String> = candidate.iter().map(|c| c.id.to_string()).collect();
-    let set = vouch_policy::with_candidates(&stored, candidate);
-    state
-        .decisions
-        .engine()
-        .check(&set)
-        .map_err(|e| invalid(&e))?;
+    let decisions = state.decisions.clone();
+    let ids = off_runtime(move || {
+        let candidate = vouch_policy::split_policies(&body.text, PolicyMode::Shadow)?;
+        let ids: Vec<String> = candidate.iter().map(|c| c.id.to_string()).collect();
+        let set = vouch_policy::with_candidates(&stored, candidate);
+        decisions.engine().check(&set)?;
+        Ok(ids)
+    })
+    .await?;
     Ok(Json(serde_json::json!({ "valid": true, "policies": ids })))
 }
 
@@ -153,16 +217,11 @@ pub(crate) async fn put(
     State(state): State<AppState>,
     Extension(who): Extension<Principal>,
     ApiPath(id): ApiPath<String>,
-    ApiJson(body): ApiJson<Put>,
+    PolicyJson(body): PolicyJson<Put>,
 ) -> Result<(StatusCode, Json<PolicyRecord>), ApiError> {
     let id = parse_id(&id)?;
-    if body.text.len() > vouch_types::MAX_POLICY_BYTES {
-        return Err(ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "body-too-large",
-            "a policy must be at most 64 KiB",
-        ));
-    }
+    vouch_policy::limits::check_policy_text(&body.text)
+        .map_err(|l| invalid(&PolicyErrors::from(l).for_policy(id.as_str())))?;
     let current = current_mode(&state, &id).await?;
     // An edit keeps the policy's mode unless it says otherwise; a new policy starts in shadow mode.
     let mode = body.mode.or(current).unwrap_or(PolicyMode::Shadow);

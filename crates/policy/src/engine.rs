@@ -30,6 +30,7 @@ use vouch_types::{DeviceState, PolicyId, PolicyMode, PolicyRecord, Timestamp};
 
 use crate::builtin;
 use crate::grants::{GrantFilter, GrantIndex};
+use crate::limits::{self, PolicyLimit, on_parser_stack};
 use crate::request::{
     DeviceAction, DeviceContext, DeviceFacts, DeviceRequest, OperatorRequest, Resource,
 };
@@ -71,6 +72,9 @@ pub struct PolicyProblem {
     pub policy: Option<String>,
     /// What is wrong, in Cedar's words where Cedar found it.
     pub message: String,
+    /// The limit the text went past, when that is what is wrong (the text never reached Cedar).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub limit: Option<PolicyLimit>,
 }
 
 /// Why a policy set was refused: every problem found, not just the first.
@@ -90,11 +94,44 @@ fn render(problems: &[PolicyProblem]) -> String {
 }
 
 impl PolicyErrors {
-    fn one(policy: Option<&str>, message: impl Into<String>) -> Self {
+    pub(crate) fn one(policy: Option<&str>, message: impl Into<String>) -> Self {
         Self(vec![PolicyProblem {
             policy: policy.map(str::to_owned),
             message: message.into(),
+            limit: None,
         }])
+    }
+
+    /// A text refused by the pre-scan, before Cedar saw it.
+    pub(crate) fn limit(policy: Option<&str>, limit: PolicyLimit) -> Self {
+        Self(vec![limit_problem(policy, limit)])
+    }
+
+    /// The same problems, each about policy `id`.
+    pub fn for_policy(mut self, id: &str) -> Self {
+        for p in &mut self.0 {
+            p.policy = Some(id.to_owned());
+        }
+        self
+    }
+
+    /// The first limit a text went past, if that is why it was refused.
+    pub fn first_limit(&self) -> Option<PolicyLimit> {
+        self.0.iter().find_map(|p| p.limit)
+    }
+}
+
+impl From<PolicyLimit> for PolicyErrors {
+    fn from(limit: PolicyLimit) -> Self {
+        Self::limit(None, limit)
+    }
+}
+
+fn limit_problem(policy: Option<&str>, limit: PolicyLimit) -> PolicyProblem {
+    PolicyProblem {
+        policy: policy.map(str::to_owned),
+        message: limit.to_string(),
+        limit: Some(limit),
     }
 }
 
@@ -370,8 +407,11 @@ impl Engine {
     /// entity types, attributes and actions the schema knows (strict validation, Cedar's diagnostics), grants
     /// only well-formed topic filters, and a `permit` names device principals only (operators are governed
     /// by the built-in policies).
+    ///
+    /// Each text is pre-scanned first ([`crate::limits`]) and refused past a limit without reaching Cedar;
+    /// Cedar then parses, validates and compiles on a thread with a large stack of its own.
     pub fn check(&self, sources: &[PolicySource]) -> Result<(), PolicyErrors> {
-        self.build(sources, 0).map(|_| ())
+        on_parser_stack(|| self.build(sources, 0).map(|_| ()))?
     }
 
     /// Compiles `sources` (checked as by [`check`](Self::check)) with the built-in policies as `version`.
@@ -380,7 +420,7 @@ impl Engine {
         sources: &[PolicySource],
         version: u64,
     ) -> Result<Compiled, PolicyErrors> {
-        self.build(sources, version)
+        on_parser_stack(|| self.build(sources, version))?
     }
 
     /// Makes `compiled` the set every following decision uses; decisions under way finish on the old one.
@@ -411,8 +451,8 @@ impl Engine {
                 problems.push(problem(id, "appears twice"));
                 continue;
             }
-            if src.text.len() > vouch_types::MAX_POLICY_BYTES {
-                problems.push(problem(id, "is longer than 64 KiB"));
+            if let Err(limit) = limits::check_policy_text(&src.text) {
+                problems.push(limit_problem(Some(id), limit));
                 continue;
             }
             let policy = match parse_one(&src.id, &src.text) {
@@ -451,6 +491,7 @@ impl Engine {
             problems.push(PolicyProblem {
                 policy: Some(e.policy_id().to_string()),
                 message: e.to_string(),
+                limit: None,
             });
         }
         // Grants: every TopicFilter a policy names, in scope or condition.
@@ -847,6 +888,7 @@ fn problem(id: &str, message: impl Into<String>) -> PolicyProblem {
     PolicyProblem {
         policy: Some(id.to_owned()),
         message: message.into(),
+        limit: None,
     }
 }
 
@@ -883,7 +925,14 @@ pub(crate) fn parse_one(id: &PolicyId, text: &str) -> Result<Policy, PolicyError
 }
 
 /// Splits a file of policies into sources; every policy needs an `@id("…")` annotation, its stored name.
+/// The text is pre-scanned first ([`crate::limits::check_text`]: size, number of policies, nesting,
+/// expression depth) and parsed on a thread with a large stack of its own.
 pub fn split_policies(text: &str, mode: PolicyMode) -> Result<Vec<PolicySource>, PolicyErrors> {
+    limits::check_text(text).map_err(|l| PolicyErrors::limit(None, l))?;
+    on_parser_stack(|| split_checked(text, mode))?
+}
+
+fn split_checked(text: &str, mode: PolicyMode) -> Result<Vec<PolicySource>, PolicyErrors> {
     let set = PolicySet::from_str(text)
         .map_err(|e| PolicyErrors::one(None, format!("does not parse: {e}")))?;
     if set.templates().next().is_some() {
@@ -895,6 +944,7 @@ pub fn split_policies(text: &str, mode: PolicyMode) -> Result<Vec<PolicySource>,
         let Some(id) = p.annotation("id") else {
             problems.push(PolicyProblem {
                 policy: None,
+                limit: None,
                 message: format!(
                     "every policy needs an @id(\"name\") annotation; this one has none: {}",
                     first_line(&p.to_string())

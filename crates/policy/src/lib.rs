@@ -13,6 +13,7 @@
 mod builtin;
 mod engine;
 mod grants;
+pub mod limits;
 mod request;
 mod topic;
 
@@ -22,6 +23,7 @@ pub use engine::{
     QUARANTINE_GROUP, ShadowOutcome, split_policies, with_candidates,
 };
 pub use grants::{DEVICE_ID_VAR, GrantFilter, GrantIndex};
+pub use limits::PolicyLimit;
 pub use request::{
     DeviceAction, DeviceContext, DeviceFacts, DeviceRequest, OperatorRequest, Resource,
     ResourceName,
