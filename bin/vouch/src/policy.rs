@@ -129,11 +129,9 @@ pub async fn run(
             let mut bad = false;
             for file in files {
                 let text = read(&file)?;
-                let result = split_policies(&text, PolicyMode::Shadow).and_then(|candidate| {
-                    let n = candidate.len();
-                    let set = with_candidates(&stored_sources(&stored), candidate);
-                    engine.check(&set).map(|()| n)
-                });
+                let result = engine
+                    .check_text(&stored_sources(&stored), &text, PolicyMode::Shadow)
+                    .map(|candidate| candidate.len());
                 match result {
                     Ok(n) => println!("{}: OK ({n} policies)", file.display()),
                     Err(e) => {

@@ -179,14 +179,13 @@ pub(crate) async fn validate(
         .map(Into::into)
         .collect();
     let decisions = state.decisions.clone();
-    let ids = off_runtime(move || {
-        let candidate = vouch_policy::split_policies(&body.text, PolicyMode::Shadow)?;
-        let ids: Vec<String> = candidate.iter().map(|c| c.id.to_string()).collect();
-        let set = vouch_policy::with_candidates(&stored, candidate);
-        decisions.engine().check(&set)?;
-        Ok(ids)
+    let candidate = off_runtime(move || {
+        decisions
+            .engine()
+            .check_text(&stored, &body.text, PolicyMode::Shadow)
     })
     .await?;
+    let ids: Vec<String> = candidate.iter().map(|c| c.id.to_string()).collect();
     Ok(Json(serde_json::json!({ "valid": true, "policies": ids })))
 }
 

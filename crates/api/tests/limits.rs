@@ -338,3 +338,63 @@ async fn a_deep_policy_smuggled_into_the_store_never_reaches_cedar() {
         assert_eq!(h.decisions.engine().version(), version);
     }
 }
+
+#[tokio::test]
+async fn the_deepest_accepted_policy_is_stored_and_decided_on_the_test_threads_stack() {
+    // The test thread has 2 MiB of stack, as a tokio worker: /authorize decides there.
+    let h = Harness::new().await;
+    let deepest = |n: usize| when(&format!("{} >= 0", vec!["context.hour"; n].join(" + ")));
+    let mut n = 1;
+    while vouch_policy::limits::scan(&deepest(n + 1)).is_ok() {
+        n += 1;
+    }
+    let (status, v) = h
+        .call(
+            Method::PUT,
+            "/api/v1/policies/deep",
+            Some(&h.admin),
+            Some(json!({ "text": deepest(n), "mode": "shadow" })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    let (status, d) = h
+        .call(
+            Method::POST,
+            "/api/v1/devices",
+            Some(&h.admin),
+            Some(json!({"class": "sensor"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{d}");
+    let id = d["id"].as_str().unwrap();
+    let (status, d) = h
+        .call(
+            Method::POST,
+            &format!("/api/v1/devices/{id}/transition"),
+            Some(&h.admin),
+            Some(json!({"to": "active"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{d}");
+    let gateway = h.token(Role::Gateway, None).await;
+    let (status, v) = h
+        .call(
+            Method::POST,
+            "/api/v1/authorize",
+            Some(&gateway),
+            Some(json!({
+                "principal": {"type": "Device", "id": id},
+                "action": "publish",
+                "resource": {"type": "Topic", "id": format!("devices/{id}/t")},
+            })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    assert_eq!(v["decision"], "allow", "{v}");
+    assert!(v.get("errors").is_none(), "evaluated without error: {v}");
+    assert_eq!(
+        v["shadow"]["policies"],
+        json!(["deep", "own-topics"]),
+        "{v}"
+    );
+}

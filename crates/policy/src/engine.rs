@@ -414,6 +414,20 @@ impl Engine {
         on_parser_stack(|| self.build(sources, 0).map(|_| ()))?
     }
 
+    /// Checks a text of candidate policies (each with `@id`) the way `POST /api/v1/policies/validate` and
+    /// `vouch policy validate` do: pre-scanned and split ([`split_policies`]), then checked as the set they
+    /// make with `stored` (a candidate replaces the stored policy with its id). Returns the candidates.
+    pub fn check_text(
+        &self,
+        stored: &[PolicySource],
+        text: &str,
+        mode: PolicyMode,
+    ) -> Result<Vec<PolicySource>, PolicyErrors> {
+        let candidate = split_policies(text, mode)?;
+        self.check(&with_candidates(stored, candidate.clone()))?;
+        Ok(candidate)
+    }
+
     /// Compiles `sources` (checked as by [`check`](Self::check)) with the built-in policies as `version`.
     pub fn compile(
         &self,
