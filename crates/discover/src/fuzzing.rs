@@ -96,3 +96,43 @@ pub fn capture(data: &[u8]) {
     let report = run.finish(None);
     let _ = report.to_dot();
 }
+
+/// Runs one row of the protocol table over `data[1..]`, chosen by `data[0]`: its recognition, its header
+/// direction, its reading both ways, and detection on its ports. Every protocol in the table is fuzzed through
+/// this target, including those without a target of their own.
+pub fn table(data: &[u8]) {
+    let Some((&pick, payload)) = data.split_first() else {
+        return;
+    };
+    let table = proto::TABLE;
+    let Some(spec) = table.get(usize::from(pick) % table.len()) else {
+        return;
+    };
+    let mut out = Collect::default();
+    if let Some(looks) = spec.looks_like {
+        looks(payload);
+    }
+    (spec.direction)(payload);
+    for dir in [Dir::ToServer, Dir::ToClient] {
+        match spec.read {
+            proto::Read::Each(f) => f(payload, dir, &mut out),
+            proto::Read::Head(f) => {
+                f(payload, dir, &mut out);
+            }
+            proto::Read::Nothing => {}
+        }
+        for &(lo, _) in spec.udp {
+            proto::datagram(spec.proto, payload, dir, lo, &mut out);
+        }
+    }
+    for &port in spec.tcp {
+        proto::detect_tcp(payload, port);
+    }
+    for &(lo, hi) in spec.udp {
+        proto::detect_udp(payload, lo, hi);
+        proto::detect_udp(payload, 50000, lo);
+    }
+    for &t in spec.ether {
+        proto::ether(t, payload, &mut out);
+    }
+}

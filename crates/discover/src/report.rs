@@ -225,48 +225,10 @@ fn rfc3339(micros: i64) -> Option<String> {
 }
 
 fn protos(bits: u64) -> Vec<Proto> {
-    ALL_PROTOS
-        .iter()
-        .copied()
+    crate::proto::all()
         .filter(|p| bits & crate::inventory::bit(*p) != 0)
         .collect()
 }
-
-/// Every protocol, in declaration order (the bit order of host protocol sets).
-const ALL_PROTOS: [Proto; 32] = [
-    Proto::Arp,
-    Proto::Dhcp,
-    Proto::Dns,
-    Proto::Mdns,
-    Proto::Nbns,
-    Proto::Ssdp,
-    Proto::Http,
-    Proto::Tls,
-    Proto::Ssh,
-    Proto::Telnet,
-    Proto::Ftp,
-    Proto::Snmp,
-    Proto::Ntp,
-    Proto::Smb,
-    Proto::Mqtt,
-    Proto::Coap,
-    Proto::Amqp,
-    Proto::Lldp,
-    Proto::Cdp,
-    Proto::Modbus,
-    Proto::Dnp3,
-    Proto::S7comm,
-    Proto::S7commPlus,
-    Proto::Cotp,
-    Proto::Mms,
-    Proto::Goose,
-    Proto::Enip,
-    Proto::Bacnet,
-    Proto::OpcUa,
-    Proto::Iec104,
-    Proto::ProfinetRt,
-    Proto::ProfinetDcp,
-];
 
 /// Builds the report from an engine that has read everything (call [`Engine::close_all`] first).
 pub fn build(

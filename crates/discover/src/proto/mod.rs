@@ -66,59 +66,292 @@ pub enum Reading {
     Opaque,
 }
 
+/// What reads one payload of a protocol: a TCP segment's data, a UDP datagram, or a link-layer frame's payload.
+#[derive(Clone, Copy)]
+pub enum Read {
+    /// Each payload on its own (segment protocols, datagrams, link-layer frames).
+    Each(fn(&[u8], Dir, &mut dyn Sink)),
+    /// The reassembled start of each TCP direction, until the dissector says it is done (`true`).
+    Head(fn(&[u8], Dir, &mut dyn Sink) -> bool),
+    /// Recognised, nothing to read: the sides only serve and use it.
+    Nothing,
+}
+
+/// One protocol discovery knows: where it travels, how it is recognised, which way a payload goes and how it
+/// is read. Adding a protocol is one module and one row of [`TABLE`].
+#[derive(Clone, Copy)]
+pub struct Spec {
+    /// The protocol.
+    pub proto: Proto,
+    /// Its well-known TCP server ports.
+    pub tcp: &'static [u16],
+    /// Its well-known UDP server port ranges (inclusive).
+    pub udp: &'static [(u16, u16)],
+    /// The EtherTypes it is carried in directly.
+    pub ether: &'static [u16],
+    /// A cheap check on a payload's first bytes; `None` when they say little (FTP, SMB), so only the port
+    /// speaks for it.
+    pub looks_like: Option<fn(&[u8]) -> bool>,
+    /// Whether `looks_like` is distinctive enough to claim a TCP conversation on any port.
+    pub tcp_off_port: bool,
+    /// Whether `looks_like` is distinctive enough to claim a UDP datagram on any port.
+    pub udp_off_port: bool,
+    /// Which way a payload travels by its own header (a request goes [`Dir::ToServer`]; a response, report or
+    /// announcement [`Dir::ToClient`]), when the header says; decides before any port heuristic.
+    pub direction: fn(&[u8]) -> Option<Dir>,
+    /// How its payloads are read.
+    pub read: Read,
+}
+
+impl Spec {
+    /// A row for `proto` that nothing finds and nothing reads, for the builders below to fill in.
+    pub const fn new(proto: Proto) -> Self {
+        Spec {
+            proto,
+            tcp: &[],
+            udp: &[],
+            ether: &[],
+            looks_like: None,
+            tcp_off_port: false,
+            udp_off_port: false,
+            direction: undirected,
+            read: Read::Nothing,
+        }
+    }
+    /// Served on these TCP ports.
+    pub const fn tcp(self, ports: &'static [u16]) -> Self {
+        Spec { tcp: ports, ..self }
+    }
+    /// Served on these UDP port ranges.
+    pub const fn udp(self, ports: &'static [(u16, u16)]) -> Self {
+        Spec { udp: ports, ..self }
+    }
+    /// Carried in these EtherTypes.
+    pub const fn ether(self, types: &'static [u16]) -> Self {
+        Spec {
+            ether: types,
+            ..self
+        }
+    }
+    /// Recognised by this check on the first bytes.
+    pub const fn looks(self, f: fn(&[u8]) -> bool) -> Self {
+        Spec {
+            looks_like: Some(f),
+            ..self
+        }
+    }
+    /// Recognised on any TCP port by its first bytes.
+    pub const fn off_port_tcp(self) -> Self {
+        Spec {
+            tcp_off_port: true,
+            ..self
+        }
+    }
+    /// Recognised on any UDP port by its first bytes.
+    pub const fn off_port_udp(self) -> Self {
+        Spec {
+            udp_off_port: true,
+            ..self
+        }
+    }
+    /// The way its payloads travel, from their own header.
+    pub const fn direction(self, f: fn(&[u8]) -> Option<Dir>) -> Self {
+        Spec {
+            direction: f,
+            ..self
+        }
+    }
+    /// Read payload by payload.
+    pub const fn each(self, f: fn(&[u8], Dir, &mut dyn Sink)) -> Self {
+        Spec {
+            read: Read::Each(f),
+            ..self
+        }
+    }
+    /// Read from the reassembled start of each TCP direction.
+    pub const fn head(self, f: fn(&[u8], Dir, &mut dyn Sink) -> bool) -> Self {
+        Spec {
+            read: Read::Head(f),
+            ..self
+        }
+    }
+
+    /// Whether a payload may be this protocol: it looks like it, or its first bytes say nothing.
+    fn admits(&self, payload: &[u8]) -> bool {
+        self.looks_like.is_none_or(|f| f(payload))
+    }
+}
+
+/// For protocols whose header does not say which way it goes.
+fn undirected(_: &[u8]) -> Option<Dir> {
+    None
+}
+
+/// Every protocol, one row each (a test checks that no [`Proto`] is missing). Order matters only for
+/// recognition off the well-known port: rows are tried top to bottom, most distinctive first.
+pub static TABLE: &[Spec] = &[
+    // Recognised on any TCP port by their first bytes, most distinctive first.
+    Spec::new(Proto::Tls)
+        .tcp(&[443, 8443, 8883])
+        .looks(tls::looks_like)
+        .off_port_tcp()
+        .head(tls::dissect),
+    Spec::new(Proto::Http)
+        .tcp(&[80, 8080])
+        .looks(http::looks_like)
+        .off_port_tcp()
+        .head(http::dissect),
+    Spec::new(Proto::Ssh)
+        .tcp(&[22])
+        .looks(banner::looks_like_ssh)
+        .off_port_tcp()
+        .head(banner::dissect_ssh),
+    Spec::new(Proto::Mqtt)
+        .tcp(&[1883])
+        .looks(mqtt::looks_like)
+        .off_port_tcp()
+        .head(mqtt::dissect),
+    Spec::new(Proto::OpcUa)
+        .tcp(&[4840])
+        .looks(opcua::looks_like)
+        .off_port_tcp()
+        .each(opcua::dissect),
+    Spec::new(Proto::Enip)
+        .tcp(&[44818])
+        .udp(&[(2222, 2222), (44818, 44818)])
+        .looks(enip::looks_like)
+        .off_port_tcp()
+        .each(enip::dissect),
+    Spec::new(Proto::Dnp3)
+        .tcp(&[20000])
+        .udp(&[(20000, 20000)])
+        .looks(dnp3::looks_like)
+        .off_port_tcp()
+        .each(dnp3::dissect),
+    // ISO-on-TCP; what it carries (S7comm, S7comm-plus, MMS) is told by `cotp_kind` once data shows it.
+    Spec::new(Proto::Cotp)
+        .tcp(&[102])
+        .looks(s7::looks_like)
+        .off_port_tcp()
+        .each(s7::dissect),
+    Spec::new(Proto::S7comm).each(s7::dissect),
+    Spec::new(Proto::S7commPlus).each(s7::dissect),
+    Spec::new(Proto::Mms).each(s7::dissect),
+    // On their well-known TCP port only.
+    Spec::new(Proto::Iec104)
+        .tcp(&[2404])
+        .looks(iec104::looks_like)
+        .each(iec104::dissect),
+    Spec::new(Proto::Modbus)
+        .tcp(&[502])
+        .looks(modbus::looks_like)
+        .each(modbus::dissect),
+    Spec::new(Proto::Ftp).tcp(&[21]).head(banner::dissect_ftp),
+    Spec::new(Proto::Telnet)
+        .tcp(&[23])
+        .head(banner::dissect_telnet),
+    Spec::new(Proto::Smb).tcp(&[139, 445]),
+    Spec::new(Proto::Amqp).tcp(&[5672]),
+    // UDP.
+    Spec::new(Proto::Dhcp)
+        .udp(&[(67, 68)])
+        .each(|p, _, out| dhcp::dissect(p, out)),
+    Spec::new(Proto::Dns)
+        .udp(&[(53, 53)])
+        .each(dns::dissect_dns),
+    Spec::new(Proto::Mdns)
+        .udp(&[(5353, 5353)])
+        .each(|p, _, out| dns::dissect_mdns(p, out)),
+    // Only the name service (137) is read; the datagram service (138) is recognised.
+    Spec::new(Proto::Nbns)
+        .udp(&[(137, 138)])
+        .each(|p, _, out| dns::dissect_nbns(p, out)),
+    Spec::new(Proto::Snmp)
+        .udp(&[(161, 162)])
+        .each(snmp::dissect),
+    Spec::new(Proto::Ssdp)
+        .udp(&[(1900, 1900)])
+        .each(|p, _, out| http::dissect_ssdp(p, out)),
+    Spec::new(Proto::Ntp).udp(&[(123, 123)]),
+    Spec::new(Proto::Coap).udp(&[(5683, 5683)]),
+    Spec::new(Proto::Bacnet)
+        .udp(&[(47808, 47823)])
+        .looks(bacnet::looks_like)
+        .off_port_udp()
+        .each(bacnet::dissect),
+    // The link layer: link dissectors speak about the sender, which a payload going `ToClient` serves.
+    Spec::new(Proto::Arp),
+    Spec::new(Proto::Lldp)
+        .ether(&[0x88cc])
+        .each(|p, _, out| lldp::dissect(p, out)),
+    // Carried in 802.3 LLC/SNAP frames (see [`llc`]).
+    Spec::new(Proto::Cdp).each(|p, _, out| cdp::dissect(p, out)),
+    Spec::new(Proto::ProfinetDcp)
+        .ether(&[0x8892])
+        .looks(pndcp::is_dcp)
+        .each(|p, _, out| pndcp::dissect(p, out)),
+    Spec::new(Proto::ProfinetRt).ether(&[0x8892]),
+    Spec::new(Proto::Goose)
+        .ether(&[0x88b8])
+        .each(|p, _, out| goose::dissect(p, out)),
+];
+
+/// The row of each protocol, by [`Proto`] discriminant. Built at compile time, which also refuses a protocol
+/// listed twice or left out (the discriminants of the rows must be 0 to `TABLE.len() - 1`), and more protocols
+/// than the 64 bits of a host's protocol sets hold.
+const INDEX: [u8; 64] = {
+    assert!(
+        TABLE.len() <= 64,
+        "a host's protocol sets hold 64 protocols"
+    );
+    let mut index = [u8::MAX; 64];
+    let mut i = 0;
+    while i < TABLE.len() {
+        let p = TABLE[i].proto as usize;
+        assert!(index[p] == u8::MAX, "a protocol has two rows in TABLE");
+        index[p] = i as u8;
+        i += 1;
+    }
+    let mut p = 0;
+    while p < TABLE.len() {
+        assert!(index[p] != u8::MAX, "a protocol has no row in TABLE");
+        p += 1;
+    }
+    index
+};
+
+/// Every protocol, in declaration order (the bit order of host protocol sets).
+pub fn all() -> impl Iterator<Item = Proto> {
+    INDEX[..TABLE.len()]
+        .iter()
+        .map(|&i| TABLE[usize::from(i)].proto)
+}
+
+/// The row of a protocol.
+pub fn spec(p: Proto) -> Option<&'static Spec> {
+    TABLE.get(usize::from(*INDEX.get(p as usize)?))
+}
+
 /// The protocol a TCP conversation speaks, from its first data and ports. `server_port` is the port of the side
 /// that was contacted.
 pub fn detect_tcp(payload: &[u8], server_port: u16) -> Option<Proto> {
-    // The well-known port first, if the payload agrees; then the payload alone, most distinctive first.
-    let by_port = match server_port {
-        502 => modbus::looks_like(payload).then_some(Proto::Modbus),
-        20000 => dnp3::looks_like(payload).then_some(Proto::Dnp3),
-        2404 => iec104::looks_like(payload).then_some(Proto::Iec104),
-        102 => s7::looks_like(payload).then(|| cotp_kind(payload)),
-        44818 => enip::looks_like(payload).then_some(Proto::Enip),
-        4840 => opcua::looks_like(payload).then_some(Proto::OpcUa),
-        _ => None,
-    };
-    if by_port.is_some() {
-        return by_port;
-    }
-    if tls::looks_like(payload) {
-        Some(Proto::Tls)
-    } else if http::looks_like(payload) {
-        Some(Proto::Http)
-    } else if banner::looks_like_ssh(payload) {
-        Some(Proto::Ssh)
-    } else if mqtt::looks_like(payload) {
-        Some(Proto::Mqtt)
-    } else if opcua::looks_like(payload) {
-        Some(Proto::OpcUa)
-    } else if enip::looks_like(payload) {
-        Some(Proto::Enip)
-    } else if dnp3::looks_like(payload) {
-        Some(Proto::Dnp3)
-    } else if s7::looks_like(payload) {
-        Some(cotp_kind(payload))
-    } else if iec104::looks_like(payload) && server_port == 2404 {
-        Some(Proto::Iec104)
-    } else if modbus::looks_like(payload) && server_port == 502 {
-        Some(Proto::Modbus)
-    } else {
-        // Protocols whose first bytes say little: by port only.
-        match server_port {
-            21 => Some(Proto::Ftp),
-            23 => Some(Proto::Telnet),
-            22 => Some(Proto::Ssh),
-            139 | 445 => Some(Proto::Smb),
-            1883 => Some(Proto::Mqtt),
-            5672 => Some(Proto::Amqp),
-            502 => Some(Proto::Modbus),
-            2404 => Some(Proto::Iec104),
-            20000 => Some(Proto::Dnp3),
-            102 => Some(Proto::Cotp),
-            44818 => Some(Proto::Enip),
-            _ => None,
-        }
-    }
+    // The well-known port first, if the payload agrees; then the payload alone, most distinctive first; then
+    // the port alone, for protocols whose first bytes say little.
+    let on_port = |s: &&Spec| s.tcp.contains(&server_port);
+    let found = TABLE
+        .iter()
+        .filter(on_port)
+        .find(|s| s.looks_like.is_some_and(|f| f(payload)))
+        .or_else(|| {
+            TABLE
+                .iter()
+                .find(|s| s.tcp_off_port && s.looks_like.is_some_and(|f| f(payload)))
+        })
+        .or_else(|| TABLE.iter().find(on_port))?;
+    Some(match found.proto {
+        Proto::Cotp => cotp_kind(payload),
+        p => p,
+    })
 }
 
 /// What an ISO-on-TCP (TPKT/COTP) segment carries: S7comm, S7comm-plus, MMS or something else.
@@ -137,107 +370,87 @@ pub(crate) fn cotp_kind(payload: &[u8]) -> Proto {
 
 /// How a TCP protocol is read (see [`Reading`]).
 pub fn reading(p: Proto) -> Reading {
-    match p {
-        Proto::Tls | Proto::Http | Proto::Mqtt | Proto::Ssh | Proto::Ftp | Proto::Telnet => {
-            Reading::Stream
-        }
-        Proto::Modbus
-        | Proto::Dnp3
-        | Proto::Iec104
-        | Proto::S7comm
-        | Proto::S7commPlus
-        | Proto::Cotp
-        | Proto::Mms
-        | Proto::Enip
-        | Proto::OpcUa => Reading::Segment,
-        _ => Reading::Opaque,
+    match spec(p).map(|s| s.read) {
+        Some(Read::Each(_)) => Reading::Segment,
+        Some(Read::Head(_)) => Reading::Stream,
+        Some(Read::Nothing) | None => Reading::Opaque,
     }
 }
 
 /// Dissects one segment of a segment protocol.
 pub fn segment(p: Proto, payload: &[u8], dir: Dir, out: &mut dyn Sink) {
-    match p {
-        Proto::Modbus => modbus::dissect(payload, dir, out),
-        Proto::Dnp3 => dnp3::dissect(payload, dir, out),
-        Proto::Iec104 => iec104::dissect(payload, dir, out),
-        Proto::S7comm | Proto::S7commPlus | Proto::Cotp | Proto::Mms => {
-            s7::dissect(payload, dir, out)
-        }
-        Proto::Enip => enip::dissect(payload, dir, out),
-        Proto::OpcUa => opcua::dissect(payload, dir, out),
-        _ => {}
+    if let Some(Spec {
+        read: Read::Each(f),
+        ..
+    }) = spec(p)
+    {
+        f(payload, dir, out)
     }
 }
 
 /// Dissects the reassembled start of one direction of a stream protocol; `true` when done with it.
 pub fn stream(p: Proto, stream: &[u8], dir: Dir, out: &mut dyn Sink) -> bool {
-    match p {
-        Proto::Tls => tls::dissect(stream, dir, out),
-        Proto::Http => http::dissect(stream, dir, out),
-        Proto::Mqtt => mqtt::dissect(stream, dir, out),
-        Proto::Ssh => banner::dissect_ssh(stream, dir, out),
-        Proto::Ftp => banner::dissect_ftp(stream, dir, out),
-        Proto::Telnet => banner::dissect_telnet(stream, dir, out),
+    match spec(p) {
+        Some(Spec {
+            read: Read::Head(f),
+            ..
+        }) => f(stream, dir, out),
         _ => true,
     }
 }
 
-/// The protocol of a UDP datagram and which way it goes, from its ports (and payload where ports are not
-/// enough).
+/// Which way a payload of `p` travels by its own header, when it says.
+pub fn header_direction(p: Proto, payload: &[u8]) -> Option<Dir> {
+    spec(p).and_then(|s| (s.direction)(payload))
+}
+
+/// The protocol of a UDP datagram and which way it goes: the protocol's own header decides the way when it
+/// can, its ports otherwise.
 pub fn detect_udp(payload: &[u8], sport: u16, dport: u16) -> Option<(Proto, Dir)> {
-    let by = |port: u16| -> Option<Proto> {
-        Some(match port {
-            67 | 68 => Proto::Dhcp,
-            53 => Proto::Dns,
-            5353 => Proto::Mdns,
-            137 | 138 => Proto::Nbns,
-            161 | 162 => Proto::Snmp,
-            1900 => Proto::Ssdp,
-            123 => Proto::Ntp,
-            5683 => Proto::Coap,
-            47808..=47823 if bacnet::looks_like(payload) => Proto::Bacnet,
-            20000 if dnp3::looks_like(payload) => Proto::Dnp3,
-            2222 | 44818 if enip::looks_like(payload) => Proto::Enip,
-            _ => return None,
-        })
+    let by = |port: u16| {
+        TABLE
+            .iter()
+            .find(|s| s.udp.iter().any(|&(lo, hi)| (lo..=hi).contains(&port)) && s.admits(payload))
     };
     // The lower well-known port is the server's; ties (5353 to 5353) go to the destination.
-    match (by(dport), by(sport)) {
-        (Some(p), Some(_)) if sport < dport => Some((p, Dir::ToClient)),
-        (Some(p), _) => Some((p, Dir::ToServer)),
-        (None, Some(p)) => Some((p, Dir::ToClient)),
-        (None, None) if bacnet::looks_like(payload) => Some((Proto::Bacnet, Dir::ToServer)),
-        (None, None) => None,
-    }
+    let (s, by_port) = match (by(dport), by(sport)) {
+        (Some(s), Some(_)) if sport < dport => (s, Dir::ToClient),
+        (Some(s), _) => (s, Dir::ToServer),
+        (None, Some(s)) => (s, Dir::ToClient),
+        (None, None) => (
+            TABLE
+                .iter()
+                .find(|s| s.udp_off_port && s.looks_like.is_some_and(|f| f(payload)))?,
+            Dir::ToServer,
+        ),
+    };
+    Some((s.proto, (s.direction)(payload).unwrap_or(by_port)))
 }
 
 /// Dissects one UDP datagram of a detected protocol.
 pub fn datagram(p: Proto, payload: &[u8], dir: Dir, dport: u16, out: &mut dyn Sink) {
-    match p {
-        Proto::Dhcp => dhcp::dissect(payload, out),
-        Proto::Dns => dns::dissect_dns(payload, dir, out),
-        Proto::Mdns => dns::dissect_mdns(payload, out),
-        Proto::Nbns if dport == 137 => dns::dissect_nbns(payload, out),
-        Proto::Snmp => snmp::dissect(payload, dir, out),
-        Proto::Ssdp => http::dissect_ssdp(payload, out),
-        Proto::Bacnet => bacnet::dissect(payload, dir, out),
-        Proto::Dnp3 => dnp3::dissect(payload, dir, out),
-        Proto::Enip => enip::dissect(payload, dir, out),
-        other => {
-            out.fact(dir.server(), Fact::Serves(other));
-            out.fact(dir.client(), Fact::Uses(other));
+    match spec(p).map(|s| s.read) {
+        // NetBIOS: only the name service is read.
+        Some(Read::Each(f)) if p != Proto::Nbns || dport == 137 => f(payload, dir, out),
+        Some(Read::Each(_)) => {}
+        _ => {
+            out.fact(dir.server(), Fact::Serves(p));
+            out.fact(dir.client(), Fact::Uses(p));
         }
     }
 }
 
-/// Dissects a non-IP Ethernet payload by EtherType.
+/// Dissects a non-IP Ethernet payload by EtherType (the sender is the subject).
 pub fn ether(ether_type: u16, payload: &[u8], out: &mut dyn Sink) {
-    match ether_type {
-        0x88cc => lldp::dissect(payload, out),
-        0x8892 if pndcp::is_dcp(payload) => pndcp::dissect(payload, out),
-        0x8892 => out.fact(Subject::Src, Fact::Serves(Proto::ProfinetRt)),
-        0x88b8 => goose::dissect(payload, out),
-        _ => {}
+    let Some(s) = TABLE
+        .iter()
+        .find(|s| s.ether.contains(&ether_type) && s.admits(payload))
+    else {
+        return;
+    };
+    match s.read {
+        Read::Each(f) => f(payload, Dir::ToClient, out),
+        _ => out.fact(Subject::Src, Fact::Serves(s.proto)),
     }
 }
 
@@ -245,5 +458,23 @@ pub fn ether(ether_type: u16, payload: &[u8], out: &mut dyn Sink) {
 pub fn llc(snap: Option<([u8; 3], u16)>, payload: &[u8], out: &mut dyn Sink) {
     if let Some(([0x00, 0x00, 0x0c], 0x2000)) = snap {
         cdp::dissect(payload, out);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_protocol_has_its_row_in_declaration_order() {
+        let all: Vec<Proto> = all().collect();
+        assert_eq!(all.len(), TABLE.len());
+        for (i, p) in all.iter().enumerate() {
+            assert_eq!(*p as usize, i);
+            assert_eq!(spec(*p).map(|s| s.proto), Some(*p));
+        }
+        // The last protocol declared has a row too (a new one appended to the enum without a row would not be
+        // caught by the compile-time check).
+        assert_eq!(all.last(), Some(&Proto::ProfinetDcp));
     }
 }
