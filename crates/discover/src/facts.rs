@@ -325,6 +325,11 @@ pub enum Fact<'a> {
         /// The function in the protocol's own terms, e.g. "write multiple registers (16)".
         detail: &'static str,
     },
+    /// A URL where the subject offers its description or services (SSDP `LOCATION`, WS-Discovery `XAddrs`).
+    Url(Source, &'a str),
+    /// An identifier the device gives itself that outlives its addresses (a UPnP or WS-Discovery UUID, a PTP
+    /// clock identity, a KNX individual address).
+    DeviceId(Source, &'a str),
 }
 
 /// Where dissectors put what they learn.

@@ -65,6 +65,8 @@ pub fn dissector(name: &str, data: &[u8]) {
             "http" => {
                 proto::http::looks_like(data);
                 proto::http::dissect(data, dir, &mut out);
+                proto::http::looks_like_ssdp(data);
+                proto::http::ssdp_direction(data);
                 proto::http::dissect_ssdp(data, &mut out);
             }
             "mqtt" => {

@@ -78,6 +78,10 @@ pub enum Field {
     DhcpParams,
     /// The SHA-256 fingerprint of a TLS server certificate it presented.
     CertFingerprint,
+    /// A URL where it offers its description or services.
+    Url,
+    /// An identifier it gives itself (UUID, clock identity, bus address).
+    DeviceId,
 }
 
 /// A numeric field of a host's identity.
@@ -440,6 +444,8 @@ impl Inventory {
                     h.commands.insert(key, 1);
                 }
             }
+            Fact::Url(s, v) => h.note(Field::Url, s, v),
+            Fact::DeviceId(s, v) => h.note(Field::DeviceId, s, v),
         }
     }
 }

@@ -91,8 +91,42 @@ fn basic(v: &[u8], dir: Dir, out: &mut dyn Sink) {
     );
 }
 
-/// Reads an SSDP datagram (UDP 1900): a NOTIFY or a search answer names the sender's server string and
-/// service type; an M-SEARCH names what the sender looks for, which says nothing about it but that it asks.
+/// Whether a datagram is SSDP: a search or an announcement request line, or a search answer (an HTTP/1.1 200
+/// with `ST` and `USN` headers), which a device sends from its own port to the searcher's, neither being 1900.
+pub fn looks_like_ssdp(payload: &[u8]) -> bool {
+    if payload.starts_with(b"M-SEARCH * HTTP/1.") || payload.starts_with(b"NOTIFY * HTTP/1.") {
+        return true;
+    }
+    // Plain HTTP never travels in a datagram, but a 200 alone is too little to claim one; a search answer
+    // always names what it answers for and who answers.
+    payload.starts_with(b"HTTP/1.1 200")
+        && has_header(payload, b"\r\nST:")
+        && has_header(payload, b"\r\nUSN:")
+}
+
+/// Whether `needle` (CRLF and a header name with its colon) occurs in the payload, ignoring ASCII case.
+fn has_header(payload: &[u8], needle: &[u8]) -> bool {
+    payload
+        .windows(needle.len())
+        .any(|w| w.eq_ignore_ascii_case(needle))
+}
+
+/// Which way an SSDP datagram goes: a search asks (to the server); an answer or an announcement comes from the
+/// device (to the client).
+pub fn ssdp_direction(payload: &[u8]) -> Option<Dir> {
+    if payload.starts_with(b"M-SEARCH ") {
+        Some(Dir::ToServer)
+    } else if payload.starts_with(b"NOTIFY ") || payload.starts_with(b"HTTP/1.") {
+        Some(Dir::ToClient)
+    } else {
+        None
+    }
+}
+
+/// Reads an SSDP datagram: a NOTIFY or a search answer comes from a device, which serves SSDP and names its
+/// server string, service type (`NT`/`ST`), unique service name (`USN`, whose `uuid:` is the device's) and
+/// description URL (`LOCATION`); an M-SEARCH names what the sender looks for, which says nothing about it but
+/// that it asks. Its own start line says which side is the device, whatever the ports.
 pub fn dissect_ssdp(payload: &[u8], out: &mut dyn Sink) {
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let own = if payload.starts_with(b"HTTP/") {
@@ -108,15 +142,42 @@ pub fn dissect_ssdp(payload: &[u8], out: &mut dyn Sink) {
         }
         req.method == Some("NOTIFY")
     };
-    out.fact(Subject::Src, Fact::Uses(Proto::Ssdp));
+    // The device is the sender of an answer or announcement; the searcher is the sender of a search.
+    let (device, searcher) = if own {
+        (Subject::Src, Subject::Dst)
+    } else {
+        (Subject::Dst, Subject::Src)
+    };
+    if own {
+        out.fact(device, Fact::Serves(Proto::Ssdp));
+        // A NOTIFY goes to the group; only a search answer has a searcher at the other end.
+        if payload.starts_with(b"HTTP/") {
+            out.fact(searcher, Fact::Uses(Proto::Ssdp));
+        }
+    } else {
+        out.fact(searcher, Fact::Uses(Proto::Ssdp));
+    }
     for h in headers.iter().take_while(|h| !h.name.is_empty()) {
         let Some(v) = value(h.value) else { continue };
-        if own && h.name.eq_ignore_ascii_case("server") {
-            out.fact(Subject::Src, Fact::HttpServer(v));
-        } else if own && (h.name.eq_ignore_ascii_case("nt") || h.name.eq_ignore_ascii_case("st")) {
-            out.fact(Subject::Src, Fact::Service(Source::Ssdp, v));
-        } else if h.name.eq_ignore_ascii_case("user-agent") {
+        let name = h.name;
+        if name.eq_ignore_ascii_case("user-agent") {
             out.fact(Subject::Src, Fact::UserAgent(v));
+        }
+        if !own {
+            continue;
+        }
+        if name.eq_ignore_ascii_case("server") {
+            out.fact(device, Fact::HttpServer(v));
+        } else if name.eq_ignore_ascii_case("nt") || name.eq_ignore_ascii_case("st") {
+            out.fact(device, Fact::Service(Source::Ssdp, v));
+        } else if name.eq_ignore_ascii_case("location") {
+            out.fact(device, Fact::Url(Source::Ssdp, v));
+        } else if name.eq_ignore_ascii_case("usn") {
+            // "uuid:<UDN>" alone or followed by "::<type>": the UDN names the device for good.
+            let udn = v.split("::").next().unwrap_or(v);
+            if let Some(uuid) = udn.strip_prefix("uuid:").filter(|u| !u.is_empty()) {
+                out.fact(device, Fact::DeviceId(Source::Ssdp, uuid));
+            }
         }
     }
 }
@@ -161,6 +222,10 @@ mod tests {
             c.has(r#"Service(Ssdp, "urn:schemas-upnp-org:device:MediaRenderer:1")"#),
             "{c:?}"
         );
+        assert!(
+            c.0.contains(&(Subject::Src, "Serves(Ssdp)".to_owned())),
+            "{c:?}"
+        );
         // A search says what the sender looks for, not what it is.
         let search = b"M-SEARCH * HTTP/1.1\r\nHOST: 239.255.255.250:1900\r\nST: ssdp:all\r\nUSER-AGENT: Tablet/1.0\r\n\r\n";
         let mut c = Collect::default();
@@ -171,6 +236,62 @@ mod tests {
         );
         for cut in 0..notify.len() {
             dissect_ssdp(&notify[..cut], &mut c);
+        }
+    }
+
+    /// A search answer as UPnP Device Architecture 1.1 §1.3.3 lays it out.
+    const ANSWER: &[u8] = b"HTTP/1.1 200 OK\r\nCACHE-CONTROL: max-age=1800\r\nDATE: Wed, 02 Dec 2026 19:00:00 GMT\r\nEXT:\r\nLOCATION: http://192.168.1.20:49152/description.xml\r\nSERVER: Linux/3.10 UPnP/1.0 IpCam/4.2\r\nST: upnp:rootdevice\r\nUSN: uuid:2fac1234-31f8-11b4-a222-08002b34c003::upnp:rootdevice\r\nBOOTID.UPNP.ORG: 7\r\n\r\n";
+
+    #[test]
+    fn ssdp_search_answer_names_the_device_whatever_the_ports() {
+        assert!(looks_like_ssdp(ANSWER));
+        assert_eq!(ssdp_direction(ANSWER), Some(Dir::ToClient));
+        let mut c = Collect::default();
+        dissect_ssdp(ANSWER, &mut c);
+        let about = |who: Subject, f: &str| c.0.iter().any(|(w, g)| *w == who && g == f);
+        assert!(about(Subject::Src, "Serves(Ssdp)"), "{c:?}");
+        assert!(about(Subject::Dst, "Uses(Ssdp)"), "{c:?}");
+        assert!(about(
+            Subject::Src,
+            r#"Url(Ssdp, "http://192.168.1.20:49152/description.xml")"#
+        ));
+        assert!(about(
+            Subject::Src,
+            r#"DeviceId(Ssdp, "2fac1234-31f8-11b4-a222-08002b34c003")"#
+        ));
+        assert!(about(
+            Subject::Src,
+            r#"HttpServer("Linux/3.10 UPnP/1.0 IpCam/4.2")"#
+        ));
+        assert!(about(Subject::Src, r#"Service(Ssdp, "upnp:rootdevice")"#));
+        for cut in 0..ANSWER.len() {
+            looks_like_ssdp(&ANSWER[..cut]);
+            ssdp_direction(&ANSWER[..cut]);
+            dissect_ssdp(&ANSWER[..cut], &mut c);
+        }
+    }
+
+    #[test]
+    fn ssdp_is_claimed_off_its_port_only_by_its_own_lines() {
+        let search = b"M-SEARCH * HTTP/1.1\r\nHOST: 192.168.1.20:49153\r\nMAN: \"ssdp:discover\"\r\nST: ssdp:all\r\n\r\n";
+        assert!(looks_like_ssdp(search));
+        assert_eq!(ssdp_direction(search), Some(Dir::ToServer));
+        let mut c = Collect::default();
+        dissect_ssdp(search, &mut c);
+        assert!(
+            c.0.iter()
+                .any(|(w, f)| *w == Subject::Src && f == "Uses(Ssdp)")
+        );
+        assert!(!c.has("Serves("), "{c:?}");
+        // Any other HTTP-looking datagram, or a 200 without the search answer's headers, is not SSDP.
+        for other in [
+            &b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"[..],
+            b"HTTP/1.1 404 Not Found\r\nST: x\r\nUSN: y\r\n\r\n",
+            b"GET / HTTP/1.1\r\n\r\n",
+            b"M-SEARCH",
+            b"",
+        ] {
+            assert!(!looks_like_ssdp(other), "{other:?}");
         }
     }
 

@@ -269,8 +269,12 @@ pub static TABLE: &[Spec] = &[
     Spec::new(Proto::Snmp)
         .udp(&[(161, 162)])
         .each(snmp::dissect),
+    // A search answer comes from the device's port to the searcher's, neither of them 1900.
     Spec::new(Proto::Ssdp)
         .udp(&[(1900, 1900)])
+        .looks(http::looks_like_ssdp)
+        .off_port_udp()
+        .direction(http::ssdp_direction)
         .each(|p, _, out| http::dissect_ssdp(p, out)),
     Spec::new(Proto::Ntp).udp(&[(123, 123)]),
     Spec::new(Proto::Coap).udp(&[(5683, 5683)]),
