@@ -244,9 +244,9 @@ pub fn classify(h: &Host, fronts_many: bool) -> Classification {
             "publishes over MQTT".to_owned(),
         );
     }
-    if h.values(Field::Service)
-        .any(|s| s.contains("_rtsp") || s.contains("camera"))
-    {
+    if h.values(Field::Service).any(|s| {
+        s.contains("_rtsp") || s.contains("camera") || s.ends_with("NetworkVideoTransmitter")
+    }) {
         vote(
             C::Camera,
             0.8,
@@ -286,7 +286,7 @@ pub fn classify(h: &Host, fronts_many: bool) -> Classification {
         }
     }
     if h.values(Field::Service)
-        .any(|s| s.contains("_ipp") || s.contains("_printer"))
+        .any(|s| s.contains("_ipp") || s.contains("_printer") || s.ends_with("PrintDeviceType"))
     {
         vote(
             C::ItHost,

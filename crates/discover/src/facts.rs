@@ -113,6 +113,8 @@ pub enum Proto {
     ProfinetRt,
     /// Profinet DCP (discovery and configuration).
     ProfinetDcp,
+    /// WS-Discovery (SOAP over UDP: ONVIF cameras, WSD printers, Windows hosts).
+    WsDiscovery,
 }
 
 impl Proto {
@@ -151,6 +153,7 @@ impl Proto {
             Self::Iec104 => "iec104",
             Self::ProfinetRt => "profinet-rt",
             Self::ProfinetDcp => "profinet-dcp",
+            Self::WsDiscovery => "ws-discovery",
         }
     }
 
@@ -221,6 +224,8 @@ pub enum Source {
     Ssh,
     /// FTP or Telnet banners.
     Banner,
+    /// WS-Discovery Hello and ProbeMatches (types, ONVIF scopes, XAddrs).
+    WsDiscovery,
 }
 
 /// The kind of state-changing industrial command a client sent.

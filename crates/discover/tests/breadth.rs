@@ -251,3 +251,88 @@ fn ssdp_search_answer_off_port_1900() {
     agrees(&path, &d, "http.server", dev);
     agrees(&path, &d, "http.location", dev);
 }
+
+/// A WS-Discovery envelope (2005/04) with this action and body.
+fn b1_wsd(action: &str, body: &str) -> Vec<u8> {
+    format!(
+        r#"<?xml version="1.0" encoding="UTF-8"?><s:Envelope xmlns:s="http://www.w3.org/2003/05/soap-envelope" xmlns:a="http://schemas.xmlsoap.org/ws/2004/08/addressing" xmlns:d="http://schemas.xmlsoap.org/ws/2005/04/discovery" xmlns:dn="http://www.onvif.org/ver10/network/wsdl" xmlns:wprt="http://schemas.microsoft.com/windows/2006/08/wdp/print"><s:Header><a:Action>http://schemas.xmlsoap.org/ws/2005/04/discovery/{action}</a:Action><a:MessageID>urn:uuid:0a6dc791-2be6-4991-9af1-454778a1917a</a:MessageID></s:Header><s:Body>{body}</s:Body></s:Envelope>"#
+    )
+    .into_bytes()
+}
+
+#[test]
+fn ws_discovery_camera_and_printer() {
+    let group = Node {
+        mac: [0x01, 0x00, 0x5e, 0x7f, 0xff, 0xfa],
+        ip: [239, 255, 255, 250],
+    };
+    let printer = Node {
+        mac: [0x02, 0x11, 0x22, 0x33, 0x44, 0x40],
+        ip: [192, 168, 1, 40],
+    };
+    let probe = b1_wsd(
+        "Probe",
+        "<d:Probe><d:Types>dn:NetworkVideoTransmitter</d:Types></d:Probe>",
+    );
+    let matches = b1_wsd(
+        "ProbeMatches",
+        "<d:ProbeMatches><d:ProbeMatch><a:EndpointReference><a:Address>urn:uuid:5f2d2c66-1dd2-11b2-8000-accc8e123456</a:Address></a:EndpointReference><d:Types>dn:NetworkVideoTransmitter</d:Types><d:Scopes>onvif://www.onvif.org/type/video_encoder onvif://www.onvif.org/name/AXIS%20P1375 onvif://www.onvif.org/hardware/P1375 onvif://www.onvif.org/location/country/sweden</d:Scopes><d:XAddrs>http://192.168.1.20/onvif/device_service</d:XAddrs><d:MetadataVersion>1</d:MetadataVersion></d:ProbeMatch></d:ProbeMatches>",
+    );
+    let hello = b1_wsd(
+        "Hello",
+        "<d:Hello><a:EndpointReference><a:Address>urn:uuid:16a65700-007c-1000-bb49-30055c123456</a:Address></a:EndpointReference><d:Types>wprt:PrintDeviceType</d:Types><d:XAddrs>http://192.168.1.40:80/WebServices/Device</d:XAddrs><d:MetadataVersion>2</d:MetadataVersion></d:Hello>",
+    );
+    let frames = vec![
+        udp(B1_SEARCHER, 51000, group, 3702, &probe),
+        // ONVIF cameras answer from 3702; others from a port of their own (recognised by the envelope).
+        udp(B1_DEVICE, 3702, B1_SEARCHER, 51000, &matches),
+        udp(printer, 3702, group, 3702, &hello),
+        udp(B1_DEVICE, 40123, B1_SEARCHER, 51000, &matches),
+    ];
+    let path = write_pcap("wsd.pcap", &frames);
+    let r = discover(&path);
+    let cam = device(&r, B1_DEVICE.ip);
+    assert!(cam.serves.contains(&Proto::WsDiscovery), "{cam:#?}");
+    assert_eq!(cam.class.as_str(), "camera", "{cam:#?}");
+    assert_eq!(cam.model.as_deref(), Some("P1375"));
+    assert_eq!(cam.hostname.as_deref(), Some("AXIS P1375"));
+    let ids = identity(cam);
+    for v in [
+        "http://192.168.1.20/onvif/device_service",
+        "5f2d2c66-1dd2-11b2-8000-accc8e123456",
+        "country/sweden",
+    ] {
+        assert!(ids.contains(&v.to_owned()), "{v} in {ids:?}");
+    }
+    let searcher = device(&r, B1_SEARCHER.ip);
+    assert!(
+        searcher.uses.contains(&Proto::WsDiscovery)
+            && !searcher.serves.contains(&Proto::WsDiscovery)
+    );
+    assert!(
+        edge(&r, B1_SEARCHER.ip, B1_DEVICE.ip, "ws-discovery"),
+        "{:#?}",
+        r.map
+    );
+    assert!(
+        !edge(&r, B1_DEVICE.ip, B1_SEARCHER.ip, "ws-discovery"),
+        "{:#?}",
+        r.map
+    );
+    let prn = device(&r, printer.ip);
+    assert!(prn.serves.contains(&Proto::WsDiscovery));
+    assert_eq!(prn.role, "printer", "{prn:#?}");
+    // tshark has no WS-Discovery dissector; its XML heuristic shows the elements' text, in which every URL,
+    // type and endpoint we read must appear.
+    let cdata = tshark_field(&path, &["--enable-heuristic", "xml_udp"], "xml.cdata");
+    for v in [
+        "http://192.168.1.20/onvif/device_service",
+        "http://192.168.1.40:80/WebServices/Device",
+        "urn:uuid:5f2d2c66-1dd2-11b2-8000-accc8e123456",
+    ] {
+        assert!(
+            cdata.iter().any(|c| c.contains(v)),
+            "{v} in tshark's {cdata:?}"
+        );
+    }
+}

@@ -34,6 +34,7 @@ pub mod pndcp;
 pub mod s7;
 pub mod snmp;
 pub mod tls;
+pub mod wsd;
 
 use crate::facts::{Dir, Fact, Proto, Sink, Subject};
 
@@ -298,6 +299,14 @@ pub static TABLE: &[Spec] = &[
     Spec::new(Proto::Goose)
         .ether(&[0x88b8])
         .each(|p, _, out| goose::dissect(p, out)),
+    // Discovery and industrial protocols recognised by their own headers; answers often come from a port of
+    // the device's own, so each is also claimed off its port by a strict check.
+    Spec::new(Proto::WsDiscovery)
+        .udp(&[(3702, 3702)])
+        .looks(wsd::looks_like)
+        .off_port_udp()
+        .direction(wsd::direction)
+        .each(wsd::dissect),
 ];
 
 /// The row of each protocol, by [`Proto`] discriminant. Built at compile time, which also refuses a protocol
@@ -479,6 +488,6 @@ mod tests {
         }
         // The last protocol declared has a row too (a new one appended to the enum without a row would not be
         // caught by the compile-time check).
-        assert_eq!(all.last(), Some(&Proto::ProfinetDcp));
+        assert_eq!(all.last(), Some(&Proto::WsDiscovery));
     }
 }
