@@ -185,6 +185,22 @@ pub fn classify(h: &Host, fronts_many: bool) -> Classification {
             "sends Profinet DCP identify requests".to_owned(),
         );
     }
+    if h.serves(Proto::HartIp) {
+        vote(
+            C::Gateway,
+            0.6,
+            "HART-IP gateway or multiplexer",
+            "answers HART-IP".to_owned(),
+        );
+    }
+    if h.serves(Proto::Knx) {
+        vote(
+            C::Gateway,
+            0.6,
+            "KNXnet/IP interface or router",
+            "answers KNXnet/IP".to_owned(),
+        );
+    }
     if h.serves(Proto::OpcUa) {
         vote(
             C::Gateway,

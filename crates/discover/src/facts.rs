@@ -115,6 +115,10 @@ pub enum Proto {
     ProfinetDcp,
     /// WS-Discovery (SOAP over UDP: ONVIF cameras, WSD printers, Windows hosts).
     WsDiscovery,
+    /// HART-IP (HART over TCP/UDP: WirelessHART gateways, multiplexers).
+    HartIp,
+    /// KNXnet/IP (building automation).
+    Knx,
 }
 
 impl Proto {
@@ -154,6 +158,8 @@ impl Proto {
             Self::ProfinetRt => "profinet-rt",
             Self::ProfinetDcp => "profinet-dcp",
             Self::WsDiscovery => "ws-discovery",
+            Self::HartIp => "hart-ip",
+            Self::Knx => "knx",
         }
     }
 
@@ -174,6 +180,8 @@ impl Proto {
                 | Self::Iec104
                 | Self::ProfinetRt
                 | Self::ProfinetDcp
+                | Self::HartIp
+                | Self::Knx
         )
     }
 }
@@ -226,6 +234,10 @@ pub enum Source {
     Banner,
     /// WS-Discovery Hello and ProbeMatches (types, ONVIF scopes, XAddrs).
     WsDiscovery,
+    /// HART-IP command 0, 13 and 20 answers.
+    HartIp,
+    /// KNXnet/IP device information blocks.
+    Knx,
 }
 
 /// The kind of state-changing industrial command a client sent.

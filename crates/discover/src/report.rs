@@ -573,6 +573,13 @@ fn industrial_vendor(source: Source, id: u32) -> Option<&'static str> {
         (Source::Bacnet, 7) => Some("Siemens Building Technologies"),
         (Source::Bacnet, 8) => Some("Delta Controls"),
         (Source::Bacnet, 24) => Some("Automated Logic"),
+        // FieldComm Group manufacturer identification codes.
+        (Source::HartIp, 0x11) => Some("Endress+Hauser"),
+        (Source::HartIp, 0x26) => Some("Rosemount (Emerson)"),
+        (Source::HartIp, 0x2a) => Some("Siemens"),
+        // KNX Association manufacturer codes (the first two bytes of a KNX serial number).
+        (Source::Knx, 1) => Some("Siemens"),
+        (Source::Knx, 2) => Some("ABB"),
         _ => None,
     }
 }

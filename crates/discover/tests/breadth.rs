@@ -202,6 +202,11 @@ const B1_SEARCHER: Node = Node {
     mac: [0x02, 0x11, 0x22, 0x33, 0x44, 0x10],
     ip: [192, 168, 1, 10],
 };
+/// 239.255.255.250, the SSDP and WS-Discovery group.
+const B1_SSDP_GROUP: Node = Node {
+    mac: [0x01, 0x00, 0x5e, 0x7f, 0xff, 0xfa],
+    ip: [239, 255, 255, 250],
+};
 const B1_DEVICE: Node = Node {
     mac: [0x02, 0x11, 0x22, 0x33, 0x44, 0x20],
     ip: [192, 168, 1, 20],
@@ -209,10 +214,7 @@ const B1_DEVICE: Node = Node {
 
 #[test]
 fn ssdp_search_answer_off_port_1900() {
-    let group = Node {
-        mac: [0x01, 0x00, 0x5e, 0x7f, 0xff, 0xfa],
-        ip: [239, 255, 255, 250],
-    };
+    let group = B1_SSDP_GROUP;
     let search = b"M-SEARCH * HTTP/1.1\r\nHOST: 239.255.255.250:1900\r\nMAN: \"ssdp:discover\"\r\nMX: 2\r\nST: ssdp:all\r\nUSER-AGENT: Android/14 UPnP/1.1 Browser/1.0\r\n\r\n";
     // UPnP Device Architecture 1.1 §1.3.3: the device answers by unicast, from a port of its own.
     let answer = b"HTTP/1.1 200 OK\r\nCACHE-CONTROL: max-age=1800\r\nDATE: Wed, 02 Dec 2026 19:00:00 GMT\r\nEXT:\r\nLOCATION: http://192.168.1.20:49152/rootDesc.xml\r\nSERVER: Linux/3.10 UPnP/1.0 IpCam/4.2\r\nST: urn:schemas-upnp-org:device:Basic:1\r\nUSN: uuid:2fac1234-31f8-11b4-a222-08002b34c003::urn:schemas-upnp-org:device:Basic:1\r\n\r\n";
@@ -262,10 +264,7 @@ fn b1_wsd(action: &str, body: &str) -> Vec<u8> {
 
 #[test]
 fn ws_discovery_camera_and_printer() {
-    let group = Node {
-        mac: [0x01, 0x00, 0x5e, 0x7f, 0xff, 0xfa],
-        ip: [239, 255, 255, 250],
-    };
+    let group = B1_SSDP_GROUP;
     let printer = Node {
         mac: [0x02, 0x11, 0x22, 0x33, 0x44, 0x40],
         ip: [192, 168, 1, 40],
@@ -333,6 +332,261 @@ fn ws_discovery_camera_and_printer() {
         assert!(
             cdata.iter().any(|c| c.contains(v)),
             "{v} in tshark's {cdata:?}"
+        );
+    }
+}
+
+/// A HART-IP message (version 1) around `body`.
+fn b1_hart(kind: u8, id: u8, seq: u16, body: &[u8]) -> Vec<u8> {
+    let mut m = vec![1, kind, id, 0];
+    m.extend_from_slice(&seq.to_be_bytes());
+    m.extend_from_slice(&((8 + body.len()) as u16).to_be_bytes());
+    m.extend_from_slice(body);
+    m
+}
+
+/// A token-passing PDU (long address 26 E1 12 34 56) with its checksum.
+fn b1_hart_pdu(frame: u8, command: u8, data: &[u8]) -> Vec<u8> {
+    let mut p = vec![
+        0x80 | frame,
+        0x26,
+        0xe1,
+        0x12,
+        0x34,
+        0x56,
+        command,
+        data.len() as u8,
+    ];
+    p.extend_from_slice(data);
+    p.push(p.iter().fold(0, |a, b| a ^ b));
+    p
+}
+
+#[test]
+fn hart_ip_gateway_identity() {
+    let ams = B1_SEARCHER;
+    let gw = B1_DEVICE;
+    // HART 7 command 0: Rosemount (0x0026), expanded device type 0x26E1, device id 12 34 56.
+    let cmd0 = [
+        0u8,
+        0,
+        254,
+        0x26,
+        0xe1,
+        5,
+        7,
+        9,
+        3,
+        2 << 3 | 1,
+        0,
+        0x12,
+        0x34,
+        0x56,
+        5,
+        4,
+        0,
+        7,
+        0,
+        0x00,
+        0x26,
+        0x00,
+        0x26,
+        0,
+    ];
+    // Command 13: tag "GW-7" and descriptor "NORTH UNIT GW" in packed ASCII, then a date.
+    let pack = |t: &[u8]| -> Vec<u8> {
+        t.chunks(4)
+            .flat_map(|c| {
+                let w = c.iter().fold(0u32, |w, &ch| w << 6 | u32::from(ch & 0x3f));
+                [(w >> 16) as u8, (w >> 8) as u8, w as u8]
+            })
+            .collect()
+    };
+    let mut cmd13 = vec![0, 0];
+    cmd13.extend(pack(b"GW-7    "));
+    cmd13.extend(pack(b"NORTH UNIT GW   "));
+    cmd13.extend([2, 12, 125]);
+    let mut cmd20 = vec![0, 0];
+    cmd20.extend(b"WHART-GW-NORTH-01");
+    cmd20.resize(34, 0);
+    let mut frames = Vec::new();
+    let (mut c, mut s) = handshake(&mut frames, ams, 50500, gw, 5094);
+    let mut exchange = |frames: &mut Vec<Vec<u8>>, req: Vec<u8>, rsp: Vec<u8>| {
+        frames.push(tcp(ams, 50500, gw, 5094, c, s, &req));
+        c += req.len() as u32;
+        frames.push(tcp(gw, 5094, ams, 50500, s, c, &rsp));
+        s += rsp.len() as u32;
+    };
+    // Session initiate (primary master, 30 s inactivity timer), then commands 0, 13, 20, and a reset.
+    let init = [1u8, 0, 0, 0x75, 0x30];
+    exchange(
+        &mut frames,
+        b1_hart(0, 0, 1, &init),
+        b1_hart(1, 0, 1, &init),
+    );
+    exchange(
+        &mut frames,
+        b1_hart(0, 3, 2, &b1_hart_pdu(2, 0, &[])),
+        b1_hart(1, 3, 2, &b1_hart_pdu(6, 0, &cmd0)),
+    );
+    exchange(
+        &mut frames,
+        b1_hart(0, 3, 3, &b1_hart_pdu(2, 13, &[])),
+        b1_hart(1, 3, 3, &b1_hart_pdu(6, 13, &cmd13)),
+    );
+    exchange(
+        &mut frames,
+        b1_hart(0, 3, 4, &b1_hart_pdu(2, 20, &[])),
+        b1_hart(1, 3, 4, &b1_hart_pdu(6, 20, &cmd20)),
+    );
+    exchange(
+        &mut frames,
+        b1_hart(0, 3, 5, &b1_hart_pdu(2, 42, &[])),
+        b1_hart(1, 3, 5, &b1_hart_pdu(6, 42, &[0, 0])),
+    );
+    let path = write_pcap("hartip.pcap", &frames);
+    let r = discover(&path);
+    let d = device(&r, gw.ip);
+    assert!(
+        d.serves.contains(&Proto::HartIp) && !d.uses.contains(&Proto::HartIp),
+        "{d:#?}"
+    );
+    assert_eq!(d.vendor.as_deref(), Some("Rosemount (Emerson)"));
+    assert_eq!(d.class.as_str(), "gateway", "{d:#?}");
+    let a = device(&r, ams.ip);
+    assert!(a.uses.contains(&Proto::HartIp) && !a.serves.contains(&Proto::HartIp));
+    assert!(edge(&r, ams.ip, gw.ip, "hart-ip"), "{:#?}", r.map);
+    assert!(
+        d.risks
+            .iter()
+            .any(|k| k.detail.contains("device reset (42)")),
+        "{:#?}",
+        d.risks
+    );
+    // tshark's own reading of the same file.
+    agrees(&path, &[], "hart_ip.pt.rsp.tag", d);
+    agrees(&path, &[], "hart_ip.pt.rsp.descriptor", d);
+    let theirs = tshark_field(&path, &[], "hart_ip.pt.rsp.manufacturer_Id");
+    let mine: Vec<String> = d.ot["vendor_ids"].iter().map(u32::to_string).collect();
+    assert!(
+        !theirs.is_empty() && theirs.iter().all(|v| mine.contains(v)),
+        "{theirs:?} {mine:?}"
+    );
+    let ids = tshark_field(&path, &[], "hart_ip.pt.rsp.device_id");
+    assert!(!ids.is_empty());
+    for v in ids {
+        let hex = v.replace(':', "");
+        assert_eq!(d.serial.as_deref(), Some(hex.as_str()));
+    }
+}
+
+/// A KNXnet/IP frame: header (06 10, service, total length) and body.
+fn b1_knx(service: u16, body: &[u8]) -> Vec<u8> {
+    let mut f = vec![0x06, 0x10];
+    f.extend_from_slice(&service.to_be_bytes());
+    f.extend_from_slice(&((6 + body.len()) as u16).to_be_bytes());
+    f.extend_from_slice(body);
+    f
+}
+
+#[test]
+fn knx_search_and_tunnelled_group_write() {
+    let group = Node {
+        mac: [0x01, 0x00, 0x5e, 0x00, 0x17, 0x0c],
+        ip: [224, 0, 23, 12],
+    };
+    let ets = B1_SEARCHER;
+    let router = B1_DEVICE;
+    let hpai = |n: Node, port: u16| {
+        let mut h = vec![8, 1];
+        h.extend_from_slice(&n.ip);
+        h.extend_from_slice(&port.to_be_bytes());
+        h
+    };
+    // Device information: TP1, 1.1.250, serial 00 02 11 22 33 44 (ABB), MAC, "IP Router Floor 2"; then the
+    // supported service families.
+    let mut dib = vec![
+        54, 1, 0x02, 0, 0x11, 0xfa, 0, 0, 0x00, 0x02, 0x11, 0x22, 0x33, 0x44, 224, 0, 23, 12,
+    ];
+    dib.extend_from_slice(&router.mac);
+    let mut name = b"IP Router Floor 2".to_vec();
+    name.resize(30, 0);
+    dib.extend(name);
+    dib.extend([6, 2, 2, 1, 4, 1]);
+    let search = b1_knx(0x0201, &hpai(ets, 50100));
+    let mut answer = hpai(router, 3671);
+    answer.extend(&dib);
+    let answer = b1_knx(0x0202, &answer);
+    // Connect (tunnel), then an L_Data.req GroupValueWrite(1) from 1.1.255 to 1/2/3 on channel 7.
+    let mut connect = hpai(ets, 50101);
+    connect.extend(hpai(ets, 50101));
+    connect.extend([4, 4, 2, 0]);
+    let connect = b1_knx(0x0205, &connect);
+    let mut connected = vec![7, 0];
+    connected.extend(hpai(router, 3671));
+    connected.extend([4, 4, 0x11, 0xff]);
+    let connected = b1_knx(0x0206, &connected);
+    let write = b1_knx(
+        0x0420,
+        &[
+            4, 7, 0, 0, 0x11, 0, 0xbc, 0xe0, 0x11, 0xff, 0x0a, 0x03, 1, 0x00, 0x81,
+        ],
+    );
+    let ack = b1_knx(0x0421, &[4, 7, 0, 0]);
+    let frames = vec![
+        udp(ets, 50100, group, 3671, &search),
+        udp(router, 3671, ets, 50100, &answer),
+        udp(ets, 50101, router, 3671, &connect),
+        udp(router, 3671, ets, 50101, &connected),
+        udp(ets, 50101, router, 3671, &write),
+        udp(router, 3671, ets, 50101, &ack),
+    ];
+    let path = write_pcap("knx.pcap", &frames);
+    let r = discover(&path);
+    let d = device(&r, router.ip);
+    assert!(
+        d.serves.contains(&Proto::Knx) && !d.uses.contains(&Proto::Knx),
+        "{d:#?}"
+    );
+    assert_eq!(d.vendor.as_deref(), Some("ABB"));
+    assert_eq!(d.hostname.as_deref(), Some("IP Router Floor 2"));
+    assert_eq!(d.serial.as_deref(), Some("000211223344"));
+    assert!(identity(d).contains(&"1.1.250".to_owned()));
+    let e = device(&r, ets.ip);
+    assert!(
+        e.uses.contains(&Proto::Knx) && !e.serves.contains(&Proto::Knx),
+        "{e:#?}"
+    );
+    assert!(edge(&r, ets.ip, router.ip, "knx"), "{:#?}", r.map);
+    assert!(
+        d.risks
+            .iter()
+            .any(|k| k.detail.contains("group value write")),
+        "{:#?}",
+        d.risks
+    );
+    // tshark's KNX/IP dissector on the same file.
+    agrees(&path, &[], "knxip.device.name", d);
+    // tshark exports the individual address as its 16-bit value; we show it area.line.device. (The
+    // connect answer's tunnel address, which the interface lends the client, is not the device's.)
+    let addrs = tshark_field(&path, &["-Y", "knxip.device.name"], "knxip.knxaddr");
+    assert!(!addrs.is_empty());
+    for v in addrs {
+        let a = u16::from_str_radix(v.trim_start_matches("0x"), 16).unwrap();
+        let dotted = format!("{}.{}.{}", a >> 12, (a >> 8) & 0xf, a & 0xff);
+        assert!(identity(d).contains(&dotted), "tshark {v} = {dotted}");
+    }
+    let serials = tshark_field(&path, &[], "knxip.sernr");
+    assert!(!serials.is_empty());
+    for v in serials {
+        let n = v.strip_prefix("0x").map_or_else(
+            || v.parse::<u64>().unwrap(),
+            |h| u64::from_str_radix(h, 16).unwrap(),
+        );
+        assert_eq!(
+            d.serial.as_deref(),
+            Some(format!("{n:012x}").as_str()),
+            "tshark {v}"
         );
     }
 }

@@ -24,8 +24,10 @@ pub mod dnp3;
 pub mod dns;
 pub mod enip;
 pub mod goose;
+pub mod hartip;
 pub mod http;
 pub mod iec104;
+pub mod knx;
 pub mod lldp;
 pub mod modbus;
 pub mod mqtt;
@@ -307,6 +309,18 @@ pub static TABLE: &[Spec] = &[
         .off_port_udp()
         .direction(wsd::direction)
         .each(wsd::dissect),
+    Spec::new(Proto::HartIp)
+        .tcp(&[5094])
+        .udp(&[(5094, 5094)])
+        .looks(hartip::looks_like)
+        .direction(hartip::direction)
+        .each(hartip::dissect),
+    Spec::new(Proto::Knx)
+        .udp(&[(3671, 3671)])
+        .looks(knx::looks_like)
+        .off_port_udp()
+        .direction(knx::direction)
+        .each(knx::dissect),
 ];
 
 /// The row of each protocol, by [`Proto`] discriminant. Built at compile time, which also refuses a protocol
@@ -488,6 +502,6 @@ mod tests {
         }
         // The last protocol declared has a row too (a new one appended to the enum without a row would not be
         // caught by the compile-time check).
-        assert_eq!(all.last(), Some(&Proto::WsDiscovery));
+        assert_eq!(all.last(), Some(&Proto::Knx));
     }
 }
