@@ -201,6 +201,14 @@ pub fn classify(h: &Host, fronts_many: bool) -> Classification {
             "answers KNXnet/IP".to_owned(),
         );
     }
+    if h.serves(Proto::Fins) {
+        vote(
+            C::Plc,
+            0.85,
+            "Omron controller",
+            "answers Omron FINS".to_owned(),
+        );
+    }
     if h.serves(Proto::OpcUa) {
         vote(
             C::Gateway,

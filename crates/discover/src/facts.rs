@@ -119,6 +119,8 @@ pub enum Proto {
     HartIp,
     /// KNXnet/IP (building automation).
     Knx,
+    /// Omron FINS (UDP and TCP).
+    Fins,
 }
 
 impl Proto {
@@ -160,6 +162,7 @@ impl Proto {
             Self::WsDiscovery => "ws-discovery",
             Self::HartIp => "hart-ip",
             Self::Knx => "knx",
+            Self::Fins => "fins",
         }
     }
 
@@ -182,6 +185,7 @@ impl Proto {
                 | Self::ProfinetDcp
                 | Self::HartIp
                 | Self::Knx
+                | Self::Fins
         )
     }
 }
@@ -238,6 +242,8 @@ pub enum Source {
     HartIp,
     /// KNXnet/IP device information blocks.
     Knx,
+    /// Omron FINS controller data read.
+    Fins,
 }
 
 /// The kind of state-changing industrial command a client sent.

@@ -590,3 +590,73 @@ fn knx_search_and_tunnelled_group_write() {
         );
     }
 }
+
+/// A FINS frame from node 10 to node 1 with this ICF and command code, then `rest`.
+fn b1_fins(icf: u8, mrc: u8, src: u8, rest: &[u8]) -> Vec<u8> {
+    let mut f = vec![icf, 0, 2, 0, 1, 0, 0, 10, 0, 0x2a, mrc, src];
+    f.extend_from_slice(rest);
+    f
+}
+
+#[test]
+fn fins_controller_model_and_commands() {
+    let hmi = B1_SEARCHER;
+    let plc = B1_DEVICE;
+    let mut data = vec![0, 0];
+    let mut model = b"CJ2M-CPU31".to_vec();
+    model.resize(20, b' ');
+    let mut version = b"02.01".to_vec();
+    version.resize(20, b' ');
+    data.extend(model);
+    data.extend(version);
+    // For system use (40 bytes), then the area data (12): the whole answer to parameter 00 is 94 bytes.
+    data.extend([0; 52]);
+    let mut frames = vec![
+        // The engineering tool asks from a port of its own; the PLC answers to it.
+        udp(hmi, 50200, plc, 9600, &b1_fins(0x80, 5, 1, &[0])),
+        udp(plc, 9600, hmi, 50200, &b1_fins(0xc0, 5, 1, &data)),
+        udp(hmi, 50200, plc, 9600, &b1_fins(0x80, 4, 2, &[0xff, 0xff])),
+        udp(plc, 9600, hmi, 50200, &b1_fins(0xc0, 4, 2, &[0, 0])),
+    ];
+    // The same over TCP: node address exchange, then a memory area write (D100, one word).
+    let tcp_fins = |cmd: u8, body: &[u8]| {
+        let mut s = b"FINS".to_vec();
+        s.extend(((8 + body.len()) as u32).to_be_bytes());
+        s.extend([0, 0, 0, cmd, 0, 0, 0, 0]);
+        s.extend_from_slice(body);
+        s
+    };
+    let (c, s) = handshake(&mut frames, hmi, 50201, plc, 9600);
+    let hello = tcp_fins(0, &[0, 0, 0, 0]);
+    let ok = tcp_fins(1, &[0, 0, 0, 10, 0, 0, 0, 1]);
+    let write = tcp_fins(
+        2,
+        &b1_fins(0x80, 1, 2, &[0x82, 0, 100, 0, 0, 1, 0x12, 0x34]),
+    );
+    frames.push(tcp(hmi, 50201, plc, 9600, c, s, &hello));
+    frames.push(tcp(plc, 9600, hmi, 50201, s, c + hello.len() as u32, &ok));
+    let c = c + hello.len() as u32;
+    frames.push(tcp(hmi, 50201, plc, 9600, c, s + ok.len() as u32, &write));
+    let path = write_pcap("fins.pcap", &frames);
+    let r = discover(&path);
+    let d = device(&r, plc.ip);
+    assert!(
+        d.serves.contains(&Proto::Fins) && !d.uses.contains(&Proto::Fins),
+        "{d:#?}"
+    );
+    assert_eq!(d.model.as_deref(), Some("CJ2M-CPU31"));
+    assert_eq!(d.firmware.as_deref(), Some("02.01"));
+    assert_eq!(d.class.as_str(), "plc");
+    for what in ["stop (04 02)", "memory area write (01 02)"] {
+        assert!(
+            d.risks.iter().any(|k| k.detail.contains(what)),
+            "{what}: {:#?}",
+            d.risks
+        );
+    }
+    let h = device(&r, hmi.ip);
+    assert!(h.uses.contains(&Proto::Fins) && !h.serves.contains(&Proto::Fins));
+    assert!(edge(&r, hmi.ip, plc.ip, "fins"), "{:#?}", r.map);
+    agrees(&path, &[], "omron.controller.model", d);
+    agrees(&path, &[], "omron.controller.version", d);
+}

@@ -23,6 +23,7 @@ pub mod dhcp;
 pub mod dnp3;
 pub mod dns;
 pub mod enip;
+pub mod fins;
 pub mod goose;
 pub mod hartip;
 pub mod http;
@@ -321,6 +322,12 @@ pub static TABLE: &[Spec] = &[
         .off_port_udp()
         .direction(knx::direction)
         .each(knx::dissect),
+    Spec::new(Proto::Fins)
+        .tcp(&[9600])
+        .udp(&[(9600, 9600)])
+        .looks(fins::looks_like)
+        .direction(fins::direction)
+        .each(fins::dissect),
 ];
 
 /// The row of each protocol, by [`Proto`] discriminant. Built at compile time, which also refuses a protocol
@@ -502,6 +509,6 @@ mod tests {
         }
         // The last protocol declared has a row too (a new one appended to the enum without a row would not be
         // caught by the compile-time check).
-        assert_eq!(all.last(), Some(&Proto::Knx));
+        assert_eq!(all.last(), Some(&Proto::Fins));
     }
 }
