@@ -121,6 +121,8 @@ pub enum Proto {
     Knx,
     /// Omron FINS (UDP and TCP).
     Fins,
+    /// PTP, IEEE 1588 precision time (UDP 319/320 and Ethernet).
+    Ptp,
 }
 
 impl Proto {
@@ -163,6 +165,7 @@ impl Proto {
             Self::HartIp => "hart-ip",
             Self::Knx => "knx",
             Self::Fins => "fins",
+            Self::Ptp => "ptp",
         }
     }
 
@@ -244,6 +247,8 @@ pub enum Source {
     Knx,
     /// Omron FINS controller data read.
     Fins,
+    /// PTP announce and source port identity.
+    Ptp,
 }
 
 /// The kind of state-changing industrial command a client sent.

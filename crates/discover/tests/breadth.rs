@@ -660,3 +660,105 @@ fn fins_controller_model_and_commands() {
     agrees(&path, &[], "omron.controller.model", d);
     agrees(&path, &[], "omron.controller.version", d);
 }
+
+/// A PTPv2 message of `kind` from clock `clock` port 1, sequence `seq`, with `body` after the 34-byte header.
+fn b1_ptp(kind: u8, clock: [u8; 8], seq: u16, body: &[u8]) -> Vec<u8> {
+    let mut m = vec![kind, 2];
+    m.extend(((34 + body.len()) as u16).to_be_bytes());
+    m.extend([0, 0, 0x02, 0x00]);
+    m.extend([0; 12]);
+    m.extend(clock);
+    m.extend([0, 1]);
+    m.extend(seq.to_be_bytes());
+    m.extend([0, 1]);
+    m.extend_from_slice(body);
+    m
+}
+
+#[test]
+fn ptp_grandmaster_and_slave() {
+    let group = Node {
+        mac: [0x01, 0x00, 0x5e, 0x00, 0x01, 0x81],
+        ip: [224, 0, 1, 129],
+    };
+    let master = B1_DEVICE;
+    let slave = B1_SEARCHER;
+    let gm = [0x00, 0x1b, 0x19, 0xff, 0xfe, 0x00, 0x00, 0x01];
+    let sc = [0x02, 0x11, 0x22, 0xff, 0xfe, 0x33, 0x44, 0x10];
+    // Announce: origin timestamp, UTC offset 37, priority1 128, class 6, accuracy 0x21, variance, priority2
+    // 128, grandmaster identity, steps removed 0, time source GPS (0x20).
+    let mut an = vec![0; 10];
+    an.extend([0, 37, 0, 128, 6, 0x21, 0x4e, 0x5d, 128]);
+    an.extend(gm);
+    an.extend([0, 0, 0x20]);
+    let mut resp = vec![0; 10];
+    resp.extend(sc);
+    resp.extend([0, 1]);
+    let frames = vec![
+        udp(master, 320, group, 320, &b1_ptp(0x0b, gm, 1, &an)),
+        udp(master, 319, group, 319, &b1_ptp(0x00, gm, 2, &[0; 10])),
+        udp(master, 320, group, 320, &b1_ptp(0x08, gm, 2, &[0; 10])),
+        // The slave's delay request goes to the group from its event port; the master answers it unicast.
+        udp(slave, 319, group, 319, &b1_ptp(0x01, sc, 3, &[0; 10])),
+        udp(master, 320, slave, 320, &b1_ptp(0x09, gm, 3, &resp)),
+        // A boundary clock on the link layer, announcing the same grandmaster.
+        ether(
+            [0x02, 0x11, 0x22, 0x33, 0x44, 0x50],
+            [0x01, 0x1b, 0x19, 0x00, 0x00, 0x00],
+            0x88f7,
+            &b1_ptp(
+                0x0b,
+                [0x02, 0x11, 0x22, 0xff, 0xfe, 0x33, 0x44, 0x50],
+                9,
+                &an,
+            ),
+        ),
+    ];
+    let path = write_pcap("ptp.pcap", &frames);
+    let r = discover(&path);
+    let m = device(&r, master.ip);
+    assert!(
+        m.serves.contains(&Proto::Ptp) && !m.uses.contains(&Proto::Ptp),
+        "{m:#?}"
+    );
+    let s = device(&r, slave.ip);
+    assert!(
+        s.uses.contains(&Proto::Ptp) && !s.serves.contains(&Proto::Ptp),
+        "{s:#?}"
+    );
+    assert!(edge(&r, slave.ip, master.ip, "ptp"), "{:#?}", r.map);
+    assert!(
+        identity(m)
+            .iter()
+            .any(|v| v.starts_with("PTP grandmaster 00:1b:19:ff:fe:00:00:01 (clock class 6")),
+        "{:?}",
+        identity(m)
+    );
+    let bc = r
+        .devices
+        .iter()
+        .find(|d| d.mac.map(|x| x.octets()) == Some([0x02, 0x11, 0x22, 0x33, 0x44, 0x50]))
+        .expect("the boundary clock");
+    assert!(bc.serves.contains(&Proto::Ptp));
+    // tshark's clock identities (0x-prefixed 64-bit values) are ours in EUI-64 form.
+    let colon = |v: &str| {
+        let n = u64::from_str_radix(v.trim_start_matches("0x"), 16).unwrap();
+        n.to_be_bytes()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<Vec<_>>()
+            .join(":")
+    };
+    let all: Vec<String> = r.devices.iter().flat_map(identity).collect();
+    for field in ["ptp.v2.clockidentity", "ptp.v2.an.grandmasterclockidentity"] {
+        let theirs = tshark_field(&path, &[], field);
+        assert!(!theirs.is_empty(), "{field}");
+        for v in theirs {
+            let id = colon(&v);
+            assert!(
+                all.iter().any(|m| m.contains(&id)),
+                "{field} {id} in {all:?}"
+            );
+        }
+    }
+}

@@ -34,6 +34,7 @@ pub mod modbus;
 pub mod mqtt;
 pub mod opcua;
 pub mod pndcp;
+pub mod ptp;
 pub mod s7;
 pub mod snmp;
 pub mod tls;
@@ -328,6 +329,12 @@ pub static TABLE: &[Spec] = &[
         .looks(fins::looks_like)
         .direction(fins::direction)
         .each(fins::dissect),
+    Spec::new(Proto::Ptp)
+        .udp(&[(319, 320)])
+        .ether(&[0x88f7])
+        .looks(ptp::looks_like)
+        .direction(ptp::direction)
+        .each(ptp::dissect),
 ];
 
 /// The row of each protocol, by [`Proto`] discriminant. Built at compile time, which also refuses a protocol
@@ -509,6 +516,6 @@ mod tests {
         }
         // The last protocol declared has a row too (a new one appended to the enum without a row would not be
         // caught by the compile-time check).
-        assert_eq!(all.last(), Some(&Proto::Fins));
+        assert_eq!(all.last(), Some(&Proto::Ptp));
     }
 }
