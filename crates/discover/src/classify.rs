@@ -209,6 +209,14 @@ pub fn classify(h: &Host, fronts_many: bool) -> Classification {
             "answers Omron FINS".to_owned(),
         );
     }
+    if h.serves(Proto::Ubiquiti) {
+        vote(
+            C::Network,
+            0.7,
+            "Ubiquiti network device",
+            "answers Ubiquiti discovery".to_owned(),
+        );
+    }
     if h.serves(Proto::OpcUa) {
         vote(
             C::Gateway,

@@ -123,6 +123,8 @@ pub enum Proto {
     Fins,
     /// PTP, IEEE 1588 precision time (UDP 319/320 and Ethernet).
     Ptp,
+    /// Ubiquiti discovery (UniFi, airMAX, EdgeMAX).
+    Ubiquiti,
 }
 
 impl Proto {
@@ -166,6 +168,7 @@ impl Proto {
             Self::Knx => "knx",
             Self::Fins => "fins",
             Self::Ptp => "ptp",
+            Self::Ubiquiti => "ubiquiti",
         }
     }
 
@@ -249,6 +252,8 @@ pub enum Source {
     Fins,
     /// PTP announce and source port identity.
     Ptp,
+    /// Ubiquiti discovery TLVs.
+    Ubiquiti,
 }
 
 /// The kind of state-changing industrial command a client sent.

@@ -762,3 +762,69 @@ fn ptp_grandmaster_and_slave() {
         }
     }
 }
+
+#[test]
+fn ubiquiti_discovery_answer() {
+    let bcast = Node {
+        mac: [0xff; 6],
+        ip: [255, 255, 255, 255],
+    };
+    let tool = B1_SEARCHER;
+    let ap = B1_DEVICE;
+    let tlv = |kind: u8, value: &[u8]| {
+        let mut t = vec![kind];
+        t.extend((value.len() as u16).to_be_bytes());
+        t.extend_from_slice(value);
+        t
+    };
+    let mut mac_ip = ap.mac.to_vec();
+    mac_ip.extend(ap.ip);
+    let body = [
+        tlv(0x02, &mac_ip),
+        tlv(0x01, &ap.mac),
+        tlv(0x0a, &[0, 0, 0x0e, 0x10]),
+        tlv(0x0b, b"ap-lobby"),
+        tlv(0x0c, b"U7PG2"),
+        tlv(0x03, b"BZ.qca956x.v6.5.55.14777.230208.0914"),
+        tlv(0x14, b"UAP-AC-Pro-Gen2"),
+        tlv(0x16, b"6.5.55.14777"),
+    ]
+    .concat();
+    let mut answer = vec![1, 0];
+    answer.extend((body.len() as u16).to_be_bytes());
+    answer.extend(body);
+    let frames = vec![
+        udp(tool, 50300, bcast, 10001, &[1, 0, 0, 0]),
+        udp(ap, 10001, tool, 50300, &answer),
+    ];
+    let path = write_pcap("ubnt.pcap", &frames);
+    let r = discover(&path);
+    let d = device(&r, ap.ip);
+    assert!(
+        d.serves.contains(&Proto::Ubiquiti) && !d.uses.contains(&Proto::Ubiquiti),
+        "{d:#?}"
+    );
+    assert_eq!(d.hostname.as_deref(), Some("ap-lobby"));
+    assert_eq!(d.vendor.as_deref(), Some("Ubiquiti"));
+    assert_eq!(d.class.as_str(), "network");
+    let t = device(&r, tool.ip);
+    assert!(t.uses.contains(&Proto::Ubiquiti) && !t.serves.contains(&Proto::Ubiquiti));
+    assert!(edge(&r, tool.ip, ap.ip, "ubiquiti"), "{:#?}", r.map);
+    // tshark decodes ubdp only when told the port.
+    let ubdp = ["-d", "udp.port==10001,ubdp"];
+    for field in [
+        "ubdp.hostname",
+        "ubdp.model",
+        "ubdp.firmware",
+        "ubdp.firmware_full",
+    ] {
+        agrees(&path, &ubdp, field, d);
+    }
+    // It shows the product code with the name it knows for it ("U7PG2: UniFi AP-AC-Pro Gen2").
+    let products = tshark_field(&path, &ubdp, "ubdp.product");
+    assert!(!products.is_empty());
+    for p in products {
+        let code = p.split(':').next().unwrap().trim().to_owned();
+        assert!(identity(d).contains(&code), "{code} in {:?}", identity(d));
+    }
+}

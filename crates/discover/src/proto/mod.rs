@@ -38,6 +38,7 @@ pub mod ptp;
 pub mod s7;
 pub mod snmp;
 pub mod tls;
+pub mod ubnt;
 pub mod wsd;
 
 use crate::facts::{Dir, Fact, Proto, Sink, Subject};
@@ -335,6 +336,11 @@ pub static TABLE: &[Spec] = &[
         .looks(ptp::looks_like)
         .direction(ptp::direction)
         .each(ptp::dissect),
+    Spec::new(Proto::Ubiquiti)
+        .udp(&[(10001, 10001)])
+        .looks(ubnt::looks_like)
+        .direction(ubnt::direction)
+        .each(ubnt::dissect),
 ];
 
 /// The row of each protocol, by [`Proto`] discriminant. Built at compile time, which also refuses a protocol
@@ -516,6 +522,6 @@ mod tests {
         }
         // The last protocol declared has a row too (a new one appended to the enum without a row would not be
         // caught by the compile-time check).
-        assert_eq!(all.last(), Some(&Proto::Ptp));
+        assert_eq!(all.last(), Some(&Proto::Ubiquiti));
     }
 }
