@@ -125,6 +125,8 @@ pub enum Proto {
     Ptp,
     /// Ubiquiti discovery (UniFi, airMAX, EdgeMAX).
     Ubiquiti,
+    /// TP-Link smart home (Kasa) local protocol.
+    TplinkSmarthome,
 }
 
 impl Proto {
@@ -169,6 +171,7 @@ impl Proto {
             Self::Fins => "fins",
             Self::Ptp => "ptp",
             Self::Ubiquiti => "ubiquiti",
+            Self::TplinkSmarthome => "tplink-smarthome",
         }
     }
 
@@ -254,6 +257,8 @@ pub enum Source {
     Ptp,
     /// Ubiquiti discovery TLVs.
     Ubiquiti,
+    /// TP-Link smart home get_sysinfo answers.
+    TpLink,
 }
 
 /// The kind of state-changing industrial command a client sent.

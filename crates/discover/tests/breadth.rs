@@ -828,3 +828,85 @@ fn ubiquiti_discovery_answer() {
         assert!(identity(d).contains(&code), "{code} in {:?}", identity(d));
     }
 }
+
+/// TP-Link's XOR autokey (first key 171).
+fn b1_tplink(text: &[u8]) -> Vec<u8> {
+    let mut key = 171u8;
+    text.iter()
+        .map(|&p| {
+            key ^= p;
+            key
+        })
+        .collect()
+}
+
+#[test]
+fn tplink_smarthome_sysinfo_and_relay() {
+    let bcast = Node {
+        mac: [0xff; 6],
+        ip: [192, 168, 1, 255],
+    };
+    let app = B1_SEARCHER;
+    let plug = B1_DEVICE;
+    let ask = b1_tplink(br#"{"system":{"get_sysinfo":{}}}"#);
+    let info = b1_tplink(br#"{"system":{"get_sysinfo":{"sw_ver":"1.5.4 Build 180815 Rel.121440","hw_ver":"2.0","type":"IOT.SMARTPLUGSWITCH","model":"HS110(EU)","mac":"02:11:22:33:44:20","dev_name":"Smart Wi-Fi Plug With Energy Monitoring","alias":"Kitchen plug","relay_state":1,"deviceId":"8006A1B2C3D4E5F60718293A4B5C6D7E8F901234","err_code":0}}}"#);
+    let off = b1_tplink(br#"{"system":{"set_relay_state":{"state":0}}}"#);
+    let done = b1_tplink(br#"{"system":{"set_relay_state":{"err_code":0}}}"#);
+    let mut frames = vec![
+        udp(app, 50400, bcast, 9999, &ask),
+        udp(plug, 9999, app, 50400, &info),
+    ];
+    let framed = |m: &[u8]| {
+        let mut f = (m.len() as u32).to_be_bytes().to_vec();
+        f.extend_from_slice(m);
+        f
+    };
+    let (c, s) = handshake(&mut frames, app, 50401, plug, 9999);
+    let (off, done) = (framed(&off), framed(&done));
+    frames.push(tcp(app, 50401, plug, 9999, c, s, &off));
+    frames.push(tcp(plug, 9999, app, 50401, s, c + off.len() as u32, &done));
+    let path = write_pcap("tplink.pcap", &frames);
+    let r = discover(&path);
+    let d = device(&r, plug.ip);
+    assert!(
+        d.serves.contains(&Proto::TplinkSmarthome) && !d.uses.contains(&Proto::TplinkSmarthome),
+        "{d:#?}"
+    );
+    assert_eq!(d.model.as_deref(), Some("HS110(EU)"));
+    assert_eq!(d.hostname.as_deref(), Some("Kitchen plug"));
+    assert_eq!(d.firmware.as_deref(), Some("1.5.4 Build 180815 Rel.121440"));
+    assert_eq!(d.vendor.as_deref(), Some("TP-Link"));
+    assert!(
+        d.risks.iter().any(|k| k.detail.contains("set relay state")),
+        "{:#?}",
+        d.risks
+    );
+    let a = device(&r, app.ip);
+    assert!(
+        a.uses.contains(&Proto::TplinkSmarthome) && !a.serves.contains(&Proto::TplinkSmarthome)
+    );
+    assert!(
+        edge(&r, app.ip, plug.ip, "tplink-smarthome"),
+        "{:#?}",
+        r.map
+    );
+    // tshark decrypts the same messages; each value we report is in its plaintext.
+    let msgs = tshark_field(&path, &[], "tplink_smarthome.msg");
+    for (key, v) in [
+        ("model", "HS110(EU)"),
+        ("alias", "Kitchen plug"),
+        ("sw_ver", "1.5.4 Build 180815 Rel.121440"),
+        ("deviceId", "8006A1B2C3D4E5F60718293A4B5C6D7E8F901234"),
+    ] {
+        let pair = format!("\"{key}\":\"{v}\"");
+        assert!(
+            msgs.iter().any(|m| m.contains(&pair)),
+            "{pair} in tshark's {msgs:?}"
+        );
+        assert!(
+            identity(d).contains(&v.to_owned()),
+            "{v} in {:?}",
+            identity(d)
+        );
+    }
+}

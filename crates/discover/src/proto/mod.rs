@@ -38,6 +38,7 @@ pub mod ptp;
 pub mod s7;
 pub mod snmp;
 pub mod tls;
+pub mod tplink;
 pub mod ubnt;
 pub mod wsd;
 
@@ -341,6 +342,12 @@ pub static TABLE: &[Spec] = &[
         .looks(ubnt::looks_like)
         .direction(ubnt::direction)
         .each(ubnt::dissect),
+    Spec::new(Proto::TplinkSmarthome)
+        .tcp(&[9999])
+        .udp(&[(9999, 9999)])
+        .looks(tplink::looks_like)
+        .direction(tplink::direction)
+        .each(tplink::dissect),
 ];
 
 /// The row of each protocol, by [`Proto`] discriminant. Built at compile time, which also refuses a protocol
@@ -522,6 +529,6 @@ mod tests {
         }
         // The last protocol declared has a row too (a new one appended to the enum without a row would not be
         // caught by the compile-time check).
-        assert_eq!(all.last(), Some(&Proto::Ubiquiti));
+        assert_eq!(all.last(), Some(&Proto::TplinkSmarthome));
     }
 }
