@@ -127,6 +127,8 @@ pub enum Proto {
     Ubiquiti,
     /// TP-Link smart home (Kasa) local protocol.
     TplinkSmarthome,
+    /// Tuya local protocol (broadcasts on UDP 6666/6667, control on TCP 6668).
+    Tuya,
 }
 
 impl Proto {
@@ -172,6 +174,7 @@ impl Proto {
             Self::Ptp => "ptp",
             Self::Ubiquiti => "ubiquiti",
             Self::TplinkSmarthome => "tplink-smarthome",
+            Self::Tuya => "tuya",
         }
     }
 
@@ -259,6 +262,8 @@ pub enum Source {
     Ubiquiti,
     /// TP-Link smart home get_sysinfo answers.
     TpLink,
+    /// Tuya discovery broadcasts.
+    Tuya,
 }
 
 /// The kind of state-changing industrial command a client sent.

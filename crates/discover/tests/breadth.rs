@@ -910,3 +910,93 @@ fn tplink_smarthome_sysinfo_and_relay() {
         );
     }
 }
+
+/// A Tuya frame (prefix, sequence, command, length, return code, payload, CRC, suffix).
+fn b1_tuya(command: u32, payload: &[u8]) -> Vec<u8> {
+    let mut f = vec![0x00, 0x00, 0x55, 0xaa];
+    f.extend(1u32.to_be_bytes());
+    f.extend(command.to_be_bytes());
+    f.extend(((4 + payload.len() + 8) as u32).to_be_bytes());
+    f.extend([0; 4]);
+    f.extend_from_slice(payload);
+    f.extend([0x12, 0x34, 0x56, 0x78]);
+    f.extend([0x00, 0x00, 0xaa, 0x55]);
+    f
+}
+
+#[test]
+fn tuya_broadcasts_clear_and_encrypted() {
+    use aes::cipher::{BlockEncrypt as _, KeyInit as _, generic_array::GenericArray};
+    use md5::Digest as _;
+    let bcast = Node {
+        mac: [0xff; 6],
+        ip: [255, 255, 255, 255],
+    };
+    let plug = B1_DEVICE;
+    let bulb = Node {
+        mac: [0x02, 0x11, 0x22, 0x33, 0x44, 0x60],
+        ip: [192, 168, 1, 60],
+    };
+    let app = B1_SEARCHER;
+    let clear = br#"{"ip":"192.168.1.20","gwId":"bf0011223344556677aabb","active":2,"ability":0,"mode":0,"encrypt":false,"productKey":"keyclearplug0001","version":"3.1"}"#;
+    let secret = br#"{"ip":"192.168.1.60","gwId":"bf3a5c7e9d1f2b4a6c8e0d","active":2,"ability":0,"mode":0,"encrypt":true,"productKey":"keyj3w8cmutjwgsw","version":"3.3"}"#;
+    // Protocol 3.3: AES-128-ECB, PKCS#7, under MD5("yGAdlopoPVldABfn") as tinytuya and tuyapi publish it.
+    let key: [u8; 16] = md5::Md5::digest(b"yGAdlopoPVldABfn").into();
+    let cipher = aes::Aes128::new(&key.into());
+    let pad = 16 - secret.len() % 16;
+    let mut enc = secret.to_vec();
+    enc.resize(secret.len() + pad, pad as u8);
+    for block in enc.chunks_exact_mut(16) {
+        cipher.encrypt_block(GenericArray::from_mut_slice(block));
+    }
+    let mut frames = vec![
+        udp(plug, 49152, bcast, 6666, &b1_tuya(0x00, clear)),
+        udp(bulb, 49153, bcast, 6667, &b1_tuya(0x13, &enc)),
+    ];
+    // The app controls the bulb over tcp/6668 (under the bulb's own key: not read).
+    let (c, s) = handshake(&mut frames, app, 50500, bulb, 6668);
+    let query = b1_tuya(0x0a, &[0x5a; 32]);
+    frames.push(tcp(app, 50500, bulb, 6668, c, s, &query));
+    frames.push(tcp(
+        bulb,
+        6668,
+        app,
+        50500,
+        s,
+        c + query.len() as u32,
+        &b1_tuya(0x0a, &[0xa5; 48]),
+    ));
+    let path = write_pcap("tuya.pcap", &frames);
+    let r = discover(&path);
+    let p = device(&r, plug.ip);
+    assert!(p.serves.contains(&Proto::Tuya), "{p:#?}");
+    assert!(
+        identity(p).contains(&"bf0011223344556677aabb".to_owned()),
+        "{:?}",
+        identity(p)
+    );
+    assert_eq!(p.vendor.as_deref(), Some("Tuya"));
+    let b = device(&r, bulb.ip);
+    assert!(
+        b.serves.contains(&Proto::Tuya) && !b.uses.contains(&Proto::Tuya),
+        "{b:#?}"
+    );
+    for v in [
+        "bf3a5c7e9d1f2b4a6c8e0d",
+        "keyj3w8cmutjwgsw",
+        "Tuya protocol 3.3",
+    ] {
+        assert!(
+            identity(b).contains(&v.to_owned()),
+            "{v} in {:?}",
+            identity(b)
+        );
+    }
+    let a = device(&r, app.ip);
+    assert!(
+        a.uses.contains(&Proto::Tuya) && !a.serves.contains(&Proto::Tuya),
+        "{a:#?}"
+    );
+    assert!(edge(&r, app.ip, bulb.ip, "tuya"), "{:#?}", r.map);
+    // tshark 4.0 has no Tuya dissector (`tshark -G protocols` lists none), so there is nothing to compare with.
+}

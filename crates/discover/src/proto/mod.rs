@@ -39,6 +39,7 @@ pub mod s7;
 pub mod snmp;
 pub mod tls;
 pub mod tplink;
+pub mod tuya;
 pub mod ubnt;
 pub mod wsd;
 
@@ -348,6 +349,13 @@ pub static TABLE: &[Spec] = &[
         .looks(tplink::looks_like)
         .direction(tplink::direction)
         .each(tplink::dissect),
+    Spec::new(Proto::Tuya)
+        .tcp(&[6668])
+        .udp(&[(6666, 6667)])
+        .looks(tuya::looks_like)
+        .off_port_udp()
+        .direction(tuya::direction)
+        .each(tuya::dissect),
 ];
 
 /// The row of each protocol, by [`Proto`] discriminant. Built at compile time, which also refuses a protocol
@@ -529,6 +537,6 @@ mod tests {
         }
         // The last protocol declared has a row too (a new one appended to the enum without a row would not be
         // caught by the compile-time check).
-        assert_eq!(all.last(), Some(&Proto::TplinkSmarthome));
+        assert_eq!(all.last(), Some(&Proto::Tuya));
     }
 }
