@@ -30,10 +30,10 @@ fn header(p: &[u8]) -> Option<(u16, &[u8])> {
     ((0x02..=0x09).contains(&family) && len >= 6).then_some((service, p.get(6..len)?))
 }
 
-/// Whether a datagram is KNXnet/IP: the fixed header, a known service family and a total length that the
-/// datagram holds.
+/// Whether a datagram is KNXnet/IP: the fixed header, a known service family and a total length that is the
+/// datagram's own (strict enough to claim a datagram off its port).
 pub fn looks_like(payload: &[u8]) -> bool {
-    header(payload).is_some()
+    header(payload).is_some_and(|(_, frame)| frame.len() + 6 == payload.len())
 }
 
 /// Which way a frame goes: searches, description and connection requests ask; their answers and routing
