@@ -237,6 +237,9 @@ pub enum CommandKind {
     Restart,
     /// Changes the device's time.
     SetTime,
+    /// Takes or releases exclusive engineering ownership of the controller (UMAS reservation), which comes
+    /// before any change to its program.
+    Reserve,
 }
 
 /// One thing a dissector learned from a packet.
@@ -325,6 +328,14 @@ pub enum Fact<'a> {
         /// The function in the protocol's own terms, e.g. "write multiple registers (16)".
         detail: &'static str,
     },
+    /// Where the device says it is installed (SNMP sysLocation).
+    Location(Source, &'a str),
+    /// Who the device says looks after it (SNMP sysContact).
+    Contact(Source, &'a str),
+    /// The vendor's object identifier of the device's kind, dotted (SNMP sysObjectID).
+    ObjectId(Source, &'a str),
+    /// An SNMPv3 authoritative engine id the subject answers as, in hex.
+    EngineId(&'a str),
 }
 
 /// Where dissectors put what they learn.
