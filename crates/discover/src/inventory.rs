@@ -536,7 +536,12 @@ impl PacketSink<'_> {
             h.answers |= bit(proto);
         }
         let Some(peer) = peer else { return };
-        let Some(peer_ip) = hosts.get(peer as usize).map(|h| h.ip) else {
+        // A query to a group address (mDNS, SSDP, a broadcast) contacts no one server.
+        let Some(peer_ip) = hosts
+            .get(peer as usize)
+            .filter(|p| p.kind == AddrKind::Unicast)
+            .map(|h| h.ip)
+        else {
             return;
         };
         let Some(h) = hosts.get_mut(host as usize) else {

@@ -611,6 +611,12 @@ fn industrial_vendor(source: Source, id: u32) -> Option<&'static str> {
         (Source::Bacnet, 7) => Some("Siemens Building Technologies"),
         (Source::Bacnet, 8) => Some("Delta Controls"),
         (Source::Bacnet, 24) => Some("Automated Logic"),
+        // IANA private enterprise numbers (SNMP sysObjectID and v3 engine ids).
+        (Source::Snmp, 9) => Some("Cisco"),
+        (Source::Snmp, 311) => Some("Microsoft"),
+        (Source::Snmp, 2636) => Some("Juniper Networks"),
+        (Source::Snmp, 4329) => Some("Siemens"),
+        (Source::Snmp, 8072) => Some("Net-SNMP"),
         _ => None,
     }
 }
