@@ -31,9 +31,11 @@ struct Vote {
 }
 
 /// Makers whose hardware addresses are mostly on one kind of device (lowercase, matched inside the registry
-/// name): a weak hint, for when the traffic says nothing stronger (a switch that only forwards, a controller
-/// that stayed silent during the capture).
-const VENDOR_HINTS: [(&str, DeviceClass, &str); 12] = [
+/// name, or at its start when written with a leading `^`): a weak hint, for when the traffic says nothing
+/// stronger (a switch that only forwards, a controller that stayed silent during the capture). Conglomerates
+/// are named by their automation entities only: GE's and Omron's healthcare, lighting and appliance arms, and
+/// Siemens' home and network ventures, hold prefixes of their own.
+pub const VENDOR_HINTS: &[(&str, DeviceClass, &str)] = &[
     ("ruggedcom", DeviceClass::Network, "industrial switch"),
     ("hirschmann", DeviceClass::Network, "industrial switch"),
     ("moxa", DeviceClass::Gateway, "industrial gateway"),
@@ -46,7 +48,46 @@ const VENDOR_HINTS: [(&str, DeviceClass, &str); 12] = [
     ("wago", DeviceClass::Plc, "controller"),
     ("axis communications", DeviceClass::Camera, "IP camera"),
     ("hikvision", DeviceClass::Camera, "IP camera"),
+    ("^siemens ag", DeviceClass::Plc, "controller"),
+    ("^beckhoff automation", DeviceClass::Plc, "controller"),
+    ("^ge energy", DeviceClass::Rtu, "grid automation device"),
+    (
+        "^general electric digital energy",
+        DeviceClass::Rtu,
+        "grid automation device",
+    ),
+    (
+        "^schweitzer engineering",
+        DeviceClass::Rtu,
+        "protection relay",
+    ),
+    (
+        "^emerson process management",
+        DeviceClass::Plc,
+        "process controller",
+    ),
+    ("^fisher-rosemount", DeviceClass::Plc, "process controller"),
+    ("^abb ", DeviceClass::Plc, "automation device"),
+    ("^omron corporation", DeviceClass::Plc, "controller"),
+    ("^omron tateisi", DeviceClass::Plc, "controller"),
 ];
+
+/// The class hint of a registry vendor name, if its maker's prefixes are mostly on one kind of device.
+pub fn vendor_hint(maker: &str) -> Option<(DeviceClass, &'static str)> {
+    let lower = maker.to_ascii_lowercase();
+    VENDOR_HINTS.iter().find_map(|(name, class, role)| {
+        let hit = match name.strip_prefix('^') {
+            Some(start) => lower.starts_with(start),
+            None => lower.contains(name),
+        };
+        hit.then_some((*class, *role))
+    })
+}
+
+/// A client that contacted at least this many (protocol, server) pairs …
+pub const SCAN_MIN_TARGETS: usize = 8;
+/// … and had fewer than one in this many of them answer is a scanner.
+pub const SCAN_ANSWER_RATIO: usize = 4;
 
 /// Classifies one host; `fronts_many` is set for a hardware address seen with many IP addresses (a router).
 pub fn classify(h: &Host, fronts_many: bool) -> Classification {
@@ -61,22 +102,36 @@ pub fn classify(h: &Host, fronts_many: bool) -> Classification {
     };
     use DeviceClass as C;
 
-    if let Some(maker) = h.mac.and_then(|m| crate::oui::vendor(m.oui())) {
-        let lower = maker.to_ascii_lowercase();
-        for (name, class, role) in VENDOR_HINTS {
-            if lower.contains(name) {
-                vote(
-                    class,
-                    0.3,
-                    role,
-                    format!("its hardware address belongs to {maker}"),
-                );
-            }
+    if let Some(maker) = h.mac.and_then(crate::oui::vendor_of) {
+        if let Some((class, role)) = vendor_hint(maker) {
+            vote(
+                class,
+                0.3,
+                role,
+                format!("its hardware address belongs to {maker}"),
+            );
         }
     }
 
+    // A client is a master only where its requests were answered; one that contacts many servers or services
+    // and is answered by few (fewer than one in four of at least eight) is scanning, not polling.
+    let polled = |p: Proto| h.answered_by.iter().any(|(q, _)| *q == p);
+    let scanner = h.contacted.len() >= SCAN_MIN_TARGETS
+        && h.answered_by.len() * SCAN_ANSWER_RATIO < h.contacted.len();
+    if scanner {
+        vote(
+            C::ItHost,
+            0.8,
+            "network scanner",
+            format!(
+                "sent requests to {} services, {} of which answered",
+                h.contacted.len(),
+                h.answered_by.len()
+            ),
+        );
+    }
     for p in [Proto::S7comm, Proto::S7commPlus] {
-        if h.serves(p) {
+        if h.answers(p) {
             vote(
                 C::Plc,
                 0.9,
@@ -85,7 +140,7 @@ pub fn classify(h: &Host, fronts_many: bool) -> Classification {
             );
         }
     }
-    if h.serves(Proto::Modbus) {
+    if h.answers(Proto::Modbus) {
         let units = (0..=255u8)
             .filter(|u| h.modbus_units[usize::from(u >> 6)] & (1 << (u & 63)) != 0)
             .count();
@@ -129,7 +184,7 @@ pub fn classify(h: &Host, fronts_many: bool) -> Classification {
             );
         }
     }
-    if h.serves(Proto::Enip) {
+    if h.answers(Proto::Enip) {
         vote(
             C::Plc,
             0.6,
@@ -137,7 +192,7 @@ pub fn classify(h: &Host, fronts_many: bool) -> Classification {
             "serves EtherNet/IP".to_owned(),
         );
     }
-    if h.serves(Proto::Dnp3) {
+    if h.answers(Proto::Dnp3) {
         vote(
             C::Rtu,
             0.85,
@@ -145,7 +200,7 @@ pub fn classify(h: &Host, fronts_many: bool) -> Classification {
             "answers as a DNP3 outstation".to_owned(),
         );
     }
-    if h.serves(Proto::Iec104) {
+    if h.answers(Proto::Iec104) {
         vote(
             C::Rtu,
             0.85,
@@ -153,7 +208,7 @@ pub fn classify(h: &Host, fronts_many: bool) -> Classification {
             "serves IEC 60870-5-104".to_owned(),
         );
     }
-    if h.serves(Proto::Goose) || h.serves(Proto::Mms) {
+    if h.answers(Proto::Goose) || h.answers(Proto::Mms) {
         vote(
             C::Rtu,
             0.8,
@@ -161,7 +216,7 @@ pub fn classify(h: &Host, fronts_many: bool) -> Classification {
             "publishes GOOSE or serves MMS".to_owned(),
         );
     }
-    if h.serves(Proto::Bacnet) || h.numbers(Number::BacnetInstance).next().is_some() {
+    if h.answers(Proto::Bacnet) || h.numbers(Number::BacnetInstance).next().is_some() {
         vote(
             C::Plc,
             0.7,
@@ -169,7 +224,7 @@ pub fn classify(h: &Host, fronts_many: bool) -> Classification {
             "is a BACnet device".to_owned(),
         );
     }
-    if h.serves(Proto::ProfinetDcp) || h.serves(Proto::ProfinetRt) {
+    if h.answers(Proto::ProfinetDcp) || h.answers(Proto::ProfinetRt) {
         vote(
             C::Plc,
             0.65,
@@ -185,7 +240,7 @@ pub fn classify(h: &Host, fronts_many: bool) -> Classification {
             "sends Profinet DCP identify requests".to_owned(),
         );
     }
-    if h.serves(Proto::HartIp) {
+    if h.answers(Proto::HartIp) {
         vote(
             C::Gateway,
             0.6,
@@ -193,7 +248,7 @@ pub fn classify(h: &Host, fronts_many: bool) -> Classification {
             "answers HART-IP".to_owned(),
         );
     }
-    if h.serves(Proto::Knx) {
+    if h.answers(Proto::Knx) {
         vote(
             C::Gateway,
             0.6,
@@ -201,7 +256,7 @@ pub fn classify(h: &Host, fronts_many: bool) -> Classification {
             "answers KNXnet/IP".to_owned(),
         );
     }
-    if h.serves(Proto::Fins) {
+    if h.answers(Proto::Fins) {
         vote(
             C::Plc,
             0.85,
@@ -209,7 +264,7 @@ pub fn classify(h: &Host, fronts_many: bool) -> Classification {
             "answers Omron FINS".to_owned(),
         );
     }
-    if h.serves(Proto::Ubiquiti) {
+    if h.answers(Proto::Ubiquiti) {
         vote(
             C::Network,
             0.7,
@@ -217,7 +272,7 @@ pub fn classify(h: &Host, fronts_many: bool) -> Classification {
             "answers Ubiquiti discovery".to_owned(),
         );
     }
-    if h.serves(Proto::OpcUa) {
+    if h.answers(Proto::OpcUa) {
         vote(
             C::Gateway,
             0.55,
@@ -228,7 +283,7 @@ pub fn classify(h: &Host, fronts_many: bool) -> Classification {
     let programs = h.commands.keys().any(|(_, k, _, _)| {
         matches!(
             k,
-            CommandKind::Program | CommandKind::Stop | CommandKind::Restart
+            CommandKind::Program | CommandKind::Stop | CommandKind::Restart | CommandKind::Reserve
         )
     });
     if programs {
@@ -236,7 +291,7 @@ pub fn classify(h: &Host, fronts_many: bool) -> Classification {
             C::EngineeringStation,
             0.9,
             "engineering station",
-            "sent program, stop or restart commands".to_owned(),
+            "sent program, reservation, stop or restart commands".to_owned(),
         );
     }
     if h.uses(Proto::S7comm) || h.uses(Proto::S7commPlus) {
@@ -256,7 +311,7 @@ pub fn classify(h: &Host, fronts_many: bool) -> Classification {
         Proto::Bacnet,
         Proto::Mms,
     ] {
-        if h.uses(p) && !h.serves(p) {
+        if h.uses(p) && !h.answers(p) && polled(p) && !scanner {
             vote(
                 C::Hmi,
                 0.75,
@@ -265,10 +320,10 @@ pub fn classify(h: &Host, fronts_many: bool) -> Classification {
             );
         }
     }
-    if h.serves(Proto::Mqtt) {
+    if h.answers(Proto::Mqtt) {
         vote(C::Gateway, 0.7, "MQTT broker", "serves MQTT".to_owned());
     }
-    if h.uses(Proto::Mqtt) && !h.serves(Proto::Mqtt) {
+    if h.uses(Proto::Mqtt) && !h.answers(Proto::Mqtt) {
         vote(
             C::Sensor,
             0.6,
@@ -304,7 +359,7 @@ pub fn classify(h: &Host, fronts_many: bool) -> Classification {
             "its hardware address sends for many IP addresses".to_owned(),
         );
     }
-    if h.serves(Proto::Dhcp) || h.serves(Proto::Dns) {
+    if h.answers(Proto::Dhcp) || h.answers(Proto::Dns) {
         vote(
             C::ItHost,
             0.55,
@@ -313,7 +368,7 @@ pub fn classify(h: &Host, fronts_many: bool) -> Classification {
         );
     }
     for p in [Proto::Tls, Proto::Http, Proto::Ssh] {
-        if h.serves(p) {
+        if h.answers(p) {
             vote(C::ItHost, 0.45, "server", format!("serves {}", p.as_str()));
         }
     }
@@ -337,7 +392,7 @@ pub fn classify(h: &Host, fronts_many: bool) -> Classification {
             vote(C::ItHost, 0.5, "IT host", why.to_owned());
         }
     }
-    if h.first(Field::DhcpParams).is_some() || h.uses(Proto::Nbns) || h.serves(Proto::Mdns) {
+    if h.first(Field::DhcpParams).is_some() || h.uses(Proto::Nbns) || h.answers(Proto::Mdns) {
         vote(
             C::ItHost,
             0.45,

@@ -280,6 +280,9 @@ pub enum CommandKind {
     Restart,
     /// Changes the device's time.
     SetTime,
+    /// Takes or releases exclusive engineering ownership of the controller (UMAS reservation), which comes
+    /// before any change to its program.
+    Reserve,
 }
 
 /// One thing a dissector learned from a packet.
@@ -373,6 +376,14 @@ pub enum Fact<'a> {
     /// An identifier the device gives itself that outlives its addresses (a UPnP or WS-Discovery UUID, a PTP
     /// clock identity, a KNX individual address).
     DeviceId(Source, &'a str),
+    /// Where the device says it is installed (SNMP sysLocation).
+    Location(Source, &'a str),
+    /// Who the device says looks after it (SNMP sysContact).
+    Contact(Source, &'a str),
+    /// The vendor's object identifier of the device's kind, dotted (SNMP sysObjectID).
+    ObjectId(Source, &'a str),
+    /// An SNMPv3 authoritative engine id the subject answers as, in hex.
+    EngineId(&'a str),
 }
 
 /// Where dissectors put what they learn.

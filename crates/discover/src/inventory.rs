@@ -82,6 +82,14 @@ pub enum Field {
     Url,
     /// An identifier it gives itself (UUID, clock identity, bus address).
     DeviceId,
+    /// Where it is installed, as it says (SNMP sysLocation).
+    Location,
+    /// Who looks after it, as it says (SNMP sysContact).
+    Contact,
+    /// Its vendor's object identifier for its kind (SNMP sysObjectID).
+    ObjectId,
+    /// Its SNMPv3 authoritative engine id, in hex.
+    SnmpEngineId,
 }
 
 /// A numeric field of a host's identity.
@@ -137,6 +145,16 @@ pub struct Host {
     pub credentials: BTreeSet<(Proto, Option<String>)>,
     /// Industrial commands it sent: (protocol, kind, function, target host) → count.
     pub commands: BTreeMap<(Proto, CommandKind, &'static str, u32), u64>,
+    /// Protocols it sent packets in as the server (answers, announcements): what it did itself, unlike
+    /// [`Host::serves`], which being contacted also sets.
+    pub answers: u64,
+    /// The (protocol, server host) pairs it sent requests to.
+    pub contacted: BTreeSet<(Proto, u32)>,
+    /// The (protocol, server host) pairs that answered it.
+    pub answered_by: BTreeSet<(Proto, u32)>,
+    /// Requests in an industrial protocol it serves that came from public addresses: (protocol, source) →
+    /// count.
+    pub reached_from_public: BTreeMap<(Proto, IpAddr), u64>,
 }
 
 impl Host {
@@ -158,7 +176,16 @@ impl Host {
             numbers: BTreeSet::new(),
             credentials: BTreeSet::new(),
             commands: BTreeMap::new(),
+            answers: 0,
+            contacted: BTreeSet::new(),
+            answered_by: BTreeSet::new(),
+            reached_from_public: BTreeMap::new(),
         }
+    }
+
+    /// Whether it sent packets in `p` as the server itself (not only was contacted in it).
+    pub fn answers(&self, p: Proto) -> bool {
+        self.answers & bit(p) != 0
     }
 
     /// Whether it serves `p`.
@@ -226,6 +253,12 @@ impl Host {
         self.credentials.extend(other.credentials.iter().cloned());
         for (k, v) in &other.commands {
             *self.commands.entry(*k).or_default() += v;
+        }
+        self.answers |= other.answers;
+        self.contacted.extend(other.contacted.iter().copied());
+        self.answered_by.extend(other.answered_by.iter().copied());
+        for (k, v) in &other.reached_from_public {
+            *self.reached_from_public.entry(*k).or_default() += v;
         }
     }
 }
@@ -338,7 +371,9 @@ impl Inventory {
 
     /// Records that `mac` claims `ip` (ARP, a DHCP lease) or sent from it on this link.
     pub fn bind(&mut self, mac: MacAddr, ip: IpAddr) {
-        if !is_unicast_mac(mac) || !is_unicast(ip) {
+        // The null address is what broken stacks and some capture tools put where they have none: it names
+        // no device, and binding it would merge unrelated hosts into one "router".
+        if !is_unicast_mac(mac) || mac.octets() == [0; 6] || !is_unicast(ip) {
             return;
         }
         let (ips, more) = self.bindings.entry(mac).or_default();
@@ -425,6 +460,10 @@ impl Inventory {
             Fact::StationName(v) => h.note(Field::StationName, Source::ProfinetDcp, v),
             Fact::MqttClientId(v) => h.note(Field::MqttClientId, Source::Mqtt, v),
             Fact::Iec61850Ref(v) => h.note(Field::Iec61850Ref, Source::Iec61850, v),
+            Fact::Location(s, v) => h.note(Field::Location, s, v),
+            Fact::Contact(s, v) => h.note(Field::Contact, s, v),
+            Fact::ObjectId(s, v) => h.note(Field::ObjectId, s, v),
+            Fact::EngineId(v) => h.note(Field::SnmpEngineId, Source::Snmp, v),
             Fact::CleartextCredential { proto, user } => {
                 if h.credentials.len() < MAX_VALUES {
                     h.credentials
@@ -473,7 +512,83 @@ impl Sink for PacketSink<'_> {
             Subject::Hw(_) => (None, None),
         };
         if let Some(h) = host {
+            self.roles(who, h, other, &fact);
+        }
+        if let Some(h) = host {
             self.inv.apply(h, other, fact);
         }
     }
+}
+
+impl PacketSink<'_> {
+    /// Keeps, beside the protocol sets, who actually spoke: a server that sent in a protocol answers it; a
+    /// request names the pair (client, server) and, from a public address to an industrial server, the
+    /// exposure. Both sides of an IP packet must be known.
+    fn roles(&mut self, who: Subject, host: u32, peer: Option<u32>, fact: &Fact<'_>) {
+        let (proto, serves) = match *fact {
+            Fact::Serves(p) => (p, true),
+            Fact::Uses(p) => (p, false),
+            _ => return,
+        };
+        let hosts = &mut self.inv.hosts;
+        let Some(h) = hosts.get_mut(host as usize) else {
+            return;
+        };
+        if h.kind == AddrKind::Group {
+            return;
+        }
+        // Link-layer frames (Profinet, GOOSE, LLDP) have a sender and no peer.
+        if who == Subject::Src && serves {
+            h.answers |= bit(proto);
+        }
+        let Some(peer) = peer else { return };
+        // A query to a group address (mDNS, SSDP, a broadcast) contacts no one server.
+        let Some(peer_ip) = hosts
+            .get(peer as usize)
+            .filter(|p| p.kind == AddrKind::Unicast)
+            .map(|h| h.ip)
+        else {
+            return;
+        };
+        let Some(h) = hosts.get_mut(host as usize) else {
+            return;
+        };
+        match (who, serves) {
+            // The server sent this packet: an answer (or announcement) to the peer.
+            (Subject::Src, true) => {
+                if let Some(client) = hosts.get_mut(peer as usize) {
+                    if client.answered_by.len() < MAX_VALUES {
+                        client.answered_by.insert((proto, host));
+                    }
+                }
+            }
+            // The server was sent this packet: a request from the peer.
+            (Subject::Dst, true) => {
+                if let Some(ip) = peer_ip.filter(|ip| proto.is_ot() && public_address(*ip)) {
+                    if let Some(n) = h.reached_from_public.get_mut(&(proto, ip)) {
+                        *n += 1;
+                    } else if h.reached_from_public.len() < MAX_VALUES {
+                        h.reached_from_public.insert((proto, ip), 1);
+                    }
+                }
+            }
+            // The client sent this packet: a request to the peer.
+            (Subject::Src, false) if h.contacted.len() < MAX_VALUES => {
+                h.contacted.insert((proto, peer));
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Whether an address is routable on the Internet: neither local ([`local_address`]), loopback, unspecified
+/// nor a group address.
+pub fn public_address(ip: IpAddr) -> bool {
+    let special = match ip {
+        IpAddr::V4(v4) => {
+            v4.is_loopback() || v4.is_unspecified() || v4.is_broadcast() || v4.is_multicast()
+        }
+        IpAddr::V6(v6) => v6.is_loopback() || v6.is_unspecified() || v6.is_multicast(),
+    };
+    !special && !local_address(ip)
 }

@@ -32,6 +32,17 @@ pub fn vendor(oui: [u8; 3]) -> Option<&'static str> {
         .map(|i| t[i].1)
 }
 
+/// The registry vendor of a device's hardware address: none for the null address (all zeros, which the
+/// registry files under XEROX, who were given 00:00:00 long before it meant "no address"), a group
+/// (multicast/broadcast) address, or a locally administered one.
+pub fn vendor_of(mac: vouch_types::MacAddr) -> Option<&'static str> {
+    let o = mac.octets();
+    if o == [0; 6] || o[0] & 0x01 != 0 {
+        return None;
+    }
+    vendor(mac.oui())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -92,6 +92,8 @@ pub enum RiskKind {
     OtCommand,
     /// Not seen in the previous capture, or talks to a peer it did not talk to before.
     NewTalker,
+    /// An industrial protocol it serves was reached from a public (Internet) address.
+    OtExposedToInternet,
 }
 
 /// How urgent a risk is.
@@ -154,6 +156,10 @@ pub struct DeviceReport {
     pub serves: Vec<Proto>,
     /// Protocols it uses as a client.
     pub uses: Vec<Proto>,
+    /// Protocols it sent packets in as the server itself (a subset of `serves`, which being contacted also
+    /// sets): what its class rests on.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub answers: Vec<Proto>,
     /// Every identity value with its source.
     pub identity: Vec<Evidence>,
     /// Industrial addressing: Modbus units and functions, DNP3 and IEC 104 addresses, vendor ids, …
@@ -291,6 +297,23 @@ pub fn build(
         };
         fronts_many.insert(alias[i as usize]);
     }
+    // Stream and opaque protocols are read from the client's side only (MQTT's CONNECT, a TLS hello), so a
+    // server's own packets in the conversation are the evidence that it answered.
+    for ((c, srv, service), e) in &engine.edges {
+        if let crate::engine::Service::Known(p) = service {
+            if e.back.packets > 0 && crate::proto::reading(*p) != crate::proto::Reading::Segment {
+                let (c, srv) = (alias[*c as usize], alias[*srv as usize]);
+                if let Some(h) = merged.get_mut(srv as usize) {
+                    h.answers |= crate::inventory::bit(*p);
+                }
+                if let Some(h) = merged.get_mut(c as usize) {
+                    if h.answered_by.len() < crate::inventory::MAX_VALUES {
+                        h.answered_by.insert((*p, srv));
+                    }
+                }
+            }
+        }
+    }
     let key_of = |i: u32| -> String {
         let h = &merged[alias[i as usize] as usize];
         match (h.mac, h.ip) {
@@ -321,7 +344,7 @@ pub fn build(
         let class = classify(h, fronts_many.contains(&i));
         let mut ips: Vec<IpAddr> = h.ip.into_iter().collect();
         ips.extend(extra_ips.get(&i).into_iter().flatten().copied());
-        let mac_vendor = h.mac.and_then(|m| oui::vendor(m.oui())).map(str::to_owned);
+        let mac_vendor = h.mac.and_then(oui::vendor_of).map(str::to_owned);
         let vendor_id = h.numbers(Number::VendorId).next();
         let vendor = h
             .first(Field::Vendor)
@@ -380,7 +403,10 @@ pub fn build(
                 DeviceClass::EngineeringStation | DeviceClass::Hmi
             );
             let severity = match k {
-                CommandKind::Program | CommandKind::Stop | CommandKind::Restart => Severity::High,
+                CommandKind::Program
+                | CommandKind::Stop
+                | CommandKind::Restart
+                | CommandKind::Reserve => Severity::High,
                 _ if !expected => Severity::High,
                 _ => Severity::Medium,
             };
@@ -434,6 +460,7 @@ pub fn build(
             serial: h.first(Field::Serial).map(str::to_owned),
             serves: protos(h.serves),
             uses: protos(h.uses),
+            answers: protos(h.answers),
             identity,
             ot,
             risks,
@@ -537,6 +564,16 @@ fn exposure_risks(h: &Host) -> Vec<Risk> {
             });
         }
     }
+    for ((p, from), n) in &h.reached_from_public {
+        risks.push(Risk {
+            kind: RiskKind::OtExposedToInternet,
+            severity: Severity::High,
+            detail: format!(
+                "serves {} to the public address {from} ({n} request(s))",
+                p.as_str()
+            ),
+        });
+    }
     if h.serves(Proto::Mqtt) || h.uses(Proto::Mqtt) {
         let role = if h.serves(Proto::Mqtt) {
             "serves"
@@ -559,6 +596,7 @@ fn kind_word(k: CommandKind) -> &'static str {
         CommandKind::Stop => "stop",
         CommandKind::Restart => "restart",
         CommandKind::SetTime => "set-time",
+        CommandKind::Reserve => "reservation",
     }
 }
 
@@ -580,6 +618,12 @@ fn industrial_vendor(source: Source, id: u32) -> Option<&'static str> {
         // KNX Association manufacturer codes (the first two bytes of a KNX serial number).
         (Source::Knx, 1) => Some("Siemens"),
         (Source::Knx, 2) => Some("ABB"),
+        // IANA private enterprise numbers (SNMP sysObjectID and v3 engine ids).
+        (Source::Snmp, 9) => Some("Cisco"),
+        (Source::Snmp, 311) => Some("Microsoft"),
+        (Source::Snmp, 2636) => Some("Juniper Networks"),
+        (Source::Snmp, 4329) => Some("Siemens"),
+        (Source::Snmp, 8072) => Some("Net-SNMP"),
         _ => None,
     }
 }

@@ -246,7 +246,8 @@ fn industrial_protocols_each_in_their_capture() {
         ("iti_mms_goose.pcap", Proto::Goose, "rtu"),
     ] {
         let r = discover(name);
-        let d = r.devices.iter().find(|d| d.serves.contains(&proto));
+        // The device that answers in the protocol, not one that was only contacted in it.
+        let d = r.devices.iter().find(|d| d.answers.contains(&proto));
         let d = d.unwrap_or_else(|| panic!("{name}: nobody serves {proto:?}: {:#?}", r.devices));
         assert_eq!(d.class.as_str(), class, "{name}: {d:#?}");
         assert!(!d.evidence.is_empty());

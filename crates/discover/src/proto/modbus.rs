@@ -1,7 +1,7 @@
 //! Modbus/TCP (MBAP, tcp/502): the unit ids a server answers for, the functions it is asked for, and the
 //! requests that change a device's state.
 
-use crate::facts::{CommandKind, Dir, Fact, Proto, Sink};
+use crate::facts::{CommandKind, Dir, Fact, Proto, Sink, Source, Subject};
 
 /// What precedes the function code: transaction id, protocol id, length, unit id.
 const MBAP: usize = 7;
@@ -22,7 +22,10 @@ pub fn dissect(payload: &[u8], dir: Dir, out: &mut dyn Sink) {
         out.fact(dir.client(), Fact::Uses(Proto::Modbus));
         out.fact(dir.server(), Fact::ModbusUnit(unit));
         // An exception echoes the function with the high bit set: it says the server refused it, no more.
-        if fc & 0x80 == 0 {
+        if fc == UMAS {
+            out.fact(dir.server(), Fact::ModbusFunction(fc));
+            umas(pdu, out);
+        } else if fc & 0x80 == 0 {
             out.fact(dir.server(), Fact::ModbusFunction(fc));
             // Requests and responses look alike (writes are echoed), so only the flow's direction tells them apart.
             if let (Dir::ToServer, Some((kind, detail))) = (dir, command(fc, pdu)) {
@@ -72,6 +75,88 @@ fn command(fc: u8, pdu: &[u8]) -> Option<(CommandKind, &'static str)> {
         },
         _ => return None,
     })
+}
+
+/// Function 90: Schneider Electric's UMAS, the engineering protocol of Unity Pro / EcoStruxure Control Expert.
+const UMAS: u8 = 0x5a;
+
+/// Reads one UMAS PDU (`pdu` starts at function code 90): pairing key, then a UMAS function code in a
+/// request, or 0xFE (done) / 0xFD (refused) in a response. The header itself tells requests from responses,
+/// so the command goes to whoever sent it, whatever the flow's direction says.
+fn umas(pdu: &[u8], out: &mut dyn Sink) {
+    let [_, _pairing, code, ..] = *pdu else {
+        return;
+    };
+    match code {
+        0xfe => umas_ident(pdu.get(3..).unwrap_or_default(), out),
+        0xfd => {}
+        _ => {
+            if let Some((kind, detail)) = umas_command(code) {
+                out.fact(
+                    Subject::Src,
+                    Fact::Command {
+                        proto: Proto::Modbus,
+                        kind,
+                        detail,
+                    },
+                );
+            }
+        }
+    }
+}
+
+/// The state change a UMAS request makes. Schneider's own words for the two transfer directions are used
+/// both ways in public write-ups, so the details name the direction instead.
+fn umas_command(code: u8) -> Option<(CommandKind, &'static str)> {
+    use CommandKind::{Program, Reserve, Restart, Stop, Write};
+    Some(match code {
+        0x10 => (Reserve, "UMAS take PLC reservation (90/0x10)"),
+        0x11 => (Reserve, "UMAS release PLC reservation (90/0x11)"),
+        0x23 => (Write, "UMAS write variables (90/0x23)"),
+        0x25 => (Write, "UMAS write coils/registers (90/0x25)"),
+        0x71 => (Write, "UMAS write I/O object (90/0x71)"),
+        0x30 => (Program, "UMAS begin program transfer to the PLC (90/0x30)"),
+        0x31 => (Program, "UMAS program block to the PLC (90/0x31)"),
+        0x32 => (Program, "UMAS end program transfer to the PLC (90/0x32)"),
+        0x33 => (
+            Program,
+            "UMAS begin program transfer from the PLC (90/0x33)",
+        ),
+        0x34 => (Program, "UMAS program block from the PLC (90/0x34)"),
+        0x35 => (Program, "UMAS end program transfer from the PLC (90/0x35)"),
+        0x40 => (Restart, "UMAS start PLC (90/0x40)"),
+        0x41 => (Stop, "UMAS stop PLC (90/0x41)"),
+        _ => return None,
+    })
+}
+
+/// Reads the answer to READ_ID (0x02) when the data has its shape: 22 bytes of range, ident, model code and
+/// versions (little-endian), then the CPU module's name counted by one byte (nmap's modicon-info reads it at
+/// the same place), then the memory banks (a count and 8 bytes each). Responses carry no function code, so
+/// the shape is the only test; a name must be printable and the banks must fit.
+fn umas_ident(data: &[u8], out: &mut dyn Sink) {
+    let Some(&len) = data.get(22) else { return };
+    let len = usize::from(len);
+    let Some(name) = data.get(23..23 + len) else {
+        return;
+    };
+    let Some(&banks) = data.get(23 + len) else {
+        return;
+    };
+    let plausible = (2..=32).contains(&len)
+        && name.first().is_some_and(u8::is_ascii_alphabetic)
+        && name.iter().all(|b| b.is_ascii_graphic() || *b == b' ');
+    if !plausible || data.len() < 24 + len + 8 * usize::from(banks) {
+        return;
+    }
+    if let Ok(model) = std::str::from_utf8(name) {
+        // Only Schneider Electric's controllers speak UMAS.
+        out.fact(
+            Subject::Src,
+            Fact::Vendor(Source::Modbus, "Schneider Electric"),
+        );
+        out.fact(Subject::Src, Fact::Model(Source::Modbus, model.trim_end()));
+    }
 }
 
 #[cfg(test)]
@@ -234,5 +319,40 @@ mod tests {
             dissect(bad, Dir::ToServer, &mut c);
             assert!(!c.has("Command"), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn umas_truncated_or_hostile_never_panics_and_commands_need_their_request() {
+        let mut ident = vec![0, 1, 0, 0, 0, 0, 0, 0x5a, 0x00, 0xfe];
+        ident.extend([0u8; 22]);
+        ident.push(12);
+        ident.extend(b"BMX P34 2020");
+        ident.push(1);
+        ident.extend([0u8; 8]);
+        let len = (ident.len() - 6) as u16;
+        ident[4..6].copy_from_slice(&len.to_be_bytes());
+        for n in 0..=ident.len() {
+            let mut c = Collect::default();
+            dissect(&ident[..n], Dir::ToClient, &mut c);
+            // A cut name is no name.
+            assert_eq!(c.has("BMX P34 2020"), n == ident.len(), "{n}");
+            assert!(!c.has("Command"));
+        }
+        // A name length pointing past the data, or banks that do not fit, say nothing.
+        for bad in [255u8, 13] {
+            let mut b = ident.clone();
+            b[32] = bad;
+            let mut c = Collect::default();
+            dissect(&b, Dir::ToClient, &mut c);
+            assert!(!c.has("Model"), "{bad}");
+        }
+        let stop = [0, 9, 0, 0, 0, 4, 0, 0x5a, 0x42, 0x41];
+        let mut c = Collect::default();
+        // The UMAS header says request, whatever the flow's direction says.
+        dissect(&stop, Dir::ToClient, &mut c);
+        assert!(
+            c.0.iter()
+                .any(|(w, f)| *w == Subject::Src && f.contains("UMAS stop PLC"))
+        );
     }
 }
