@@ -113,6 +113,8 @@ pub enum Proto {
     ProfinetRt,
     /// Profinet DCP (discovery and configuration).
     ProfinetDcp,
+    /// DLMS/COSEM over IP (IEC 62056-47 wrapper): smart meters.
+    Dlms,
 }
 
 impl Proto {
@@ -151,6 +153,7 @@ impl Proto {
             Self::Iec104 => "iec104",
             Self::ProfinetRt => "profinet-rt",
             Self::ProfinetDcp => "profinet-dcp",
+            Self::Dlms => "dlms",
         }
     }
 
@@ -171,6 +174,7 @@ impl Proto {
                 | Self::Iec104
                 | Self::ProfinetRt
                 | Self::ProfinetDcp
+                | Self::Dlms
         )
     }
 }
@@ -221,6 +225,8 @@ pub enum Source {
     Ssh,
     /// FTP or Telnet banners.
     Banner,
+    /// DLMS/COSEM association (system titles).
+    Dlms,
 }
 
 /// The kind of state-changing industrial command a client sent.

@@ -20,6 +20,7 @@ pub mod bacnet;
 pub mod banner;
 pub mod cdp;
 pub mod dhcp;
+pub mod dlms;
 pub mod dnp3;
 pub mod dns;
 pub mod enip;
@@ -294,6 +295,12 @@ pub static TABLE: &[Spec] = &[
     Spec::new(Proto::Goose)
         .ether(&[0x88b8])
         .each(|p, _, out| goose::dissect(p, out)),
+    Spec::new(Proto::Dlms)
+        .tcp(&[4059])
+        .udp(&[(4059, 4059)])
+        .looks(dlms::looks_like)
+        .direction(dlms::direction)
+        .each(dlms::dissect),
 ];
 
 /// The row of each protocol, by [`Proto`] discriminant. Built at compile time, which also refuses a protocol
@@ -475,6 +482,6 @@ mod tests {
         }
         // The last protocol declared has a row too (a new one appended to the enum without a row would not be
         // caught by the compile-time check).
-        assert_eq!(all.last(), Some(&Proto::ProfinetDcp));
+        assert_eq!(all.last(), Some(&Proto::Dlms));
     }
 }

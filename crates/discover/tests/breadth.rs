@@ -1,0 +1,379 @@
+//! Protocol breadth: for each protocol added by the table, a capture of realistic frames (built here with
+//! etherparse and written as pcap), discovered end to end, with the identity and the client/server roles
+//! checked, and compared with tshark's own field export of the same file where tshark dissects the protocol.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+// ---- b2: DLMS/COSEM, Profinet IO CM, C37.118, Beckhoff ADS, GE EGD, DDS/RTPS ----
+
+#[allow(dead_code)] // helpers used by later protocols' tests
+mod b2 {
+    use std::net::IpAddr;
+    use std::path::PathBuf;
+    use std::process::Command;
+
+    use etherparse::PacketBuilder;
+    use vouch_discover::{DeviceReport, Discovery, Limits, Proto, Report, RiskKind};
+
+    /// One host on the test segment: hardware address and IPv4 address.
+    #[derive(Clone, Copy)]
+    pub struct Host {
+        pub mac: [u8; 6],
+        pub ip: [u8; 4],
+    }
+
+    /// A capture being written: Ethernet frames with increasing timestamps.
+    #[derive(Default)]
+    pub struct Pcap {
+        frames: Vec<Vec<u8>>,
+        /// Next TCP sequence number per (src ip, sport).
+        seqs: std::collections::HashMap<([u8; 4], u16), u32>,
+    }
+
+    impl Pcap {
+        pub fn udp(&mut self, from: Host, sport: u16, to: Host, dport: u16, payload: &[u8]) {
+            let mut out = Vec::new();
+            PacketBuilder::ethernet2(from.mac, to.mac)
+                .ipv4(from.ip, to.ip, 64)
+                .udp(sport, dport)
+                .write(&mut out, payload)
+                .unwrap();
+            self.frames.push(out);
+        }
+
+        /// A UDP datagram to a multicast group (its group hardware address).
+        pub fn udp_group(
+            &mut self,
+            from: Host,
+            sport: u16,
+            group: [u8; 4],
+            dport: u16,
+            payload: &[u8],
+        ) {
+            let mac = [0x01, 0x00, 0x5e, group[1] & 0x7f, group[2], group[3]];
+            self.udp(from, sport, Host { mac, ip: group }, dport, payload);
+        }
+
+        fn tcp_flags(
+            &mut self,
+            from: Host,
+            sport: u16,
+            to: Host,
+            dport: u16,
+            payload: &[u8],
+            (syn, ack): (bool, bool),
+        ) {
+            let seq = self.seqs.entry((from.ip, sport)).or_insert(1000);
+            let mut b = PacketBuilder::ethernet2(from.mac, to.mac)
+                .ipv4(from.ip, to.ip, 64)
+                .tcp(sport, dport, *seq, 64240);
+            if syn {
+                b = b.syn();
+            }
+            if ack {
+                b = b.ack(1);
+            }
+            *seq = seq.wrapping_add(payload.len() as u32 + u32::from(syn));
+            let mut out = Vec::new();
+            b.write(&mut out, payload).unwrap();
+            self.frames.push(out);
+        }
+
+        /// The client's SYN and the server's SYN-ACK.
+        pub fn handshake(&mut self, client: Host, cport: u16, server: Host, sport: u16) {
+            self.tcp_flags(client, cport, server, sport, &[], (true, false));
+            self.tcp_flags(server, sport, client, cport, &[], (true, true));
+        }
+
+        /// A TCP segment with data.
+        pub fn tcp(&mut self, from: Host, sport: u16, to: Host, dport: u16, payload: &[u8]) {
+            self.tcp_flags(from, sport, to, dport, payload, (false, true));
+        }
+
+        /// The classic pcap file (microsecond timestamps, Ethernet).
+        pub fn bytes(&self) -> Vec<u8> {
+            let mut v = Vec::new();
+            v.extend_from_slice(&0xa1b2_c3d4u32.to_le_bytes());
+            v.extend_from_slice(&2u16.to_le_bytes());
+            v.extend_from_slice(&4u16.to_le_bytes());
+            v.extend_from_slice(&[0; 8]);
+            v.extend_from_slice(&65535u32.to_le_bytes());
+            v.extend_from_slice(&1u32.to_le_bytes());
+            for (i, f) in self.frames.iter().enumerate() {
+                v.extend_from_slice(&1_796_212_800u32.to_le_bytes());
+                v.extend_from_slice(&(i as u32 * 1000).to_le_bytes());
+                v.extend_from_slice(&(f.len() as u32).to_le_bytes());
+                v.extend_from_slice(&(f.len() as u32).to_le_bytes());
+                v.extend_from_slice(f);
+            }
+            v
+        }
+
+        /// Writes the capture under the target directory and discovers it.
+        pub fn run(&self, name: &str) -> (PathBuf, Report) {
+            let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("breadth");
+            std::fs::create_dir_all(&dir).unwrap();
+            let path = dir.join(name);
+            std::fs::write(&path, self.bytes()).unwrap();
+            let mut run = Discovery::new(Limits::default());
+            run.read(name, std::io::Cursor::new(self.bytes())).unwrap();
+            (path, run.finish(None))
+        }
+    }
+
+    pub fn device(r: &Report, h: Host) -> &DeviceReport {
+        let ip: IpAddr = h.ip.into();
+        r.devices
+            .iter()
+            .find(|d| d.ips.contains(&ip))
+            .unwrap_or_else(|| panic!("no device {ip} in {:#?}", r.devices))
+    }
+
+    /// Whether the device has this identity value, as exactly this text.
+    pub fn has(d: &DeviceReport, value: &str) -> bool {
+        d.identity.iter().any(|e| e.value == value)
+    }
+
+    /// Checks that `server` serves `p`, `client` uses it and does not serve it, and the map says so.
+    pub fn roles(r: &Report, client: Host, server: Host, p: Proto) {
+        let (c, s) = (device(r, client), device(r, server));
+        assert!(s.serves.contains(&p), "{} serves {p:?}: {s:#?}", s.key);
+        assert!(!s.uses.contains(&p), "{} does not use {p:?}: {s:#?}", s.key);
+        assert!(c.uses.contains(&p), "{} uses {p:?}: {c:#?}", c.key);
+        assert!(
+            !c.serves.contains(&p),
+            "{} does not serve {p:?}: {c:#?}",
+            c.key
+        );
+        let service = p.as_str();
+        assert!(
+            r.map
+                .iter()
+                .any(|e| e.client == c.key && e.server == s.key && e.service == service),
+            "no edge {} -> {} {service}: {:#?}",
+            c.key,
+            s.key,
+            r.map
+        );
+        assert!(
+            !r.map
+                .iter()
+                .any(|e| e.client == s.key && e.server == c.key && e.service == service),
+            "reversed edge: {:#?}",
+            r.map
+        );
+    }
+
+    pub fn has_risk(d: &DeviceReport, kind: RiskKind, text: &str) -> bool {
+        d.risks
+            .iter()
+            .any(|k| k.kind == kind && k.detail.contains(text))
+    }
+
+    /// The distinct values tshark shows for `field` (`-T fields`), lists split; `args` come before `-T`.
+    pub fn tshark_field(
+        path: &std::path::Path,
+        args: &[&str],
+        field: &str,
+    ) -> std::collections::BTreeSet<String> {
+        let out = Command::new("tshark")
+            .args(["-n", "-r"])
+            .arg(path)
+            .args(args)
+            .args(["-T", "fields", "-e", field])
+            .output()
+            .expect("tshark runs (scripts/test installs it)");
+        assert!(
+            out.status.success(),
+            "tshark: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout)
+            .split(['\n', ',', '\t'])
+            .map(|v| v.trim().to_owned())
+            .filter(|v| !v.is_empty())
+            .collect()
+    }
+
+    pub const HEAD_END: Host = Host {
+        mac: [0x00, 0x50, 0x56, 0x10, 0x00, 0x05],
+        ip: [10, 40, 0, 5],
+    };
+    pub const METER: Host = Host {
+        mac: [0x00, 0x0a, 0x9c, 0x20, 0x00, 0x20],
+        ip: [10, 40, 0, 20],
+    };
+
+    /// Wraps a DLMS APDU (IEC 62056-47): version 1, client wPort 0x10, server wPort 1.
+    pub fn dlms(apdu: &[u8]) -> Vec<u8> {
+        let mut v = vec![0x00, 0x01, 0x00, 0x10, 0x00, 0x01];
+        v.extend_from_slice(&(apdu.len() as u16).to_be_bytes());
+        v.extend_from_slice(apdu);
+        v
+    }
+
+    /// An ACSE APDU with tag `tag`: the LN application context, `middle`, the AP-title component `title_tag`
+    /// holding `title`, `after`, and the xDLMS user-information `user`.
+    fn acse(
+        tag: u8,
+        middle: &[u8],
+        title_tag: u8,
+        title: &[u8; 8],
+        after: &[u8],
+        user: &[u8],
+    ) -> Vec<u8> {
+        let mut body = vec![
+            0xa1, 0x09, 0x06, 0x07, 0x60, 0x85, 0x74, 0x05, 0x08, 0x01, 0x01,
+        ];
+        body.extend_from_slice(middle);
+        body.extend_from_slice(&[title_tag, 0x0a, 0x04, 0x08]);
+        body.extend_from_slice(title);
+        body.extend_from_slice(after);
+        body.extend_from_slice(&[0xbe, 0x10, 0x04, 0x0e]);
+        body.extend_from_slice(user);
+        let mut a = vec![tag, body.len() as u8];
+        a.extend_from_slice(&body);
+        dlms(&a)
+    }
+
+    /// A DLMS AARQ with calling-AP-title `title`, low level security and a password (Green Book shape).
+    pub fn dlms_aarq(title: &[u8; 8]) -> Vec<u8> {
+        let security: &[u8] = &[
+            0x8a, 0x02, 0x07, 0x80, 0x8b, 0x07, 0x60, 0x85, 0x74, 0x05, 0x08, 0x02, 0x01, 0xac,
+            0x0a, 0x80, 0x08, b'0', b'0', b'0', b'0', b'0', b'0', b'0', b'0',
+        ];
+        let initiate = [
+            0x01, 0x00, 0x00, 0x00, 0x06, 0x5f, 0x1f, 0x04, 0x00, 0x00, 0x7e, 0x1f, 0x04, 0xb0,
+        ];
+        acse(0x60, &[], 0xa6, title, security, &initiate)
+    }
+
+    /// The meter's accepting AARE with responding-AP-title `title`.
+    pub fn dlms_aare(title: &[u8; 8]) -> Vec<u8> {
+        let result = [
+            0xa2, 0x03, 0x02, 0x01, 0x00, 0xa3, 0x05, 0xa1, 0x03, 0x02, 0x01, 0x00,
+        ];
+        let initiate = [
+            0x08, 0x00, 0x06, 0x5f, 0x1f, 0x04, 0x00, 0x00, 0x50, 0x1f, 0x01, 0xf4, 0x00, 0x07,
+        ];
+        acse(0x61, &result, 0xa4, title, &[], &initiate)
+    }
+}
+
+use b2::*;
+use vouch_discover::{Proto, RiskKind};
+
+#[test]
+fn dlms_association_names_meter_and_head_end_and_flags_set_and_action() {
+    let mut p = Pcap::default();
+    let ask = |p: &mut Pcap, apdu: &[u8]| p.tcp(HEAD_END, 51000, METER, 4059, apdu);
+    let answer = |p: &mut Pcap, apdu: &[u8]| p.tcp(METER, 4059, HEAD_END, 51000, apdu);
+    p.handshake(HEAD_END, 51000, METER, 4059);
+    ask(&mut p, &dlms_aarq(b"HES\x00\x00\x00\x00\x07"));
+    answer(&mut p, &dlms_aare(b"LGZ\x12\x34\x56\x78\x9a"));
+    // GET clock time, its response; SET clock time; ACTION remote disconnect (class 70 method 1).
+    ask(
+        &mut p,
+        &dlms(&[0xc0, 0x01, 0xc1, 0x00, 0x08, 0, 0, 1, 0, 0, 255, 0x02, 0x00]),
+    );
+    answer(
+        &mut p,
+        &dlms(&[0xc4, 0x01, 0xc1, 0x00, 0x09, 0x02, 0x07, 0xea]),
+    );
+    let time = [
+        0x09, 0x0c, 0x07, 0xea, 0x0c, 0x02, 0x03, 0x14, 0, 0, 0, 0, 0, 0,
+    ];
+    let mut set = vec![0xc1, 0x01, 0xc1, 0x00, 0x08, 0, 0, 1, 0, 0, 255, 0x02, 0x00];
+    set.extend_from_slice(&time);
+    ask(&mut p, &dlms(&set));
+    answer(&mut p, &dlms(&[0xc5, 0x01, 0xc1, 0x00]));
+    ask(
+        &mut p,
+        &dlms(&[
+            0xc3, 0x01, 0xc1, 0x00, 0x46, 0, 0, 96, 3, 10, 255, 0x01, 0x01, 0x0f, 0x00,
+        ]),
+    );
+    let (_, r) = p.run("dlms.pcap");
+    roles(&r, HEAD_END, METER, Proto::Dlms);
+    let meter = device(&r, METER);
+    assert!(
+        has(meter, "LGZ") && has(meter, "123456789a"),
+        "{:?}",
+        meter.identity
+    );
+    assert_eq!(meter.vendor.as_deref(), Some("LGZ"));
+    assert_eq!(meter.serial.as_deref(), Some("123456789a"));
+    assert!(
+        has_risk(meter, RiskKind::OtCommand, "SET clock time"),
+        "{:?}",
+        meter.risks
+    );
+    assert!(
+        has_risk(meter, RiskKind::OtCommand, "remote disconnect"),
+        "{:?}",
+        meter.risks
+    );
+    let hes = device(&r, HEAD_END);
+    assert!(
+        has(hes, "HES") && has(hes, "0000000007"),
+        "{:?}",
+        hes.identity
+    );
+    assert!(
+        hes.risks
+            .iter()
+            .any(|k| k.kind == RiskKind::CleartextCredentials),
+        "{:?}",
+        hes.risks
+    );
+    assert!(!has(meter, "HES") && !has(hes, "LGZ"));
+}
+
+#[test]
+fn dlms_request_from_port_0_and_a_push_between_equal_ports_keep_the_meter_the_server() {
+    let mut p = Pcap::default();
+    // A head-end polling over UDP from source port 0.
+    p.udp(
+        HEAD_END,
+        0,
+        METER,
+        4059,
+        &dlms(&[0xc0, 0x01, 0xc1, 0x00, 0x08, 0, 0, 1, 0, 0, 255, 0x02, 0x00]),
+    );
+    p.udp(
+        METER,
+        4059,
+        HEAD_END,
+        0,
+        &dlms(&[0xc4, 0x01, 0xc1, 0x00, 0x09, 0x02, 0x07, 0xea]),
+    );
+    let (_, r) = p.run("dlms-port0.pcap");
+    roles(&r, HEAD_END, METER, Proto::Dlms);
+
+    // A meter pushing a data-notification 4059 → 4059 before any request: the header says it is the server.
+    let mut p = Pcap::default();
+    p.udp(
+        METER,
+        4059,
+        HEAD_END,
+        4059,
+        &dlms(&[0x0f, 0x00, 0x00, 0x00, 0x01, 0x00, 0x09, 0x02, 0x12, 0x34]),
+    );
+    p.udp(
+        HEAD_END,
+        4059,
+        METER,
+        4059,
+        &dlms(&[
+            0xc0, 0x01, 0xc1, 0x00, 0x01, 0, 0, 96, 1, 0, 255, 0x02, 0x00,
+        ]),
+    );
+    p.udp(
+        METER,
+        4059,
+        HEAD_END,
+        4059,
+        &dlms(&[0xc4, 0x01, 0xc1, 0x00, 0x09, 0x02, 0x12, 0x34]),
+    );
+    let (_, r) = p.run("dlms-push.pcap");
+    roles(&r, HEAD_END, METER, Proto::Dlms);
+}
