@@ -115,6 +115,8 @@ pub enum Proto {
     ProfinetDcp,
     /// DLMS/COSEM over IP (IEC 62056-47 wrapper): smart meters.
     Dlms,
+    /// Profinet IO context management (DCE/RPC on UDP 34964).
+    ProfinetIo,
 }
 
 impl Proto {
@@ -154,6 +156,7 @@ impl Proto {
             Self::ProfinetRt => "profinet-rt",
             Self::ProfinetDcp => "profinet-dcp",
             Self::Dlms => "dlms",
+            Self::ProfinetIo => "profinet-io",
         }
     }
 
@@ -175,6 +178,7 @@ impl Proto {
                 | Self::ProfinetRt
                 | Self::ProfinetDcp
                 | Self::Dlms
+                | Self::ProfinetIo
         )
     }
 }
@@ -227,6 +231,8 @@ pub enum Source {
     Banner,
     /// DLMS/COSEM association (system titles).
     Dlms,
+    /// Profinet IO context management (Connect, I&M records).
+    ProfinetIo,
 }
 
 /// The kind of state-changing industrial command a client sent.

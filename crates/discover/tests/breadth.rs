@@ -377,3 +377,249 @@ fn dlms_request_from_port_0_and_a_push_between_equal_ports_keep_the_meter_the_se
     let (_, r) = p.run("dlms-push.pcap");
     roles(&r, HEAD_END, METER, Proto::Dlms);
 }
+
+/// Profinet IO CM frames, built as IEC 61158-6-10 lays them out (connectionless DCE/RPC, little-endian drep).
+mod pn {
+    /// Object UUID DEA00000-6C97-11D1-8271-<instance 1><device id><vendor id>, in the drep's order.
+    pub fn object(device: u16, vendor: u16) -> [u8; 16] {
+        let mut u = [
+            0x00, 0x00, 0xa0, 0xde, 0x97, 0x6c, 0xd1, 0x11, 0x82, 0x71, 0x00, 0x01, 0, 0, 0, 0,
+        ];
+        u[12..14].copy_from_slice(&device.to_be_bytes());
+        u[14..].copy_from_slice(&vendor.to_be_bytes());
+        u
+    }
+
+    /// Interface DEA0000n-6C97-11D1-8271-00A02442DF7D (1 device, 2 controller), in the drep's order.
+    pub fn interface(n: u8) -> [u8; 16] {
+        [
+            n, 0x00, 0xa0, 0xde, 0x97, 0x6c, 0xd1, 0x11, 0x82, 0x71, 0x00, 0xa0, 0x24, 0x42, 0xdf,
+            0x7d,
+        ]
+    }
+
+    /// An RPC request (ptype 0) or response (2) with the NDR header and `blocks`.
+    pub fn rpc(ptype: u8, object: [u8; 16], iface: [u8; 16], opnum: u16, blocks: &[u8]) -> Vec<u8> {
+        let n = (blocks.len() as u32).to_le_bytes();
+        let mut body = Vec::new();
+        for w in [[0u8; 4], n, n, [0; 4], n] {
+            body.extend_from_slice(&w);
+        }
+        body.extend_from_slice(blocks);
+        let mut v = vec![4, ptype, 0x20, 0x00, 0x10, 0x00, 0x00, 0x00];
+        v.extend_from_slice(&object);
+        v.extend_from_slice(&iface);
+        v.extend_from_slice(&[0xa5; 16]);
+        v.extend_from_slice(&[0, 0, 0, 0, 1, 0, 0, 0, 3, 0, 0, 0]);
+        v.extend_from_slice(&opnum.to_le_bytes());
+        v.extend_from_slice(&[0xff; 4]);
+        v.extend_from_slice(&(body.len() as u16).to_le_bytes());
+        v.extend_from_slice(&[0; 4]);
+        v.extend_from_slice(&body);
+        v
+    }
+
+    /// A PN-IO block: type, length, version 1.0, then `content`.
+    pub fn block(kind: u16, content: &[u8]) -> Vec<u8> {
+        let mut v = kind.to_be_bytes().to_vec();
+        v.extend_from_slice(&(content.len() as u16 + 2).to_be_bytes());
+        v.extend_from_slice(&[1, 0]);
+        v.extend_from_slice(content);
+        v
+    }
+
+    /// ARBlockReq of an IOCAR (type 1) from the controller `station`, whose object UUID has `vendor`.
+    pub fn ar_block_req(station: &str, vendor: u16) -> Vec<u8> {
+        let mut b = 1u16.to_be_bytes().to_vec();
+        b.extend_from_slice(&[0x42; 16]);
+        b.extend_from_slice(&[0, 1, 0x00, 0x1b, 0x1b, 0x11, 0x22, 0x33]);
+        let mut initiator = object(0x0101, vendor);
+        // The block carries UUIDs in network order.
+        initiator[..8].copy_from_slice(&[0xde, 0xa0, 0x00, 0x00, 0x6c, 0x97, 0x11, 0xd1]);
+        b.extend_from_slice(&initiator);
+        b.extend_from_slice(&[0, 0, 0, 0x11, 0, 100, 0x88, 0x92]);
+        b.extend_from_slice(&(station.len() as u16).to_be_bytes());
+        b.extend_from_slice(station.as_bytes());
+        block(0x0101, &b)
+    }
+
+    /// IODReadResHeader for I&M0 (index 0xAFF0) followed by the I&M0 record.
+    pub fn im0_read_response(order: &str, serial: &str, sw: [u8; 4]) -> Vec<u8> {
+        let pad = |s: &str, n: usize| {
+            let mut f = s.as_bytes().to_vec();
+            f.resize(n, b' ');
+            f
+        };
+        let mut im = vec![0x00, 0x2a];
+        im.extend_from_slice(&pad(order, 20));
+        im.extend_from_slice(&pad(serial, 16));
+        im.extend_from_slice(&[0x00, 0x05]);
+        im.extend_from_slice(&sw);
+        im.extend_from_slice(&[0, 0, 0, 0, 0, 0, 1, 1, 0, 0x1e]);
+        let im = block(0x0020, &im);
+        let mut h = vec![0, 1];
+        h.extend_from_slice(&[0x42; 16]);
+        h.extend_from_slice(&[0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0xaf, 0xf0]);
+        h.extend_from_slice(&(im.len() as u32).to_be_bytes());
+        h.extend_from_slice(&[0; 24]);
+        let mut v = block(0x8009, &h);
+        v.extend_from_slice(&im);
+        v
+    }
+}
+
+#[test]
+fn profinet_io_cm_names_device_and_controller_and_keeps_their_roles() {
+    let controller = Host {
+        mac: [0x00, 0x1b, 0x1b, 0x11, 0x22, 0x33],
+        ip: [192, 168, 0, 1],
+    };
+    let device_host = Host {
+        mac: [0x00, 0x0e, 0x8c, 0x44, 0x55, 0x66],
+        ip: [192, 168, 0, 10],
+    };
+    let obj = pn::object(0x0306, 0x002a);
+    let dev = pn::interface(1);
+    let mut p = Pcap::default();
+    // Connect, Read I&M0, Write, each answered (controller 49153 → device 34964).
+    p.udp(
+        controller,
+        49153,
+        device_host,
+        34964,
+        &pn::rpc(0, obj, dev, 0, &pn::ar_block_req("plc-line-7", 0x002a)),
+    );
+    p.udp(
+        device_host,
+        34964,
+        controller,
+        49153,
+        &pn::rpc(2, obj, dev, 0, &[]),
+    );
+    p.udp(
+        controller,
+        49153,
+        device_host,
+        34964,
+        &pn::rpc(0, obj, dev, 2, &pn::block(0x0009, &[0; 60])),
+    );
+    let im0 = pn::im0_read_response("6ES7 155-6AU01-0BN0", "S C-HBN012345678", [b'V', 4, 2, 1]);
+    p.udp(
+        device_host,
+        34964,
+        controller,
+        49153,
+        &pn::rpc(2, obj, dev, 2, &im0),
+    );
+    p.udp(
+        controller,
+        49153,
+        device_host,
+        34964,
+        &pn::rpc(0, obj, dev, 3, &pn::block(0x0008, &[0; 60])),
+    );
+    p.udp(
+        device_host,
+        34964,
+        controller,
+        49153,
+        &pn::rpc(2, obj, dev, 3, &[]),
+    );
+    // ApplicationReady: the device calls the controller's interface, from its own port to the controller's
+    // 34964 (the port heuristic would make the device the client).
+    let ctrl_obj = pn::object(0x0101, 0x002a);
+    p.udp(
+        device_host,
+        49160,
+        controller,
+        34964,
+        &pn::rpc(
+            0,
+            ctrl_obj,
+            pn::interface(2),
+            4,
+            &pn::block(0x0112, &[0; 24]),
+        ),
+    );
+    p.udp(
+        controller,
+        34964,
+        device_host,
+        49160,
+        &pn::rpc(
+            2,
+            ctrl_obj,
+            pn::interface(2),
+            4,
+            &pn::block(0x8112, &[0; 24]),
+        ),
+    );
+    // A second controller's conversation first seen at the device's answer, both sides on 34964.
+    p.udp(
+        device_host,
+        34964,
+        controller,
+        34964,
+        &pn::rpc(2, obj, dev, 2, &im0),
+    );
+    let (path, r) = p.run("pnio.pcap");
+    roles(&r, controller, device_host, Proto::ProfinetIo);
+    let d = device(&r, device_host);
+    assert_eq!(
+        d.model.as_deref(),
+        Some("6ES7 155-6AU01-0BN0"),
+        "{:?}",
+        d.identity
+    );
+    assert_eq!(d.serial.as_deref(), Some("S C-HBN012345678"));
+    assert_eq!(d.firmware.as_deref(), Some("V4.2.1"));
+    assert_eq!(d.vendor.as_deref(), Some("Siemens"));
+    assert_eq!(d.ot.get("vendor_ids"), Some(&vec![0x2a]));
+    assert!(has(d, "device id 0x0306"));
+    assert!(
+        has_risk(d, RiskKind::OtCommand, "PN-IO record write"),
+        "{:?}",
+        d.risks
+    );
+    let c = device(&r, controller);
+    assert!(
+        has(c, "plc-line-7") && has(c, "IO controller") && has(c, "device id 0x0101"),
+        "{:?}",
+        c.identity
+    );
+    assert!(!has(d, "plc-line-7") && !has(c, "6ES7 155-6AU01-0BN0"));
+    // tshark's reading of the same file (its DCE/RPC heuristics find PN-IO on any UDP port).
+    let objects = tshark_field(&path, &[], "dcerpc.obj_id");
+    assert!(
+        objects.contains("dea00000-6c97-11d1-8271-00010306002a"),
+        "{objects:?}"
+    );
+    for (field, mine) in [
+        ("pn_io.cminitiator_station_name", "plc-line-7"),
+        ("pn_io.order_id", "6ES7 155-6AU01-0BN0"),
+        ("pn_io.im_serial_number", "S C-HBN012345678"),
+    ] {
+        let theirs = tshark_field(&path, &[], field);
+        assert!(
+            theirs.iter().any(|v| v.trim() == mine),
+            "{field}: {theirs:?}"
+        );
+    }
+    let one = |f: &str| {
+        tshark_field(&path, &["-Y", "frame.number==4"], f)
+            .into_iter()
+            .next()
+            .unwrap()
+    };
+    let num = |f: &str| u8::from_str_radix(one(f).trim_start_matches("0x"), 16).unwrap();
+    let firmware = format!(
+        "{}{}.{}.{}",
+        one("pn_io.im_revision_prefix").trim_matches('\''),
+        num("pn_io.im_sw_revision_functional_enhancement"),
+        num("pn_io.im_revision_bugfix"),
+        num("pn_io.im_sw_revision_internal_change"),
+    );
+    assert_eq!(d.firmware.as_deref(), Some(firmware.as_str()));
+    let ops = tshark_field(&path, &[], "dcerpc.opnum");
+    assert_eq!(ops.into_iter().collect::<Vec<_>>(), ["0", "2", "3", "4"]);
+}

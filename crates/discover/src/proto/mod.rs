@@ -32,6 +32,7 @@ pub mod modbus;
 pub mod mqtt;
 pub mod opcua;
 pub mod pndcp;
+pub mod pnio;
 pub mod s7;
 pub mod snmp;
 pub mod tls;
@@ -301,6 +302,12 @@ pub static TABLE: &[Spec] = &[
         .looks(dlms::looks_like)
         .direction(dlms::direction)
         .each(dlms::dissect),
+    Spec::new(Proto::ProfinetIo)
+        .udp(&[(34964, 34964)])
+        .looks(pnio::looks_like)
+        .off_port_udp()
+        .direction(pnio::direction)
+        .each(pnio::dissect),
 ];
 
 /// The row of each protocol, by [`Proto`] discriminant. Built at compile time, which also refuses a protocol
@@ -482,6 +489,6 @@ mod tests {
         }
         // The last protocol declared has a row too (a new one appended to the enum without a row would not be
         // caught by the compile-time check).
-        assert_eq!(all.last(), Some(&Proto::Dlms));
+        assert_eq!(all.last(), Some(&Proto::ProfinetIo));
     }
 }
