@@ -117,6 +117,8 @@ pub enum Proto {
     Dlms,
     /// Profinet IO context management (DCE/RPC on UDP 34964).
     ProfinetIo,
+    /// IEEE C37.118 synchrophasors (PMU to PDC).
+    Synphasor,
 }
 
 impl Proto {
@@ -157,6 +159,7 @@ impl Proto {
             Self::ProfinetDcp => "profinet-dcp",
             Self::Dlms => "dlms",
             Self::ProfinetIo => "profinet-io",
+            Self::Synphasor => "synphasor",
         }
     }
 
@@ -179,6 +182,7 @@ impl Proto {
                 | Self::ProfinetDcp
                 | Self::Dlms
                 | Self::ProfinetIo
+                | Self::Synphasor
         )
     }
 }
@@ -233,6 +237,8 @@ pub enum Source {
     Dlms,
     /// Profinet IO context management (Connect, I&M records).
     ProfinetIo,
+    /// IEEE C37.118 configuration and header frames.
+    Synphasor,
 }
 
 /// The kind of state-changing industrial command a client sent.

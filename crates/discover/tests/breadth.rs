@@ -623,3 +623,146 @@ fn profinet_io_cm_names_device_and_controller_and_keeps_their_roles() {
     let ops = tshark_field(&path, &[], "dcerpc.opnum");
     assert_eq!(ops.into_iter().collect::<Vec<_>>(), ["0", "2", "3", "4"]);
 }
+
+/// IEEE C37.118.2 frames (2005 version): common header, body, CRC-CCITT check word.
+mod c37 {
+    pub fn frame(kind: u8, id: u16, body: &[u8]) -> Vec<u8> {
+        let mut v = vec![0xaa, (kind << 4) | 1];
+        v.extend_from_slice(&((16 + body.len()) as u16).to_be_bytes());
+        v.extend_from_slice(&id.to_be_bytes());
+        v.extend_from_slice(&1_796_212_800u32.to_be_bytes());
+        v.extend_from_slice(&0x0000_8000u32.to_be_bytes());
+        v.extend_from_slice(body);
+        let mut crc: u16 = 0xffff;
+        for &b in &v {
+            crc ^= u16::from(b) << 8;
+            for _ in 0..8 {
+                crc = if crc & 0x8000 != 0 {
+                    (crc << 1) ^ 0x1021
+                } else {
+                    crc << 1
+                };
+            }
+        }
+        v.extend_from_slice(&crc.to_be_bytes());
+        v
+    }
+
+    fn name16(s: &str) -> Vec<u8> {
+        let mut n = s.as_bytes().to_vec();
+        n.resize(16, b' ');
+        n
+    }
+
+    /// CFG-2 for the PMUs `(station, idcode)`, each with one phasor in 16-bit integer format, at `rate`.
+    pub fn cfg2(id: u16, pmus: &[(&str, u16)], rate: i16) -> Vec<u8> {
+        let mut b = 1_000_000u32.to_be_bytes().to_vec();
+        b.extend_from_slice(&(pmus.len() as u16).to_be_bytes());
+        for (stn, pmu_id) in pmus {
+            b.extend_from_slice(&name16(stn));
+            b.extend_from_slice(&pmu_id.to_be_bytes());
+            b.extend_from_slice(&[0, 0, 0, 1, 0, 0, 0, 0]);
+            b.extend_from_slice(&name16("VA"));
+            b.extend_from_slice(&[0, 0, 0, 1, 0, 0, 0, 0]);
+        }
+        b.extend_from_slice(&rate.to_be_bytes());
+        frame(3, id, &b)
+    }
+
+    /// A data frame for one PMU with one integer phasor and integer frequency.
+    pub fn data(id: u16) -> Vec<u8> {
+        frame(0, id, &[0, 0, 0x10, 0x00, 0x00, 0x00, 0, 5, 0, 0])
+    }
+}
+
+#[test]
+fn synphasor_pmu_serves_the_pdc_and_names_its_stations() {
+    let pdc = Host {
+        mac: [0x00, 0x30, 0xa7, 0x00, 0x00, 0x02],
+        ip: [10, 50, 0, 2],
+    };
+    let pmu = Host {
+        mac: [0x00, 0x30, 0xa7, 0x00, 0x00, 0x10],
+        ip: [10, 50, 0, 10],
+    };
+    let pmu2 = Host {
+        mac: [0x00, 0x30, 0xa7, 0x00, 0x00, 0x11],
+        ip: [10, 50, 0, 11],
+    };
+    let mut p = Pcap::default();
+    // TCP: the PDC asks for CFG-2, gets it, turns transmission on, data flows.
+    p.handshake(pdc, 50100, pmu, 4712);
+    p.tcp(pdc, 50100, pmu, 4712, &c37::frame(4, 7734, &[0, 5]));
+    p.tcp(
+        pmu,
+        4712,
+        pdc,
+        50100,
+        &c37::cfg2(7734, &[("SUB-A PMU1", 7734), ("SUB-A PMU2", 7735)], 30),
+    );
+    p.tcp(pdc, 50100, pmu, 4712, &c37::frame(4, 7734, &[0, 2]));
+    p.tcp(pmu, 4712, pdc, 50100, &c37::data(7734));
+    // UDP, one way: a second PMU spontaneously sends to the PDC's 4713 from a high port. Its data and
+    // configuration make it the server, whatever the port says.
+    p.udp(pmu2, 50200, pdc, 4713, &c37::data(12));
+    p.udp(
+        pmu2,
+        50200,
+        pdc,
+        4713,
+        &c37::cfg2(12, &[("FEEDER 9", 12)], -5),
+    );
+    p.udp(pmu2, 50200, pdc, 4713, &c37::data(12));
+    let (path, r) = p.run("synphasor.pcap");
+    roles(&r, pdc, pmu, Proto::Synphasor);
+    roles(&r, pdc, pmu2, Proto::Synphasor);
+    let d = device(&r, pmu);
+    assert!(
+        has(d, "SUB-A PMU1") && has(d, "SUB-A PMU2"),
+        "{:?}",
+        d.identity
+    );
+    assert!(has(d, "PMU IDCODE 7734, 30 frames/s"), "{:?}", d.identity);
+    let d2 = device(&r, pmu2);
+    assert!(
+        has(d2, "FEEDER 9") && has(d2, "PMU IDCODE 12, 1 frame per 5 s"),
+        "{:?}",
+        d2.identity
+    );
+    assert!(device(&r, pdc).identity.is_empty());
+    // tshark dissects 4712/tcp and 4713/udp as C37.118 by default. It shows a CFG-2 station name as a text
+    // item (`Station #1: "SUB-A PMU1      "`), not a field, so its verbose tree is read for those.
+    let out = std::process::Command::new("tshark")
+        .arg("-nVr")
+        .arg(&path)
+        .output()
+        .unwrap();
+    let tree = String::from_utf8_lossy(&out.stdout);
+    let stations: std::collections::BTreeSet<&str> = tree
+        .lines()
+        .filter_map(|l| {
+            l.trim()
+                .strip_prefix("Station #")?
+                .split_once(": \"")?
+                .1
+                .strip_suffix('"')
+        })
+        .map(str::trim_end)
+        .collect();
+    assert_eq!(
+        stations.into_iter().collect::<Vec<_>>(),
+        ["FEEDER 9", "SUB-A PMU1", "SUB-A PMU2"]
+    );
+    for (id, rate) in [("7734", "30"), ("12", "-5")] {
+        let filter = format!("synphasor.idcode_stream_source=={id} && synphasor.frtype==3");
+        let rates = tshark_field(&path, &["-Y", &filter], "synphasor.rate_of_transmission");
+        assert_eq!(rates.into_iter().collect::<Vec<_>>(), [rate]);
+    }
+    let ids = tshark_field(&path, &[], "synphasor.idcode_data_source");
+    assert_eq!(ids.into_iter().collect::<Vec<_>>(), ["12", "7734", "7735"]);
+    let types = tshark_field(&path, &[], "synphasor.frtype");
+    assert_eq!(
+        types.into_iter().collect::<Vec<_>>(),
+        ["0x0000", "0x0003", "0x0004"]
+    );
+}

@@ -35,6 +35,7 @@ pub mod pndcp;
 pub mod pnio;
 pub mod s7;
 pub mod snmp;
+pub mod synphasor;
 pub mod tls;
 
 use crate::facts::{Dir, Fact, Proto, Sink, Subject};
@@ -308,6 +309,12 @@ pub static TABLE: &[Spec] = &[
         .off_port_udp()
         .direction(pnio::direction)
         .each(pnio::dissect),
+    Spec::new(Proto::Synphasor)
+        .tcp(&[4712])
+        .udp(&[(4713, 4713)])
+        .looks(synphasor::looks_like)
+        .direction(synphasor::direction)
+        .each(synphasor::dissect),
 ];
 
 /// The row of each protocol, by [`Proto`] discriminant. Built at compile time, which also refuses a protocol
@@ -489,6 +496,6 @@ mod tests {
         }
         // The last protocol declared has a row too (a new one appended to the enum without a row would not be
         // caught by the compile-time check).
-        assert_eq!(all.last(), Some(&Proto::ProfinetIo));
+        assert_eq!(all.last(), Some(&Proto::Synphasor));
     }
 }
