@@ -119,6 +119,8 @@ pub enum Proto {
     ProfinetIo,
     /// IEEE C37.118 synchrophasors (PMU to PDC).
     Synphasor,
+    /// Beckhoff ADS/AMS (TwinCAT) and its router discovery.
+    Ads,
 }
 
 impl Proto {
@@ -160,6 +162,7 @@ impl Proto {
             Self::Dlms => "dlms",
             Self::ProfinetIo => "profinet-io",
             Self::Synphasor => "synphasor",
+            Self::Ads => "ads",
         }
     }
 
@@ -183,6 +186,7 @@ impl Proto {
                 | Self::Dlms
                 | Self::ProfinetIo
                 | Self::Synphasor
+                | Self::Ads
         )
     }
 }
@@ -239,6 +243,8 @@ pub enum Source {
     ProfinetIo,
     /// IEEE C37.118 configuration and header frames.
     Synphasor,
+    /// Beckhoff ADS (device info, router discovery).
+    Ads,
 }
 
 /// The kind of state-changing industrial command a client sent.

@@ -766,3 +766,166 @@ fn synphasor_pmu_serves_the_pdc_and_names_its_stations() {
         ["0x0000", "0x0003", "0x0004"]
     );
 }
+
+/// Beckhoff AMS/TCP packets and TwinCAT router discovery datagrams (little endian throughout).
+mod ads {
+    pub const PLC: [u8; 6] = [5, 12, 34, 56, 1, 1];
+    pub const PC: [u8; 6] = [192, 168, 1, 20, 1, 1];
+
+    /// An AMS/TCP packet `from` → `to` (AMS ports 32905 → 851), command `cmd`, state flags, ADS data.
+    pub fn packet(to: [u8; 6], from: [u8; 6], cmd: u16, flags: u16, data: &[u8]) -> Vec<u8> {
+        let mut v = vec![0, 0];
+        v.extend_from_slice(&(32 + data.len() as u32).to_le_bytes());
+        v.extend_from_slice(&to);
+        v.extend_from_slice(&851u16.to_le_bytes());
+        v.extend_from_slice(&from);
+        v.extend_from_slice(&32905u16.to_le_bytes());
+        for (w, n) in [
+            (u32::from(cmd) | u32::from(flags) << 16, 4),
+            (data.len() as u32, 4),
+            (0, 4),
+            (42, 4),
+        ] {
+            v.extend_from_slice(&u32::to_le_bytes(w)[..n]);
+        }
+        v.extend_from_slice(data);
+        v
+    }
+
+    /// The router's discovery request (service 1) or answer (0x80000001) from `id`, with `tags`.
+    pub fn discovery(answer: bool, id: [u8; 6], tags: &[(u16, &[u8])]) -> Vec<u8> {
+        let mut v = vec![
+            0x03,
+            0x66,
+            0x14,
+            0x71,
+            0,
+            0,
+            0,
+            0,
+            1,
+            0,
+            0,
+            if answer { 0x80 } else { 0 },
+        ];
+        v.extend_from_slice(&id);
+        v.extend_from_slice(&10000u16.to_le_bytes());
+        v.extend_from_slice(&(tags.len() as u32).to_le_bytes());
+        for (tag, value) in tags {
+            v.extend_from_slice(&tag.to_le_bytes());
+            v.extend_from_slice(&(value.len() as u16).to_le_bytes());
+            v.extend_from_slice(value);
+        }
+        v
+    }
+}
+
+#[test]
+fn ads_runtime_identity_commands_and_router_discovery() {
+    let pc = Host {
+        mac: [0x00, 0x50, 0x56, 0x01, 0x01, 0x14],
+        ip: [192, 168, 1, 20],
+    };
+    let plc = Host {
+        mac: [0x00, 0x01, 0x05, 0x1a, 0x2b, 0x3c],
+        ip: [192, 168, 1, 50],
+    };
+    let mut p = Pcap::default();
+    p.handshake(pc, 50321, plc, 48898);
+    let ask = |p: &mut Pcap, a: &[u8]| p.tcp(pc, 50321, plc, 48898, a);
+    let answer = |p: &mut Pcap, a: &[u8]| p.tcp(plc, 48898, pc, 50321, a);
+    ask(&mut p, &ads::packet(ads::PLC, ads::PC, 1, 0x0004, &[]));
+    let mut info = vec![0, 0, 0, 0, 3, 1, 0xb8, 0x0f];
+    info.extend_from_slice(b"Plc30 App\0\0\0\0\0\0\0");
+    answer(&mut p, &ads::packet(ads::PC, ads::PLC, 1, 0x0005, &info));
+    // WriteControl STOP, then a write of two bytes to %M (index group 0x4020).
+    ask(
+        &mut p,
+        &ads::packet(ads::PLC, ads::PC, 5, 0x0004, &[6, 0, 0, 0, 0, 0, 0, 0]),
+    );
+    answer(
+        &mut p,
+        &ads::packet(ads::PC, ads::PLC, 5, 0x0005, &[0, 0, 0, 0]),
+    );
+    let mut write = 0x4020u32.to_le_bytes().to_vec();
+    write.extend_from_slice(&[0, 0, 0, 0, 2, 0, 0, 0, 1, 0]);
+    ask(&mut p, &ads::packet(ads::PLC, ads::PC, 3, 0x0004, &write));
+    answer(
+        &mut p,
+        &ads::packet(ads::PC, ads::PLC, 3, 0x0005, &[0, 0, 0, 0]),
+    );
+    // Router discovery: the tool broadcasts, the runtime answers with host name, TwinCAT and OS versions.
+    let broadcast = Host {
+        mac: [0xff; 6],
+        ip: [255, 255, 255, 255],
+    };
+    p.udp(
+        pc,
+        55189,
+        broadcast,
+        48899,
+        &ads::discovery(false, ads::PC, &[]),
+    );
+    let mut os = Vec::new();
+    for w in [148u32, 10, 0, 17763, 2] {
+        os.extend_from_slice(&w.to_le_bytes());
+    }
+    let tags: [(u16, &[u8]); 3] = [(5, b"CX-1A2B3C\0"), (3, &[3, 1, 0xb8, 0x0f]), (4, &os)];
+    p.udp(
+        plc,
+        48899,
+        pc,
+        55189,
+        &ads::discovery(true, ads::PLC, &tags),
+    );
+    let (path, r) = p.run("ads.pcap");
+    roles(&r, pc, plc, Proto::Ads);
+    let d = device(&r, plc);
+    assert_eq!(d.model.as_deref(), Some("Plc30 App"), "{:?}", d.identity);
+    assert_eq!(d.hostname.as_deref(), Some("CX-1A2B3C"));
+    assert!(
+        has(d, "3.1.4024") && has(d, "TwinCAT 3.1.4024") && has(d, "OS 10.0.17763"),
+        "{:?}",
+        d.identity
+    );
+    assert!(has(d, "AMS NetId 5.12.34.56.1.1"));
+    assert!(
+        has_risk(d, RiskKind::OtCommand, "ADS WriteControl STOP"),
+        "{:?}",
+        d.risks
+    );
+    assert!(
+        has_risk(d, RiskKind::OtCommand, "ADS write"),
+        "{:?}",
+        d.risks
+    );
+    let c = device(&r, pc);
+    assert!(
+        has(c, "AMS NetId 192.168.1.20.1.1") && !has(c, "Plc30 App"),
+        "{:?}",
+        c.identity
+    );
+    // tshark's AMS dissector on the TCP conversation.
+    let names = tshark_field(&path, &[], "ams.ads_devicename");
+    assert_eq!(names.into_iter().collect::<Vec<_>>(), ["Plc30 App"]);
+    let one = |f: &str| tshark_field(&path, &["-Y", "ams.cmdid==1 && ams.state_response==1"], f);
+    let version = format!(
+        "{}.{}.{}",
+        one("ams.ads_versionversion").into_iter().next().unwrap(),
+        one("ams.ads_versionrevision").into_iter().next().unwrap(),
+        one("ams.ads_versionbuild").into_iter().next().unwrap(),
+    );
+    assert!(has(d, &version), "tshark says {version}");
+    for id in tshark_field(&path, &[], "ams.sendernetid") {
+        assert!(
+            has(d, &format!("AMS NetId {id}")) || has(c, &format!("AMS NetId {id}")),
+            "{id}"
+        );
+    }
+    let states = tshark_field(
+        &path,
+        &["-Y", "ams.cmdid==5 && ams.state_response==0"],
+        "ams.ads_state",
+    );
+    assert_eq!(states.into_iter().collect::<Vec<_>>(), ["0x0006"]);
+}

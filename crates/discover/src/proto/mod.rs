@@ -16,6 +16,7 @@
 //! Each also offers `looks_like(payload) -> bool`, a cheap check on the first bytes, so that a protocol on an
 //! unusual port is still recognised (OPC UA on tcp/12001 is still OPC UA).
 
+pub mod ads;
 pub mod bacnet;
 pub mod banner;
 pub mod cdp;
@@ -315,6 +316,12 @@ pub static TABLE: &[Spec] = &[
         .looks(synphasor::looks_like)
         .direction(synphasor::direction)
         .each(synphasor::dissect),
+    Spec::new(Proto::Ads)
+        .tcp(&[48898])
+        .udp(&[(48899, 48899)])
+        .looks(ads::looks_like)
+        .direction(ads::direction)
+        .each(ads::dissect),
 ];
 
 /// The row of each protocol, by [`Proto`] discriminant. Built at compile time, which also refuses a protocol
@@ -496,6 +503,6 @@ mod tests {
         }
         // The last protocol declared has a row too (a new one appended to the enum without a row would not be
         // caught by the compile-time check).
-        assert_eq!(all.last(), Some(&Proto::Synphasor));
+        assert_eq!(all.last(), Some(&Proto::Ads));
     }
 }
