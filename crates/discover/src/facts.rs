@@ -121,6 +121,8 @@ pub enum Proto {
     Synphasor,
     /// Beckhoff ADS/AMS (TwinCAT) and its router discovery.
     Ads,
+    /// GE Ethernet Global Data.
+    Egd,
 }
 
 impl Proto {
@@ -163,6 +165,7 @@ impl Proto {
             Self::ProfinetIo => "profinet-io",
             Self::Synphasor => "synphasor",
             Self::Ads => "ads",
+            Self::Egd => "egd",
         }
     }
 
@@ -187,6 +190,7 @@ impl Proto {
                 | Self::ProfinetIo
                 | Self::Synphasor
                 | Self::Ads
+                | Self::Egd
         )
     }
 }
@@ -245,6 +249,8 @@ pub enum Source {
     Synphasor,
     /// Beckhoff ADS (device info, router discovery).
     Ads,
+    /// GE Ethernet Global Data (producer ids).
+    Egd,
 }
 
 /// The kind of state-changing industrial command a client sent.

@@ -929,3 +929,75 @@ fn ads_runtime_identity_commands_and_router_discovery() {
     );
     assert_eq!(states.into_iter().collect::<Vec<_>>(), ["0x0006"]);
 }
+
+/// An EGD production (PDU type 13, version 1; little endian) from `producer`, exchange `exchange`.
+fn egd_production(producer: [u8; 4], exchange: u32, data: &[u8]) -> Vec<u8> {
+    let mut v = vec![13, 1, 0x07, 0x00];
+    v.extend_from_slice(&producer);
+    for w in [exchange, 1_796_212_800, 500_000_000, 0, 0x0102_0304, 0] {
+        v.extend_from_slice(&w.to_le_bytes());
+    }
+    v.extend_from_slice(data);
+    v
+}
+
+#[test]
+fn egd_one_way_producer_serves_its_consumers() {
+    let producer = Host {
+        mac: [0x00, 0x09, 0x91, 0x01, 0x02, 0x03],
+        ip: [10, 60, 0, 5],
+    };
+    let consumer = Host {
+        mac: [0x00, 0x09, 0x91, 0x04, 0x05, 0x06],
+        ip: [10, 60, 0, 9],
+    };
+    let mut p = Pcap::default();
+    // A producer on a high port sending to a consumer's 18246, and to a multicast group, several times: the
+    // one-way sender is the producer (the port heuristic would call it the client).
+    for i in 0..3u8 {
+        p.udp(
+            producer,
+            18246,
+            consumer,
+            18246,
+            &egd_production(producer.ip, 1, &[i; 16]),
+        );
+        p.udp(
+            producer,
+            50000,
+            consumer,
+            18246,
+            &egd_production(producer.ip, 2, &[i; 8]),
+        );
+        p.udp_group(
+            producer,
+            50000,
+            [239, 1, 2, 3],
+            18246,
+            &egd_production(producer.ip, 3, &[i; 8]),
+        );
+    }
+    let (path, r) = p.run("egd.pcap");
+    roles(&r, consumer, producer, Proto::Egd);
+    let d = device(&r, producer);
+    for x in 1..=3 {
+        assert!(
+            has(d, &format!("EGD producer 10.60.0.5, exchange {x}")),
+            "{:?}",
+            d.identity
+        );
+    }
+    assert!(
+        !r.devices
+            .iter()
+            .any(|d| d.ips.contains(&"239.1.2.3".parse().unwrap()))
+    );
+    // tshark's producer and exchange ids.
+    let pids = tshark_field(&path, &[], "egd.pid");
+    assert_eq!(pids.into_iter().collect::<Vec<_>>(), ["10.60.0.5"]);
+    let exids: Vec<u32> = tshark_field(&path, &[], "egd.exid")
+        .iter()
+        .map(|v| u32::from_str_radix(v.trim_start_matches("0x"), 16).unwrap())
+        .collect();
+    assert_eq!(exids, [1, 2, 3]);
+}

@@ -24,6 +24,7 @@ pub mod dhcp;
 pub mod dlms;
 pub mod dnp3;
 pub mod dns;
+pub mod egd;
 pub mod enip;
 pub mod goose;
 pub mod http;
@@ -322,6 +323,11 @@ pub static TABLE: &[Spec] = &[
         .looks(ads::looks_like)
         .direction(ads::direction)
         .each(ads::dissect),
+    Spec::new(Proto::Egd)
+        .udp(&[(18246, 18246)])
+        .looks(egd::looks_like)
+        .direction(egd::direction)
+        .each(egd::dissect),
 ];
 
 /// The row of each protocol, by [`Proto`] discriminant. Built at compile time, which also refuses a protocol
@@ -503,6 +509,6 @@ mod tests {
         }
         // The last protocol declared has a row too (a new one appended to the enum without a row would not be
         // caught by the compile-time check).
-        assert_eq!(all.last(), Some(&Proto::Ads));
+        assert_eq!(all.last(), Some(&Proto::Egd));
     }
 }
