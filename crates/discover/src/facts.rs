@@ -123,6 +123,8 @@ pub enum Proto {
     Ads,
     /// GE Ethernet Global Data.
     Egd,
+    /// DDS interoperability protocol (RTPS): ROS 2, robots, vehicles.
+    Rtps,
 }
 
 impl Proto {
@@ -166,6 +168,7 @@ impl Proto {
             Self::Synphasor => "synphasor",
             Self::Ads => "ads",
             Self::Egd => "egd",
+            Self::Rtps => "rtps",
         }
     }
 
@@ -191,6 +194,7 @@ impl Proto {
                 | Self::Synphasor
                 | Self::Ads
                 | Self::Egd
+                | Self::Rtps
         )
     }
 }
@@ -251,6 +255,8 @@ pub enum Source {
     Ads,
     /// GE Ethernet Global Data (producer ids).
     Egd,
+    /// DDS/RTPS participant announcements (SPDP).
+    Rtps,
 }
 
 /// The kind of state-changing industrial command a client sent.

@@ -1001,3 +1001,169 @@ fn egd_one_way_producer_serves_its_consumers() {
         .collect();
     assert_eq!(exids, [1, 2, 3]);
 }
+
+/// RTPS 2.3 messages as the DDSI-RTPS specification lays them out (little-endian submessages).
+mod rtps {
+    pub fn message(vendor: u16, prefix: [u8; 12], subs: &[u8]) -> Vec<u8> {
+        let mut v = b"RTPS\x02\x03".to_vec();
+        v.extend_from_slice(&vendor.to_be_bytes());
+        v.extend_from_slice(&prefix);
+        v.extend_from_slice(subs);
+        v
+    }
+
+    fn submessage(id: u8, flags: u8, body: &[u8]) -> Vec<u8> {
+        let mut v = vec![id, flags];
+        v.extend_from_slice(&(body.len() as u16).to_le_bytes());
+        v.extend_from_slice(body);
+        v
+    }
+
+    /// SPDP participant DATA: protocol version, vendor id, entity name, ROS 2 user data, sentinel.
+    pub fn spdp(vendor: u16, name: &str) -> Vec<u8> {
+        let mut body = vec![
+            0, 0, 16, 0, 0, 1, 0, 0xc7, 0, 1, 0, 0xc2, 0, 0, 0, 0, 1, 0, 0, 0, 0x00, 0x03, 0, 0,
+        ];
+        let mut param = |pid: u16, value: &[u8]| {
+            let mut value = value.to_vec();
+            value.resize(value.len().div_ceil(4) * 4, 0);
+            body.extend_from_slice(&pid.to_le_bytes());
+            body.extend_from_slice(&(value.len() as u16).to_le_bytes());
+            body.extend_from_slice(&value);
+        };
+        param(0x0015, &[2, 3]);
+        param(0x0016, &vendor.to_be_bytes());
+        let mut s = ((name.len() + 1) as u32).to_le_bytes().to_vec();
+        s.extend_from_slice(name.as_bytes());
+        s.push(0);
+        param(0x0062, &s);
+        param(0x002c, b"\x0b\x00\x00\x00enclave=/;\x00");
+        body.extend_from_slice(&[1, 0, 0, 0]);
+        submessage(0x15, 0x05, &body)
+    }
+
+    /// A user DATA submessage from writer 0x00000103 with a CDR payload.
+    pub fn data() -> Vec<u8> {
+        let mut body = vec![
+            0, 0, 16, 0, 0, 0, 0x01, 0x04, 0, 0, 0x01, 0x03, 0, 0, 0, 0, 7, 0, 0, 0,
+        ];
+        body.extend_from_slice(&[
+            0x00, 0x01, 0, 0, 6, 0, 0, 0, b'h', b'e', b'l', b'l', b'o', 0, 0, 0,
+        ]);
+        submessage(0x15, 0x05, &body)
+    }
+
+    /// A reader's ACKNACK to the writer.
+    pub fn acknack() -> Vec<u8> {
+        let body = [
+            0, 0, 0x01, 0x04, 0, 0, 0x01, 0x03, 0, 0, 0, 0, 8, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0,
+        ];
+        submessage(0x06, 0x01, &body)
+    }
+}
+
+#[test]
+fn rtps_participants_announce_vendor_and_name_and_the_writer_serves() {
+    let talker = Host {
+        mac: [0x02, 0x42, 0xac, 0x11, 0x00, 0x05],
+        ip: [10, 70, 0, 5],
+    };
+    let listener = Host {
+        mac: [0x02, 0x42, 0xac, 0x11, 0x00, 0x06],
+        ip: [10, 70, 0, 6],
+    };
+    let (p_talker, p_listener) = (
+        [0x01, 0x0f, 0x4c, 0x2f, 0x8a, 0x1b, 0, 0, 1, 0, 0, 0],
+        [0x01, 0x10, 0x7e, 0x01, 0x22, 0x33, 0, 0, 1, 0, 0, 0],
+    );
+    let mut p = Pcap::default();
+    // SPDP announcements to the domain 0 multicast group, from ephemeral ports.
+    p.udp_group(
+        talker,
+        53001,
+        [239, 255, 0, 1],
+        7400,
+        &rtps::message(0x010f, p_talker, &rtps::spdp(0x010f, "talker")),
+    );
+    p.udp_group(
+        listener,
+        53002,
+        [239, 255, 0, 1],
+        7400,
+        &rtps::message(0x0110, p_listener, &rtps::spdp(0x0110, "listener")),
+    );
+    // User traffic: the writer's DATA from the higher port 7415 to the reader's 7413 ("lower port serves"
+    // would make the reader the server), the reader's ACKNACK back; then the same off the RTPS ports.
+    for (wport, rport) in [(7415, 7413), (40001, 40000)] {
+        p.udp(
+            talker,
+            wport,
+            listener,
+            rport,
+            &rtps::message(0x010f, p_talker, &rtps::data()),
+        );
+        p.udp(
+            listener,
+            rport,
+            talker,
+            wport,
+            &rtps::message(0x0110, p_listener, &rtps::acknack()),
+        );
+    }
+    let (path, r) = p.run("rtps.pcap");
+    // Every participant announces itself (so both serve); on the user traffic the writer serves the reader.
+    let t = device(&r, talker);
+    let l = device(&r, listener);
+    assert!(t.serves.contains(&Proto::Rtps) && l.uses.contains(&Proto::Rtps));
+    let edges: Vec<(&str, &str, u64)> = r
+        .map
+        .iter()
+        // The announcements' multicast group is left to the engine's own rule for groups.
+        .filter(|e| e.service == "rtps" && !e.client.contains("239.255.0.1"))
+        .map(|e| (e.client.as_str(), e.server.as_str(), e.flows))
+        .collect();
+    assert_eq!(edges, [(l.key.as_str(), t.key.as_str(), 2)], "{:#?}", r.map);
+    assert_eq!(
+        t.vendor.as_deref(),
+        Some("eProsima Fast DDS"),
+        "{:?}",
+        t.identity
+    );
+    assert!(
+        has(t, "talker") && has(t, "ROS 2") && has(t, "RTPS guidPrefix 010f4c2f8a1b000001000000"),
+        "{:?}",
+        t.identity
+    );
+    assert_eq!(l.vendor.as_deref(), Some("Eclipse Cyclone DDS"));
+    assert!(has(l, "listener") && !has(l, "talker"));
+    // tshark's RTPS heuristics find every message, on any port.
+    let names = tshark_field(&path, &[], "rtps.param.entityName");
+    assert_eq!(
+        names.into_iter().collect::<Vec<_>>(),
+        ["listener", "talker"]
+    );
+    let vendors: Vec<u32> = tshark_field(&path, &[], "rtps.vendorId")
+        .iter()
+        .map(|v| u32::from_str_radix(v.trim_start_matches("0x"), 16).unwrap())
+        .collect();
+    let mut mine: Vec<u32> = [t, l]
+        .iter()
+        .flat_map(|d| d.ot.get("vendor_ids").cloned().unwrap_or_default())
+        .collect();
+    mine.sort_unstable();
+    assert_eq!(vendors, mine);
+    let prefixes = tshark_field(
+        &path,
+        &["-Y", "rtps.param.entityName == \"talker\""],
+        "rtps.guidPrefix.src",
+    );
+    let prefix = prefixes.into_iter().next().unwrap().replace(':', "");
+    assert!(
+        has(t, &format!("RTPS guidPrefix {prefix}")),
+        "tshark says {prefix}"
+    );
+    assert_eq!(
+        tshark_field(&path, &["-Y", "rtps"], "frame.number").len(),
+        6
+    );
+}

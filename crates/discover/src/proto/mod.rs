@@ -35,6 +35,7 @@ pub mod mqtt;
 pub mod opcua;
 pub mod pndcp;
 pub mod pnio;
+pub mod rtps;
 pub mod s7;
 pub mod snmp;
 pub mod synphasor;
@@ -328,6 +329,14 @@ pub static TABLE: &[Spec] = &[
         .looks(egd::looks_like)
         .direction(egd::direction)
         .each(egd::dissect),
+    // Its magic and version are distinctive enough for any UDP port; no row above claims a payload starting
+    // with "RTPS".
+    Spec::new(Proto::Rtps)
+        .udp(&[(7400, 7600)])
+        .looks(rtps::looks_like)
+        .off_port_udp()
+        .direction(rtps::direction)
+        .each(rtps::dissect),
 ];
 
 /// The row of each protocol, by [`Proto`] discriminant. Built at compile time, which also refuses a protocol
@@ -509,6 +518,6 @@ mod tests {
         }
         // The last protocol declared has a row too (a new one appended to the enum without a row would not be
         // caught by the compile-time check).
-        assert_eq!(all.last(), Some(&Proto::Egd));
+        assert_eq!(all.last(), Some(&Proto::Rtps));
     }
 }
