@@ -129,6 +129,18 @@ pub enum Proto {
     TplinkSmarthome,
     /// Tuya local protocol (broadcasts on UDP 6666/6667, control on TCP 6668).
     Tuya,
+    /// DLMS/COSEM over IP (IEC 62056-47 wrapper): smart meters.
+    Dlms,
+    /// Profinet IO context management (DCE/RPC on UDP 34964).
+    ProfinetIo,
+    /// IEEE C37.118 synchrophasors (PMU to PDC).
+    Synphasor,
+    /// Beckhoff ADS/AMS (TwinCAT) and its router discovery.
+    Ads,
+    /// GE Ethernet Global Data.
+    Egd,
+    /// DDS interoperability protocol (RTPS): ROS 2, robots, vehicles.
+    Rtps,
 }
 
 impl Proto {
@@ -175,6 +187,12 @@ impl Proto {
             Self::Ubiquiti => "ubiquiti",
             Self::TplinkSmarthome => "tplink-smarthome",
             Self::Tuya => "tuya",
+            Self::Dlms => "dlms",
+            Self::ProfinetIo => "profinet-io",
+            Self::Synphasor => "synphasor",
+            Self::Ads => "ads",
+            Self::Egd => "egd",
+            Self::Rtps => "rtps",
         }
     }
 
@@ -198,6 +216,12 @@ impl Proto {
                 | Self::HartIp
                 | Self::Knx
                 | Self::Fins
+                | Self::Dlms
+                | Self::ProfinetIo
+                | Self::Synphasor
+                | Self::Ads
+                | Self::Egd
+                | Self::Rtps
         )
     }
 }
@@ -264,6 +288,18 @@ pub enum Source {
     TpLink,
     /// Tuya discovery broadcasts.
     Tuya,
+    /// DLMS/COSEM association (system titles).
+    Dlms,
+    /// Profinet IO context management (Connect, I&M records).
+    ProfinetIo,
+    /// IEEE C37.118 configuration and header frames.
+    Synphasor,
+    /// Beckhoff ADS (device info, router discovery).
+    Ads,
+    /// GE Ethernet Global Data (producer ids).
+    Egd,
+    /// DDS/RTPS participant announcements (SPDP).
+    Rtps,
 }
 
 /// The kind of state-changing industrial command a client sent.

@@ -110,3 +110,22 @@ pub(crate) fn dissect_port(
     }
     c
 }
+
+/// Runs a table row's functions on every prefix of every payload, both ways round: none may panic.
+pub(crate) fn every_prefix(
+    payloads: &[Vec<u8>],
+    dissect: fn(&[u8], crate::Dir, &mut dyn crate::Sink),
+    looks_like: fn(&[u8]) -> bool,
+    direction: fn(&[u8]) -> Option<crate::Dir>,
+) {
+    for p in payloads {
+        for n in 0..=p.len() {
+            let cut = &p[..n];
+            for dir in [crate::Dir::ToServer, crate::Dir::ToClient] {
+                dissect(cut, dir, &mut crate::facts::Collect::default());
+            }
+            looks_like(cut);
+            direction(cut);
+        }
+    }
+}

@@ -16,12 +16,15 @@
 //! Each also offers `looks_like(payload) -> bool`, a cheap check on the first bytes, so that a protocol on an
 //! unusual port is still recognised (OPC UA on tcp/12001 is still OPC UA).
 
+pub mod ads;
 pub mod bacnet;
 pub mod banner;
 pub mod cdp;
 pub mod dhcp;
+pub mod dlms;
 pub mod dnp3;
 pub mod dns;
+pub mod egd;
 pub mod enip;
 pub mod fins;
 pub mod goose;
@@ -34,9 +37,12 @@ pub mod modbus;
 pub mod mqtt;
 pub mod opcua;
 pub mod pndcp;
+pub mod pnio;
 pub mod ptp;
+pub mod rtps;
 pub mod s7;
 pub mod snmp;
+pub mod synphasor;
 pub mod tls;
 pub mod tplink;
 pub mod tuya;
@@ -356,6 +362,43 @@ pub static TABLE: &[Spec] = &[
         .off_port_udp()
         .direction(tuya::direction)
         .each(tuya::dissect),
+    Spec::new(Proto::Dlms)
+        .tcp(&[4059])
+        .udp(&[(4059, 4059)])
+        .looks(dlms::looks_like)
+        .direction(dlms::direction)
+        .each(dlms::dissect),
+    Spec::new(Proto::ProfinetIo)
+        .udp(&[(34964, 34964)])
+        .looks(pnio::looks_like)
+        .off_port_udp()
+        .direction(pnio::direction)
+        .each(pnio::dissect),
+    Spec::new(Proto::Synphasor)
+        .tcp(&[4712])
+        .udp(&[(4713, 4713)])
+        .looks(synphasor::looks_like)
+        .direction(synphasor::direction)
+        .each(synphasor::dissect),
+    Spec::new(Proto::Ads)
+        .tcp(&[48898])
+        .udp(&[(48899, 48899)])
+        .looks(ads::looks_like)
+        .direction(ads::direction)
+        .each(ads::dissect),
+    Spec::new(Proto::Egd)
+        .udp(&[(18246, 18246)])
+        .looks(egd::looks_like)
+        .direction(egd::direction)
+        .each(egd::dissect),
+    // Its magic and version are distinctive enough for any UDP port; no row above claims a payload starting
+    // with "RTPS".
+    Spec::new(Proto::Rtps)
+        .udp(&[(7400, 7600)])
+        .looks(rtps::looks_like)
+        .off_port_udp()
+        .direction(rtps::direction)
+        .each(rtps::dissect),
 ];
 
 /// The row of each protocol, by [`Proto`] discriminant. Built at compile time, which also refuses a protocol
@@ -537,6 +580,6 @@ mod tests {
         }
         // The last protocol declared has a row too (a new one appended to the enum without a row would not be
         // caught by the compile-time check).
-        assert_eq!(all.last(), Some(&Proto::Tuya));
+        assert_eq!(all.last(), Some(&Proto::Rtps));
     }
 }
