@@ -11,6 +11,7 @@
 
 pub mod auth;
 mod authorize;
+mod canonical;
 mod certs;
 pub use vouch_decide as decide;
 mod devices;

@@ -44,6 +44,7 @@ use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt;
 
 use crate::Metrics;
+use crate::canonical::CanonicalHeads;
 use crate::tls::TlsPeer;
 
 /// How long shutdown waits for connections to finish their request before it lets them go.
@@ -115,6 +116,32 @@ impl ConnectionLimits {
         self.max_handshakes_per_source =
             self.max_handshakes_per_source.clamp(1, self.max_handshakes);
         self
+    }
+}
+
+/// How a listener speaks HTTP/1.1 beyond what HTTP requires, for clients that need it (the API listener keeps
+/// the defaults: keep-alive, hyper's lower-case header names).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Http1Options {
+    /// One answer per connection: every answer says `Connection: close`, then the server closes (with TLS,
+    /// after its `close_notify`). For clients that read an answer until the server closes (libest).
+    pub close_after_answer: bool,
+    /// Header names of answers in canonical spelling (`Content-Type`, `WWW-Authenticate`) instead of lower
+    /// case, for clients that match them case-sensitively (libest; see the `canonical` module). Implies
+    /// `close_after_answer`: only the head of a connection's one answer is rewritten.
+    pub canonical_header_case: bool,
+}
+
+impl Http1Options {
+    /// What the EST listener needs for libest's `estclient`: canonical header names, one answer per
+    /// connection.
+    pub const EST: Self = Self {
+        close_after_answer: true,
+        canonical_header_case: true,
+    };
+
+    fn keep_alive(self) -> bool {
+        !self.close_after_answer && !self.canonical_header_case
     }
 }
 
@@ -778,6 +805,7 @@ struct Shared {
     app: Router,
     tls: Option<TlsAcceptor>,
     limits: ConnectionLimits,
+    http1: Http1Options,
     counters: Arc<Counters>,
 }
 
@@ -792,6 +820,7 @@ pub struct HttpServer {
     limits: ConnectionLimits,
     metrics: Option<Arc<Metrics>>,
     summary_every: Duration,
+    http1: Http1Options,
 }
 
 impl HttpServer {
@@ -812,6 +841,7 @@ impl HttpServer {
             limits: ConnectionLimits::new(1024),
             metrics: None,
             summary_every: SUMMARY_EVERY,
+            http1: Http1Options::default(),
         })
     }
 
@@ -839,18 +869,24 @@ impl HttpServer {
         self
     }
 
+    /// Speaks HTTP/1.1 with `options` (default: [`Http1Options::default`]).
+    pub fn http1_options(mut self, options: Http1Options) -> Self {
+        self.http1 = options;
+        self
+    }
+
     /// The address it is bound to.
     pub fn local_addr(&self) -> SocketAddr {
         self.local
     }
 
-    /// The HTTP/1 settings of every connection. Per-listener protocol options (say, header names in
-    /// canonical case and one answer per connection, for a client that needs them) belong here.
-    fn http1(limits: &ConnectionLimits) -> http1::Builder {
+    /// The HTTP/1 settings of every connection: the limits' header timeout, and the listener's options
+    /// (header case is [`CanonicalHeads`]' business, on the stream).
+    fn http1(limits: &ConnectionLimits, options: Http1Options) -> http1::Builder {
         let mut b = http1::Builder::new();
         b.timer(TokioTimer::new())
             .header_read_timeout(limits.header_timeout)
-            .keep_alive(true);
+            .keep_alive(options.keep_alive());
         b
     }
 
@@ -867,6 +903,7 @@ impl HttpServer {
             app,
             tls: self.tls.clone().map(TlsAcceptor::from),
             limits: self.limits.clone(),
+            http1: self.http1,
             counters: counters.clone(),
         });
         tokio::spawn(summaries(Arc::downgrade(&pool), self.summary_every));
@@ -951,6 +988,9 @@ async fn connection(
 ) {
     let io = WriteDeadline::new(tcp, shared.limits.write_timeout, shared.counters.clone());
     let Some(acceptor) = &shared.tls else {
+        if shared.http1.canonical_header_case {
+            return http(&shared, slot, CanonicalHeads::new(io), remote, killed, stop).await;
+        }
         return http(&shared, slot, io, remote, killed, stop).await;
     };
     let handshake = tokio::time::timeout(shared.limits.handshake_timeout, acceptor.accept(io));
@@ -975,6 +1015,9 @@ async fn connection(
         remote,
         chain: Arc::new(chain),
     };
+    if shared.http1.canonical_header_case {
+        return http(&shared, slot, CanonicalHeads::new(tls), peer, killed, stop).await;
+    }
     http(&shared, slot, tls, peer, killed, stop).await;
 }
 
@@ -1013,7 +1056,8 @@ async fn http<Io, Peer>(
             Ok::<_, Infallible>(resp.map(|inner| Answer { inner, _busy: busy }))
         }
     });
-    let conn = HttpServer::http1(&shared.limits).serve_connection(TokioIo::new(io), service);
+    let conn =
+        HttpServer::http1(&shared.limits, shared.http1).serve_connection(TokioIo::new(io), service);
     let mut conn = pin!(conn);
     let mut draining = false;
     loop {
