@@ -203,7 +203,9 @@ async fn start_est(
         .with_context(|| format!("listening on {} (est.listen)", config.est_listen))?
         .tls(tls)
         .limits(limits.est.clone())
-        .metrics(state.metrics.clone());
+        .metrics(state.metrics.clone())
+        // libest's estclient reads each answer until the server closes and matches header names exactly.
+        .http1_options(vouch_api::serve::Http1Options::EST);
     let addr = server.local_addr();
     tracing::info!(est_addr = %addr, "EST listening (RFC 7030, https)");
     // Handlers see the client's certificate chain as `ConnectInfo<TlsPeer>`.

@@ -297,7 +297,8 @@ pub(crate) async fn crl(State(state): State<AppState>) -> Result<Response, ApiEr
     Ok(binary("application/pkix-crl", der.as_ref().clone()))
 }
 
-/// `POST /pki/ocsp`: an OCSP request in the body (RFC 6960 appendix A), public.
+/// `POST /pki/ocsp`: an OCSP request in the body (RFC 6960 appendix A), public. POST answers are not
+/// cached by HTTP caches, so they carry no caching headers.
 pub(crate) async fn ocsp_post(
     State(state): State<AppState>,
     body: Bytes,
@@ -308,15 +309,100 @@ pub(crate) async fn ocsp_post(
     ))
 }
 
-/// `GET /pki/ocsp/{request}`: the request base64 in the path (RFC 6960 appendix A), public.
+/// `GET /pki/ocsp/{request}`: the request base64 in the path (RFC 6960 appendix A), public, with the
+/// caching headers of RFC 5019 §6.2. The path is read whole: the RFC asks clients to URL-encode the base64,
+/// but many send its `/` raw, and for most requests to Vouch's CA the SHA-1 CertID contains one.
 pub(crate) async fn ocsp_get(
     State(state): State<AppState>,
     ApiPath(encoded): ApiPath<String>,
 ) -> Result<Response, ApiError> {
     use base64::Engine as _;
     let svc = identity(&state)?;
+    // The path parameter arrives percent-decoded; a `+` is a base64 digit here, not a space.
     let der = base64::engine::general_purpose::STANDARD
-        .decode(encoded.as_bytes())
+        .decode(encoded.trim().as_bytes())
         .map_err(|e| ApiError::bad_request(format!("the OCSP request is not base64: {e}")))?;
-    Ok(binary("application/ocsp-response", svc.ocsp(&der).await))
+    let answer = svc.ocsp_answer(&der).await;
+    let mut resp = binary("application/ocsp-response", answer.der.as_ref().clone());
+    let h = resp.headers_mut();
+    match answer.validity {
+        Some((this_update, next_update)) => {
+            for (name, value) in ocsp_cache_headers(&answer.der, this_update, next_update, now()) {
+                if let Ok(v) = HeaderValue::from_str(&value) {
+                    h.insert(name, v);
+                }
+            }
+        }
+        // An error response, or one bound to a nonce: nothing for a cache to keep.
+        None => {
+            h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        }
+    }
+    Ok(resp)
+}
+
+/// The wall clock, for `max-age` (the response's own times come from the service's clock).
+fn now() -> Timestamp {
+    let micros = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX));
+    Timestamp::from_unix_micros(micros)
+}
+
+/// RFC 5019 §6.2's headers for a response valid from `this_update` to `next_update`, answered at `now`:
+/// `Last-Modified` (thisUpdate), `Expires` (nextUpdate), `ETag` (a digest of the response) and
+/// `Cache-Control: max-age=<seconds until nextUpdate>, public, no-transform, must-revalidate`.
+pub(crate) fn ocsp_cache_headers(
+    der: &[u8],
+    this_update: Timestamp,
+    next_update: Timestamp,
+    now: Timestamp,
+) -> [(header::HeaderName, String); 4] {
+    use sha2::Digest as _;
+    let http_date = |t: Timestamp| {
+        let secs = u64::try_from(t.unix_micros().div_euclid(1_000_000)).unwrap_or(0);
+        httpdate::fmt_http_date(std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs))
+    };
+    let max_age = (next_update.unix_micros() - now.unix_micros()).max(0) / 1_000_000;
+    [
+        (
+            header::CACHE_CONTROL,
+            format!("max-age={max_age}, public, no-transform, must-revalidate"),
+        ),
+        (header::LAST_MODIFIED, http_date(this_update)),
+        (header::EXPIRES, http_date(next_update)),
+        (
+            header::ETAG,
+            format!("\"{}\"", hex::encode(sha2::Sha256::digest(der))),
+        ),
+    ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ocsp_caching_headers_follow_rfc_5019() {
+        let this = Timestamp::from_unix_micros(1_764_000_000_000_000);
+        let next = this.plus_micros(3_600_000_000);
+        let now = this.plus_micros(600_500_000);
+        let h = ocsp_cache_headers(b"response", this, next, now);
+        let get = |n: header::HeaderName| {
+            h.iter()
+                .find(|(k, _)| *k == n)
+                .map(|(_, v)| v.clone())
+                .unwrap_or_default()
+        };
+        assert_eq!(
+            get(header::CACHE_CONTROL),
+            "max-age=2999, public, no-transform, must-revalidate"
+        );
+        assert_eq!(get(header::LAST_MODIFIED), "Mon, 24 Nov 2025 16:00:00 GMT");
+        assert_eq!(get(header::EXPIRES), "Mon, 24 Nov 2025 17:00:00 GMT");
+        assert!(get(header::ETAG).starts_with('"'));
+        // Past nextUpdate: nothing left to cache.
+        let late = ocsp_cache_headers(b"response", this, next, next.plus_micros(1));
+        assert!(late[0].1.starts_with("max-age=0,"));
+    }
 }

@@ -304,7 +304,12 @@ pub fn routes() -> Vec<Route> {
             Public,
             axum::routing::post(certs::ocsp_post),
         ),
-        route(Method::GET, "/pki/ocsp/{id}", Public, get(certs::ocsp_get)),
+        route(
+            Method::GET,
+            "/pki/ocsp/{*request}",
+            Public,
+            get(certs::ocsp_get),
+        ),
         route(
             Method::GET,
             "/api/v1/tokens",

@@ -48,7 +48,7 @@ fn concrete(path: &str) -> String {
     } else {
         "0190f5a2-7c1e-7000-8000-000000000001"
     };
-    path.replace("{id}", id)
+    path.replace("{id}", id).replace("{*request}", id)
 }
 
 fn assert_problem(v: &Value, status: StatusCode) {
@@ -162,7 +162,7 @@ async fn every_route_is_authenticated_and_authorized() {
             "/readyz",
             "/pki/crl",
             "/pki/ocsp",
-            "/pki/ocsp/{id}"
+            "/pki/ocsp/{*request}"
         ],
         "only the probes and revocation publishing are public"
     );

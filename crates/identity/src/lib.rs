@@ -13,5 +13,5 @@ mod service;
 mod tokens;
 
 pub use error::IdentityError;
-pub use service::{IdentityService, PkiSettings};
+pub use service::{IdentityService, OcspAnswer, PkiSettings};
 pub use tokens::{EnrollmentSecret, issue_enrollment_token, parse_enrollment_secret};

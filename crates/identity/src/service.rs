@@ -40,7 +40,28 @@ struct CachedCrl {
 struct CachedOcsp {
     generation: u64,
     fresh_until: Timestamp,
+    this_update: Timestamp,
+    next_update: Timestamp,
     der: Arc<Vec<u8>>,
+}
+
+/// An OCSP answer with the times an HTTP cache needs (RFC 5019 §6.2).
+#[derive(Debug, Clone)]
+pub struct OcspAnswer {
+    /// The DER `OCSPResponse`.
+    pub der: Arc<Vec<u8>>,
+    /// The response's thisUpdate and nextUpdate; `None` for an error response (`malformedRequest`,
+    /// `internalError`) or one bound to the request's nonce, which a cache must not keep.
+    pub validity: Option<(Timestamp, Timestamp)>,
+}
+
+impl OcspAnswer {
+    fn error(status: u8) -> Self {
+        Self {
+            der: Arc::new(error_response(status)),
+            validity: None,
+        }
+    }
 }
 
 /// How often the revocation generation is re-read from the store.
@@ -221,15 +242,73 @@ impl IdentityService {
                 .get_device(current.device_id)
                 .await
                 .map_err(|e| (device_id, e.into()))?;
-            self.issue_checked(&device, csr_der, None, &actor, None)
+            let issued = self
+                .issue_checked(&device, csr_der, None, &actor, None)
                 .await
-                .map_err(|e| (device_id, e))
+                .map_err(|e| (device_id, e))?;
+            self.supersede_orphans(device.id, current.serial, issued.serial, &actor)
+                .await;
+            Ok(issued)
         }
         .await;
         if let Err((device, e)) = &outcome {
             self.refused(*device, &actor, e).await;
         }
         outcome.map_err(|(_, e)| e)
+    }
+
+    /// After a re-enrollment from `presented` issued `issued`: revokes as superseded every other good
+    /// certificate of the device. A device re-enrolling with `presented` shows it does not hold (or no
+    /// longer uses) any certificate but that one, so the others are orphans — typically the answer of an
+    /// earlier re-enrollment that the client never received, which would otherwise stay valid, unheld, until
+    /// it expires. `presented` itself stays valid until the device re-enrolls with `issued`, in case this
+    /// answer is lost too. A failure is logged, not returned: the new certificate is committed and must reach
+    /// the client.
+    async fn supersede_orphans(
+        &self,
+        device: DeviceId,
+        presented: Serial,
+        issued: Serial,
+        actor: &Actor,
+    ) {
+        let certs = match self.store.device_certificates(device).await {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::error!(error = %e, %device, "could not list certificates to supersede");
+                return;
+            }
+        };
+        let now = self.clock.now();
+        let orphans = certs.into_iter().filter(|c| {
+            c.serial != presented
+                && c.serial != issued
+                && c.status == CertStatus::Good
+                && c.is_valid_at(now)
+        });
+        for orphan in orphans {
+            let why = Reason::try_from(format!(
+                "superseded: device re-enrolled with certificate {presented}"
+            ))
+            .ok();
+            let change = Change {
+                actor: actor.clone(),
+                reason: why,
+                at: now,
+            };
+            match self
+                .store
+                .revoke_certificate(orphan.serial, RevocationReason::Superseded, change)
+                .await
+            {
+                Ok(_) => {
+                    tracing::info!(serial = %orphan.serial, %device, "orphan certificate superseded")
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, serial = %orphan.serial, "could not supersede a certificate")
+                }
+            }
+        }
+        self.invalidate();
     }
 
     /// Logs an enrollment refused before it reached the service (say, a body over the size limit).
@@ -511,12 +590,12 @@ impl IdentityService {
     /// Answers a DER OCSP request with a DER OCSP response (a malformed request gets `malformedRequest`).
     /// Answers without a nonce are signed once and served from a cache until half their validity has passed
     /// or revocations changed; a nonce forces a fresh signature.
-    pub async fn ocsp(&self, request_der: &[u8]) -> Vec<u8> {
+    pub async fn ocsp_answer(&self, request_der: &[u8]) -> OcspAnswer {
         let Ok(request) = parse_request(request_der) else {
-            return error_response(1);
+            return OcspAnswer::error(1);
         };
         let Ok(generation) = self.generation().await else {
-            return error_response(2);
+            return OcspAnswer::error(2);
         };
         let now = self.clock.now();
         let cache_key = (request.nonce_extension_der.is_none() && request.certs.len() == 1)
@@ -527,7 +606,10 @@ impl IdentityService {
             && c.generation == generation
             && now < c.fresh_until
         {
-            return c.der.as_ref().clone();
+            return OcspAnswer {
+                der: c.der.clone(),
+                validity: Some((c.this_update, c.next_update)),
+            };
         }
         let mut statuses = HashMap::new();
         for q in &request.certs {
@@ -540,18 +622,17 @@ impl IdentityService {
                 Ok(None) => OcspStatus::Unknown,
                 Err(e) => {
                     tracing::error!(error = %e, "OCSP lookup failed");
-                    return error_response(2);
+                    return OcspAnswer::error(2);
                 }
             };
             statuses.insert(serial, status);
         }
         let validity = i64::from(self.settings.ocsp_validity_minutes.max(1)) * 60_000_000;
+        let next_update = now.plus_micros(validity);
         let lookup = |s: Serial| statuses.get(&s).copied().unwrap_or(OcspStatus::Unknown);
-        match self
-            .ca
-            .ocsp_response(&request, &lookup, now, now.plus_micros(validity))
-        {
+        match self.ca.ocsp_response(&request, &lookup, now, next_update) {
             Ok(der) => {
+                let der = Arc::new(der);
                 if let Some(key) = cache_key
                     && let Ok(mut cache) = self.ocsp.lock()
                 {
@@ -561,17 +642,28 @@ impl IdentityService {
                     let entry = CachedOcsp {
                         generation,
                         fresh_until: now.plus_micros(validity / 2),
-                        der: Arc::new(der.clone()),
+                        this_update: now,
+                        next_update,
+                        der: der.clone(),
                     };
                     cache.insert(key, entry);
                 }
-                der
+                let nonce = request.nonce_extension_der.is_some();
+                OcspAnswer {
+                    der,
+                    validity: (!nonce).then_some((now, next_update)),
+                }
             }
             Err(e) => {
                 tracing::error!(error = %e, "signing an OCSP response failed");
-                error_response(2)
+                OcspAnswer::error(2)
             }
         }
+    }
+
+    /// The DER OCSP response to `request_der` (see [`IdentityService::ocsp_answer`]).
+    pub async fn ocsp(&self, request_der: &[u8]) -> Vec<u8> {
+        self.ocsp_answer(request_der).await.der.as_ref().clone()
     }
 
     /// Unrevoked certificates expiring within `days`, soonest first.
