@@ -198,7 +198,7 @@ impl Engine {
                 ..
             } => {
                 let h = self.inventory.mac_host(sender_mac, ts);
-                self.inventory.count(h, h, len, ts);
+                self.inventory.sent(h, len, ts);
                 self.inventory.apply(h, None, crate::Fact::Uses(Proto::Arp));
                 self.inventory.bind(sender_mac, IpAddr::V4(sender_ip));
             }
@@ -208,7 +208,7 @@ impl Engine {
             } => {
                 if let Some(src) = p.src_mac.filter(|m| crate::inventory::is_unicast_mac(*m)) {
                     let h = self.inventory.mac_host(src, ts);
-                    self.inventory.count(h, h, len, ts);
+                    self.inventory.sent(h, len, ts);
                     let mut sink = PacketSink {
                         inv: &mut self.inventory,
                         src: Some(h),
