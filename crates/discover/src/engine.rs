@@ -133,6 +133,9 @@ struct Flow {
     first: i64,
     last: i64,
     heads: Option<Box<[Head; 2]>>,
+    /// The next TCP sequence number expected from each side, for segment protocols: what lies wholly before
+    /// it was read already (a duplicate or retransmission).
+    next_seq: [Option<u32>; 2],
     /// Whether each side's hardware address has been bound to its IP address (once per side per flow).
     bound: [bool; 2],
 }
@@ -153,6 +156,11 @@ impl Flow {
         self.basis = basis;
     }
 }
+
+/// How far behind the next expected sequence number a segment may start and still be taken for a
+/// retransmission; one farther back belongs to a new connection on the same ports whose handshake was not
+/// captured.
+const RETRANSMIT_WINDOW: u32 = 1 << 24;
 
 /// Whether the TCP sender is the client of a conversation first seen without a handshake: the protocol's
 /// own header (the protocol detected from either port or the data), then that protocol's well-known port,
@@ -403,6 +411,7 @@ impl Engine {
                 first: ts,
                 last: ts,
                 heads: None,
+                next_seq: [None; 2],
                 bound: [false; 2],
             };
             flow.choose(side, choice);
@@ -443,6 +452,8 @@ impl Engine {
             } => {
                 if payload.is_empty() {
                     if syn {
+                        // A handshake (re)starts the sequence space of its side.
+                        flow.next_seq[side] = Some(seq.wrapping_add(1));
                         if let Some(h) = flow.heads.as_mut() {
                             h[side].next_seq = Some(seq.wrapping_add(1));
                         }
@@ -484,7 +495,26 @@ impl Engine {
                     Dir::ToClient
                 };
                 match flow.reading {
-                    Reading::Segment => proto::segment(p, payload, dir, &mut sink),
+                    Reading::Segment => {
+                        // Each byte of a direction is dissected once: a duplicate or retransmission (wholly
+                        // before the next expected byte) is skipped, one that also carries new data is read
+                        // from where the earlier segment ended (segment protocols' PDUs start at segment
+                        // starts), and a gap does not stop what follows it.
+                        let end = seq.wrapping_add(payload.len() as u32);
+                        let data = match flow.next_seq[side] {
+                            Some(n) if n.wrapping_sub(seq) < RETRANSMIT_WINDOW => {
+                                if end.wrapping_sub(n) == 0 || end.wrapping_sub(n) >= 1 << 31 {
+                                    return;
+                                }
+                                payload
+                                    .get(n.wrapping_sub(seq) as usize..)
+                                    .unwrap_or_default()
+                            }
+                            _ => payload,
+                        };
+                        flow.next_seq[side] = Some(end);
+                        proto::segment(p, data, dir, &mut sink)
+                    }
                     Reading::Stream => {
                         let heads = flow.heads.get_or_insert_with(Default::default);
                         let head = &mut heads[side];
