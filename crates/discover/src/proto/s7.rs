@@ -124,7 +124,15 @@ fn s7comm(p: &[u8], dir: Dir, out: &mut dyn Sink) {
     let param = within(p, head, u16::from_be_bytes([p0, p1]));
     let data = within(p, head + param.len(), u16::from_be_bytes([d0, d1]));
     match (rosctr, param) {
-        // A job is a request whichever way the connection was opened, so its sender is the one commanding.
+        // Block transfers (0x1a-0x1f) are one transaction of the session's initiator, the engineering
+        // station, though the PLC itself sends the Download block and Download ended jobs: they are the
+        // client's commands to the server. Any other job is a request whichever way the connection was
+        // opened, so its sender is the one commanding.
+        (1, [function @ 0x1a..=0x1f, ..]) => {
+            if let Some(command) = job(*function, param) {
+                commanded(out, dir.client(), command);
+            }
+        }
         (1, [function, ..]) => {
             if let Some(command) = job(*function, param) {
                 commanded(out, Subject::Src, command);
