@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::capture::Frame;
 use crate::facts::{Dir, Proto, Sink as _};
-use crate::inventory::{Inventory, PacketSink};
+use crate::inventory::{AddrKind, Host, Inventory, PacketSink};
 use crate::packet::{L4, Net, decode};
 use crate::proto::{self, Reading};
 
@@ -103,21 +103,101 @@ struct Head {
     done: bool,
 }
 
+/// What chose a conversation's client, strongest first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Basis {
+    /// A bare SYN or a SYN-ACK, or a group destination (which is never the client).
+    Handshake,
+    /// The protocol's own header, or its well-known port.
+    Protocol,
+    /// The ports alone: the lower one serves. A one-way UDP flow's sender is its client instead.
+    Ports,
+}
+
 #[derive(Debug)]
 struct Flow {
     /// Host indexes of the `lo` and `hi` sides.
     hosts: [u32; 2],
+    /// The ports of the `lo` and `hi` sides.
+    ports: [u16; 2],
+    ip_proto: u8,
     /// Which side is the client (0 = lo).
     client: u8,
+    basis: Basis,
+    /// Whether the client is settled: a TCP conversation first seen without a handshake or data settles it on
+    /// its first data, whose header may say more than the ports.
+    settled: bool,
     service: Service,
     reading: Reading,
     volume: [Volume; 2],
     first: i64,
     last: i64,
     heads: Option<Box<[Head; 2]>>,
-    server_port: u16,
+    /// The next TCP sequence number expected from each side, for segment protocols: what lies wholly before
+    /// it was read already (a duplicate or retransmission).
+    next_seq: [Option<u32>; 2],
     /// Whether each side's hardware address has been bound to its IP address (once per side per flow).
     bound: [bool; 2],
+}
+
+impl Flow {
+    /// The port of the server's side.
+    fn server_port(&self) -> u16 {
+        self.ports[usize::from(1 - self.client)]
+    }
+
+    /// Sets the client from whether the sender (`side`) is it.
+    fn choose(&mut self, side: usize, (sender_is_client, basis): (bool, Basis)) {
+        self.client = if sender_is_client {
+            side as u8
+        } else {
+            1 - side as u8
+        };
+        self.basis = basis;
+    }
+}
+
+/// How far behind the next expected sequence number a segment may start and still be taken for a
+/// retransmission; one farther back belongs to a new connection on the same ports whose handshake was not
+/// captured.
+const RETRANSMIT_WINDOW: u32 = 1 << 24;
+
+/// Whether the TCP sender is the client of a conversation first seen without a handshake: the protocol's
+/// own header (the protocol detected from either port or the data), then that protocol's well-known port,
+/// then any protocol's, then the ports (the lower serves).
+fn tcp_client(payload: &[u8], sport: u16, dport: u16) -> (bool, Basis) {
+    let detected = if payload.is_empty() {
+        None
+    } else {
+        proto::detect_tcp_on(payload, &[sport.min(dport), sport.max(dport)])
+    };
+    if let Some(d) = detected.and_then(|p| proto::header_direction(p, payload)) {
+        return (d == Dir::ToServer, Basis::Protocol);
+    }
+    let by_port = |p: Option<Proto>| match (
+        proto::tcp_service_port(p, sport),
+        proto::tcp_service_port(p, dport),
+    ) {
+        (false, true) => Some(true),
+        (true, false) => Some(false),
+        _ => None,
+    };
+    match detected
+        .and_then(|p| by_port(Some(p)))
+        .or_else(|| by_port(None))
+    {
+        Some(sender_is_client) => (sender_is_client, Basis::Protocol),
+        None => (sport > dport, Basis::Ports),
+    }
+}
+
+/// Whether the UDP sender is the client: the protocol's own header, then its well-known port (both read by
+/// `detect_udp`), then the ports.
+fn udp_client(payload: &[u8], sport: u16, dport: u16) -> (bool, Basis) {
+    match proto::detect_udp(payload, sport, dport) {
+        Some((_, d)) => (d == Dir::ToServer, Basis::Protocol),
+        None => (sport > dport, Basis::Ports),
+    }
 }
 
 /// Counters of the per-packet path.
@@ -198,7 +278,7 @@ impl Engine {
                 ..
             } => {
                 let h = self.inventory.mac_host(sender_mac, ts);
-                self.inventory.count(h, h, len, ts);
+                self.inventory.sent(h, len, ts);
                 self.inventory.apply(h, None, crate::Fact::Uses(Proto::Arp));
                 self.inventory.bind(sender_mac, IpAddr::V4(sender_ip));
             }
@@ -208,7 +288,7 @@ impl Engine {
             } => {
                 if let Some(src) = p.src_mac.filter(|m| crate::inventory::is_unicast_mac(*m)) {
                     let h = self.inventory.mac_host(src, ts);
-                    self.inventory.count(h, h, len, ts);
+                    self.inventory.sent(h, len, ts);
                     let mut sink = PacketSink {
                         inv: &mut self.inventory,
                         src: Some(h),
@@ -297,49 +377,46 @@ impl Engine {
             if to_group {
                 self.inventory.mark_group(d);
             }
-            // The client: whoever sent a bare SYN; the answerer of one is the server. Otherwise (UDP, or a
-            // capture that starts mid-conversation) a well-known UDP service port marks the server, and failing
-            // that the side on the lower port serves.
-            let sender_is_client = match l4 {
-                L4::Tcp {
-                    syn: true,
-                    ack: false,
-                    ..
-                } => true,
-                L4::Tcp {
-                    syn: true,
-                    ack: true,
-                    ..
-                } => false,
-                L4::Udp { payload, .. } => match proto::detect_udp(payload, sport, dport) {
-                    Some((_, Dir::ToServer)) => true,
-                    Some((_, Dir::ToClient)) => false,
-                    None => sport > dport,
-                },
-                _ => sport > dport,
+            let group = self
+                .inventory
+                .hosts
+                .get(d as usize)
+                .is_some_and(|h| h.kind == AddrKind::Group);
+            // The client, in this order: whoever sent a bare SYN (the answerer of one is the server); the
+            // sender to a group address; what the protocol's own header says; a well-known service port; the
+            // lower port serves.
+            let (choice, settled) = match l4 {
+                L4::Tcp { syn: true, ack, .. } => ((!ack, Basis::Handshake), true),
+                _ if group => ((true, Basis::Handshake), true),
+                L4::Tcp { payload, .. } => (tcp_client(payload, sport, dport), !payload.is_empty()),
+                L4::Udp { payload, .. } => (udp_client(payload, sport, dport), true),
+                L4::Other(_) => ((sport > dport, Basis::Ports), true),
             };
-            let client = if sender_is_client {
-                side as u8
-            } else {
-                1 - side as u8
-            };
-            let server_port = if sender_is_client { dport } else { sport };
             let hosts = if from_lo { [s, d] } else { [d, s] };
-            self.flows.insert(
-                key,
-                Flow {
-                    hosts,
-                    client,
-                    service: Service::Port(ip_proto, server_port),
-                    reading: Reading::Opaque,
-                    volume: [Volume::default(); 2],
-                    first: ts,
-                    last: ts,
-                    heads: None,
-                    server_port,
-                    bound: [false; 2],
-                },
-            );
+            let ports = if from_lo {
+                [sport, dport]
+            } else {
+                [dport, sport]
+            };
+            let mut flow = Flow {
+                hosts,
+                ports,
+                ip_proto,
+                client: 0,
+                basis: Basis::Ports,
+                settled,
+                service: Service::Port(ip_proto, 0),
+                reading: Reading::Opaque,
+                volume: [Volume::default(); 2],
+                first: ts,
+                last: ts,
+                heads: None,
+                next_seq: [None; 2],
+                bound: [false; 2],
+            };
+            flow.choose(side, choice);
+            flow.service = Service::Port(ip_proto, flow.server_port());
+            self.flows.insert(key, flow);
             self.stats.flows += 1;
             self.stats.flows_peak = self.stats.flows_peak.max(self.flows.len() as u64);
         }
@@ -357,11 +434,6 @@ impl Engine {
         flow.last = ts;
         let (s, d) = (flow.hosts[side], flow.hosts[1 - side]);
         self.inventory.count(s, d, len, ts);
-        let dir = if side as u8 == flow.client {
-            Dir::ToServer
-        } else {
-            Dir::ToClient
-        };
         let mut sink = PacketSink {
             inv: &mut self.inventory,
             src: Some(s),
@@ -380,20 +452,34 @@ impl Engine {
             } => {
                 if payload.is_empty() {
                     if syn {
+                        // A handshake (re)starts the sequence space of its side.
+                        flow.next_seq[side] = Some(seq.wrapping_add(1));
                         if let Some(h) = flow.heads.as_mut() {
                             h[side].next_seq = Some(seq.wrapping_add(1));
                         }
                     }
                     return;
                 }
+                // A conversation first seen without a handshake or data is settled by its first data.
+                if !flow.settled {
+                    flow.settled = true;
+                    flow.choose(side, tcp_client(payload, sport, dport));
+                    if let Service::Port(p, _) = flow.service {
+                        flow.service = Service::Port(p, flow.server_port());
+                    }
+                }
                 // Detection runs until a protocol is known; ISO-on-TCP is refined once data shows what it
-                // carries (S7comm, S7comm-plus, MMS).
+                // carries (S7comm, S7comm-plus, MMS). Without a handshake either port may be the server's.
                 let cotp = flow.service == Service::Known(Proto::Cotp);
                 if matches!(flow.service, Service::Port(..)) || cotp {
+                    let server = flow.server_port();
+                    let client = flow.ports[usize::from(flow.client)];
                     let detected = if cotp {
                         Some(proto::cotp_kind(payload))
+                    } else if flow.basis == Basis::Handshake {
+                        proto::detect_tcp_on(payload, &[server])
                     } else {
-                        proto::detect_tcp(payload, flow.server_port)
+                        proto::detect_tcp_on(payload, &[server, client])
                     };
                     if let Some(p) = detected {
                         flow.service = Service::Known(p);
@@ -403,8 +489,32 @@ impl Engine {
                 let Service::Known(p) = flow.service else {
                     return;
                 };
+                let dir = if side as u8 == flow.client {
+                    Dir::ToServer
+                } else {
+                    Dir::ToClient
+                };
                 match flow.reading {
-                    Reading::Segment => proto::segment(p, payload, dir, &mut sink),
+                    Reading::Segment => {
+                        // Each byte of a direction is dissected once: a duplicate or retransmission (wholly
+                        // before the next expected byte) is skipped, one that also carries new data is read
+                        // from where the earlier segment ended (segment protocols' PDUs start at segment
+                        // starts), and a gap does not stop what follows it.
+                        let end = seq.wrapping_add(payload.len() as u32);
+                        let data = match flow.next_seq[side] {
+                            Some(n) if n.wrapping_sub(seq) < RETRANSMIT_WINDOW => {
+                                if end.wrapping_sub(n) == 0 || end.wrapping_sub(n) >= 1 << 31 {
+                                    return;
+                                }
+                                payload
+                                    .get(n.wrapping_sub(seq) as usize..)
+                                    .unwrap_or_default()
+                            }
+                            _ => payload,
+                        };
+                        flow.next_seq[side] = Some(end);
+                        proto::segment(p, data, dir, &mut sink)
+                    }
                     Reading::Stream => {
                         let heads = flow.heads.get_or_insert_with(Default::default);
                         let head = &mut heads[side];
@@ -465,11 +575,12 @@ impl Engine {
 
     fn evict(&mut self, mut old: impl FnMut(&Flow) -> bool) {
         let edges = &mut self.edges;
+        let hosts = &self.inventory.hosts;
         let mut evicted = 0;
         let mut released = 0;
         self.flows.retain(|_, f| {
             if old(f) {
-                fold(edges, f);
+                fold(edges, hosts, f);
                 released += f
                     .heads
                     .as_ref()
@@ -487,15 +598,37 @@ impl Engine {
     /// Folds every live conversation into the communication map (at the end of a capture).
     pub fn close_all(&mut self) {
         for (_, f) in self.flows.drain() {
-            fold(&mut self.edges, &f);
+            fold(&mut self.edges, &self.inventory.hosts, &f);
         }
         self.buffered = 0;
     }
 }
 
-fn fold(edges: &mut HashMap<(u32, u32, Service), EdgeStats>, f: &Flow) {
-    let c = usize::from(f.client);
-    let service = f.service;
+/// Adds a closed conversation to the map, from its client to its server.
+fn fold(edges: &mut HashMap<(u32, u32, Service), EdgeStats>, hosts: &[Host], f: &Flow) {
+    let mut c = usize::from(f.client);
+    // A one-way UDP conversation whose client only the ports chose: its sender is the client of what it
+    // sends to (a sensor streaming readings, a beacon).
+    if f.ip_proto == 17 && f.basis == Basis::Ports {
+        match (f.volume[0].packets, f.volume[1].packets) {
+            (_, 0) => c = 0,
+            (0, _) => c = 1,
+            _ => {}
+        }
+    }
+    // A group address (known as one by now) is never a client: whoever sent to it is.
+    let group = |i: usize| {
+        hosts
+            .get(f.hosts[i] as usize)
+            .is_some_and(|h| h.kind == AddrKind::Group)
+    };
+    if group(c) && !group(1 - c) {
+        c = 1 - c;
+    }
+    let service = match f.service {
+        Service::Port(p, _) => Service::Port(p, f.ports[1 - c]),
+        known => known,
+    };
     let e = edges
         .entry((f.hosts[c], f.hosts[1 - c], service))
         .or_insert(EdgeStats {

@@ -386,20 +386,25 @@ impl Inventory {
         }
     }
 
-    /// Counts a packet from host `src` to host `dst` of `len` bytes at `ts`.
+    /// Counts a packet from host `src` to host `dst` of `len` bytes at `ts`. A host sending to itself (on
+    /// loopback) both sent and received it, as `tshark -z endpoints` counts it.
     #[inline]
     pub fn count(&mut self, src: u32, dst: u32, len: u64, ts: i64) {
+        self.sent(src, len, ts);
+        if let Some(h) = self.hosts.get_mut(dst as usize) {
+            h.rx.0 += 1;
+            h.rx.1 += len;
+            h.last_seen = h.last_seen.max(ts);
+        }
+    }
+
+    /// Counts a frame that host `src` sent to no host in particular (a link-layer frame).
+    #[inline]
+    pub fn sent(&mut self, src: u32, len: u64, ts: i64) {
         if let Some(h) = self.hosts.get_mut(src as usize) {
             h.tx.0 += 1;
             h.tx.1 += len;
             h.last_seen = h.last_seen.max(ts);
-        }
-        if dst != src {
-            if let Some(h) = self.hosts.get_mut(dst as usize) {
-                h.rx.0 += 1;
-                h.rx.1 += len;
-                h.last_seen = h.last_seen.max(ts);
-            }
         }
     }
 

@@ -25,6 +25,45 @@ pub fn looks_like(payload: &[u8]) -> bool {
         }
 }
 
+/// Which way a datagram travels by its own header: BVLC results and table answers come from the BBMD (the
+/// server) and the other control messages go to it; a confirmed request and the unconfirmed Who-Is, Who-Has,
+/// time synchronisations and WriteGroup come from the client; Simple-, Complex-ACK, Error, Reject, and the
+/// unconfirmed I-Am, I-Have and notifications from the device (the server); Segment-ACK and Abort say in their
+/// lowest bit whether the server sent them. Network-layer, routed and forwarded messages say nothing of the
+/// sender itself.
+pub fn direction(payload: &[u8]) -> Option<Dir> {
+    let (to_server, to_client) = (Some(Dir::ToServer), Some(Dir::ToClient));
+    let [0x81, function, _, _, npdu @ ..] = payload else {
+        return None;
+    };
+    match function {
+        0x00 | 0x03 | 0x07 => return to_client,
+        0x01 | 0x02 | 0x05 | 0x06 | 0x08 => return to_server,
+        0x09..=0x0b => {}
+        _ => return None,
+    }
+    let [1, control, rest @ ..] = npdu else {
+        return None;
+    };
+    let (apdu, routed) = skip_addresses(*control, rest)?;
+    if control & 0x80 != 0 || routed {
+        return None;
+    }
+    let first = *apdu.first()?;
+    match first >> 4 {
+        0 => to_server,
+        1 => match apdu.get(1)? {
+            0..=3 => to_client,
+            6..=10 => to_server,
+            _ => None,
+        },
+        2 | 3 | 5 | 6 => to_client,
+        4 | 7 if first & 1 != 0 => to_client,
+        4 | 7 => to_server,
+        _ => None,
+    }
+}
+
 /// Reads one BACnet/IP datagram and reports who serves, the device's identity and any commands sent.
 pub fn dissect(payload: &[u8], dir: Dir, out: &mut dyn Sink) {
     let [0x81, function, l0, l1, rest @ ..] = payload else {

@@ -16,6 +16,17 @@ pub fn looks_like(payload: &[u8]) -> bool {
     header(payload).is_some()
 }
 
+/// Which way a segment travels by its first link header's DIR bit: set by the master (the client), clear by
+/// the outstation (the server).
+pub fn direction(payload: &[u8]) -> Option<Dir> {
+    let (_, ctrl, _, _) = header(payload)?;
+    Some(if ctrl & 0x80 != 0 {
+        Dir::ToServer
+    } else {
+        Dir::ToClient
+    })
+}
+
 /// Reads every link frame in one segment; `_dir` is unused because the DIR bit names the master.
 pub fn dissect(payload: &[u8], _dir: Dir, out: &mut dyn Sink) {
     let mut rest = payload;

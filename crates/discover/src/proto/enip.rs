@@ -13,6 +13,37 @@ pub fn looks_like(payload: &[u8]) -> bool {
     header(payload).is_some_and(|(_, len, _)| payload.len() >= HEADER + len)
 }
 
+/// Which way a message travels by its first encapsulation header: the List commands are asked with an empty
+/// body and answered with items; RegisterSession is asked with session handle 0 and answered with the handle
+/// the target assigns; a SendRRData or SendUnitData carries a CIP message whose service code has bit 0x80 set
+/// in a response.
+pub fn direction(payload: &[u8]) -> Option<Dir> {
+    let (command, len, _) = header(payload)?;
+    let (to_server, to_client) = (Some(Dir::ToServer), Some(Dir::ToClient));
+    match command {
+        0x0004 | 0x0063 | 0x0064 if len == 0 => to_server,
+        0x0004 | 0x0063 | 0x0064 => to_client,
+        0x0065 if payload.get(4..8)? == [0; 4] => to_server,
+        0x0065 => to_client,
+        0x006f | 0x0070 => {
+            let tail = payload.get(HEADER..).unwrap_or_default();
+            let body = tail.get(..len).unwrap_or(tail);
+            // Interface handle and timeout precede the items; connected data opens with a sequence count.
+            let service = items(body.get(6..)?).find_map(|(kind, data)| match kind {
+                0x00b2 => data.first().copied(),
+                0x00b1 => data.get(2).copied(),
+                _ => None,
+            })?;
+            if service & 0x80 != 0 {
+                to_client
+            } else {
+                to_server
+            }
+        }
+        _ => None,
+    }
+}
+
 /// Reads every encapsulation message in one segment or datagram.
 pub fn dissect(payload: &[u8], dir: Dir, out: &mut dyn Sink) {
     let mut rest = payload;

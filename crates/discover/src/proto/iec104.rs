@@ -8,6 +8,28 @@ pub fn looks_like(payload: &[u8]) -> bool {
     apci(payload).is_some_and(|(len, _)| payload.len() >= 2 + len)
 }
 
+/// Which way a segment travels by its first APDU: STARTDT and STOPDT are activated by the controlling
+/// station (the client) and confirmed by the controlled one; an ASDU's cause of transmission says who sent it
+/// (activation 6 and deactivation 8 come from the controlling station; periodic, background, spontaneous,
+/// initialised, confirmations, terminations, interrogated and the negative causes 44-47 from the controlled
+/// one). TESTFR, which either station may send, S-frames and cause 5 (request or requested) say nothing.
+pub fn direction(payload: &[u8]) -> Option<Dir> {
+    let (_, i_format) = apci(payload)?;
+    let (to_server, to_client) = (Some(Dir::ToServer), Some(Dir::ToClient));
+    if !i_format {
+        return match payload.get(2)? {
+            0x07 | 0x13 => to_server,
+            0x0b | 0x23 => to_client,
+            _ => None,
+        };
+    }
+    match payload.get(8)? & 0x3f {
+        6 | 8 => to_server,
+        1..=4 | 7 | 9..=12 | 20..=41 | 44..=47 => to_client,
+        _ => None,
+    }
+}
+
 /// Reads every APDU in one segment; the controlled station is the server (it listens on 2404).
 pub fn dissect(payload: &[u8], dir: Dir, out: &mut dyn Sink) {
     let mut rest = payload;

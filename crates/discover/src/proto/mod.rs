@@ -235,30 +235,41 @@ pub static TABLE: &[Spec] = &[
         .udp(&[(2222, 2222), (44818, 44818)])
         .looks(enip::looks_like)
         .off_port_tcp()
+        .direction(enip::direction)
         .each(enip::dissect),
     Spec::new(Proto::Dnp3)
         .tcp(&[20000])
         .udp(&[(20000, 20000)])
         .looks(dnp3::looks_like)
         .off_port_tcp()
+        .direction(dnp3::direction)
         .each(dnp3::dissect),
     // ISO-on-TCP; what it carries (S7comm, S7comm-plus, MMS) is told by `cotp_kind` once data shows it.
     Spec::new(Proto::Cotp)
         .tcp(&[102])
         .looks(s7::looks_like)
         .off_port_tcp()
+        .direction(s7::direction)
         .each(s7::dissect),
-    Spec::new(Proto::S7comm).each(s7::dissect),
-    Spec::new(Proto::S7commPlus).each(s7::dissect),
-    Spec::new(Proto::Mms).each(s7::dissect),
+    Spec::new(Proto::S7comm)
+        .direction(s7::direction)
+        .each(s7::dissect),
+    Spec::new(Proto::S7commPlus)
+        .direction(s7::direction)
+        .each(s7::dissect),
+    Spec::new(Proto::Mms)
+        .direction(s7::direction)
+        .each(s7::dissect),
     // On their well-known TCP port only.
     Spec::new(Proto::Iec104)
         .tcp(&[2404])
         .looks(iec104::looks_like)
+        .direction(iec104::direction)
         .each(iec104::dissect),
     Spec::new(Proto::Modbus)
         .tcp(&[502])
         .looks(modbus::looks_like)
+        .direction(modbus::direction)
         .each(modbus::dissect),
     Spec::new(Proto::Ftp).tcp(&[21]).head(banner::dissect_ftp),
     Spec::new(Proto::Telnet)
@@ -296,6 +307,7 @@ pub static TABLE: &[Spec] = &[
         .udp(&[(47808, 47823)])
         .looks(bacnet::looks_like)
         .off_port_udp()
+        .direction(bacnet::direction)
         .each(bacnet::dissect),
     // The link layer: link dissectors speak about the sender, which a payload going `ToClient` serves.
     Spec::new(Proto::Arp),
@@ -440,19 +452,24 @@ pub fn spec(p: Proto) -> Option<&'static Spec> {
 /// The protocol a TCP conversation speaks, from its first data and ports. `server_port` is the port of the side
 /// that was contacted.
 pub fn detect_tcp(payload: &[u8], server_port: u16) -> Option<Proto> {
-    // The well-known port first, if the payload agrees; then the payload alone, most distinctive first; then
-    // the port alone, for protocols whose first bytes say little.
-    let on_port = |s: &&Spec| s.tcp.contains(&server_port);
-    let found = TABLE
+    detect_tcp_on(payload, &[server_port])
+}
+
+/// The protocol a TCP conversation speaks, from its first data and the ports that may be the server's, in
+/// the order they are tried (both sides' when no handshake said which side was contacted).
+pub fn detect_tcp_on(payload: &[u8], ports: &[u16]) -> Option<Proto> {
+    // A well-known port first, if the payload agrees; then the payload alone, most distinctive first; then
+    // a port alone, for protocols whose first bytes say little.
+    let agrees = |s: &&Spec| s.looks_like.is_some_and(|f| f(payload));
+    let found = ports
         .iter()
-        .filter(on_port)
-        .find(|s| s.looks_like.is_some_and(|f| f(payload)))
+        .find_map(|p| TABLE.iter().filter(|s| s.tcp.contains(p)).find(agrees))
+        .or_else(|| TABLE.iter().find(|s| s.tcp_off_port && agrees(s)))
         .or_else(|| {
-            TABLE
+            ports
                 .iter()
-                .find(|s| s.tcp_off_port && s.looks_like.is_some_and(|f| f(payload)))
-        })
-        .or_else(|| TABLE.iter().find(on_port))?;
+                .find_map(|p| TABLE.iter().find(|s| s.tcp.contains(p)))
+        })?;
     Some(match found.proto {
         Proto::Cotp => cotp_kind(payload),
         p => p,
@@ -501,6 +518,14 @@ pub fn stream(p: Proto, stream: &[u8], dir: Dir, out: &mut dyn Sink) -> bool {
             ..
         }) => f(stream, dir, out),
         _ => true,
+    }
+}
+
+/// Whether `port` is a well-known TCP server port of `p` (`None`: of any protocol).
+pub fn tcp_service_port(p: Option<Proto>, port: u16) -> bool {
+    match p {
+        Some(p) => spec(p).is_some_and(|s| s.tcp.contains(&port)),
+        None => TABLE.iter().any(|s| s.tcp.contains(&port)),
     }
 }
 
@@ -581,5 +606,154 @@ mod tests {
         // The last protocol declared has a row too (a new one appended to the enum without a row would not be
         // caught by the compile-time check).
         assert_eq!(all.last(), Some(&Proto::Rtps));
+    }
+
+    #[test]
+    fn header_directions_agree_with_the_well_known_port_on_the_shared_captures() {
+        // In these captures the server is on the protocol's well-known port (tshark's dissectors agree): where a
+        // header says which way it goes, it must say the same (S-frames, TESTFR and echoed writes say nothing).
+        for (name, port, p) in [
+            ("iti_dnp3_1.pcap", 20000, Proto::Dnp3),
+            ("iti_iec104.pcap", 2404, Proto::Iec104),
+            ("iti_modbus1.pcap", 502, Proto::Modbus),
+            ("iti_modbus_big.pcap", 502, Proto::Modbus),
+            ("iti_s7_status.pcap", 102, Proto::S7comm),
+            ("iti_s7_1200.pcap", 102, Proto::S7commPlus),
+            ("iti_enip_test.pcap", 44818, Proto::Enip),
+        ] {
+            let (mut said, mut all) = (0, 0);
+            for s in crate::testutil::segments(name)
+                .iter()
+                .filter(|s| s.dport == port || s.sport == port)
+            {
+                let by_port = if s.dport == port {
+                    Dir::ToServer
+                } else {
+                    Dir::ToClient
+                };
+                all += 1;
+                if let Some(d) = header_direction(p, &s.payload) {
+                    assert_eq!(d, by_port, "{name}: {:02x?}", s.payload);
+                    said += 1;
+                }
+            }
+            assert!(all > 0 && said > 0, "{name}: {said} of {all} told");
+        }
+    }
+
+    #[test]
+    fn header_directions_of_single_pdus() {
+        let to_server = Some(Dir::ToServer);
+        let to_client = Some(Dir::ToClient);
+        // Modbus: a read asks with 4 bytes; the answer counts its bytes; a write single is echoed (no say);
+        // three coil bytes answer as long as a request asks (no say); an exception answers.
+        let mbap = |pdu: &[u8]| {
+            let mut v = vec![0, 1, 0, 0, 0, pdu.len() as u8 + 1, 1];
+            v.extend_from_slice(pdu);
+            v
+        };
+        assert_eq!(modbus::direction(&mbap(&[3, 0, 0, 0, 2])), to_server);
+        assert_eq!(modbus::direction(&mbap(&[3, 4, 0, 1, 0, 2])), to_client);
+        assert_eq!(modbus::direction(&mbap(&[6, 0, 1, 0, 2])), None);
+        assert_eq!(modbus::direction(&mbap(&[1, 0, 0, 0, 16])), to_server);
+        assert_eq!(modbus::direction(&mbap(&[1, 3, 1, 2, 3])), None);
+        assert_eq!(
+            modbus::direction(&mbap(&[16, 0, 1, 0, 1, 2, 0, 9])),
+            to_server
+        );
+        assert_eq!(modbus::direction(&mbap(&[16, 0, 1, 0, 1])), to_client);
+        assert_eq!(modbus::direction(&mbap(&[0x83, 2])), to_client);
+        // IEC 104: STARTDT act and con; TESTFR, which either station sends, says nothing; causes 6 and 3.
+        assert_eq!(iec104::direction(&[0x68, 4, 0x07, 0, 0, 0]), to_server);
+        assert_eq!(iec104::direction(&[0x68, 4, 0x0b, 0, 0, 0]), to_client);
+        assert_eq!(iec104::direction(&[0x68, 4, 0x43, 0, 0, 0]), None);
+        let i = |cause: u8| [0x68, 14, 0, 0, 0, 0, 45, 1, cause, 0, 1, 0, 1, 0, 0, 1];
+        assert_eq!(iec104::direction(&i(6)), to_server);
+        assert_eq!(iec104::direction(&i(0x47)), to_client);
+        assert_eq!(iec104::direction(&i(3)), to_client);
+        assert_eq!(iec104::direction(&i(5)), None);
+        // S7: COTP connect request; a job; the PLC's Download block job and the PC's ack-data to it; userdata
+        // request and response.
+        let cotp_cr = [3, 0, 0, 11, 6, 0xe0, 0, 0, 0, 1, 0];
+        assert_eq!(s7::direction(&cotp_cr), to_server);
+        let s7pdu = |rosctr: u8, param: &[u8]| {
+            let mut v = vec![3, 0, 0, 0, 2, 0xf0, 0x80, 0x32, rosctr, 0, 0, 0, 1];
+            v.extend_from_slice(&(param.len() as u16).to_be_bytes());
+            v.extend_from_slice(&[0, 0]);
+            if rosctr == 3 {
+                v.extend_from_slice(&[0, 0]);
+            }
+            v.extend_from_slice(param);
+            v[3] = v.len() as u8;
+            v
+        };
+        assert_eq!(s7::direction(&s7pdu(1, &[0x04, 1])), to_server);
+        assert_eq!(s7::direction(&s7pdu(3, &[0x04, 1])), to_client);
+        assert_eq!(s7::direction(&s7pdu(1, &[0x1b, 0])), to_client);
+        assert_eq!(s7::direction(&s7pdu(3, &[0x1b, 0])), to_server);
+        assert_eq!(
+            s7::direction(&s7pdu(7, &[0, 1, 0x12, 4, 0x11, 0x44, 1, 0])),
+            to_server
+        );
+        assert_eq!(
+            s7::direction(&s7pdu(7, &[0, 1, 0x12, 8, 0x12, 0x84, 1, 0])),
+            to_client
+        );
+        // DNP3: the DIR bit of a link header whose CRC checks (a master's and an outstation's reset link).
+        assert_eq!(
+            dnp3::direction(&[0x05, 0x64, 0x05, 0xc0, 0x01, 0x00, 0x00, 0x04, 0xe9, 0x21]),
+            to_server
+        );
+        // EtherNet/IP: RegisterSession asked with handle 0 and answered with one.
+        let mut reg = vec![0x65, 0, 4, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+        reg.extend_from_slice(&[0; 12]);
+        reg.extend_from_slice(&[1, 0, 0, 0]);
+        assert_eq!(enip::direction(&reg), to_server);
+        reg[4] = 7;
+        assert_eq!(enip::direction(&reg), to_client);
+        // BACnet: Who-Is and I-Am, a confirmed request and a Simple-ACK.
+        let npdu = |apdu: &[u8]| {
+            let mut v = vec![0x81, 0x0b, 0, 0, 1, 0x20, 0xff, 0xff, 0, 0xff];
+            v.extend_from_slice(apdu);
+            v[3] = v.len() as u8;
+            v
+        };
+        assert_eq!(bacnet::direction(&npdu(&[0x10, 0x08])), to_server);
+        assert_eq!(
+            bacnet::direction(&npdu(&[0x10, 0x00, 0xc4, 2, 0, 0, 1])),
+            to_client
+        );
+        assert_eq!(bacnet::direction(&npdu(&[0x00, 0x05, 1, 15])), to_server);
+        assert_eq!(bacnet::direction(&npdu(&[0x20, 1, 15])), to_client);
+    }
+
+    #[test]
+    fn new_direction_functions_survive_every_prefix() {
+        let payloads = [
+            vec![0x05, 0x64, 0x05, 0xc0, 0x01, 0x00, 0x00, 0x04, 0xe9, 0x21],
+            vec![0x68, 14, 0, 0, 0, 0, 45, 1, 6, 0, 1, 0, 1, 0, 0, 1],
+            vec![0, 1, 0, 0, 0, 6, 1, 3, 0, 0, 0, 2],
+            vec![
+                3, 0, 0, 19, 2, 0xf0, 0x80, 0x32, 3, 0, 0, 0, 1, 0, 2, 0, 0, 0, 0, 0x1b, 0,
+            ],
+            vec![0x81, 0x0b, 0, 12, 1, 0x20, 0xff, 0xff, 0, 0xff, 0x10, 0x08],
+            vec![
+                0x6f, 0, 20, 0, 4, 3, 2, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+            ],
+        ];
+        for f in [
+            dnp3::direction,
+            iec104::direction,
+            modbus::direction,
+            s7::direction,
+            bacnet::direction,
+            enip::direction,
+        ] {
+            for p in &payloads {
+                for n in 0..=p.len() {
+                    f(&p[..n]);
+                }
+            }
+        }
     }
 }

@@ -46,6 +46,43 @@ pub fn dissect(payload: &[u8], dir: Dir, out: &mut dyn Sink) {
     }
 }
 
+/// Which way a segment travels by its first PDU, where a request and its answer differ in shape: an
+/// exception or a UMAS answer (0xFE/0xFD) is a response; reads ask with a fixed-size PDU and are answered with
+/// a byte count that covers the rest; multiple writes ask with a byte count and are answered with a fixed
+/// size; a device identification request is shorter than any answer. Echoed functions (single writes, diagnostics, mask
+/// write) look the same both ways and say nothing: their flow falls back to the well-known port 502.
+pub fn direction(payload: &[u8]) -> Option<Dir> {
+    let (len, _, fc) = header(payload)?;
+    let pdu = payload.get(MBAP..(MBAP - 1 + len).min(payload.len()))?;
+    let (to_server, to_client) = (Some(Dir::ToServer), Some(Dir::ToClient));
+    // `len` counts the unit id: the PDU is `len - 1` bytes; a byte count's answer is function, count, data.
+    let counted = |at: usize| pdu.get(at).is_some_and(|&n| len == at + 2 + usize::from(n));
+    if fc & 0x80 != 0 {
+        return to_client;
+    }
+    match fc {
+        // Coils and discrete inputs: an answer of three data bytes is as long as a request.
+        1 | 2 if len == 6 && !counted(1) => to_server,
+        1 | 2 if len != 6 && counted(1) => to_client,
+        // Registers come in pairs of bytes, so an answer is never 6 long.
+        3 | 4 if len == 6 => to_server,
+        3 | 4 if counted(1) && pdu.get(1).is_some_and(|n| n % 2 == 0) => to_client,
+        15 | 16 if len == 6 => to_client,
+        15 | 16 if counted(5) => to_server,
+        23 if counted(9) && !counted(1) => to_server,
+        23 if counted(1) && !counted(9) => to_client,
+        // Read device identification asks with code and object id (some clients add a byte) and is answered
+        // with conformity, more-follows, next object and a count before any object.
+        0x2b if pdu.get(1) == Some(&0x0e) && len <= 6 => to_server,
+        0x2b if pdu.get(1) == Some(&0x0e) && len >= 8 => to_client,
+        UMAS => match pdu.get(2)? {
+            0xfe | 0xfd => to_client,
+            _ => to_server,
+        },
+        _ => None,
+    }
+}
+
 /// The MBAP header's PDU length (unit id included), unit id and function code, if they are plausible.
 fn header(p: &[u8]) -> Option<(usize, u8, u8)> {
     let [_, _, 0, 0, l0, l1, unit, fc, ..] = *p else {

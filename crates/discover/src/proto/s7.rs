@@ -19,6 +19,43 @@ pub fn looks_like(payload: &[u8]) -> bool {
     }
 }
 
+/// Which way an ISO-on-TCP segment travels by its first TPDU: a COTP connection request goes to the server
+/// and its confirm back; S7comm jobs go to the server and acks back, except the block-transfer jobs the PLC
+/// itself sends to the PC (Download block 0x1b, Download ended 0x1c), whose acks come from the PC; userdata by
+/// its type (request, or response/push); S7comm-plus requests (0x31) go to the PLC, responses (0x32) and
+/// notifications (0x33) come from it.
+pub fn direction(payload: &[u8]) -> Option<Dir> {
+    let (_, [cl, kind, ..]) = tpkt(payload)? else {
+        return None;
+    };
+    let data = payload.get(5 + usize::from(*cl)..)?;
+    let (to_server, to_client) = (Some(Dir::ToServer), Some(Dir::ToClient));
+    match (kind & 0xf0, data) {
+        (0xe0, _) => to_server,
+        (0xd0, _) => to_client,
+        (0xf0, [0x32, rosctr, _, _, _, _, _, _, _, _, rest @ ..]) => {
+            let plc_job = |f: Option<&u8>| matches!(f, Some(0x1b | 0x1c));
+            match rosctr {
+                1 if plc_job(rest.first()) => to_client,
+                1 => to_server,
+                // Ack and ack-data add an error class and code before the parameters.
+                2 | 3 if plc_job(rest.get(2)) => to_server,
+                2 | 3 => to_client,
+                // Userdata parameters: head 00 01 12, length, method, then type (high nibble) and group.
+                7 => match rest.get(5).map(|t| t >> 4) {
+                    Some(4) => to_server,
+                    Some(0 | 8) => to_client,
+                    _ => None,
+                },
+                _ => None,
+            }
+        }
+        (0xf0, [0x72, _, _, _, 0x31, ..]) => to_server,
+        (0xf0, [0x72, _, _, _, 0x32 | 0x33, ..]) => to_client,
+        _ => None,
+    }
+}
+
 /// Reads every TPKT in one segment; `dir` names the server, the PDUs name who sent a job or an identity.
 pub fn dissect(payload: &[u8], dir: Dir, out: &mut dyn Sink) {
     let mut rest = payload;
@@ -87,16 +124,26 @@ fn s7comm(p: &[u8], dir: Dir, out: &mut dyn Sink) {
     let param = within(p, head, u16::from_be_bytes([p0, p1]));
     let data = within(p, head + param.len(), u16::from_be_bytes([d0, d1]));
     match (rosctr, param) {
-        // A job is a request whichever way the connection was opened, so its sender is the one commanding.
+        // Block transfers (0x1a-0x1f) are one transaction of the session's initiator, the engineering
+        // station, though the PLC itself sends the Download block and Download ended jobs: they are the
+        // client's commands to the server. Any other job is a request whichever way the connection was
+        // opened, so its sender is the one commanding.
+        (1, [function @ 0x1a..=0x1f, ..]) => {
+            if let Some(command) = job(*function, param) {
+                commanded(out, dir.client(), command);
+            }
+        }
         (1, [function, ..]) => {
             if let Some(command) = job(*function, param) {
-                commanded(out, command);
+                commanded(out, Subject::Src, command);
             }
         }
         // Userdata parameters: head 00 01 12, length, method, type (high nibble) and group, subfunction.
         (7, [0x00, 0x01, 0x12, _, _, type_group, subfunction, ..]) => {
             match (type_group >> 4, type_group & 0x0f, subfunction) {
-                (4, 7, 2 | 4) => commanded(out, (CommandKind::SetTime, "set clock (7/2)")),
+                (4, 7, 2 | 4) => {
+                    commanded(out, Subject::Src, (CommandKind::SetTime, "set clock (7/2)"));
+                }
                 (8, 4, 1) => szl(data, out),
                 _ => {}
             }
@@ -105,10 +152,10 @@ fn s7comm(p: &[u8], dir: Dir, out: &mut dyn Sink) {
     }
 }
 
-/// Reports that the sender of the packet commanded the other host.
-fn commanded(out: &mut dyn Sink, (kind, detail): (CommandKind, &'static str)) {
+/// Reports that `who` commanded the other end of the packet.
+fn commanded(out: &mut dyn Sink, who: Subject, (kind, detail): (CommandKind, &'static str)) {
     out.fact(
-        Subject::Src,
+        who,
         Fact::Command {
             proto: Proto::S7comm,
             kind,
