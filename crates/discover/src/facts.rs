@@ -141,6 +141,8 @@ pub enum Proto {
     Egd,
     /// DDS interoperability protocol (RTPS): ROS 2, robots, vehicles.
     Rtps,
+    /// EtherNet/IP implicit I/O (cyclic CIP data on UDP 2222).
+    EnipIo,
 }
 
 impl Proto {
@@ -193,6 +195,7 @@ impl Proto {
             Self::Ads => "ads",
             Self::Egd => "egd",
             Self::Rtps => "rtps",
+            Self::EnipIo => "enip-io",
         }
     }
 
@@ -222,6 +225,7 @@ impl Proto {
                 | Self::Ads
                 | Self::Egd
                 | Self::Rtps
+                | Self::EnipIo
         )
     }
 }

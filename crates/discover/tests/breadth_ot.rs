@@ -1015,6 +1015,98 @@ mod b2 {
         assert_eq!(exids, [1, 2, 3]);
     }
 
+    /// An EtherNet/IP implicit I/O datagram (CIP Vol. 2, 2-6): item count 2, Sequenced Address item
+    /// (connection id, sequence number), Connected Data item whose data opens with the CIP sequence count.
+    fn enip_io(connection: u32, seq: u32, data: &[u8]) -> Vec<u8> {
+        let mut v = 2u16.to_le_bytes().to_vec();
+        v.extend_from_slice(&0x8002u16.to_le_bytes());
+        v.extend_from_slice(&8u16.to_le_bytes());
+        v.extend_from_slice(&connection.to_le_bytes());
+        v.extend_from_slice(&seq.to_le_bytes());
+        v.extend_from_slice(&0x00b1u16.to_le_bytes());
+        v.extend_from_slice(&(data.len() as u16 + 2).to_le_bytes());
+        v.extend_from_slice(&(seq as u16).to_le_bytes());
+        v.extend_from_slice(data);
+        v
+    }
+
+    #[test]
+    fn enip_implicit_io_names_each_producers_connection() {
+        // A ControlLogix scanner (Rockwell MAC) sends O→T data to a Point I/O adapter, which produces T→O
+        // data to a multicast group and, for a second connection, to the scanner directly.
+        let scanner = Host {
+            mac: [0x00, 0x00, 0xbc, 0x11, 0x22, 0x33],
+            ip: [10, 70, 0, 2],
+        };
+        let adapter = Host {
+            mac: [0x00, 0x00, 0xbc, 0x44, 0x55, 0x66],
+            ip: [10, 70, 0, 10],
+        };
+        let mut p = Pcap::default();
+        for i in 1..=4u32 {
+            // O→T carries the 32-bit run/idle header before the outputs.
+            p.udp(
+                scanner,
+                2222,
+                adapter,
+                2222,
+                &enip_io(0x0011_0001, i, &[1, 0, 0, 0, 0xff, 0x00]),
+            );
+            p.udp_group(
+                adapter,
+                2222,
+                [239, 192, 1, 32],
+                2222,
+                &enip_io(0x0022_0001, i, &[0x0f, 0x00]),
+            );
+            p.udp(
+                adapter,
+                2222,
+                scanner,
+                2222,
+                &enip_io(0x0022_0002, i, &[0x03]),
+            );
+        }
+        let (path, r) = p.run("enip_io.pcap");
+        let (s, a) = (device(&r, scanner), device(&r, adapter));
+        for d in [s, a] {
+            assert!(
+                d.serves.contains(&Proto::EnipIo) && d.uses.contains(&Proto::EnipIo),
+                "both ends produce and consume: {d:#?}"
+            );
+        }
+        assert!(has(s, "EtherNet/IP I/O producer, connection 0x00110001"));
+        assert!(has(a, "EtherNet/IP I/O producer, connection 0x00220001"));
+        assert!(has(a, "EtherNet/IP I/O producer, connection 0x00220002"));
+        assert!(!has(s, "EtherNet/IP I/O producer, connection 0x00220002"));
+        assert!(
+            !r.devices
+                .iter()
+                .any(|d| d.ips.contains(&"239.192.1.32".parse().unwrap())),
+            "a group is not a device"
+        );
+        assert!(r.map.iter().any(|e| e.service == "enip-io"), "{:#?}", r.map);
+        // tshark reads the same connections from the same datagrams (its ENIP I/O dissector on UDP 2222).
+        let ids = tshark_field(&path, &["-Y", "enip.cpf.sai.connid"], "enip.cpf.sai.connid");
+        assert_eq!(
+            ids.into_iter().collect::<Vec<_>>(),
+            ["0x00110001", "0x00220001", "0x00220002"]
+        );
+        for (who, id) in [
+            (scanner, "0x00110001"),
+            (adapter, "0x00220001"),
+            (adapter, "0x00220002"),
+        ] {
+            let ip: std::net::IpAddr = who.ip.into();
+            let senders = tshark_field(
+                &path,
+                &["-Y", &format!("enip.cpf.sai.connid == {id}")],
+                "ip.src",
+            );
+            assert_eq!(senders.into_iter().collect::<Vec<_>>(), [ip.to_string()]);
+        }
+    }
+
     /// RTPS 2.3 messages as the DDSI-RTPS specification lays them out (little-endian submessages).
     mod rtps {
         pub fn message(vendor: u16, prefix: [u8; 12], subs: &[u8]) -> Vec<u8> {

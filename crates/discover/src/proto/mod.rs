@@ -26,6 +26,7 @@ pub mod dnp3;
 pub mod dns;
 pub mod egd;
 pub mod enip;
+pub mod enipio;
 pub mod fins;
 pub mod goose;
 pub mod hartip;
@@ -197,7 +198,7 @@ impl Spec {
 }
 
 /// For protocols whose header does not say which way it goes.
-fn undirected(_: &[u8]) -> Option<Dir> {
+pub(crate) fn undirected(_: &[u8]) -> Option<Dir> {
     None
 }
 
@@ -411,6 +412,11 @@ pub static TABLE: &[Spec] = &[
         .off_port_udp()
         .direction(rtps::direction)
         .each(rtps::dissect),
+    // Below EtherNet/IP's own row, which takes UDP 2222 datagrams with an encapsulation header.
+    Spec::new(Proto::EnipIo)
+        .udp(&[(2222, 2222)])
+        .looks(enipio::looks_like)
+        .each(enipio::dissect),
 ];
 
 /// The row of each protocol, by [`Proto`] discriminant. Built at compile time, which also refuses a protocol
@@ -605,7 +611,7 @@ mod tests {
         }
         // The last protocol declared has a row too (a new one appended to the enum without a row would not be
         // caught by the compile-time check).
-        assert_eq!(all.last(), Some(&Proto::Rtps));
+        assert_eq!(all.last(), Some(&Proto::EnipIo));
     }
 
     #[test]
