@@ -326,7 +326,7 @@ pub async fn run(
                 labels: labels(&a.attrs.labels)?,
                 groups: groups(&a.attrs.groups)?,
             };
-            let d = store.create_device(new, change(a.reason)?).await?;
+            let d = vouch_control::devices::create(&*store, new, change(a.reason)?).await?;
             print_device(&d, out)?;
         }
         DeviceCommand::Update { id, attrs, reason } => {
@@ -351,14 +351,8 @@ pub async fn run(
                     Some(groups(&attrs.groups)?)
                 },
             };
-            let d = store
-                .edit_device(
-                    id,
-                    DeviceEdit::Patch(Box::new(patch)),
-                    None,
-                    change(reason)?,
-                )
-                .await?;
+            let d =
+                vouch_control::devices::update(&*store, id, patch, None, change(reason)?).await?;
             print_device(&d, out)?;
         }
         DeviceCommand::Transition { id, to, reason } => {

@@ -654,3 +654,100 @@ fn bench_detect_runs_small_without_peers_and_reports_every_scenario() {
     assert_eq!(vouch_["overall"]["attacks"], 7, "{v}");
     assert!(v.get("peers").is_none(), "{v}");
 }
+
+/// What a playbook writes on a device it quarantines, through the store as the trust service does.
+fn quarantine_marks(db: &Path, id: &str) {
+    use vouch_store::Store as _;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let store =
+            vouch_store_sqlite::SqliteStore::open(db, vouch_store_sqlite::Durability::Normal)
+                .unwrap();
+        let id: vouch_types::DeviceId = id.parse().unwrap();
+        let labels: vouch_types::Labels =
+            "trust/score=12;response/quarantined-by=isolate-on-low-trust;line=3"
+                .parse()
+                .unwrap();
+        let patch = vouch_types::DevicePatch {
+            labels: Some(labels),
+            ..Default::default()
+        };
+        let change = vouch_store::Change {
+            actor: vouch_types::Actor::System("playbook".into()),
+            reason: None,
+            at: vouch_types::Timestamp::from_unix_micros(1_764_000_000_000_000),
+        };
+        store
+            .edit_device(
+                id,
+                vouch_store::DeviceEdit::Patch(Box::new(patch)),
+                None,
+                change,
+            )
+            .await
+            .unwrap();
+    });
+}
+
+#[test]
+fn cli_label_edits_keep_the_trust_score_and_a_playbooks_quarantine_and_cannot_forge_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let out = ok(vouch(d)
+        .args(["-o", "json", "device", "add", "--label", "line=3"])
+        .output()
+        .unwrap());
+    let device: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let id = device["id"].as_str().unwrap().to_owned();
+    quarantine_marks(&d.join("vouch-data/vouch.db"), &id);
+
+    // Replacing the labels keeps what the trust service and the playbook wrote.
+    let out = ok(vouch(d)
+        .args(["-o", "json", "device", "update", &id, "--label", "line=4"])
+        .output()
+        .unwrap());
+    let device: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        device["labels"],
+        serde_json::json!({
+            "line": "4",
+            "response/quarantined-by": "isolate-on-low-trust",
+            "trust/score": "12"
+        }),
+        "{device}"
+    );
+
+    // Setting them is refused, and nothing changes: the same rule as the API's 422.
+    for forged in [
+        "trust/score=100",
+        "response/quarantined-by=me",
+        "trust/band=high",
+    ] {
+        let out = vouch(d)
+            .args(["device", "update", &id, "--label", forged])
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !out.status.success() && stderr.contains("written by Vouch"),
+            "{forged}: {stderr}"
+        );
+    }
+    let out = vouch(d)
+        .args(["device", "add", "--label", "trust/score=100"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let out = ok(vouch(d)
+        .args(["-o", "json", "device", "show", &id])
+        .output()
+        .unwrap());
+    let device: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(device["labels"]["trust/score"], "12", "{device}");
+    assert_eq!(
+        device["revision"], 3,
+        "no refused edit wrote anything: {device}"
+    );
+}

@@ -88,8 +88,7 @@ pub(crate) async fn create(
         reason: body.reason,
         at: state.clock.now(),
     };
-    refuse_reserved(&new.labels, None)?;
-    let device = state.store.create_device(new, change).await?;
+    let device = vouch_control::devices::create(&*state.store, new, change).await?;
     let location = format!("/api/v1/devices/{}", device.id);
     let mut resp = device_response(StatusCode::CREATED, device);
     if let Ok(v) = HeaderValue::from_str(&location) {
@@ -196,68 +195,17 @@ pub(crate) async fn update(
         Some(Value::String(s)) => Some(Reason::try_from(s)?),
         Some(_) => return Err(ApiError::bad_request("reason must be a string")),
     };
-    let mut patch: DevicePatch = serde_json::from_value(Value::Object(body))
+    let patch: DevicePatch = serde_json::from_value(Value::Object(body))
         .map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid", e.to_string()))?;
-    if let Some(labels) = &patch.labels {
-        let current = state.store.get_device(id).await?;
-        refuse_reserved(labels, Some(&current.labels))?;
-        patch.labels = Some(keep_reserved(labels, &current.labels)?);
-    }
     let change = Change {
         actor: who.actor(),
         reason,
         at: state.clock.now(),
     };
-    let device = state
-        .store
-        .edit_device(
-            id,
-            DeviceEdit::Patch(Box::new(patch)),
-            if_match(&headers)?,
-            change,
-        )
-        .await?;
+    let device =
+        vouch_control::devices::update(&*state.store, id, patch, if_match(&headers)?, change)
+            .await?;
     Ok(device_response(StatusCode::OK, device))
-}
-
-/// Label prefixes Vouch itself writes: the trust service's score (read into the policy context) and the
-/// playbooks' quarantine marks. An operator's labels cannot set or change them, or a token with
-/// DevicesWrite could vouch for a device's trust.
-const RESERVED_LABELS: [&str; 2] = ["trust/", "response/"];
-
-fn reserved(key: &str) -> bool {
-    RESERVED_LABELS.iter().any(|p| key.starts_with(p))
-}
-
-/// Refuses labels that set a reserved key to anything but what the record already holds.
-fn refuse_reserved(labels: &Labels, current: Option<&Labels>) -> Result<(), ApiError> {
-    for (k, v) in labels.iter() {
-        if reserved(k.as_str()) && current.and_then(|c| c.get(k)) != Some(v) {
-            return Err(ApiError::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "reserved-label",
-                format!(
-                    "label {k} is written by Vouch (labels under {} are the trust service's and the playbooks'); \
-                     leave it out or send it unchanged",
-                    RESERVED_LABELS.join(" and ")
-                ),
-            ));
-        }
-    }
-    Ok(())
-}
-
-/// The client's labels with the record's reserved ones carried over (a label list replaces the old one).
-fn keep_reserved(labels: &Labels, current: &Labels) -> Result<Labels, ApiError> {
-    let mut map: std::collections::BTreeMap<_, _> = labels
-        .iter()
-        .filter(|(k, _)| !reserved(k.as_str()))
-        .map(|(k, v)| (k.clone(), v.clone()))
-        .collect();
-    for (k, v) in current.iter().filter(|(k, _)| reserved(k.as_str())) {
-        map.insert(k.clone(), v.clone());
-    }
-    Ok(Labels::new(map)?)
 }
 
 #[derive(Deserialize)]

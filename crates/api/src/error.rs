@@ -130,6 +130,21 @@ impl From<StoreError> for ApiError {
     }
 }
 
+impl From<vouch_control::ControlError> for ApiError {
+    fn from(e: vouch_control::ControlError) -> Self {
+        use vouch_control::ControlError;
+        match e {
+            ControlError::ReservedLabel { .. } => Self::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "reserved-label",
+                e.to_string(),
+            ),
+            ControlError::Invalid(v) => v.into(),
+            ControlError::Store(s) => s.into(),
+        }
+    }
+}
+
 impl From<vouch_types::ValidationError> for ApiError {
     fn from(e: vouch_types::ValidationError) -> Self {
         Self::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid", e.to_string())

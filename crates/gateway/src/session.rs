@@ -249,7 +249,7 @@ impl Authz {
 }
 
 /// The label the trust service keeps a device's score in (`vouch-respond`).
-const TRUST_LABEL: &str = "trust/score";
+const TRUST_LABEL: &str = vouch_types::TRUST_SCORE_LABEL;
 
 fn context(inner: &Inner, not_after: Timestamp, facts: &DeviceFacts) -> DeviceContext {
     let now = inner.clock.now();

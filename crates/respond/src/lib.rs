@@ -42,9 +42,9 @@ pub use history::{MAX_POINTS, Point, TrustHistory, history};
 pub use settings::{SettingsError, TrustSettings};
 
 /// The label holding a device's current trust score (read into the policy context).
-pub const TRUST_LABEL: &str = "trust/score";
+pub const TRUST_LABEL: &str = vouch_types::TRUST_SCORE_LABEL;
 /// The label holding a device's current trust band.
-pub const BAND_LABEL: &str = "trust/band";
+pub const BAND_LABEL: &str = vouch_types::TRUST_BAND_LABEL;
 /// How long a device's record and certificates are trusted from memory before they are read again.
 const REFRESH: Duration = Duration::from_secs(30);
 

@@ -18,7 +18,7 @@ use crate::score::FirmwareState;
 /// The group a quarantined device is put in (the default policies let it reach only its update topic).
 pub const QUARANTINE_GROUP: &str = "quarantine";
 /// The label naming the playbook that quarantined a device: only such quarantines are lifted automatically.
-pub const QUARANTINED_BY: &str = "response/quarantined-by";
+pub const QUARANTINED_BY: &str = vouch_types::QUARANTINED_BY_LABEL;
 
 /// Whether playbooks act or only say what they would do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]

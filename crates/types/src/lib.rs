@@ -25,7 +25,8 @@ pub use operator::{Actor, Permission, Role};
 pub use pki::{RevocationReason, Serial};
 pub use policy::{MAX_POLICY_BYTES, PolicyId, PolicyMode, PolicyRecord, TrustBand, TrustScore};
 pub use text::{
-    FirmwareVersion, GroupName, Groups, LabelKey, LabelValue, Labels, Model, OperatorName, Reason,
+    FirmwareVersion, GroupName, Groups, LabelKey, LabelValue, Labels, Model, OperatorName,
+    QUARANTINED_BY_LABEL, RESERVED_LABEL_PREFIXES, Reason, TRUST_BAND_LABEL, TRUST_SCORE_LABEL,
     Vendor, Zone, is_invisible,
 };
 

@@ -218,6 +218,52 @@ impl Labels {
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
+
+    /// The first reserved label (see [`RESERVED_LABEL_PREFIXES`]) these labels set to anything but what
+    /// `current` holds: an operator may leave reserved labels out or repeat them unchanged, never write them.
+    pub fn reserved_change(&self, current: Option<&Labels>) -> Option<&LabelKey> {
+        self.iter()
+            .find(|(k, v)| k.is_reserved() && current.and_then(|c| c.get(k)) != Some(*v))
+            .map(|(k, _)| k)
+    }
+
+    /// These labels (an operator's, replacing the whole set) with `current`'s reserved labels carried over,
+    /// so that replacing the labels never drops what the trust service or a playbook wrote.
+    pub fn keeping_reserved(&self, current: &Labels) -> Result<Labels, ValidationError> {
+        let mut map: BTreeMap<_, _> = self
+            .iter()
+            .filter(|(k, _)| !k.is_reserved())
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        for (k, v) in current.iter().filter(|(k, _)| k.is_reserved()) {
+            map.insert(k.clone(), v.clone());
+        }
+        Labels::new(map)
+    }
+}
+
+/// Label namespaces Vouch itself writes: the trust service's score and band (read into the policy
+/// context) and the playbooks' quarantine marks. Operators cannot set or change them, or a token allowed to
+/// edit devices could vouch for a device's trust or lift a playbook's quarantine behind its back.
+pub const RESERVED_LABEL_PREFIXES: [&str; 2] = ["trust/", "response/"];
+
+/// The label holding a device's trust score (0–100), written by the trust service.
+pub const TRUST_SCORE_LABEL: &str = "trust/score";
+
+/// The label holding a device's trust band, written by the trust service.
+pub const TRUST_BAND_LABEL: &str = "trust/band";
+
+/// The label a playbook sets on a device it quarantined (its value names the playbook), so that only a
+/// playbook's own release lifts it.
+pub const QUARANTINED_BY_LABEL: &str = "response/quarantined-by";
+
+impl LabelKey {
+    /// Whether the key is in a namespace Vouch writes ([`RESERVED_LABEL_PREFIXES`]).
+    pub fn is_reserved(&self) -> bool {
+        RESERVED_LABEL_PREFIXES
+            .iter()
+            .any(|p| self.as_str().starts_with(p))
+    }
 }
 
 impl TryFrom<BTreeMap<LabelKey, LabelValue>> for Labels {

@@ -1,0 +1,31 @@
+//! The application layer: each use case of the control plane written once, as a function over the store,
+//! so that the transports (the HTTP API, the CLI, later the dashboard) parse, call and render but hold no
+//! rule of their own — a rule kept in one adapter drifts from its copy in another.
+//!
+//! This is the first slice of issue 17: device creation and edits with the reserved-label rule. Onboarding,
+//! certificates, posture, tokens and the policy-context builder move here next.
+
+pub mod devices;
+
+use vouch_store::StoreError;
+use vouch_types::{LabelKey, ValidationError};
+
+/// Why a use case refused or failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ControlError {
+    /// The request sets a label in a namespace Vouch writes (`trust/`, `response/`).
+    #[error(
+        "label {key} is written by Vouch (labels under trust/ and response/ are the trust service's and the \
+         playbooks'); leave it out or send it unchanged"
+    )]
+    ReservedLabel {
+        /// The first reserved label the request would set or change.
+        key: LabelKey,
+    },
+    /// A value broke a domain rule (too many labels, say).
+    #[error(transparent)]
+    Invalid(#[from] ValidationError),
+    /// The store refused or failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
