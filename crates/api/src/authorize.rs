@@ -14,7 +14,7 @@ use vouch_policy::{
     TopicFilter, TopicName,
 };
 use vouch_store::StoreError;
-use vouch_types::{DeviceId, Timestamp};
+use vouch_types::DeviceId;
 
 use crate::extract::ApiJson;
 use crate::{ApiError, AppState};
@@ -161,30 +161,26 @@ pub(crate) async fn decide_live(
         }
         Err(e) => return Err(e.into()),
     };
-    let cert_days_left = state
+    let cert_not_after = state
         .store
         .device_certificates(device)
         .await?
         .iter()
         .filter(|c| c.is_valid_at(now))
         .map(|c| c.not_after)
-        .max()
-        .map(|end| days_between(now, end));
+        .max();
+    let facts = DeviceFacts::from(&record);
+    let context = DeviceContext {
+        location,
+        ..DeviceContext::for_device(&facts, now, cert_not_after)
+    };
     let req = DeviceRequest {
-        device: DeviceFacts::from(&record),
+        device: facts,
         action,
         resource,
-        context: DeviceContext {
-            location,
-            cert_days_left,
-            ..DeviceContext::at(now)
-        },
+        context,
     };
     Ok(state.decisions.decide_device(&req))
-}
-
-fn days_between(now: Timestamp, end: Timestamp) -> i64 {
-    (end.unix_micros() - now.unix_micros()).div_euclid(86_400_000_000)
 }
 
 /// `POST /api/v1/authorize`: `{principal, action, resource, context?}` or `{"requests": [...]}`.

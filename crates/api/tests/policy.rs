@@ -1395,3 +1395,58 @@ async fn operators_are_decided_by_the_engine() {
     }
     assert_eq!(h.count("device.").await, 0, "the gateway created nothing");
 }
+
+/// Telemetry only from trusted devices: reads `context.trust`, which Vouch fills from the record.
+const TELEMETRY_NEEDS_TRUST: &str = "@id(\"telemetry-needs-trust\")\nforbid(\n  principal is Vouch::Device,\n  \
+                                     action == Vouch::Action::\"publish\",\n  \
+                                     resource in Vouch::TopicFilter::\"devices/${device.id}/telemetry\"\n)\n\
+                                     unless { context has trust && context.trust >= 70 };";
+
+#[tokio::test]
+async fn the_authorize_route_reads_the_trust_score_as_the_gateway_does() {
+    use vouch_store::{Change, DeviceEdit};
+    let h = Harness::new().await;
+    let gw = h.role_token(Role::Gateway).await;
+    let (status, v) = h
+        .put_policy(
+            "telemetry-needs-trust",
+            json!({"text": TELEMETRY_NEEDS_TRUST}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    // Scores as the trust service writes them onto the record.
+    let score = |id: &str, s: u8| {
+        let id: vouch_types::DeviceId = id.parse().unwrap();
+        let patch = vouch_types::DevicePatch {
+            labels: Some(format!("trust/score={s}").parse().unwrap()),
+            ..Default::default()
+        };
+        let change = Change {
+            actor: vouch_types::Actor::System("trust".into()),
+            reason: None,
+            at: h.clock.now(),
+        };
+        let store = h.store.clone();
+        async move {
+            store
+                .edit_device(id, DeviceEdit::Patch(Box::new(patch)), None, change)
+                .await
+                .unwrap();
+        }
+    };
+    let trusted = h.active_device().await;
+    score(&trusted, 90).await;
+    let doubtful = h.active_device().await;
+    score(&doubtful, 20).await;
+    let unscored = h.active_device().await;
+
+    for (id, allowed) in [(&trusted, true), (&doubtful, false), (&unscored, false)] {
+        let (status, v) = h
+            .authorize(&gw, publish(id, &format!("devices/{id}/telemetry")))
+            .await;
+        assert_eq!(status, StatusCode::OK, "{v}");
+        // The policy is in shadow mode: its outcome is the shadow one (absent where it does not apply).
+        let shadow_allows = v.get("shadow").is_none_or(|s| s["allowed"] == true);
+        assert_eq!(shadow_allows, allowed, "{id}: {v}");
+    }
+}

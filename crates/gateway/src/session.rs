@@ -248,26 +248,10 @@ impl Authz {
     }
 }
 
-/// The label the trust service keeps a device's score in (`vouch-respond`).
-const TRUST_LABEL: &str = vouch_types::TRUST_SCORE_LABEL;
-
 fn context(inner: &Inner, not_after: Timestamp, facts: &DeviceFacts) -> DeviceContext {
-    let now = inner.clock.now();
-    // The trust service writes the score onto the record: every gateway reads the same one, and a change
-    // reaches live sessions through the event log like any other change to the record.
-    let trust = facts
-        .labels
-        .iter()
-        .find(|(k, _)| k == TRUST_LABEL)
-        .and_then(|(_, v)| v.parse::<u8>().ok())
-        .and_then(|v| vouch_types::TrustScore::new(v).ok());
-    DeviceContext {
-        trust,
-        cert_days_left: Some(
-            (not_after.unix_micros() - now.unix_micros()).div_euclid(86_400_000_000),
-        ),
-        ..DeviceContext::at(now)
-    }
+    // The one builder every decision point uses (the score is read from the record, which the trust service
+    // writes; a change reaches live sessions through the event log like any other change to the record).
+    DeviceContext::for_device(facts, inner.clock.now(), Some(not_after))
 }
 
 /// A live session, as the gateway's other parts see it.

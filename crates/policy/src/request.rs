@@ -232,6 +232,30 @@ pub struct DeviceContext {
 }
 
 impl DeviceContext {
+    /// The context of a decision about the device `facts` describes, as every decision point builds it (the
+    /// gateway, `POST /api/v1/authorize`, the EMQX authorizer), so that a policy reading `context.trust`
+    /// decides alike on every path: the trust score from the record's `trust/score` label (written by the
+    /// trust service), and the days left on `cert_not_after`, the certificate presented or the newest valid
+    /// one on record. The caller adds what only it knows (the location a request names).
+    pub fn for_device(
+        facts: &DeviceFacts,
+        now: Timestamp,
+        cert_not_after: Option<Timestamp>,
+    ) -> Self {
+        let trust = facts
+            .labels
+            .iter()
+            .find(|(k, _)| k == vouch_types::TRUST_SCORE_LABEL)
+            .and_then(|(_, v)| v.parse::<u8>().ok())
+            .and_then(|v| TrustScore::new(v).ok());
+        Self {
+            trust,
+            cert_days_left: cert_not_after
+                .map(|end| (end.unix_micros() - now.unix_micros()).div_euclid(86_400_000_000)),
+            ..Self::at(now)
+        }
+    }
+
     /// A context that knows only the time.
     pub fn at(now: Timestamp) -> Self {
         Self {
