@@ -227,6 +227,12 @@ fn verify(d: &Path, pem: &str) {
     assert!(ok, "{text}");
 }
 
+/// A new P-256 request for `cn` as the body libest sends: base64 DER in 64-column lines.
+fn csr_body(d: &Path, name: &str, cn: &str) -> String {
+    let file = est_csr(d, name, cn, P256);
+    std::fs::read_to_string(d.join(file.trim_start_matches('@'))).unwrap()
+}
+
 fn refusals(api: &Api) -> Vec<Value> {
     let (_, events) = api.call("GET", "/api/v1/audit/events?limit=1000", None);
     events["items"]
@@ -280,13 +286,7 @@ fn libest_estclient_cacerts_enroll_through_the_challenge_and_reenroll_byte_for_b
 
     // estclient -e: first without credentials; the 401's challenge makes it retry with them on a new
     // connection.
-    let csr = std::fs::read_to_string(
-        est_csr(d, "dev", "SN-LIBEST", P256)
-            .strip_prefix('@')
-            .map(|f| d.join(f))
-            .unwrap(),
-    )
-    .unwrap();
+    let csr = csr_body(d, "dev", "SN-LIBEST");
     let a = exchange(
         d,
         &addr,
@@ -331,13 +331,7 @@ fn libest_estclient_cacerts_enroll_through_the_challenge_and_reenroll_byte_for_b
     );
 
     // estclient -r: re-enrollment with the certificate over mutual TLS, no HTTP credentials.
-    let renew = std::fs::read_to_string(
-        est_csr(d, "renew", "SN-LIBEST", P256)
-            .strip_prefix('@')
-            .map(|f| d.join(f))
-            .unwrap(),
-    )
-    .unwrap();
+    let renew = csr_body(d, "renew", "SN-LIBEST");
     let a = exchange(
         d,
         &addr,

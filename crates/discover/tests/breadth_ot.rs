@@ -4,6 +4,8 @@
 //! checked, and compared with tshark's own field export of the same file where tshark dissects the protocol.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod common;
+
 // ---- b2: DLMS/COSEM, Profinet IO CM, C37.118, Beckhoff ADS, GE EGD, DDS/RTPS ----
 
 /// Tests of the protocols added in the b2 slice; everything of the slice lives here, so that another slice's
@@ -13,126 +15,12 @@ mod b2 {
     /// Frames, captures and checks shared by this section's tests.
     #[allow(dead_code)]
     mod util {
-        use std::net::IpAddr;
-        use std::path::PathBuf;
         use std::process::Command;
 
-        use etherparse::PacketBuilder;
-        use vouch_discover::{DeviceReport, Discovery, Limits, Proto, Report, RiskKind};
+        use vouch_discover::{DeviceReport, Proto, Report, RiskKind};
 
-        /// One host on the test segment: hardware address and IPv4 address.
-        #[derive(Clone, Copy)]
-        pub struct Host {
-            pub mac: [u8; 6],
-            pub ip: [u8; 4],
-        }
-
-        /// A capture being written: Ethernet frames with increasing timestamps.
-        #[derive(Default)]
-        pub struct Pcap {
-            frames: Vec<Vec<u8>>,
-            /// Next TCP sequence number per (src ip, sport).
-            seqs: std::collections::HashMap<([u8; 4], u16), u32>,
-        }
-
-        impl Pcap {
-            pub fn udp(&mut self, from: Host, sport: u16, to: Host, dport: u16, payload: &[u8]) {
-                let mut out = Vec::new();
-                PacketBuilder::ethernet2(from.mac, to.mac)
-                    .ipv4(from.ip, to.ip, 64)
-                    .udp(sport, dport)
-                    .write(&mut out, payload)
-                    .unwrap();
-                self.frames.push(out);
-            }
-
-            /// A UDP datagram to a multicast group (its group hardware address).
-            pub fn udp_group(
-                &mut self,
-                from: Host,
-                sport: u16,
-                group: [u8; 4],
-                dport: u16,
-                payload: &[u8],
-            ) {
-                let mac = [0x01, 0x00, 0x5e, group[1] & 0x7f, group[2], group[3]];
-                self.udp(from, sport, Host { mac, ip: group }, dport, payload);
-            }
-
-            fn tcp_flags(
-                &mut self,
-                from: Host,
-                sport: u16,
-                to: Host,
-                dport: u16,
-                payload: &[u8],
-                (syn, ack): (bool, bool),
-            ) {
-                let seq = self.seqs.entry((from.ip, sport)).or_insert(1000);
-                let mut b = PacketBuilder::ethernet2(from.mac, to.mac)
-                    .ipv4(from.ip, to.ip, 64)
-                    .tcp(sport, dport, *seq, 64240);
-                if syn {
-                    b = b.syn();
-                }
-                if ack {
-                    b = b.ack(1);
-                }
-                *seq = seq.wrapping_add(payload.len() as u32 + u32::from(syn));
-                let mut out = Vec::new();
-                b.write(&mut out, payload).unwrap();
-                self.frames.push(out);
-            }
-
-            /// The client's SYN and the server's SYN-ACK.
-            pub fn handshake(&mut self, client: Host, cport: u16, server: Host, sport: u16) {
-                self.tcp_flags(client, cport, server, sport, &[], (true, false));
-                self.tcp_flags(server, sport, client, cport, &[], (true, true));
-            }
-
-            /// A TCP segment with data.
-            pub fn tcp(&mut self, from: Host, sport: u16, to: Host, dport: u16, payload: &[u8]) {
-                self.tcp_flags(from, sport, to, dport, payload, (false, true));
-            }
-
-            /// The classic pcap file (microsecond timestamps, Ethernet).
-            pub fn bytes(&self) -> Vec<u8> {
-                let mut v = Vec::new();
-                v.extend_from_slice(&0xa1b2_c3d4u32.to_le_bytes());
-                v.extend_from_slice(&2u16.to_le_bytes());
-                v.extend_from_slice(&4u16.to_le_bytes());
-                v.extend_from_slice(&[0; 8]);
-                v.extend_from_slice(&65535u32.to_le_bytes());
-                v.extend_from_slice(&1u32.to_le_bytes());
-                for (i, f) in self.frames.iter().enumerate() {
-                    v.extend_from_slice(&1_796_212_800u32.to_le_bytes());
-                    v.extend_from_slice(&(i as u32 * 1000).to_le_bytes());
-                    v.extend_from_slice(&(f.len() as u32).to_le_bytes());
-                    v.extend_from_slice(&(f.len() as u32).to_le_bytes());
-                    v.extend_from_slice(f);
-                }
-                v
-            }
-
-            /// Writes the capture under the target directory and discovers it.
-            pub fn run(&self, name: &str) -> (PathBuf, Report) {
-                let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("breadth");
-                std::fs::create_dir_all(&dir).unwrap();
-                let path = dir.join(name);
-                std::fs::write(&path, self.bytes()).unwrap();
-                let mut run = Discovery::new(Limits::default());
-                run.read(name, std::io::Cursor::new(self.bytes())).unwrap();
-                (path, run.finish(None))
-            }
-        }
-
-        pub fn device(r: &Report, h: Host) -> &DeviceReport {
-            let ip: IpAddr = h.ip.into();
-            r.devices
-                .iter()
-                .find(|d| d.ips.contains(&ip))
-                .unwrap_or_else(|| panic!("no device {ip} in {:#?}", r.devices))
-        }
+        // The capture writer, its hosts and the device lookup are the tests' shared ones.
+        pub use crate::common::{Host, Pcap, device};
 
         /// Whether the device has this identity value, as exactly this text.
         pub fn has(d: &DeviceReport, value: &str) -> bool {

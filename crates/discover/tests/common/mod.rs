@@ -164,7 +164,8 @@ impl Pcap {
 
     /// Writes the capture under the target directory and discovers it.
     pub fn run(&self, name: &str) -> (PathBuf, Report) {
-        let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("semantics");
+        // One directory per test binary, so that two binaries' captures of the same name do not collide.
+        let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(env!("CARGO_CRATE_NAME"));
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join(name);
         std::fs::write(&path, self.bytes()).unwrap();
