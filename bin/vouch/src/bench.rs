@@ -1,314 +1,43 @@
-//! `vouch bench`: speed measured on this machine, printed as a table (or JSON).
-//!
-//! `registry` writes N generated devices to a CSV file and imports it exactly as `vouch device import` does
-//! (parse, validate, one event per device on the hash chain, one transaction per batch), then reads random
-//! devices by id one at a time: on SQLite and on PostgreSQL, each with durable settings. `pki` and `policy`
-//! live in `bench_pki.rs` and `bench_policy.rs`.
+//! `vouch bench`'s view of the binary: the benchmarks (in `tools/bench`) measure the import, CA loading and
+//! connection limits the commands use, through this one adapter.
 
+use std::path::Path;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use clap::{Args, Subcommand, ValueEnum};
+use vouch_bench::{Host, Imported};
 use vouch_store::Store;
-use vouch_types::{DeviceClass, DeviceId};
 
-/// Benchmarks.
-#[derive(Subcommand)]
-pub enum BenchCommand {
-    /// Bulk import rate and get-by-id latency of the device registry.
-    Registry(RegistryArgs),
-    /// Issuance, EST, OCSP and CRL speed.
-    Pki(crate::bench_pki::PkiArgs),
-    /// Policy decisions per second and latency on one thread, beside the same policies in Rego (regorus).
-    Policy(crate::bench_policy::PolicyArgs),
-    /// The MQTT gateway beside Mosquitto: held sessions and memory, messages per second, handshakes.
-    Gateway(crate::bench_gateway::GatewayArgs),
-    /// Passive discovery on a capture of at least 1M packets (a real trace repeated), beside tshark.
-    Discover(crate::bench_discover::DiscoverArgs),
-    /// Trust: observation windows scored per second (features, baseline, score with reasons) on one thread.
-    Trust(crate::bench_trust::TrustArgs),
-    /// Detection on a simulated fleet with known attacks: ROC-AUC, precision, recall, delay and false alarms
-    /// of the trust engine beside IsolationForest and HalfSpaceTrees.
-    Detect(crate::bench_detect::DetectArgs),
-}
+/// The binary's paths, as the benchmarks call them.
+pub struct BinHost;
 
-/// Which stores to measure.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum Which {
-    /// Embedded SQLite.
-    Sqlite,
-    /// PostgreSQL.
-    Postgres,
-    /// Both, one after the other.
-    Both,
-}
-
-/// Arguments of `bench registry`.
-#[derive(Args)]
-pub struct RegistryArgs {
-    /// How many devices to import.
-    #[arg(long, default_value_t = 1_000_000)]
-    devices: u32,
-    /// How many random gets to time.
-    #[arg(long, default_value_t = 100_000)]
-    gets: u32,
-    /// Devices per import transaction (as `vouch device import --batch-size`).
-    #[arg(long, default_value_t = 50_000)]
-    batch: u32,
-    /// Which stores.
-    #[arg(long, value_enum, default_value_t = Which::Both)]
-    store: Which,
-    /// Use this PostgreSQL server (a role that may create databases) instead of a throw-away cluster.
-    #[arg(long, value_name = "URL")]
-    postgres_url: Option<String>,
-}
-
-/// Writes a CSV of `n` realistic devices: every identifier set, labels and groups, ~500 bytes of JSON each.
-fn write_csv(path: &std::path::Path, n: u32) -> Result<()> {
-    use std::io::Write;
-    let mut w =
-        std::io::BufWriter::new(std::fs::File::create(path).context("creating the bench CSV")?);
-    writeln!(
-        w,
-        "serial,mac,class,vendor,model,firmware,zone,ips,labels,groups"
-    )?;
-    let vendors = [
-        "Siemens",
-        "Rockwell Automation",
-        "Schneider Electric",
-        "Axis",
-    ];
-    for i in 0..n {
-        writeln!(
-            w,
-            "BENCH{i:09},02:00:{:02x}:{:02x}:{:02x}:{:02x},{},{},S7-{},4.{}.{},plant-{}/line-{},10.{}.{}.{},site=site-{};tier={},fleet-{};all",
-            i >> 24,
-            (i >> 16) & 0xff,
-            (i >> 8) & 0xff,
-            i & 0xff,
-            DeviceClass::ALL[(i as usize) % DeviceClass::ALL.len()],
-            vendors[(i % 4) as usize],
-            1200 + i % 3,
-            i % 7,
-            i % 3,
-            i % 10,
-            i % 40,
-            (i >> 16) & 0xff,
-            (i >> 8) & 0xff,
-            i & 0xff,
-            i % 50,
-            i % 3,
-            i % 20,
-        )?;
-    }
-    w.flush()?;
-    Ok(())
-}
-
-/// A fast, seeded generator for picking ids: no need for cryptographic randomness here.
-struct SplitMix(u64);
-
-impl SplitMix {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-}
-
-struct Figures {
-    store: &'static str,
-    devices: u32,
-    import: Duration,
-    gets: u32,
-    p50: Duration,
-    p99: Duration,
-    p999: Duration,
-    get_total: Duration,
-}
-
-async fn measure(
-    name: &'static str,
-    store: Arc<dyn Store>,
-    csv: &std::path::Path,
-    args: &RegistryArgs,
-) -> Result<Figures> {
-    eprintln!(
-        "{name}: importing {} devices in batches of {}…",
-        args.devices, args.batch
-    );
-    let import_args = crate::import::ImportArgs {
-        file: csv.to_path_buf(),
-        format: Some(crate::import::Format::Csv),
-        batch_size: args.batch,
-        dry_run: false,
-    };
-    let summary = crate::import::import_file(&import_args, store.clone()).await?;
-    anyhow::ensure!(
-        summary.outcome.created == u64::from(args.devices),
-        "the bench store was not empty"
-    );
-    let import = summary.elapsed;
-
-    eprintln!("{name}: {} random gets…", args.gets);
-    let mut rng = SplitMix(42);
-    let mut lat = Vec::with_capacity(args.gets as usize);
-    // Warm up the connection pool and caches a little, as a running server would be.
-    for _ in 0..1000.min(args.gets) {
-        let id = DeviceId::derived(&format!(
-            "serial:BENCH{:09}",
-            rng.next() % u64::from(args.devices)
-        ));
-        store.get_device(id).await?;
-    }
-    let total = Instant::now();
-    for _ in 0..args.gets {
-        let id = DeviceId::derived(&format!(
-            "serial:BENCH{:09}",
-            rng.next() % u64::from(args.devices)
-        ));
-        let t = Instant::now();
-        store.get_device(id).await?;
-        lat.push(t.elapsed());
-    }
-    let get_total = total.elapsed();
-    lat.sort();
-    let pct = |p: f64| {
-        lat.get(((lat.len() as f64 * p) as usize).min(lat.len().saturating_sub(1)))
-            .copied()
-            .unwrap_or_default()
-    };
-    Ok(Figures {
-        store: name,
-        devices: args.devices,
-        import,
-        gets: args.gets,
-        p50: pct(0.50),
-        p99: pct(0.99),
-        p999: pct(0.999),
-        get_total,
-    })
-}
-
-fn us(d: Duration) -> String {
-    format!("{:.1} µs", d.as_secs_f64() * 1e6)
-}
-
-/// Runs a benchmark.
-pub async fn run(cmd: BenchCommand) -> Result<()> {
-    let args = match cmd {
-        BenchCommand::Registry(args) => args,
-        BenchCommand::Pki(args) => return crate::bench_pki::run(args).await,
-        BenchCommand::Gateway(args) => return crate::bench_gateway::run(args).await,
-        BenchCommand::Trust(args) => {
-            return tokio::task::spawn_blocking(move || crate::bench_trust::run(args))
-                .await
-                .context("the trust benchmark's thread")?;
-        }
-        BenchCommand::Detect(args) => {
-            return tokio::task::spawn_blocking(move || crate::bench_detect::run(args))
-                .await
-                .context("the detection benchmark's thread")?;
-        }
-        BenchCommand::Discover(args) => {
-            return tokio::task::spawn_blocking(move || crate::bench_discover::run(args))
-                .await
-                .context("the discovery benchmark's thread")?;
-        }
-        BenchCommand::Policy(args) => {
-            return tokio::task::spawn_blocking(move || crate::bench_policy::run(args))
-                .await
-                .context("the policy benchmark's thread")?;
-        }
-    };
-    anyhow::ensure!(
-        args.devices > 0 && args.batch > 0,
-        "--devices and --batch must be positive"
-    );
-    let mut results = Vec::new();
-    let dir = std::env::temp_dir().join(format!("vouch-bench-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).context("creating the bench directory")?;
-    let csv = dir.join("devices.csv");
-    eprintln!("writing {} devices to {}…", args.devices, csv.display());
-    write_csv(&csv, args.devices)?;
-    let outcome = run_stores(&args, &dir, &csv, &mut results).await;
-    let _ = std::fs::remove_dir_all(&dir);
-    outcome?;
-    print(&results);
-    Ok(())
-}
-
-async fn run_stores(
-    args: &RegistryArgs,
-    dir: &std::path::Path,
-    csv: &std::path::Path,
-    results: &mut Vec<Figures>,
-) -> Result<()> {
-    if matches!(args.store, Which::Sqlite | Which::Both) {
-        let store = vouch_store_sqlite::SqliteStore::open(
-            dir.join("vouch.db"),
-            vouch_store_sqlite::Durability::Full,
-        )
-        .context("opening the bench SQLite store")?;
-        results.push(measure("sqlite", Arc::new(store), csv, args).await?);
-    }
-    if matches!(args.store, Which::Postgres | Which::Both) {
-        use vouch_store_postgres::testing::{TempCluster, create_database, with_database};
-        let (_cluster, base) = match &args.postgres_url {
-            Some(u) => (None, u.clone()),
-            None => {
-                let c = tokio::task::spawn_blocking(TempCluster::start_durable).await??;
-                let url = c.url("postgres");
-                (Some(c), url)
-            }
+#[async_trait::async_trait]
+impl Host for BinHost {
+    async fn import_csv(&self, file: &Path, batch: u32, store: Arc<dyn Store>) -> Result<Imported> {
+        let args = crate::import::ImportArgs {
+            file: file.to_path_buf(),
+            format: Some(crate::import::Format::Csv),
+            batch_size: batch,
+            dry_run: false,
         };
-        let db = format!("vouch_bench_{}", std::process::id());
-        create_database(&base, &db)
-            .await
-            .context("creating the bench database")?;
-        let store =
-            vouch_store_postgres::PostgresStore::connect(&with_database(&base, &db), 4).await?;
-        results.push(measure("postgres", Arc::new(store), csv, args).await?);
+        let s = crate::import::import_file(&args, store).await?;
+        Ok(Imported {
+            created: s.outcome.created,
+            elapsed: s.elapsed,
+        })
     }
-    Ok(())
-}
 
-fn print(results: &[Figures]) {
-    println!(
-        "{:<9} {:>10} {:>10} {:>14} {:>9} {:>10} {:>10} {:>10} {:>12}",
-        "store",
-        "devices",
-        "import s",
-        "import dev/s",
-        "gets",
-        "get p50",
-        "get p99",
-        "get p99.9",
-        "gets/s"
-    );
-    for f in results {
-        println!(
-            "{:<9} {:>10} {:>10.2} {:>14.0} {:>9} {:>10} {:>10} {:>10} {:>12.0}",
-            f.store,
-            f.devices,
-            f.import.as_secs_f64(),
-            f64::from(f.devices) / f.import.as_secs_f64(),
-            f.gets,
-            us(f.p50),
-            us(f.p99),
-            us(f.p999),
-            f64::from(f.gets) / f.get_total.as_secs_f64(),
-        );
+    fn load_issuing(
+        &self,
+        data_dir: &Path,
+        passphrase_file: &Path,
+    ) -> Result<(vouch_pki::IssuingCa, Vec<u8>)> {
+        crate::ca::load_issuing(data_dir, Some(passphrase_file))?
+            .with_context(|| format!("no CA in {}", data_dir.display()))
     }
-    if let [a, b] = results {
-        println!(
-            "sqlite ÷ postgres, same run: import {:.2}×, get p50 {:.2}×",
-            (f64::from(a.devices) / a.import.as_secs_f64())
-                / (f64::from(b.devices) / b.import.as_secs_f64()),
-            b.p50.as_secs_f64() / a.p50.as_secs_f64().max(1e-9),
-        );
+
+    fn gateway_sessions(&self, descriptors: u64) -> usize {
+        // The gateway's default store pool: what `vouch gateway` derives its cap from.
+        crate::limits::gateway_alone(Some(descriptors), 16)
     }
 }

@@ -14,8 +14,8 @@ use anyhow::{Context, Result, bail};
 use clap::Args;
 use vouch_store::Store;
 
-use crate::bench_gateway::{Killed, free_port, wait_listening};
 use crate::sim::SimArgs;
+use vouch_bench::harness::{Killed, free_port, wait_listening};
 
 /// Options of `vouch demo`.
 #[derive(Args)]

@@ -6,12 +6,6 @@
 
 mod audit;
 mod bench;
-mod bench_detect;
-mod bench_discover;
-mod bench_gateway;
-mod bench_pki;
-mod bench_policy;
-mod bench_trust;
 mod ca;
 mod certs;
 mod config;
@@ -111,7 +105,7 @@ enum Command {
     Config(ConfigCommand),
     /// Measure Vouch's speed on this machine.
     #[command(subcommand)]
-    Bench(bench::BenchCommand),
+    Bench(vouch_bench::BenchCommand),
     /// The whole loop on a simulated fleet in one command: a server with its gateway and a Mosquitto of its
     /// own, a few hundred devices enrolling, publishing and attacking, detections and responses live.
     Demo(demo::DemoArgs),
@@ -213,7 +207,9 @@ async fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
         Command::Serve { .. } => serve::run(config).await.map(|()| ExitCode::SUCCESS),
         Command::Gateway { .. } => gateway::run(config).await.map(|()| ExitCode::SUCCESS),
-        Command::Bench(cmd) => bench::run(cmd).await.map(|()| ExitCode::SUCCESS),
+        Command::Bench(cmd) => vouch_bench::run(cmd, &bench::BinHost)
+            .await
+            .map(|()| ExitCode::SUCCESS),
         Command::Discover(args) => discover::run(args, &config, cli.output)
             .await
             .map(|()| ExitCode::SUCCESS),

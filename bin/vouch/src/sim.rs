@@ -531,7 +531,7 @@ async fn device_task(
                 };
                 let payload = vec![b'x'; p.payload as usize];
                 for _ in 0..n {
-                    crate::bench_gateway::publish(&mut out, &topic, &payload, 0, 0);
+                    vouch_mqtt::publish_v311(&mut out, &topic, &payload, 0, 0);
                 }
                 stats.messages.fetch_add(u64::from(n), Relaxed);
             }

@@ -17,5 +17,5 @@ mod rewrite;
 
 pub use frame::{FrameError, Framer, MAX_REMAINING_LENGTH, PacketKind, RawPacket};
 pub use packet::{Connect, Packet, ParseError, Protocol, Publish, Subscribe, parse};
-pub use reply::{ReasonCode, connack, disconnect, frame, puback, suback};
+pub use reply::{ReasonCode, connack, disconnect, frame, puback, publish_v311, suback};
 pub use rewrite::{ack, packet_id, subscribe_subset, widen_suback};

@@ -5,7 +5,7 @@
 use proptest::prelude::*;
 use vouch_mqtt::{
     Connect, FrameError, Framer, Packet, PacketKind, ParseError, Protocol, Publish, ReasonCode,
-    connack, disconnect, parse, puback, suback,
+    connack, disconnect, parse, puback, publish_v311, suback,
 };
 
 fn s(v: &str) -> Vec<u8> {
@@ -329,5 +329,24 @@ proptest! {
         prop_assert_eq!(p.topic, topic.as_str());
         prop_assert_eq!((p.qos, p.retain, p.packet_id), (qos, retain, (qos > 0).then_some(id)));
         prop_assert_eq!(p.payload, &payload[..]);
+    }
+}
+
+#[test]
+fn a_client_publish_reads_back_as_sent_at_each_qos_and_length() {
+    // 200 bytes of payload: the remaining length takes two bytes.
+    for (qos, payload) in [(0u8, &b"21.5"[..]), (1, &[7u8; 200][..])] {
+        let mut out = Vec::new();
+        publish_v311(&mut out, "plant/1/telemetry", payload, qos, 9);
+        match read(&out, Protocol::V311).unwrap() {
+            Packet::Publish(p) => {
+                assert_eq!(
+                    (p.topic, p.qos, p.payload),
+                    ("plant/1/telemetry", qos, payload)
+                );
+                assert_eq!(p.packet_id, (qos > 0).then_some(9));
+            }
+            other => panic!("not a PUBLISH: {other:?}"),
+        }
     }
 }

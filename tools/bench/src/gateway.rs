@@ -17,7 +17,7 @@
 
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -26,8 +26,11 @@ use clap::Args;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use vouch_identity::IdentityService;
+use vouch_mqtt::publish_v311 as publish;
 use vouch_store::{Change, Store};
 use vouch_types::{Actor, Clock, DeviceId, DeviceState, NewDevice, SystemClock};
+
+use crate::harness::{Killed, free_port, wait_listening};
 
 /// Arguments of `bench gateway`.
 #[derive(Args)]
@@ -75,23 +78,6 @@ struct Target {
     root: Option<Arc<Vec<u8>>>,
 }
 
-/// A child process killed (and reaped) when dropped.
-pub(crate) struct Killed(pub(crate) Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// A loopback port free right now.
-pub(crate) fn free_port() -> Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
-}
-
 fn rss_kib(pid: u32) -> Result<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
     status
@@ -112,18 +98,6 @@ fn fd_limit() -> u64 {
                 .and_then(|v| v.parse().ok())
         })
         .unwrap_or(1024)
-}
-
-/// Waits (up to 20 s) until something accepts connections on `addr`.
-pub(crate) async fn wait_listening(addr: SocketAddr) -> Result<()> {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while tokio::net::TcpStream::connect(addr).await.is_err() {
-        if Instant::now() > deadline {
-            bail!("nothing listens on {addr}");
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    Ok(())
 }
 
 /// Starts `vouch gateway` on `data`; returns it and its address.
@@ -216,30 +190,6 @@ async fn connect(
         bail!("CONNACK refused: {ack:?}");
     }
     Ok(io)
-}
-
-/// Appends a PUBLISH (MQTT 3.1.1) of `payload` to `topic` at `qos` with packet id `id` to `out`.
-pub(crate) fn publish(out: &mut Vec<u8>, topic: &str, payload: &[u8], qos: u8, id: u16) {
-    let len = 2 + topic.len() + usize::from(qos > 0) * 2 + payload.len();
-    out.push(0x30 | (qos << 1));
-    let mut l = len;
-    loop {
-        let mut b = (l % 128) as u8;
-        l /= 128;
-        if l > 0 {
-            b |= 0x80;
-        }
-        out.push(b);
-        if l == 0 {
-            break;
-        }
-    }
-    out.extend_from_slice(&(topic.len() as u16).to_be_bytes());
-    out.extend_from_slice(topic.as_bytes());
-    if qos > 0 {
-        out.extend_from_slice(&id.to_be_bytes());
-    }
-    out.extend_from_slice(payload);
 }
 
 /// Counts complete packets of `kind` (first byte, high nibble) in `buf`, consuming them.
@@ -361,7 +311,7 @@ async fn handshakes(target: &Target, devices: &[Creds], n: u32) -> Result<f64> {
 }
 
 /// Runs the benchmark.
-pub async fn run(a: GatewayArgs) -> Result<()> {
+pub async fn run(a: GatewayArgs, host: &dyn crate::Host) -> Result<()> {
     let dir = tempfile::tempdir()?;
     let data = dir.path().join("data");
     let pass_file = dir.path().join("pass");
@@ -383,7 +333,7 @@ pub async fn run(a: GatewayArgs) -> Result<()> {
         vouch_store_sqlite::Durability::Normal,
     )?);
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let (ca, root) = crate::ca::load_issuing(&data, Some(&pass_file))?.context("the CA")?;
+    let (ca, root) = host.load_issuing(&data, &pass_file)?;
     let issuing = ca.cert_der().to_vec();
     let (srv_cert, srv_key) = ca.issue_server(
         &["localhost".into()],
@@ -508,7 +458,7 @@ pub async fn run(a: GatewayArgs) -> Result<()> {
     // Held sessions, spread over as many gateways as the descriptor limit needs.
     let limit = fd_limit();
     // As many as each gateway's cap needs: it derives the cap from the same limit (and the default store).
-    let per_gateway = crate::limits::gateway_alone(Some(limit), 16) as u64;
+    let per_gateway = host.gateway_sessions(limit) as u64;
     let gateways = u64::from(a.sessions).div_ceil(per_gateway.max(1)).max(1);
     let mut gws: Vec<(Killed, SocketAddr)> = Vec::new();
     for _ in 0..gateways {

@@ -24,6 +24,8 @@ use vouch_policy::{
 };
 use vouch_types::{DeviceId, DeviceState, PolicyId, PolicyMode, Timestamp, TrustScore};
 
+use crate::harness::SplitMix;
+
 /// Production lines: one `line-k` group each.
 const LINES: u32 = 100;
 /// Zones devices belong to.
@@ -52,29 +54,6 @@ pub struct PolicyArgs {
     /// Print the figures as JSON.
     #[arg(long)]
     json: bool,
-}
-
-/// A fast, seeded generator: no need for cryptographic randomness here.
-struct SplitMix(u64);
-
-impl SplitMix {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    /// A number in `0..n`.
-    fn below(&mut self, n: u32) -> u32 {
-        (self.next() % u64::from(n.max(1))) as u32
-    }
-
-    /// True `percent` times in a hundred.
-    fn chance(&mut self, percent: u32) -> bool {
-        self.below(100) < percent
-    }
 }
 
 /// The known devices; their ids and lines in generation order (to pick requests from).
@@ -769,18 +748,6 @@ struct Report {
     peer_note: String,
 }
 
-/// The process's peak resident set, from `/proc/self/status` (0 where there is none).
-pub(crate) fn peak_rss_mib() -> f64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("VmHWM:"))
-                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
-        })
-        .map_or(0.0, |kb| kb / 1024.0)
-}
-
 /// Runs `bench policy` and prints the figures.
 pub fn run(a: PolicyArgs) -> Result<()> {
     anyhow::ensure!(a.devices > 0, "--devices must be positive");
@@ -908,7 +875,7 @@ pub fn run(a: PolicyArgs) -> Result<()> {
         compile_ms: compile.as_secs_f64() * 1e3,
         vouch,
         per_session,
-        peak_rss_mib: peak_rss_mib(),
+        peak_rss_mib: crate::harness::peak_rss_mib(),
         peer_compile_ms: peer.compile.map(|d| d.as_secs_f64() * 1e3),
         peers: peer.figures,
         peer_note: peer.note,

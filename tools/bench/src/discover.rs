@@ -140,7 +140,7 @@ pub fn run(args: DiscoverArgs) -> Result<()> {
     }
     println!(
         "peak memory (this process): {:.1} MiB; conversations: {} opened, {} at most at once, {} evicted",
-        crate::bench_policy::peak_rss_mib(),
+        crate::harness::peak_rss_mib(),
         report.capture.flows,
         report.capture.flows_peak,
         report.capture.flows_evicted
