@@ -113,3 +113,13 @@ forbid(
   resource
 ) unless { resource in Vouch::TopicFilter::"devices/${device.id}/update/#" };
 "#;
+
+#[cfg(test)]
+mod tests {
+    /// The Cedar text cannot name a constant: it must spell the one the engine and the playbooks use.
+    #[test]
+    fn the_default_quarantine_policy_names_the_quarantine_group() {
+        let group = format!("Vouch::DeviceGroup::\"{}\"", vouch_types::QUARANTINE_GROUP);
+        assert!(super::DEFAULTS.contains(&group), "{group}");
+    }
+}

@@ -39,7 +39,7 @@ const SCHEMA: &str = include_str!("vouch.cedarschema");
 /// The built-in forbid that stops devices outside the active lifecycle states.
 const LIFECYCLE_POLICY: &str = "vouch.devices.lifecycle";
 /// The group a device in the `restricted` lifecycle state belongs to, whatever its record says.
-pub const QUARANTINE_GROUP: &str = "quarantine";
+pub use vouch_types::QUARANTINE_GROUP;
 /// Candidate sets remembered per version before the memo starts over.
 const MEMO_LIMIT: usize = 16_384;
 

@@ -246,8 +246,7 @@ impl DeviceContext {
             .labels
             .iter()
             .find(|(k, _)| k == vouch_types::TRUST_SCORE_LABEL)
-            .and_then(|(_, v)| v.parse::<u8>().ok())
-            .and_then(|v| TrustScore::new(v).ok());
+            .and_then(|(_, v)| v.parse::<TrustScore>().ok());
         Self {
             trust,
             cert_days_left: cert_not_after

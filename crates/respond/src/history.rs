@@ -7,7 +7,7 @@ use vouch_store::{Store, StoreError};
 use vouch_trust::QUARANTINED_BY;
 use vouch_types::{DeviceId, Timestamp};
 
-use crate::{BAND_LABEL, TRUST_LABEL};
+use crate::BAND_LABEL;
 
 /// Events read per page while collecting the history.
 const PAGE: u32 = 1000;
@@ -93,7 +93,7 @@ pub async fn history(
             .and_then(|k| record.labels.get(&k).map(ToString::to_string))
     };
     // The record holds the score in force (written there for the policy context).
-    let score = label(TRUST_LABEL).and_then(|s| s.parse::<u64>().ok());
+    let score = record.labels.trust_score().map(|s| u64::from(s.get()));
     let reasons = match history.back() {
         Some(p) if Some(p.score) == score => p.reasons.clone(),
         _ => serde_json::Value::Array(Vec::new()),

@@ -30,12 +30,12 @@ use tokio::sync::broadcast;
 use vouch_events::{Action, EventDraft};
 use vouch_store::{CertStatus, Change, DeviceEdit, Store, StoreError};
 use vouch_trust::{
-    DeviceState as TrustState, Directive, FirmwareState, IdentityState, QUARANTINE_GROUP,
-    QUARANTINED_BY, Responder, ScoreReason, Situation, Step, TrustEngine,
+    DeviceState as TrustState, Directive, FirmwareState, IdentityState, Responder, ScoreReason,
+    Situation, Step, TrustEngine,
 };
 use vouch_types::{
-    Actor, Clock, Device, DeviceId, DevicePatch, GroupName, LabelKey, LabelValue, Observation,
-    PostureReport, Reason, RevocationReason, Timestamp, TrafficWindow, TrustScore,
+    Actor, Clock, Device, DeviceId, DevicePatch, GroupName, Observation, PostureReport, Quarantine,
+    Reason, RevocationReason, Timestamp, TrafficWindow, TrustScore,
 };
 
 pub use history::{MAX_POINTS, Point, TrustHistory, history};
@@ -298,10 +298,9 @@ impl TrustService {
             Err(RespondError::Store(StoreError::NotFound { .. })) => return Ok(None),
             Err(e) => return Err(e),
         };
-        let quarantine = group(QUARANTINE_GROUP);
-        let restricted = quarantine
-            .as_ref()
-            .is_some_and(|g| record.groups.contains(g));
+        // The one reading of a quarantine: the group, or the `restricted` state the policy reads as the group.
+        let quarantine = record.quarantine();
+        let restricted = quarantine.is_some();
         let firmware = match record.model.as_ref() {
             Some(m) => self
                 .inner
@@ -331,8 +330,6 @@ impl TrustService {
                 restricted,
             };
             let verdict = m.engine.observe(w, &state);
-            let quarantined_by = restricted
-                .then(|| label(&record, QUARANTINED_BY).unwrap_or_else(|| "operator".into()));
             let situation = Situation {
                 trust: verdict.assessment.score.get(),
                 anomalous: verdict.anomalous(),
@@ -340,7 +337,10 @@ impl TrustService {
                 out_of_zone: out_of_zone.is_some(),
                 firmware,
                 // A quarantine an operator imposed is theirs to lift: the responder sees it as "not ours".
-                quarantined_by: quarantined_by.filter(|b| b != "operator"),
+                quarantined_by: quarantine
+                    .as_ref()
+                    .and_then(Quarantine::playbook)
+                    .map(str::to_owned),
                 revoked: identity == IdentityState::Revoked,
                 reasons: verdict
                     .assessment
@@ -546,15 +546,6 @@ impl TrustService {
     }
 }
 
-fn group(name: &str) -> Option<GroupName> {
-    name.parse().ok()
-}
-
-fn label(d: &Device, key: &str) -> Option<String> {
-    let k: LabelKey = key.parse().ok()?;
-    d.labels.get(&k).map(ToString::to_string)
-}
-
 fn truncate_reason(s: &str) -> Option<Reason> {
     let cut: String = s.chars().take(200).collect();
     cut.parse().ok()
@@ -566,36 +557,17 @@ fn patch_for(
     score: TrustScore,
     quarantine: Option<&(bool, String)>,
 ) -> Option<DevicePatch> {
-    let mut labels: std::collections::BTreeMap<LabelKey, LabelValue> = record
-        .labels
-        .iter()
-        .map(|(k, v)| (k.clone(), v.clone()))
-        .collect();
-    let mut set = |k: &str, v: Option<&str>| {
-        if let Ok(key) = k.parse::<LabelKey>() {
-            match v.and_then(|v| v.parse::<LabelValue>().ok()) {
-                Some(v) => {
-                    labels.insert(key, v);
-                }
-                None => {
-                    labels.remove(&key);
-                }
-            }
-        }
-    };
-    set(TRUST_LABEL, Some(&score.get().to_string()));
-    set(BAND_LABEL, Some(score.band().as_str()));
+    let mut labels = record.labels.with_trust(score).ok()?;
     let mut groups: std::collections::BTreeSet<GroupName> = record.groups.iter().cloned().collect();
-    if let (Some((on, by)), Some(q)) = (quarantine, group(QUARANTINE_GROUP)) {
+    if let Some((on, by)) = quarantine {
         if *on {
-            groups.insert(q);
-            set(QUARANTINED_BY, Some(by));
+            groups.insert(GroupName::quarantine());
+            labels = labels.with_quarantined_by(Some(by)).ok()?;
         } else {
-            groups.remove(&q);
-            set(QUARANTINED_BY, None);
+            groups.remove(&GroupName::quarantine());
+            labels = labels.with_quarantined_by(None).ok()?;
         }
     }
-    let labels = vouch_types::Labels::new(labels).ok()?;
     let groups = vouch_types::Groups::new(groups).ok()?;
     if labels == record.labels && groups == record.groups {
         return None;

@@ -16,7 +16,7 @@ use vouch_types::{DeviceId, Timestamp};
 use crate::score::FirmwareState;
 
 /// The group a quarantined device is put in (the default policies let it reach only its update topic).
-pub const QUARANTINE_GROUP: &str = "quarantine";
+pub use vouch_types::QUARANTINE_GROUP;
 /// The label naming the playbook that quarantined a device: only such quarantines are lifted automatically.
 pub const QUARANTINED_BY: &str = vouch_types::QUARANTINED_BY_LABEL;
 

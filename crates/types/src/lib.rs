@@ -13,6 +13,7 @@ mod observe;
 mod operator;
 mod pki;
 mod policy;
+mod standing;
 mod text;
 
 pub use clock::{Clock, ManualClock, SystemClock, Timestamp};
@@ -24,6 +25,7 @@ pub use observe::{MAX_REMOTES, Observation, PostureReport, TrafficWindow};
 pub use operator::{Actor, Permission, Role};
 pub use pki::{RevocationReason, Serial};
 pub use policy::{MAX_POLICY_BYTES, PolicyId, PolicyMode, PolicyRecord, TrustBand, TrustScore};
+pub use standing::{QUARANTINE_GROUP, Quarantine};
 pub use text::{
     FirmwareVersion, GroupName, Groups, LabelKey, LabelValue, Labels, Model, OperatorName,
     QUARANTINED_BY_LABEL, RESERVED_LABEL_PREFIXES, Reason, TRUST_BAND_LABEL, TRUST_SCORE_LABEL,

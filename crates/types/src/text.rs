@@ -110,6 +110,13 @@ macro_rules! bounded_text {
             pub fn as_str(&self) -> &str {
                 &self.0
             }
+
+            /// One of this crate's own constants (the quarantine group, the reserved label keys), valid by
+            /// construction: the `standing` tests parse each one.
+            #[allow(dead_code, reason = "the macro serves kinds without constants too")]
+            pub(crate) fn known(s: &'static str) -> Self {
+                Self(s.to_owned())
+            }
         }
 
         impl fmt::Display for $name {
@@ -212,6 +219,21 @@ impl Labels {
     /// The value of `key`, if set.
     pub fn get(&self, key: &LabelKey) -> Option<&LabelValue> {
         self.0.get(key)
+    }
+
+    /// These labels with `key` set to `value`, or removed when `value` is `None`; refused when that would
+    /// make too many labels.
+    pub(crate) fn with(
+        &self,
+        key: LabelKey,
+        value: Option<LabelValue>,
+    ) -> Result<Labels, ValidationError> {
+        let mut map = self.0.clone();
+        match value {
+            Some(v) => map.insert(key, v),
+            None => map.remove(&key),
+        };
+        Labels::new(map)
     }
 
     /// Whether there are no labels.
