@@ -20,6 +20,7 @@
 
 mod follow;
 mod observe;
+mod relay;
 mod session;
 
 use std::net::SocketAddr;

@@ -12,8 +12,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, watch};
 use vouch_mqtt::{
-    Connect, FrameError, Framer, Packet, PacketKind, Protocol, ReasonCode, ack, connack,
-    disconnect, packet_id, parse, suback, subscribe_subset, widen_suback,
+    Connect, Framer, Packet, PacketKind, Protocol, ReasonCode, connack, disconnect, parse,
 };
 use vouch_policy::{
     DeviceAction, DeviceContext, DeviceFacts, PreparedDevice, Resource, TopicFilter, TopicName,
@@ -21,12 +20,11 @@ use vouch_policy::{
 use vouch_store::{CertStatus, StoreError};
 use vouch_types::{CertFingerprint, DeviceId, Timestamp};
 
-use crate::{DeniedPublish, Inner};
+use crate::Inner;
+use crate::relay::{self, Decide, DownState, Flow, Rules, UpState, frame_reason};
 
 /// Decisions remembered per session and kind; past this, the memory starts over.
 const CACHE: usize = 4096;
-/// Topic aliases a client may define (each holds a topic of up to the packet limit).
-const MAX_ALIASES: usize = 1024;
 /// Distinct topics remembered per device to tell new topics from known ones.
 const MAX_KNOWN_TOPICS: usize = 4096;
 /// Answers the gateway writes itself, queued for the other direction; a peer that lets more pile up is
@@ -315,6 +313,50 @@ impl Session {
     }
 }
 
+/// A live session as the relay sees it: decisions by the policy engine, counted in the session's traffic.
+struct Live<'a> {
+    inner: &'a Inner,
+    s: &'a Session,
+}
+
+impl Decide for Live<'_> {
+    fn publish(&self, topic: &str) -> bool {
+        self.s.publish(self.inner, topic)
+    }
+
+    fn subscribe(&self, filter: &str) -> bool {
+        self.s.subscribe(self.inner, filter)
+    }
+
+    fn denied(&self) {
+        self.s.denied(self.inner);
+    }
+
+    fn forwarded_in(&self, bytes: usize) {
+        self.s.traffic.msgs_in.fetch_add(1, Ordering::Relaxed);
+        (self.s.traffic.bytes_in).fetch_add(bytes as u64, Ordering::Relaxed);
+    }
+
+    fn forwarded_out(&self, bytes: usize) {
+        self.s.traffic.msgs_out.fetch_add(1, Ordering::Relaxed);
+        (self.s.traffic.bytes_out).fetch_add(bytes as u64, Ordering::Relaxed);
+    }
+
+    fn narrowed(&self, packet_id: u16, refused: Vec<bool>) {
+        if let Ok(mut p) = self.s.pending_subacks.lock() {
+            p.insert(packet_id, refused);
+        }
+    }
+
+    fn take_narrowed(&self, packet_id: u16) -> Option<Vec<bool>> {
+        self.s
+            .pending_subacks
+            .lock()
+            .ok()
+            .and_then(|mut p| p.remove(&packet_id))
+    }
+}
+
 /// Serves one connection to its end, counting and logging why it ended. `pending` counts it against its
 /// source until it is authenticated.
 pub(crate) async fn run(
@@ -521,9 +563,23 @@ async fn serve(
         write_timeout: deadline,
         clean: true,
     };
+    let rules = Rules {
+        max_packet: inner.config.max_packet,
+        protocol: session.protocol,
+        v311_denied_publish: inner.config.v311_denied_publish,
+    };
+    let live = Live { inner, s: &session };
     let mut up_state = UpState::default();
+    let mut answers = Vec::new();
     let up = up.run(
-        |buf, out| up_packets(inner, &session, &mut up_state, buf, out, &to_client),
+        |buf, out| {
+            let r = relay::up_packets(&rules, &live, &mut up_state, buf, out, &mut answers);
+            // Answers decided before a refusal still go out (a SUBACK, then the close).
+            for a in answers.drain(..) {
+                reply(&to_client, a)?;
+            }
+            r
+        },
         // Cut: an orderly DISCONNECT, so the broker drops the session's will instead of publishing it.
         |reason| reason.is_cut().then(|| vec![0xe0, 0]),
     );
@@ -541,9 +597,16 @@ async fn serve(
         clean: true,
     };
     let mut down_state = DownState::default();
+    let mut acks = Vec::new();
     let protocol = session.protocol;
     let down = down.run(
-        |buf, out| down_packets(inner, &session, &mut down_state, buf, out, &to_broker),
+        |buf, out| {
+            let r = relay::down_packets(&rules, &live, &mut down_state, buf, out, &mut acks);
+            for a in acks.drain(..) {
+                reply(&to_broker, a).map_err(|_| CloseReason::UpstreamClosed)?;
+            }
+            r
+        },
         // A 5.0 client learns why it was cut; a 3.1.1 client's connection just closes.
         |reason| {
             reason
@@ -634,13 +697,6 @@ fn handshake_reason(e: &std::io::Error) -> CloseReason {
     }
 }
 
-fn frame_reason(e: &FrameError) -> CloseReason {
-    match e {
-        FrameError::TooLarge { .. } => CloseReason::PacketTooLarge,
-        _ => CloseReason::MalformedPacket,
-    }
-}
-
 /// Writes and flushes: a TLS stream may keep the tail of a write buffered until flushed.
 async fn write<W: AsyncWrite + Unpin>(wr: &mut W, bytes: &[u8]) -> std::io::Result<()> {
     wr.write_all(bytes).await?;
@@ -656,14 +712,6 @@ async fn write_within<W: AsyncWrite + Unpin>(
     tokio::time::timeout(deadline, write(wr, bytes))
         .await
         .map_err(|_| std::io::Error::from(std::io::ErrorKind::TimedOut))?
-}
-
-/// What one direction learned from a batch of packets.
-enum Flow {
-    /// Keep reading.
-    More,
-    /// The session ends after what was forwarded (a DISCONNECT, a refused CONNACK).
-    Done(CloseReason),
 }
 
 fn reply(tx: &mpsc::Sender<Vec<u8>>, bytes: Vec<u8>) -> Result<(), CloseReason> {
@@ -809,241 +857,4 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Pump<'_, R, W> {
             }
         }
     }
-}
-
-#[derive(Default)]
-struct UpState {
-    aliases: HashMap<u16, String>,
-    /// QoS 2 messages refused and acknowledged to a 3.1.1 client: their PUBREL is answered here.
-    swallowed: HashSet<u16>,
-}
-
-#[derive(Default)]
-struct DownState {
-    aliases: HashMap<u16, String>,
-    connacked: bool,
-    /// QoS 2 deliveries kept from the client: the broker's PUBREL is answered here.
-    swallowed: HashSet<u16>,
-}
-
-/// Resolves a PUBLISH's topic through the aliases of its direction (5.0), remembering new ones.
-fn topic_of(
-    aliases: &mut HashMap<u16, String>,
-    topic: &str,
-    alias: Option<u16>,
-) -> Result<String, CloseReason> {
-    match (topic.is_empty(), alias) {
-        (false, None) => Ok(topic.to_owned()),
-        (false, Some(a)) => {
-            if aliases.len() >= MAX_ALIASES && !aliases.contains_key(&a) {
-                return Err(CloseReason::ProtocolError);
-            }
-            aliases.insert(a, topic.to_owned());
-            Ok(topic.to_owned())
-        }
-        (true, Some(a)) => aliases.get(&a).cloned().ok_or(CloseReason::ProtocolError),
-        (true, None) => Err(CloseReason::MalformedPacket),
-    }
-}
-
-/// Decides the client's complete packets in `buf`; allowed bytes go to `out` (for the broker), answers to
-/// `to_client`. Returns how many bytes were consumed.
-fn up_packets(
-    inner: &Inner,
-    s: &Session,
-    st: &mut UpState,
-    buf: &[u8],
-    out: &mut Vec<u8>,
-    to_client: &mpsc::Sender<Vec<u8>>,
-) -> Result<(usize, Flow), CloseReason> {
-    let framer = Framer::new(inner.config.max_packet);
-    let v5 = s.protocol.is_v5();
-    let mut at = 0;
-    while let Some(raw) = framer.next(&buf[at..]).map_err(|e| frame_reason(&e))? {
-        at += raw.bytes.len();
-        match parse(&raw, s.protocol).map_err(|_| CloseReason::MalformedPacket)? {
-            Packet::Publish(p) => {
-                let topic = topic_of(&mut st.aliases, p.topic, p.topic_alias)?;
-                if s.publish(inner, &topic) {
-                    out.extend_from_slice(raw.bytes);
-                    s.traffic.msgs_in.fetch_add(1, Ordering::Relaxed);
-                    s.traffic
-                        .bytes_in
-                        .fetch_add(raw.bytes.len() as u64, Ordering::Relaxed);
-                    continue;
-                }
-                s.denied(inner);
-                let disconnect =
-                    !v5 && inner.config.v311_denied_publish == DeniedPublish::Disconnect;
-                if disconnect {
-                    return Ok((at, Flow::Done(CloseReason::NotAuthorized)));
-                }
-                // 5.0 hears "not authorized"; 3.1.1 cannot be told, so the message is acknowledged and
-                // dropped (a refusal it would only resend).
-                let code = ReasonCode::NotAuthorized;
-                match (p.qos, p.packet_id) {
-                    (1, Some(id)) => {
-                        reply(to_client, ack(PacketKind::Puback, s.protocol, id, code))?
-                    }
-                    (2, Some(id)) => {
-                        reply(to_client, ack(PacketKind::Pubrec, s.protocol, id, code))?;
-                        if !v5 {
-                            st.swallowed.insert(id);
-                        }
-                    }
-                    _ => {}
-                }
-            }
-            Packet::Subscribe(sub) => {
-                let verdicts: Vec<bool> = sub
-                    .filters
-                    .iter()
-                    .map(|(f, _)| s.subscribe(inner, f))
-                    .collect();
-                for _ in verdicts.iter().filter(|v| !**v) {
-                    s.denied(inner);
-                }
-                if verdicts.iter().all(|v| *v) {
-                    out.extend_from_slice(raw.bytes);
-                } else if verdicts.iter().all(|v| !*v) {
-                    let results: Vec<Result<u8, ReasonCode>> = verdicts
-                        .iter()
-                        .map(|_| Err(ReasonCode::NotAuthorized))
-                        .collect();
-                    reply(to_client, suback(s.protocol, sub.packet_id, &results))?;
-                } else {
-                    out.extend(
-                        subscribe_subset(&raw, s.protocol, &verdicts)
-                            .map_err(|_| CloseReason::MalformedPacket)?,
-                    );
-                    if let Ok(mut p) = s.pending_subacks.lock() {
-                        p.insert(sub.packet_id, verdicts.iter().map(|v| !v).collect());
-                    }
-                }
-            }
-            Packet::Unsubscribe(..) => out.extend_from_slice(raw.bytes),
-            Packet::Connect(_) => return Err(CloseReason::ProtocolError),
-            Packet::Other(kind) => match kind {
-                PacketKind::Pubrel => {
-                    let id = packet_id(&raw).map_err(|_| CloseReason::MalformedPacket)?;
-                    if st.swallowed.remove(&id) {
-                        reply(
-                            to_client,
-                            ack(PacketKind::Pubcomp, s.protocol, id, ReasonCode::Success),
-                        )?;
-                    } else {
-                        out.extend_from_slice(raw.bytes);
-                    }
-                }
-                PacketKind::Disconnect => {
-                    out.extend_from_slice(raw.bytes);
-                    return Ok((at, Flow::Done(CloseReason::ClientClosed)));
-                }
-                PacketKind::Connack
-                | PacketKind::Suback
-                | PacketKind::Unsuback
-                | PacketKind::Pingresp => return Err(CloseReason::ProtocolError),
-                _ => out.extend_from_slice(raw.bytes),
-            },
-        }
-    }
-    Ok((at, Flow::More))
-}
-
-/// Decides the broker's complete packets in `buf`; what the client may receive goes to `out`, the
-/// gateway's own acknowledgements to `to_broker`.
-fn down_packets(
-    inner: &Inner,
-    s: &Session,
-    st: &mut DownState,
-    buf: &[u8],
-    out: &mut Vec<u8>,
-    to_broker: &mpsc::Sender<Vec<u8>>,
-) -> Result<(usize, Flow), CloseReason> {
-    // The broker is trusted to speak MQTT, but a packet over the limit is still not buffered.
-    let framer = Framer::new(inner.config.max_packet);
-    let mut at = 0;
-    while let Some(raw) = framer
-        .next(&buf[at..])
-        .map_err(|_| CloseReason::UpstreamClosed)?
-    {
-        at += raw.bytes.len();
-        match raw.kind {
-            PacketKind::Publish => {
-                let Ok(Packet::Publish(p)) = parse(&raw, s.protocol) else {
-                    return Err(CloseReason::UpstreamClosed);
-                };
-                let topic = topic_of(&mut st.aliases, p.topic, p.topic_alias)?;
-                // Delivery is decided too: after a narrowing, the broker may still hold a subscription
-                // the device no longer may have (and a persistent session keeps it across reconnects).
-                if s.subscribe(inner, &topic) {
-                    out.extend_from_slice(raw.bytes);
-                    s.traffic.msgs_out.fetch_add(1, Ordering::Relaxed);
-                    s.traffic
-                        .bytes_out
-                        .fetch_add(raw.bytes.len() as u64, Ordering::Relaxed);
-                    continue;
-                }
-                s.denied(inner);
-                let ok = ReasonCode::Success;
-                match (p.qos, p.packet_id) {
-                    (1, Some(id)) => reply(to_broker, ack(PacketKind::Puback, s.protocol, id, ok))
-                        .map_err(|_| CloseReason::UpstreamClosed)?,
-                    (2, Some(id)) => {
-                        reply(to_broker, ack(PacketKind::Pubrec, s.protocol, id, ok))
-                            .map_err(|_| CloseReason::UpstreamClosed)?;
-                        st.swallowed.insert(id);
-                    }
-                    _ => {}
-                }
-            }
-            PacketKind::Connack => {
-                out.extend_from_slice(raw.bytes);
-                let code = raw.body.get(1).copied().unwrap_or(0xff);
-                if st.connacked {
-                    return Err(CloseReason::UpstreamClosed);
-                }
-                st.connacked = true;
-                if code != 0 {
-                    return Ok((at, Flow::Done(CloseReason::UpstreamClosed)));
-                }
-            }
-            PacketKind::Suback => {
-                let id = packet_id(&raw).map_err(|_| CloseReason::UpstreamClosed)?;
-                let narrowed = s
-                    .pending_subacks
-                    .lock()
-                    .ok()
-                    .and_then(|mut p| p.remove(&id));
-                match narrowed {
-                    Some(refused) => out.extend(
-                        widen_suback(&raw, s.protocol, &refused)
-                            .map_err(|_| CloseReason::UpstreamClosed)?,
-                    ),
-                    None => out.extend_from_slice(raw.bytes),
-                }
-            }
-            PacketKind::Pubrel => {
-                let id = packet_id(&raw).map_err(|_| CloseReason::UpstreamClosed)?;
-                if st.swallowed.remove(&id) {
-                    reply(
-                        to_broker,
-                        ack(PacketKind::Pubcomp, s.protocol, id, ReasonCode::Success),
-                    )
-                    .map_err(|_| CloseReason::UpstreamClosed)?;
-                } else {
-                    out.extend_from_slice(raw.bytes);
-                }
-            }
-            PacketKind::Disconnect => {
-                out.extend_from_slice(raw.bytes);
-                return Ok((at, Flow::Done(CloseReason::UpstreamClosed)));
-            }
-            PacketKind::Connect | PacketKind::Subscribe | PacketKind::Unsubscribe => {
-                return Err(CloseReason::UpstreamClosed);
-            }
-            _ => out.extend_from_slice(raw.bytes),
-        }
-    }
-    Ok((at, Flow::More))
 }
