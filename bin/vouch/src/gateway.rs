@@ -52,12 +52,7 @@ pub async fn start(
             config.data_dir.display()
         );
     };
-    let mut ips = vec![g.listen.ip()];
-    if g.listen.ip().is_unspecified() {
-        ips = vec!["127.0.0.1".parse()?, "::1".parse()?];
-    }
-    let (cert, key) = ca
-        .issue_server(&g.server_names, &ips, 30, clock.now())
+    let id = vouch_tls::fresh_server_identity(&ca, &g.server_names, g.listen, clock.now())
         .context("issuing the gateway's TLS certificate")?;
     let mut roots = vec![root_der, ca.cert_der().to_vec()];
     for path in &g.client_cas {
@@ -68,7 +63,7 @@ pub async fn start(
                 .with_context(|| format!("reading the client CA {}", path.display()))?,
         );
     }
-    let tls = vouch_gateway::server_config(vec![cert, ca.cert_der().to_vec()], key, &roots)
+    let tls = vouch_gateway::server_config(id.chain, id.key_pkcs8, &roots)
         .context("configuring the gateway's TLS")?;
     let upstream_tls = match &g.upstream_tls {
         None => None,

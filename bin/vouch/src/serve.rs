@@ -187,17 +187,12 @@ async fn start_est(
     stop: tokio::sync::watch::Receiver<bool>,
 ) -> Result<tokio::task::JoinHandle<Result<()>>> {
     use vouch_api::tls::server_config;
-    let mut ips = vec![config.est_listen.ip()];
-    if config.est_listen.ip().is_unspecified() {
-        ips = vec!["127.0.0.1".parse()?, "::1".parse()?];
-    }
-    let (cert, key) = svc
-        .server_certificate(&config.est_server_names, &ips)
+    let id = svc
+        .server_identity(&config.est_server_names, config.est_listen)
         .context("issuing the EST server certificate")?;
-    let chain = vec![cert, svc.ca_cert_der().to_vec()];
     let mut roots = vec![svc.root_cert_der().to_vec(), svc.ca_cert_der().to_vec()];
     roots.extend(svc.manufacturer_cas().iter().cloned());
-    let tls = server_config(chain, key, &roots).context("configuring TLS for EST")?;
+    let tls = server_config(id.chain, id.key_pkcs8, &roots).context("configuring TLS for EST")?;
     let server = vouch_api::serve::HttpServer::bind("est", config.est_listen)
         .await
         .with_context(|| format!("listening on {} (est.listen)", config.est_listen))?

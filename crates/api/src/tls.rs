@@ -8,9 +8,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::serve::{IncomingStream, Listener};
-use rustls::RootCertStore;
-use rustls::server::WebPkiClientVerifier;
-use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, mpsc};
 use tokio_rustls::TlsAcceptor;
@@ -60,27 +57,13 @@ pub fn server_config(
     key_pkcs8: Vec<u8>,
     client_roots: &[Vec<u8>],
 ) -> Result<Arc<rustls::ServerConfig>, TlsError> {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut roots = RootCertStore::empty();
-    for r in client_roots {
-        roots
-            .add(CertificateDer::from(r.clone()))
-            .map_err(|e| TlsError::Config(e.to_string()))?;
-    }
-    let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
-        .allow_unauthenticated()
-        .build()
-        .map_err(|e| TlsError::Config(e.to_string()))?;
-    let config = rustls::ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| TlsError::Config(e.to_string()))?
-        .with_client_cert_verifier(verifier)
-        .with_single_cert(
-            chain.into_iter().map(CertificateDer::from).collect(),
-            PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key_pkcs8)),
-        )
-        .map_err(|e| TlsError::Config(e.to_string()))?;
-    Ok(Arc::new(config))
+    vouch_tls::server_config(
+        chain,
+        key_pkcs8,
+        client_roots,
+        vouch_tls::ClientAuth::Optional,
+    )
+    .map_err(|e| TlsError::Config(e.to_string()))
 }
 
 /// Accepts TLS connections on a TCP socket, for `axum::serve` (benchmarks, tools).

@@ -121,15 +121,11 @@ impl World {
         let app = router(state.clone(), Limits::default());
 
         // The EST listener as `vouch serve` starts it: client certificates optional, checked against Vouch's CAs.
-        let (cert, key) = svc
-            .server_certificate(&["localhost".into()], &["127.0.0.1".parse().unwrap()])
+        let id = svc
+            .server_identity(&["localhost".into()], "127.0.0.1:0".parse().unwrap())
             .unwrap();
-        let tls = server_config(
-            vec![cert, svc.ca_cert_der().to_vec()],
-            key,
-            &[root, svc.ca_cert_der().to_vec()],
-        )
-        .unwrap();
+        let tls =
+            server_config(id.chain, id.key_pkcs8, &[root, svc.ca_cert_der().to_vec()]).unwrap();
         let server = vouch_api::serve::HttpServer::bind("est", "127.0.0.1:0".parse().unwrap())
             .await
             .unwrap()

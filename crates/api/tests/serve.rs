@@ -363,15 +363,12 @@ async fn est(
             ocsp_validity_minutes: 60,
         },
     ));
-    let (cert, key) = svc
-        .server_certificate(&["localhost".into()], &["127.0.0.1".parse().unwrap()])
+    let id = svc
+        .server_identity(&["localhost".into()], "127.0.0.1:0".parse().unwrap())
         .unwrap();
-    let tls = vouch_api::tls::server_config(
-        vec![cert, svc.ca_cert_der().to_vec()],
-        key,
-        &[root, svc.ca_cert_der().to_vec()],
-    )
-    .unwrap();
+    let tls =
+        vouch_api::tls::server_config(id.chain, id.key_pkcs8, &[root, svc.ca_cert_der().to_vec()])
+            .unwrap();
     let state = h.state.clone().with_identity(svc);
     let app = vouch_api::est::router(state);
     let mut server = HttpServer::bind("est", "127.0.0.1:0".parse().unwrap())

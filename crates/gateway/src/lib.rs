@@ -28,8 +28,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use rustls::server::WebPkiClientVerifier;
-use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
+use rustls_pki_types::ServerName;
 use serde::Serialize;
 use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, broadcast};
@@ -129,26 +128,13 @@ pub fn server_config(
     key_pkcs8: Vec<u8>,
     client_roots: &[Vec<u8>],
 ) -> Result<Arc<rustls::ServerConfig>, GatewayError> {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut roots = rustls::RootCertStore::empty();
-    for r in client_roots {
-        roots
-            .add(CertificateDer::from(r.clone()))
-            .map_err(|e| GatewayError::Tls(e.to_string()))?;
-    }
-    let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
-        .build()
-        .map_err(|e| GatewayError::Tls(e.to_string()))?;
-    let config = rustls::ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| GatewayError::Tls(e.to_string()))?
-        .with_client_cert_verifier(verifier)
-        .with_single_cert(
-            chain.into_iter().map(CertificateDer::from).collect(),
-            PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key_pkcs8)),
-        )
-        .map_err(|e| GatewayError::Tls(e.to_string()))?;
-    Ok(Arc::new(config))
+    vouch_tls::server_config(
+        chain,
+        key_pkcs8,
+        client_roots,
+        vouch_tls::ClientAuth::Required,
+    )
+    .map_err(|e| GatewayError::Tls(e.to_string()))
 }
 
 /// Why connections were refused or closed, counted.

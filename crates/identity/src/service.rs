@@ -199,13 +199,18 @@ impl IdentityService {
         &self.root_der
     }
 
-    /// A TLS server certificate and PKCS#8 key for this server's HTTPS endpoints (EST), made fresh.
-    pub fn server_certificate(
+    /// The chain and key this server's HTTPS endpoint (EST) on `listen` presents, fresh from the CA.
+    pub fn server_identity(
         &self,
         dns_names: &[String],
-        ips: &[std::net::IpAddr],
-    ) -> Result<(Vec<u8>, Vec<u8>), IdentityError> {
-        Ok(self.ca.issue_server(dns_names, ips, 30, self.clock.now())?)
+        listen: std::net::SocketAddr,
+    ) -> Result<vouch_tls::ServerIdentity, IdentityError> {
+        Ok(vouch_tls::fresh_server_identity(
+            &self.ca,
+            dns_names,
+            listen,
+            self.clock.now(),
+        )?)
     }
 
     /// EST re-enrollment: the device proves itself with its current certificate (`presented`, the leaf the TLS

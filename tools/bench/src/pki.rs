@@ -228,14 +228,10 @@ async fn bench_est(n: u32, clients: u32) -> Result<f64> {
             vouch_pki::pkcs7::base64_lines(&csr),
         ));
     }
-    let (cert, key) = s
+    let id = s
         .svc
-        .server_certificate(&["localhost".into()], &["127.0.0.1".parse()?])?;
-    let tls = server_config(
-        vec![cert, s.svc.ca_cert_der().to_vec()],
-        key,
-        std::slice::from_ref(&s.root_der),
-    )?;
+        .server_identity(&["localhost".into()], "127.0.0.1:0".parse()?)?;
+    let tls = server_config(id.chain, id.key_pkcs8, std::slice::from_ref(&s.root_der))?;
     let listener = TlsListener::bind("127.0.0.1:0".parse()?, tls).await?;
     let addr = axum::serve::Listener::local_addr(&listener)?.remote;
     let clock = Arc::new(SystemClock);

@@ -174,15 +174,12 @@ pub async fn world(tune: impl FnOnce(&mut GatewayConfig)) -> World {
         .await
         .unwrap();
     let broker = broker();
-    let (cert, key) = svc
-        .server_certificate(&["localhost".into()], &["127.0.0.1".parse().unwrap()])
+    let id = svc
+        .server_identity(&["localhost".into()], "127.0.0.1:0".parse().unwrap())
         .unwrap();
-    let tls = vouch_gateway::server_config(
-        vec![cert, issuing.clone()],
-        key,
-        &[root.clone(), issuing.clone()],
-    )
-    .unwrap();
+    let tls =
+        vouch_gateway::server_config(id.chain, id.key_pkcs8, &[root.clone(), issuing.clone()])
+            .unwrap();
     let mut config = GatewayConfig::new(Upstream {
         addr: broker.addr,
         tls: None,
