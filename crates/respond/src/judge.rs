@@ -1,0 +1,50 @@
+//! One window judged: the engine's verdict and the playbooks' directives, from what is known of the device.
+//! The live service ([`crate::TrustService`]) and the offline replay ([`crate::replay`]) both go through
+//! [`judge`], so a recorded window scores the same whichever path it takes.
+
+use vouch_trust::{
+    DeviceState, Directive, IdentityState, Responder, Situation, TrustEngine, Verdict,
+};
+use vouch_types::TrafficWindow;
+
+/// The models a trust service holds.
+#[derive(Debug, Clone)]
+pub(crate) struct Judge {
+    /// Baselines, class models and penalty memory.
+    pub engine: TrustEngine,
+    /// The playbooks and their per-device memory.
+    pub responder: Responder,
+}
+
+impl Judge {
+    /// Judges `w` of a device in `state`, quarantined by `quarantined_by` (a playbook's name, or
+    /// "operator") if it is, then learns from it.
+    pub(crate) fn judge(
+        &mut self,
+        w: &TrafficWindow,
+        state: &DeviceState,
+        quarantined_by: Option<&str>,
+    ) -> (Verdict, Vec<Directive>) {
+        let verdict = self.engine.observe(w, state);
+        let situation = Situation {
+            trust: verdict.assessment.score.get(),
+            anomalous: verdict.anomalous(),
+            cloned: w.sessions > 1,
+            out_of_zone: state.out_of_zone.is_some(),
+            firmware: state.firmware,
+            // A quarantine an operator imposed is theirs to lift: the responder sees it as "not ours".
+            quarantined_by: quarantined_by
+                .filter(|b| *b != "operator")
+                .map(str::to_owned),
+            revoked: state.identity == IdentityState::Revoked,
+            reasons: verdict
+                .assessment
+                .reasons
+                .iter()
+                .map(ToString::to_string)
+                .collect(),
+        };
+        let directives = self.responder.decide(w.device, &situation, w.end);
+        (verdict, directives)
+    }
+}
