@@ -41,12 +41,12 @@ pub enum ReplayError {
         line: u64,
     },
     /// A line is not a traffic window.
-    #[error("line {line}: not a traffic window: {source}")]
+    #[error("line {line}: not a traffic window: {error}")]
     Parse {
         /// Its number, from 1.
         line: u64,
-        /// What is wrong with it.
-        source: serde_json::Error,
+        /// What is wrong with it (in the message, not a source: said once).
+        error: serde_json::Error,
     },
     /// The file names more devices than a replay follows.
     #[error("line {line}: more than {MAX_DEVICES} devices")]
@@ -55,12 +55,12 @@ pub enum ReplayError {
         line: u64,
     },
     /// The file could not be read.
-    #[error("line {line}: reading failed: {source}")]
+    #[error("line {line}: reading failed: {error}")]
     Io {
         /// The number of the line being read, from 1.
         line: u64,
-        /// The error.
-        source: std::io::Error,
+        /// The error (in the message, not a source: said once).
+        error: std::io::Error,
     },
 }
 
@@ -219,7 +219,7 @@ pub fn replay_jsonl(
         let limit = MAX_LINE_BYTES as u64 + 2;
         let n = std::io::Read::take(&mut input, limit)
             .read_until(b'\n', &mut buf)
-            .map_err(|source| ReplayError::Io { line, source })?;
+            .map_err(|error| ReplayError::Io { line, error })?;
         if n == 0 {
             break;
         }
@@ -238,7 +238,7 @@ pub fn replay_jsonl(
             continue;
         }
         let w: RecordedWindow =
-            serde_json::from_slice(&buf).map_err(|source| ReplayError::Parse { line, source })?;
+            serde_json::from_slice(&buf).map_err(|error| ReplayError::Parse { line, error })?;
         r.push_at(&w, line)?;
     }
     Ok(r.outcomes())
