@@ -217,7 +217,7 @@ pub struct Config {
     pub est_connections: ListenerSettings,
     /// The MQTT gateway.
     pub gateway: GatewaySettings,
-    /// The trust service: firmware policies, zones, playbooks (`[trust]`).
+    /// The trust service: firmware policies, zones, the behaviour penalties' half-life, playbooks (`[trust]`).
     pub trust: vouch_respond::TrustSettings,
     /// Signed checkpoints of the event log (`[audit]`).
     pub audit: AuditSettings,

@@ -26,6 +26,10 @@ pub struct DemoArgs {
     /// Seconds a quarantined device must behave before it is released.
     #[arg(long, default_value_t = 20)]
     pub release_after: u64,
+    /// Seconds after which a behaviour penalty costs half its points (default: two windows, so that the
+    /// demo's quick run shows the gradual recovery in a few windows; a deployment's default is 600).
+    #[arg(long, value_name = "SECS")]
+    pub half_life: Option<u64>,
     /// Keep the deployment here (default: a temporary directory, removed at the end).
     #[arg(long, value_name = "DIR")]
     pub keep: Option<PathBuf>,
@@ -64,6 +68,7 @@ fn config_text(
     ports: &Ports,
     window_secs: u32,
     release_after: u64,
+    half_life: u64,
 ) -> Result<String> {
     let mut t = String::new();
     writeln!(t, "data_dir = {:?}", data.display().to_string())?;
@@ -81,6 +86,7 @@ fn config_text(
         "[gateway]\nenabled = true\nlisten = \"127.0.0.1:{}\"\nupstream = \"127.0.0.1:{}\"\nwindow_secs = {window_secs}",
         ports.gateway, ports.broker
     )?;
+    writeln!(t, "[trust]\nhalf_life_secs = {half_life}")?;
     writeln!(t, "[trust.zones]")?;
     for z in vouch_sim::ZONES {
         if let Some((net, len)) = vouch_sim::zone_network(z) {
@@ -109,6 +115,9 @@ pub async fn run(mut a: DemoArgs) -> Result<()> {
         .sim
         .window_secs
         .get_or_insert(crate::sim::DEFAULT_WINDOW_SECS);
+    if a.sim.windows_out.is_some() {
+        bail!("--windows-out is for `vouch sim`, which writes the windows without a deployment");
+    }
     let broker_bin = mosquitto()?;
     let temp;
     let root = match &a.keep {
@@ -165,7 +174,14 @@ pub async fn run(mut a: DemoArgs) -> Result<()> {
     let config = root.join("vouch.toml");
     std::fs::write(
         &config,
-        config_text(&data, &pass, &ports, window_secs, a.release_after)?,
+        config_text(
+            &data,
+            &pass,
+            &ports,
+            window_secs,
+            a.release_after,
+            a.half_life.unwrap_or(2 * u64::from(window_secs)),
+        )?,
     )?;
     let log = std::fs::File::create(root.join("serve.log"))?;
     let server = Killed(

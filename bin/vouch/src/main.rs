@@ -23,6 +23,7 @@ mod policy;
 mod serve;
 mod sim;
 mod tokens;
+mod trust;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -100,6 +101,9 @@ enum Command {
     /// Policies: validate, add, list, show, mode, remove, and test against recorded decisions.
     #[command(subcommand)]
     Policy(policy::PolicyCommand),
+    /// The trust engine offline: replay recorded traffic windows and print each device's score and reasons.
+    #[command(subcommand)]
+    Trust(trust::TrustCommand),
     /// Check the configuration.
     #[command(subcommand)]
     Config(ConfigCommand),
@@ -214,6 +218,9 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             .await
             .map(|()| ExitCode::SUCCESS),
         Command::Config(_) => Ok(ExitCode::SUCCESS),
+        Command::Trust(cmd) => {
+            trust::run(cmd, &config.trust, cli.output).map(|()| ExitCode::SUCCESS)
+        }
         Command::Demo(args) => demo::run(args).await.map(|()| ExitCode::SUCCESS),
         Command::Sim(args) => sim::run(args, &config).await.map(|()| ExitCode::SUCCESS),
         Command::Device(cmd) => {

@@ -58,6 +58,10 @@ pub struct SimArgs {
     /// Do not print events as they happen.
     #[arg(long)]
     pub quiet: bool,
+    /// Play nothing: write the fleet's windows (what the gateway would observe of each device, with its
+    /// class) to FILE as JSON Lines for `vouch trust replay`, and exit. Needs no deployment.
+    #[arg(long, value_name = "FILE")]
+    pub windows_out: Option<std::path::PathBuf>,
 }
 
 /// Seconds per window when neither the command line nor the configuration says.
@@ -113,6 +117,9 @@ pub struct Target {
 pub async fn run(mut args: SimArgs, config: &crate::config::Config) -> Result<()> {
     args.window_secs
         .get_or_insert(u32::try_from(config.gateway.window_secs).unwrap_or(DEFAULT_WINDOW_SECS));
+    if let Some(path) = &args.windows_out {
+        return write_windows(&args.fleet()?, path);
+    }
     let store = crate::open_store(config).await?;
     let (ca, root) =
         crate::ca::load_issuing(&config.data_dir, config.pki.passphrase_file.as_deref())?.context(
@@ -128,6 +135,20 @@ pub async fn run(mut args: SimArgs, config: &crate::config::Config) -> Result<()
     };
     let summary = play(&args, &target).await?;
     print_summary(&summary, args.json)
+}
+
+/// Writes the fleet's recorded windows to `path`, one JSON object a line.
+fn write_windows(fleet: &Fleet, path: &std::path::Path) -> Result<()> {
+    use std::io::Write;
+    let f = std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?;
+    let mut w = std::io::BufWriter::new(f);
+    for r in fleet.recorded() {
+        serde_json::to_writer(&mut w, &r)?;
+        writeln!(w)?;
+    }
+    w.flush()
+        .with_context(|| format!("writing {}", path.display()))?;
+    Ok(())
 }
 
 /// A device's credentials once enrolled.

@@ -17,6 +17,8 @@
 //! memory (baselines, counters) only makes judgements better, and a restart loses no restriction.
 
 mod history;
+mod judge;
+mod replay;
 mod settings;
 
 use std::collections::HashMap;
@@ -30,15 +32,19 @@ use tokio::sync::broadcast;
 use vouch_events::{Action, EventDraft};
 use vouch_store::{CertStatus, Change, DeviceEdit, Store, StoreError};
 use vouch_trust::{
-    DeviceState as TrustState, Directive, FirmwareState, IdentityState, Responder, ScoreReason,
-    Situation, Step, TrustEngine,
+    DeviceState as TrustState, Directive, FirmwareState, IdentityState, ScoreReason, Step,
 };
+
+use crate::judge::Judge;
 use vouch_types::{
     Actor, Clock, Device, DeviceId, DevicePatch, GroupName, Observation, PostureReport, Quarantine,
     Reason, RevocationReason, Timestamp, TrafficWindow, TrustScore,
 };
 
 pub use history::{MAX_POINTS, Point, TrustHistory, history};
+pub use replay::{
+    DeviceOutcome, MAX_DEVICES, MAX_LINE_BYTES, Replay, ReplayError, replay, replay_jsonl,
+};
 pub use settings::{SettingsError, TrustSettings};
 
 /// The label holding a device's current trust score (read into the policy context).
@@ -112,8 +118,7 @@ struct Known {
 }
 
 struct Models {
-    engine: TrustEngine,
-    responder: Responder,
+    judge: Judge,
     known: HashMap<DeviceId, Known>,
     attestation: HashMap<DeviceId, bool>,
 }
@@ -141,15 +146,14 @@ fn actor() -> Actor {
 impl TrustService {
     /// A service over `store` with `settings` (checked with [`TrustSettings::check`]).
     pub fn new(store: Arc<dyn Store>, clock: Arc<dyn Clock>, settings: TrustSettings) -> Self {
-        let responder = Responder::new(settings.response.clone());
+        let judge = settings.judge();
         Self {
             inner: Arc::new(Inner {
                 store,
                 clock,
                 settings,
                 models: Mutex::new(Models {
-                    engine: TrustEngine::default(),
-                    responder,
+                    judge,
                     known: HashMap::new(),
                     attestation: HashMap::new(),
                 }),
@@ -319,38 +323,18 @@ impl TrustService {
             let Ok(mut m) = self.inner.models.lock() else {
                 return Ok(None);
             };
-            let attestation_ok = m.attestation.get(&w.device).copied();
             let state = TrustState {
                 class: record.class,
                 identity,
                 firmware,
-                out_of_zone: out_of_zone.clone(),
+                out_of_zone,
                 failed_controls: Vec::new(),
-                attestation_ok,
+                attestation_ok: m.attestation.get(&w.device).copied(),
                 restricted,
             };
-            let verdict = m.engine.observe(w, &state);
-            let situation = Situation {
-                trust: verdict.assessment.score.get(),
-                anomalous: verdict.anomalous(),
-                cloned: w.sessions > 1,
-                out_of_zone: out_of_zone.is_some(),
-                firmware,
-                // A quarantine an operator imposed is theirs to lift: the responder sees it as "not ours".
-                quarantined_by: quarantine
-                    .as_ref()
-                    .and_then(Quarantine::playbook)
-                    .map(str::to_owned),
-                revoked: identity == IdentityState::Revoked,
-                reasons: verdict
-                    .assessment
-                    .reasons
-                    .iter()
-                    .map(ToString::to_string)
-                    .collect(),
-            };
-            let d = m.responder.decide(w.device, &situation, w.end);
-            (verdict, d)
+            // A quarantine an operator imposed is theirs to lift: the responder sees only a playbook's.
+            let by_playbook = quarantine.as_ref().and_then(Quarantine::playbook);
+            m.judge.judge(w, &state, by_playbook)
         };
         let score = verdict.assessment.score;
         if verdict.changed() {

@@ -1,5 +1,6 @@
 //! The trust service's configuration (`[trust]` in vouch.toml): firmware policies per model, which network
-//! addresses belong to which zone, and the response playbooks. Checked whole at start: every problem is
+//! addresses belong to which zone, how fast behaviour penalties fade (`half_life_secs`), and the response
+//! playbooks. Checked whole at start: every problem is
 //! listed, and a configuration with any is refused.
 
 use std::collections::BTreeMap;
@@ -7,7 +8,11 @@ use std::net::IpAddr;
 
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
-use vouch_trust::{FirmwareRule, ResponseConfig};
+use vouch_trust::{
+    DEFAULT_HALF_LIFE_SECS, FirmwareRule, HalfLife, Responder, ResponseConfig, TrustEngine,
+};
+
+use crate::judge::Judge;
 
 /// Why the trust settings were refused: every problem found.
 #[derive(Debug, thiserror::Error)]
@@ -15,7 +20,7 @@ use vouch_trust::{FirmwareRule, ResponseConfig};
 pub struct SettingsError(pub Vec<String>);
 
 /// The trust service's settings.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TrustSettings {
     /// Firmware policy by device model (`[trust.firmware."SIM-CAM-2"]`).
@@ -25,9 +30,28 @@ pub struct TrustSettings {
     /// another zone's network is out of its zone.
     #[serde(default)]
     pub zones: BTreeMap<String, Vec<IpNet>>,
+    /// Seconds after which a behaviour penalty costs half its points (`half_life_secs`, default 600): an
+    /// anomaly lowers the score at once and its cost fades over several half-lives.
+    #[serde(default = "default_half_life")]
+    pub half_life_secs: u64,
     /// The playbooks (`[trust.response]`, `[[trust.response.playbook]]`).
     #[serde(default)]
     pub response: ResponseConfig,
+}
+
+fn default_half_life() -> u64 {
+    DEFAULT_HALF_LIFE_SECS
+}
+
+impl Default for TrustSettings {
+    fn default() -> Self {
+        Self {
+            firmware: BTreeMap::new(),
+            zones: BTreeMap::new(),
+            half_life_secs: default_half_life(),
+            response: ResponseConfig::default(),
+        }
+    }
 }
 
 impl TrustSettings {
@@ -39,6 +63,12 @@ impl TrustSettings {
             .into_iter()
             .map(|p| format!("response: {p}"))
             .collect();
+        if !(1..=7 * 86_400).contains(&self.half_life_secs) {
+            out.push(format!(
+                "half_life_secs must be between 1 and 604800 (7 days), got {}",
+                self.half_life_secs
+            ));
+        }
         if self.firmware.len() > 10_000 {
             out.push("firmware: at most 10000 models".into());
         }
@@ -91,6 +121,15 @@ impl TrustSettings {
             Ok(self)
         } else {
             Err(SettingsError(p))
+        }
+    }
+
+    /// The models these settings ask for: a fresh engine with the configured half-life, and the playbooks.
+    /// The live service and the offline replay both start from here.
+    pub(crate) fn judge(&self) -> Judge {
+        Judge {
+            engine: TrustEngine::default().with_half_life(HalfLife::from_secs(self.half_life_secs)),
+            responder: Responder::new(self.response.clone()),
         }
     }
 

@@ -180,17 +180,27 @@ async fn an_anomaly_is_scored_quarantined_once_and_released_when_healthy() {
         let u = feed(&w, tw).await;
         assert!(u.directives.is_empty(), "window {i}: {:?}", u.directives);
     }
-    // Healthy for 60 s (six windows): released.
+    // The penalty decays (half-life 600 s): the score climbs back a point or two a window, never jumps, and
+    // once it is past quarantine-low-trust's 40 and the device has been healthy for 60 s (six windows), it
+    // is released.
     let mut released = None;
-    for i in 27..40 {
+    let mut scores = Vec::new();
+    for i in 27..60 {
         let u = feed(&w, window(d, i, 10, 0, 1)).await;
+        scores.push(u.score.get());
         if u.directives.iter().any(|x| x.is_release()) {
             released = Some(i);
             break;
         }
     }
     let released = released.expect("released");
-    assert!(released <= 34, "released at window {released}");
+    assert!(released <= 45, "released at window {released}: {scores:?}");
+    assert!(scores.windows(2).all(|p| p[0] <= p[1]), "{scores:?}");
+    let last = *scores.last().unwrap();
+    assert!(
+        (40..100).contains(&last),
+        "released on the way back: {scores:?}"
+    );
     let rec = w.store.get_device(d).await.unwrap();
     assert!(groups(&rec).is_empty());
     assert!(
@@ -209,6 +219,16 @@ async fn an_anomaly_is_scored_quarantined_once_and_released_when_healthy() {
         .find(|(a, after)| *a == Action::TrustChanged && after.contains("topics"))
         .expect("a trust change naming its reason");
     assert!(change.1.contains("\"reasons\""), "{}", change.1);
+    // The history says why the score is still low after the anomaly: a remembered, decaying penalty.
+    let decaying = log
+        .iter()
+        .find(|(a, after)| *a == Action::TrustChanged && after.contains("decaying"))
+        .expect("a trust change naming the decaying penalty");
+    assert!(
+        decaying.1.contains("ago, decaying (half-life 10 min)") && decaying.1.contains("incurred"),
+        "{}",
+        decaying.1
+    );
     assert!(
         vouch_store::verify_audit(&*w.store)
             .await
@@ -324,6 +344,7 @@ async fn shadow_mode_logs_what_it_would_do_and_changes_nothing() {
 #[test]
 fn bad_settings_are_refused_with_every_problem() {
     let text = r#"
+        half_life_secs = 0
         [zones]
         plant-a = ["10.0.0.0/8"]
         plant-b = ["10.1.0.0/16"]
@@ -342,9 +363,14 @@ fn bad_settings_are_refused_with_every_problem() {
         "minimum or vulnerable",
         "release_after_secs",
         "trust_below",
+        "half_life_secs must be between 1 and 604800",
     ] {
         assert!(e.contains(want), "{want} missing from {e}");
     }
     assert!(toml::from_str::<TrustSettings>("[zones]\na = [\"not a network\"]").is_err());
     assert!(toml::from_str::<TrustSettings>("colour = 1").is_err());
+    // Unsaid, the half-life is ten minutes.
+    let s: TrustSettings = toml::from_str("").unwrap();
+    assert_eq!(s.half_life_secs, 600);
+    assert_eq!(s, TrustSettings::default());
 }

@@ -4,6 +4,7 @@
 //! three zones, and attacks placed on distinct devices after a warm-up. [`Fleet::plan`] says what a device does
 //! in a window ([`WindowPlan`]: publishes, refused requests, reconnects, a second session, where it connects
 //! from, the firmware it reports); [`observe`] says what the gateway would observe of it ([`TrafficWindow`]).
+//! [`Fleet::recorded`] is the whole run as recorded windows (JSON Lines for `vouch trust replay`).
 //! `vouch bench detect` feeds those observations to the trust engine and to peer detectors; `vouch sim` plays
 //! the same plans over real MQTT through the gateway.
 //!
@@ -13,6 +14,7 @@
 mod fleet;
 mod observe;
 mod plan;
+mod record;
 mod rng;
 mod scenario;
 

@@ -415,3 +415,33 @@ fn observation_counts_as_the_gateway_does() {
     let (p, o) = f.observe(10_000, 3, &mut Seen::new());
     assert!(p.publishes.is_empty() && o.msgs_in == 0 && o.auth_failures == 0);
 }
+
+#[test]
+fn the_recorded_run_is_every_observation_in_time_order_with_its_class() {
+    let f = Fleet::new(FleetConfig {
+        devices: 12,
+        windows: 30,
+        warmup: 10,
+        attack_windows: 3,
+        ..FleetConfig::default()
+    });
+    let r = f.recorded();
+    assert_eq!(r.len(), 12 * 30);
+    assert!(r.windows(2).all(|p| p[0].window.end <= p[1].window.end));
+    // Device by device, the same windows as observing it alone from its first window on.
+    let a = f.attacks.first().unwrap();
+    let d = &f.devices[a.device as usize];
+    let mut seen = Seen::new();
+    let alone: Vec<_> = (0..30)
+        .map(|w| f.observe(d.index, w, &mut seen).1)
+        .collect();
+    let recorded: Vec<_> = r
+        .iter()
+        .filter(|x| x.window.device == d.id)
+        .map(|x| {
+            assert_eq!(x.class, d.class);
+            x.window.clone()
+        })
+        .collect();
+    assert_eq!(recorded, alone);
+}

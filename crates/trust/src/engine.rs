@@ -5,6 +5,10 @@
 //! baseline explains which features are off for a device of that kind, and the class forest flags unusual
 //! combinations. Once its own baseline is ready, the device is judged against itself, and the forest still
 //! watches for combinations.
+//!
+//! Each device also remembers its recent behaviour penalties, which decay over the engine's half-life
+//! (`crate::memory`): the verdict's assessment holds the window's own reasons and what is left of earlier
+//! ones, so a score recovers over several windows rather than jumping back after one.
 
 use foldhash::HashMap;
 
@@ -13,6 +17,7 @@ use vouch_types::{DeviceClass, DeviceId, Timestamp, TrafficWindow, TrustScore};
 use crate::baseline::{Baseline, BaselineConfig, Deviation};
 use crate::features::{Feature, Features};
 use crate::hst::{HalfSpaceTrees, HstConfig};
+use crate::memory::{HalfLife, Memory};
 use crate::score::{Assessment, FirmwareState, IdentityState, TrustInputs, assess};
 
 /// What the engine knows about a device besides its behaviour, from the registry and the PKI.
@@ -54,7 +59,8 @@ pub struct Verdict {
     pub cold_start: bool,
     /// The class forest's anomaly, 0–1.
     pub class_anomaly: f64,
-    /// The score and its reasons.
+    /// The score and its reasons: the window's own, and the remembered penalties of earlier windows
+    /// (decaying, [`crate::ScoreReason::remembered`]).
     pub assessment: Assessment,
     /// The score before this window, if there was one: the caller records a change only when they differ.
     pub previous: Option<TrustScore>,
@@ -67,18 +73,32 @@ impl Verdict {
     }
 
     /// Whether the window's behaviour was judged anomalous (a feature off its baseline, or unusual for the
-    /// class).
+    /// class); remembered penalties of earlier windows do not make this one anomalous.
     pub fn anomalous(&self) -> bool {
         self.assessment
             .reasons
             .iter()
-            .any(|r| r.component == "behaviour")
+            .any(|r| r.component == "behaviour" && !r.remembered())
     }
 
-    /// A continuous risk for ranking windows (ROC curves): the points taken off the score, with the class
-    /// model's anomaly (0–1) breaking ties between windows that lost the same points.
+    /// Whether this window by itself took points off (a remembered penalty alone does not flag a window):
+    /// what a per-window detector evaluation counts as an alarm.
+    pub fn flagged(&self) -> bool {
+        self.assessment.reasons.iter().any(|r| !r.remembered())
+    }
+
+    /// A continuous risk for ranking windows (ROC curves): the points this window's own reasons take off
+    /// (what is remembered from earlier windows is not this window's), with the class model's anomaly (0–1)
+    /// breaking ties between windows that lost the same points.
     pub fn risk(&self) -> f64 {
-        f64::from(100 - self.assessment.score.get()) + self.class_anomaly.clamp(0.0, 1.0)
+        let own: u32 = self
+            .assessment
+            .reasons
+            .iter()
+            .filter(|r| !r.remembered())
+            .map(|r| u32::from(r.penalty))
+            .sum();
+        f64::from(own.min(100)) + self.class_anomaly.clamp(0.0, 1.0)
     }
 }
 
@@ -137,6 +157,7 @@ impl Bursts {
 struct DeviceModel {
     baseline: Baseline,
     last: Option<TrustScore>,
+    memory: Memory,
 }
 
 /// Baselines and class models for a fleet, fed window by window.
@@ -146,6 +167,7 @@ pub struct TrustEngine {
     forest: HstConfig,
     /// Class-forest anomaly from which a window counts as unusual for its class.
     pub class_threshold: f64,
+    half_life: HalfLife,
     devices: HashMap<DeviceId, DeviceModel>,
     classes: HashMap<DeviceClass, ClassModel>,
 }
@@ -163,9 +185,21 @@ impl TrustEngine {
             baseline,
             forest,
             class_threshold: 0.5,
+            half_life: HalfLife::default(),
             devices: HashMap::default(),
             classes: HashMap::default(),
         }
+    }
+
+    /// The same engine with behaviour penalties decaying over `half_life`.
+    pub fn with_half_life(mut self, half_life: HalfLife) -> Self {
+        self.half_life = half_life;
+        self
+    }
+
+    /// How fast behaviour penalties decay.
+    pub fn half_life(&self) -> HalfLife {
+        self.half_life
     }
 
     /// Devices with a model.
@@ -236,7 +270,17 @@ impl TrustEngine {
             class_anomaly: (class_anomaly >= self.class_threshold)
                 .then(|| (class_anomaly, state.class.as_str())),
         };
-        let assessment = assess(&inputs);
+        let fresh = assess(&inputs);
+        let behaviour: Vec<_> = fresh
+            .reasons
+            .iter()
+            .filter(|r| r.component == "behaviour")
+            .cloned()
+            .collect();
+        let remembered = device.memory.update(w.end, &behaviour, self.half_life);
+        let mut reasons = fresh.reasons;
+        reasons.extend(remembered);
+        let assessment = Assessment::from_reasons(reasons);
         let previous = device.last.replace(assessment.score);
         Verdict {
             device: w.device,
@@ -307,7 +351,8 @@ mod tests {
 
     #[test]
     fn a_new_device_is_judged_by_its_class_until_its_own_baseline_is_ready() {
-        let mut e = TrustEngine::default();
+        // A half-life of one window: the remembered penalty is gone by the end of the warm-up.
+        let mut e = TrustEngine::default().with_half_life(HalfLife::from_secs(10));
         warm_class(&mut e, DeviceClass::Sensor, 20, 30);
         let newcomer = DeviceId::derived("new sensor");
         let v = e.observe(&window(newcomer, 0, 20, 40, 1), &state(DeviceClass::Sensor));
@@ -335,6 +380,116 @@ mod tests {
             assert!(v.cold_start, "window {n}: judged by its class still");
             assert!(v.assessment.score.get() < 100, "window {n}: {v:?}");
         }
+    }
+
+    /// An engine with a 60 s half-life (six of the tests' windows) and a sensor that knows its normal.
+    fn warmed(half_life_secs: u64) -> (TrustEngine, DeviceId, DeviceState) {
+        let mut e = TrustEngine::default().with_half_life(HalfLife::from_secs(half_life_secs));
+        let id = DeviceId::derived("sensor-mem");
+        let s = state(DeviceClass::Sensor);
+        for n in 0..30 {
+            e.observe(&window(id, n, 20, 0, 1), &s);
+        }
+        (e, id, s)
+    }
+
+    #[test]
+    fn after_a_burst_the_score_recovers_gradually_and_monotonically() {
+        let (mut e, id, s) = warmed(60);
+        let burst = e.observe(&window(id, 30, 20, 40, 1), &s);
+        let low = burst.assessment.score.get();
+        assert!(low <= 40 && burst.anomalous(), "{burst:?}");
+        let mut scores = vec![low];
+        for n in 31..61 {
+            let v = e.observe(&window(id, n, 20, 0, 1), &s);
+            assert!(
+                !v.anomalous() && !v.flagged(),
+                "window {n}: remembered is not anomalous: {v:?}"
+            );
+            scores.push(v.assessment.score.get());
+        }
+        assert!(
+            scores.windows(2).all(|p| p[0] <= p[1]),
+            "monotonic: {scores:?}"
+        );
+        // Not back in one window: one window (10 s) of a 60 s half-life leaves nine tenths of the penalty.
+        assert!(scores[1] < low + 15, "{scores:?}");
+        assert!(
+            scores[6] < 90,
+            "one half-life on, half the penalty: {scores:?}"
+        );
+        // Five half-lives on: within a few points of normal, and the reason says why.
+        assert!(scores[30] >= 97, "{scores:?}");
+        let v = e.observe(&window(id, 61, 20, 0, 1), &s);
+        let r = v.assessment.reasons.first().filter(|r| r.remembered());
+        if let Some(r) = r {
+            assert!(r.why.contains("decaying (half-life 60 s)"), "{r}");
+        }
+        let mid = {
+            let (mut e, id, s) = warmed(60);
+            e.observe(&window(id, 30, 20, 40, 1), &s);
+            for n in 31..33 {
+                e.observe(&window(id, n, 20, 0, 1), &s);
+            }
+            e.observe(&window(id, 33, 20, 0, 1), &s)
+        };
+        let why = &mid.assessment.reasons[0];
+        assert!(why.remembered(), "{why:?}");
+        assert!(why.why.contains("new topics"), "{why}");
+        assert!(
+            why.why.contains("30 s ago, decaying (half-life 60 s)"),
+            "{why}"
+        );
+    }
+
+    #[test]
+    fn a_second_anomaly_during_the_decay_compounds() {
+        // Without memory of a first burst, a milder anomaly costs what it costs alone.
+        let (mut fresh, id, s) = warmed(600);
+        for n in 30..40 {
+            fresh.observe(&window(id, n, 20, 0, 1), &s);
+        }
+        let alone = fresh.observe(&window(id, 40, 20, 8, 1), &s);
+        // After a burst ten windows earlier, the same anomaly costs more: what is left of the first is added.
+        let (mut e, id, s) = warmed(600);
+        e.observe(&window(id, 30, 20, 40, 1), &s);
+        for n in 31..39 {
+            e.observe(&window(id, n, 20, 0, 1), &s);
+        }
+        let before = e.observe(&window(id, 39, 20, 0, 1), &s).assessment.score;
+        let again = e.observe(&window(id, 40, 20, 8, 1), &s);
+        assert!(
+            alone.anomalous() && again.anomalous(),
+            "{alone:?} {again:?}"
+        );
+        assert!(
+            again.assessment.score < alone.assessment.score,
+            "compounded: {again:?} vs alone {alone:?}"
+        );
+        assert!(
+            again.assessment.score < before,
+            "{again:?} after {before:?}"
+        );
+        assert!(again.assessment.reasons.iter().any(|r| r.remembered()));
+        assert!(again.assessment.reasons.iter().any(|r| !r.remembered()));
+    }
+
+    #[test]
+    fn the_half_life_sets_the_pace_of_recovery() {
+        let after = |half_life: u64| {
+            let (mut e, id, s) = warmed(half_life);
+            e.observe(&window(id, 30, 20, 40, 1), &s);
+            let mut last = None;
+            for n in 31..37 {
+                last = Some(e.observe(&window(id, n, 20, 0, 1), &s));
+            }
+            last.map(|v| v.assessment.score.get()).unwrap_or_default()
+        };
+        let (quick, slow) = (after(20), after(600));
+        // 60 s on: three half-lives of 20 s leave an eighth; a tenth of one of 600 s leaves nearly all.
+        assert!(quick >= 90, "{quick}");
+        assert!(slow <= 40, "{slow}");
+        assert_eq!(TrustEngine::default().half_life(), HalfLife::from_secs(600));
     }
 
     #[test]

@@ -4,7 +4,8 @@
 //! without labels, and names the features that depart from it and by how far; `hst` is the multivariate
 //! streaming detector (Half-Space Trees) kept per device class for cold starts; `score` combines identity,
 //! firmware, location, behaviour, compliance and attestation into the 0–100 trust score with its reasons;
-//! `playbook` turns verdicts into response directives (quarantine, revoke, re-enroll, notify, release).
+//! `memory` remembers behaviour penalties and lets them decay over a half-life (time from the windows);
+//! `recorded` is the line format of recorded windows (offline replay); `playbook` turns verdicts into response directives (quarantine, revoke, re-enroll, notify, release).
 //! Pure: no I/O, no clock; the caller feeds windows and stores what comes out.
 
 pub mod baseline;
@@ -12,7 +13,9 @@ pub mod engine;
 pub mod features;
 pub mod firmware;
 pub mod hst;
+pub mod memory;
 pub mod playbook;
+pub mod recorded;
 pub mod score;
 
 pub use baseline::{Baseline, BaselineConfig, Deviation};
@@ -20,8 +23,10 @@ pub use engine::{DeviceState, TrustEngine, Verdict};
 pub use features::{Feature, Features};
 pub use firmware::FirmwareRule;
 pub use hst::{HalfSpaceTrees, HstConfig};
+pub use memory::{BEHAVIOUR_CAP, DEFAULT_HALF_LIFE_SECS, HalfLife};
 pub use playbook::{
     Directive, Mode, Playbook, QUARANTINE_GROUP, QUARANTINED_BY, Responder, ResponseConfig,
     Situation, Step,
 };
+pub use recorded::RecordedWindow;
 pub use score::{Assessment, FirmwareState, IdentityState, ScoreReason, TrustInputs, assess};

@@ -18,11 +18,14 @@
 //! | compliance | each failed control | 5, at most 25 |
 //! | attestation | attestation failed | 40 |
 //!
+//! Behaviour penalties are remembered and decay over a half-life (`crate::memory`): the engine adds what is
+//! left of earlier windows' penalties as reasons of their own, within the behaviour cap of 70.
+//!
 //! Penalties add up; the score never goes below 0. A missing input (no attestation yet, no compliance run)
 //! costs nothing: trust is lowered by evidence, not by the absence of a check that never ran.
 
 use serde::Serialize;
-use vouch_types::TrustScore;
+use vouch_types::{Timestamp, TrustScore};
 
 use crate::baseline::Deviation;
 
@@ -87,6 +90,17 @@ pub struct ScoreReason {
     pub component: &'static str,
     /// Why, in words.
     pub why: String,
+    /// When a remembered penalty was incurred (its points decay, see [`crate::memory`]); `None` for what
+    /// the latest window and the device's state say now.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub incurred: Option<Timestamp>,
+}
+
+impl ScoreReason {
+    /// Whether this is a remembered (decaying) penalty rather than one the latest window incurred.
+    pub fn remembered(&self) -> bool {
+        self.incurred.is_some()
+    }
 }
 
 impl std::fmt::Display for ScoreReason {
@@ -112,6 +126,7 @@ pub fn assess(i: &TrustInputs) -> Assessment {
             penalty,
             component,
             why,
+            incurred: None,
         })
     };
     match i.identity {
@@ -191,12 +206,19 @@ pub fn assess(i: &TrustInputs) -> Assessment {
     if i.attestation_ok == Some(false) {
         take(40, "attestation", "its attestation failed".into());
     }
-    reasons.sort_by_key(|r| std::cmp::Reverse(r.penalty));
-    let total: u32 = reasons.iter().map(|r| u32::from(r.penalty)).sum();
-    let score = 100u32.saturating_sub(total) as u8;
-    Assessment {
-        score: TrustScore::new(score).unwrap_or(TrustScore::MAX),
-        reasons,
+    Assessment::from_reasons(reasons)
+}
+
+impl Assessment {
+    /// The score these reasons leave (100 less their penalties, at least 0), reasons largest first.
+    pub fn from_reasons(mut reasons: Vec<ScoreReason>) -> Self {
+        reasons.sort_by_key(|r| std::cmp::Reverse(r.penalty));
+        let total: u32 = reasons.iter().map(|r| u32::from(r.penalty)).sum();
+        let score = 100u32.saturating_sub(total) as u8;
+        Assessment {
+            score: TrustScore::new(score).unwrap_or(TrustScore::MAX),
+            reasons,
+        }
     }
 }
 

@@ -238,10 +238,7 @@ pub fn run(a: DetectArgs) -> Result<()> {
     let vouch = Scored {
         name: "vouch",
         scores: verdicts.iter().map(Verdict::risk).collect(),
-        flagged: verdicts
-            .iter()
-            .map(|v| v.assessment.score.get() < 100)
-            .collect(),
+        flagged: verdicts.iter().map(Verdict::flagged).collect(),
     };
     let causes = alarm_causes(&rows, &verdicts);
     drop(verdicts);
@@ -319,7 +316,7 @@ fn alarm_causes(rows: &[Row], verdicts: &[Verdict]) -> AlarmCauses {
     let mut c = AlarmCauses::default();
     let mut by = [0usize; Feature::ALL.len()];
     for (row, v) in rows.iter().zip(verdicts) {
-        if row.label.is_some() || v.assessment.score.get() == 100 {
+        if row.label.is_some() || !v.flagged() {
             continue;
         }
         if v.cold_start {
@@ -329,7 +326,7 @@ fn alarm_causes(rows: &[Row], verdicts: &[Verdict]) -> AlarmCauses {
             .assessment
             .reasons
             .iter()
-            .find(|r| r.component == "behaviour")
+            .find(|r| r.component == "behaviour" && !r.remembered())
             .map(|r| r.why.as_str())
         else {
             continue;
