@@ -424,29 +424,19 @@ pub async fn run(
                 Output::Table => {
                     let score = t
                         .score
-                        .map_or("not scored yet".to_owned(), |s| s.to_string());
+                        .map_or("not scored yet".to_owned(), |s| s.get().to_string());
                     println!(
                         "trust {score} ({}){}",
-                        t.band.as_deref().unwrap_or("-"),
+                        t.band.map_or("-", |b| b.as_str()),
                         t.quarantined_by
                             .as_deref()
                             .map_or(String::new(), |b| format!(", quarantined by {b}"))
                     );
-                    let reasons = |r: &Value| -> String {
-                        r.as_array()
-                            .map(|a| {
-                                a.iter()
-                                    .map(|x| {
-                                        format!(
-                                            "−{}: {}",
-                                            x["penalty"],
-                                            x["why"].as_str().unwrap_or("")
-                                        )
-                                    })
-                                    .collect::<Vec<_>>()
-                                    .join("; ")
-                            })
-                            .unwrap_or_default()
+                    let reasons = |r: &[vouch_events::TrustReason]| -> String {
+                        r.iter()
+                            .map(|x| format!("−{}: {}", x.penalty, x.why))
+                            .collect::<Vec<_>>()
+                            .join("; ")
                     };
                     let rows: Vec<Vec<String>> = t
                         .history
@@ -454,8 +444,8 @@ pub async fn run(
                         .map(|p| {
                             vec![
                                 p.at.to_string(),
-                                p.score.to_string(),
-                                p.band.clone(),
+                                p.score.get().to_string(),
+                                p.band.as_str().to_owned(),
                                 reasons(&p.reasons),
                             ]
                         })

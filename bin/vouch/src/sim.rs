@@ -21,7 +21,7 @@ use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, Server
 use serde::Serialize;
 use tokio::io::{AsyncReadExt, AsyncWriteExt, WriteHalf};
 use tokio_rustls::client::TlsStream;
-use vouch_events::{Action, EventSeq};
+use vouch_events::{Action, EventSeq, ResponseRecord, SessionCut, TrustChanged};
 use vouch_sim::{Fleet, FleetConfig, Scenario, SimDevice};
 use vouch_store::{Change, Store};
 use vouch_types::{Actor, Clock, DeviceId, DeviceState, NewDevice, SystemClock};
@@ -652,20 +652,15 @@ impl Tally {
             .events
             .entry(e.draft.action.as_str().to_owned())
             .or_default() += 1;
-        let after: serde_json::Value = e
-            .draft
-            .after
-            .as_deref()
-            .and_then(|a| serde_json::from_str(a).ok())
-            .unwrap_or_default();
         let class = fleet.devices[dev as usize].class;
         let who = format!("device {dev:>4} ({class})");
         let attack = self.outcomes.iter_mut().find(|o| o.device == dev);
         match e.draft.action {
             Action::TrustChanged => {
-                let score = after["score"].as_u64().unwrap_or(100) as u8;
-                let prev = after["previous"].as_u64();
-                let why = after["reasons"][0]["why"].as_str().unwrap_or("");
+                let t = e.payload::<TrustChanged>().ok()?;
+                let score = t.score.get();
+                let prev = t.previous.map(|p| u64::from(p.get()));
+                let why = t.reasons.first().map_or("", |r| r.why.as_str());
                 if let Some(o) = attack
                     && w + 0.5 >= f64::from(o.start)
                     && prev.is_some_and(|p| p > u64::from(score))
@@ -684,9 +679,9 @@ impl Tally {
                 }
             }
             Action::ResponseTaken | Action::ResponseReleased => {
-                let step = after["step"].as_str().unwrap_or("?").to_owned();
-                let playbook = after["playbook"].as_str().unwrap_or("?");
-                let shadow = after["shadow"].as_bool().unwrap_or(false);
+                let r = e.payload::<ResponseRecord>().ok()?;
+                let step = r.step.as_str().to_owned();
+                let (playbook, shadow) = (r.playbook.as_str(), r.shadow);
                 match attack {
                     Some(o) => {
                         o.actions.push(step.clone());
@@ -704,12 +699,12 @@ impl Tally {
                 };
                 Some(format!(
                     "[w{w:>5.1}] {verb:<7} {who} by playbook {playbook}: {}",
-                    after["why"].as_str().unwrap_or("")
+                    r.why
                 ))
             }
             Action::SessionCut => Some(format!(
                 "[w{w:>5.1}] CUT    {who}: {}",
-                after["why"].as_str().unwrap_or("")
+                e.payload::<SessionCut>().ok()?.why
             )),
             _ => None,
         }

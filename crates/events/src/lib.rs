@@ -9,9 +9,14 @@
 //! [`checkpoint`]s of its head, kept outside the database, catch those too.
 
 pub mod checkpoint;
+pub mod payload;
 
 pub use checkpoint::{
     Checkpoint, CheckpointError, CheckpointSigner, KeyId, PublicKey, SignedCheckpoint,
+};
+pub use payload::{
+    PAYLOAD_VERSION, Payload, PayloadError, ResponseRecord, ResponseStep, SessionCut, TrustChanged,
+    TrustReason, WindowSpan,
 };
 
 use std::fmt;

@@ -2,12 +2,9 @@
 //! service logged (`trust.changed`), for the API's chart data and `vouch device trust`.
 
 use serde::Serialize;
-use vouch_events::{Action, EventSeq};
+use vouch_events::{Action, EventSeq, TrustChanged, TrustReason};
 use vouch_store::{Store, StoreError};
-use vouch_trust::QUARANTINED_BY;
-use vouch_types::{DeviceId, Timestamp};
-
-use crate::BAND_LABEL;
+use vouch_types::{DeviceId, Quarantine, Timestamp, TrustBand, TrustScore};
 
 /// Events read per page while collecting the history.
 const PAGE: u32 = 1000;
@@ -20,11 +17,11 @@ pub struct Point {
     /// When it was recorded.
     pub at: Timestamp,
     /// The score from then on.
-    pub score: u64,
+    pub score: TrustScore,
     /// Its band.
-    pub band: String,
-    /// The reasons, as recorded (`[{penalty, component, why}]`).
-    pub reasons: serde_json::Value,
+    pub band: TrustBand,
+    /// The reasons, as recorded.
+    pub reasons: Vec<TrustReason>,
 }
 
 /// A device's trust.
@@ -33,11 +30,11 @@ pub struct TrustHistory {
     /// Whose.
     pub device_id: DeviceId,
     /// The score in force (`None` until the trust service scored the device).
-    pub score: Option<u64>,
+    pub score: Option<TrustScore>,
     /// Its band.
-    pub band: Option<String>,
+    pub band: Option<TrustBand>,
     /// The reasons of the last change (empty when `since` left that change out).
-    pub reasons: serde_json::Value,
+    pub reasons: Vec<TrustReason>,
     /// The playbook that quarantined it, if one did.
     pub quarantined_by: Option<String>,
     /// The changes, oldest first.
@@ -63,12 +60,8 @@ pub async fn history(
             if e.draft.action != Action::TrustChanged || since.is_some_and(|s| e.at <= s) {
                 continue;
             }
-            let Some(after) = e
-                .draft
-                .after
-                .as_deref()
-                .and_then(|a| serde_json::from_str::<serde_json::Value>(a).ok())
-            else {
+            // An unreadable payload is left out of the chart rather than drawn as a score of 0.
+            let Ok(p) = e.payload::<TrustChanged>() else {
                 continue;
             };
             if history.len() == MAX_POINTS {
@@ -77,9 +70,9 @@ pub async fn history(
             }
             history.push_back(Point {
                 at: e.at,
-                score: after["score"].as_u64().unwrap_or(0),
-                band: after["band"].as_str().unwrap_or_default().to_owned(),
-                reasons: after["reasons"].clone(),
+                score: p.score,
+                band: p.band,
+                reasons: p.reasons,
             });
         }
         cursor = page.last().map(|e| e.seq);
@@ -87,23 +80,22 @@ pub async fn history(
             break;
         }
     }
-    let label = |k: &str| {
-        k.parse()
-            .ok()
-            .and_then(|k| record.labels.get(&k).map(ToString::to_string))
-    };
     // The record holds the score in force (written there for the policy context).
-    let score = record.labels.trust_score().map(|s| u64::from(s.get()));
+    let score = record.labels.trust_score();
     let reasons = match history.back() {
         Some(p) if Some(p.score) == score => p.reasons.clone(),
-        _ => serde_json::Value::Array(Vec::new()),
+        _ => Vec::new(),
     };
     Ok(TrustHistory {
         device_id: device,
         score,
-        band: label(BAND_LABEL),
+        band: score.map(TrustScore::band),
         reasons,
-        quarantined_by: label(QUARANTINED_BY),
+        quarantined_by: record
+            .quarantine()
+            .as_ref()
+            .and_then(Quarantine::playbook)
+            .map(str::to_owned),
         history: history.into_iter().collect(),
         truncated,
     })

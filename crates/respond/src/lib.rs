@@ -29,7 +29,10 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 use tokio::sync::broadcast;
-use vouch_events::{Action, EventDraft};
+use vouch_events::{
+    Action, EventDraft, PAYLOAD_VERSION, Payload, ResponseRecord, ResponseStep, TrustChanged,
+    TrustReason, WindowSpan,
+};
 use vouch_store::{CertStatus, Change, DeviceEdit, Store, StoreError};
 use vouch_trust::{
     DeviceState as TrustState, Directive, FirmwareState, IdentityState, ScoreReason, Step,
@@ -60,6 +63,9 @@ pub enum RespondError {
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// An event payload could not be encoded (a bug, not an input).
+    #[error("encoding an event payload: {0}")]
+    Payload(#[from] serde_json::Error),
 }
 
 /// What the service did with one window, for live displays (`vouch demo`) and tests.
@@ -339,16 +345,20 @@ impl TrustService {
         let score = verdict.assessment.score;
         if verdict.changed() {
             self.inner.counters.changes.fetch_add(1, Ordering::Relaxed);
-            let detail = serde_json::json!({
-                "score": score.get(),
-                "band": score.band().as_str(),
-                "previous": verdict.previous.map(TrustScore::get),
-                "reasons": verdict.assessment.reasons,
-                "cold_start": verdict.cold_start,
-                "class_anomaly": (verdict.class_anomaly * 1000.0).round() / 1000.0,
-                "window": { "start": w.start, "end": w.end },
-            });
-            self.event(w.device, Action::TrustChanged, detail, None)
+            let detail = TrustChanged {
+                v: PAYLOAD_VERSION,
+                score,
+                band: score.band(),
+                previous: verdict.previous,
+                reasons: verdict.assessment.reasons.iter().map(reason).collect(),
+                cold_start: verdict.cold_start,
+                class_anomaly: (verdict.class_anomaly * 1000.0).round() / 1000.0,
+                window: WindowSpan {
+                    start: w.start,
+                    end: w.end,
+                },
+            };
+            self.event(w.device, Action::TrustChanged, &detail, None)
                 .await?;
             tracing::info!(device = %w.device, score = score.get(), previous = ?verdict.previous.map(TrustScore::get), "trust changed");
         }
@@ -367,19 +377,24 @@ impl TrustService {
         Ok(Some(update))
     }
 
-    async fn event(
+    async fn event<P: Payload>(
         &self,
         device: DeviceId,
         action: Action,
-        detail: serde_json::Value,
+        detail: &P,
         reason: Option<String>,
     ) -> Result<(), RespondError> {
+        debug_assert!(
+            P::ACTIONS.contains(&action),
+            "{action} does not carry this payload"
+        );
+        let after = vouch_events::payload::to_after(detail)?;
         let draft = EventDraft {
             device_id: Some(device),
             actor: actor(),
             action,
             before: None,
-            after: Some(detail.to_string()),
+            after: Some(after),
             reason: reason.and_then(|r| truncate_reason(&r)),
         };
         self.inner
@@ -402,19 +417,20 @@ impl TrustService {
                 .counters
                 .directives
                 .fetch_add(1, Ordering::Relaxed);
-            let detail = serde_json::json!({
-                "playbook": d.playbook,
-                "step": d.step.map_or("release", Step::as_str),
-                "shadow": d.shadow,
-                "why": d.why,
-                "trust": score.get(),
-            });
+            let detail = ResponseRecord {
+                v: PAYLOAD_VERSION,
+                playbook: d.playbook.clone(),
+                step: response_step(d.step),
+                shadow: d.shadow,
+                why: d.why.clone(),
+                trust: score,
+            };
             if d.shadow {
                 tracing::info!(device = %record.id, playbook = %d.playbook, step = ?d.step, "shadow: would act");
                 self.event(
                     record.id,
                     Action::ResponseTaken,
-                    detail,
+                    &detail,
                     Some(d.why.clone()),
                 )
                 .await?;
@@ -440,7 +456,7 @@ impl TrustService {
                 }
                 Some(Step::Notify) => Action::FindingRaised,
             };
-            self.event(record.id, action, detail, Some(d.why.clone()))
+            self.event(record.id, action, &detail, Some(d.why.clone()))
                 .await?;
             tracing::warn!(device = %record.id, playbook = %d.playbook, step = d.step.map_or("release", Step::as_str), why = %d.why, "playbook acted");
         }
@@ -527,6 +543,27 @@ impl TrustService {
             }
         }
         Ok(())
+    }
+}
+
+/// A score reason as events carry it.
+fn reason(r: &ScoreReason) -> TrustReason {
+    TrustReason {
+        penalty: r.penalty,
+        component: r.component.to_owned(),
+        why: r.why.clone(),
+        incurred: r.incurred,
+    }
+}
+
+/// A playbook step as events name it (no step: the release).
+fn response_step(step: Option<Step>) -> ResponseStep {
+    match step {
+        None => ResponseStep::Release,
+        Some(Step::Quarantine) => ResponseStep::Quarantine,
+        Some(Step::Revoke) => ResponseStep::Revoke,
+        Some(Step::Reenroll) => ResponseStep::Reenroll,
+        Some(Step::Notify) => ResponseStep::Notify,
     }
 }
 

@@ -1,0 +1,270 @@
+//! The typed content of events, one type per family of actions, (de)serialized here only.
+//!
+//! An event's `after` is canonical JSON; for the actions below, it is one of these types. Writers build the
+//! type and readers get it back with [`Event::payload`], so no crate spells the JSON keys again or reads them
+//! by hand. Every payload carries a version (`v`); one written before versions existed reads as version 1, and
+//! a reader refuses a version it does not know rather than misread it.
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use vouch_types::{CertFingerprint, Timestamp, TrustBand, TrustScore};
+
+use crate::{Action, Event};
+
+/// The payload version this build writes and reads.
+pub const PAYLOAD_VERSION: u32 = 1;
+
+fn v1() -> u32 {
+    PAYLOAD_VERSION
+}
+
+/// A typed event payload and the actions it is the content of.
+pub trait Payload: Serialize + DeserializeOwned {
+    /// The actions whose `after` is this type.
+    const ACTIONS: &'static [Action];
+    /// The payload's version.
+    fn version(&self) -> u32;
+}
+
+/// Why a payload could not be read back.
+#[derive(Debug, thiserror::Error)]
+pub enum PayloadError {
+    /// The event's action has another payload type (or none).
+    #[error("a {action} event does not carry this payload")]
+    WrongAction {
+        /// The event's action.
+        action: Action,
+    },
+    /// The event has no content.
+    #[error("the event has no payload")]
+    Missing,
+    /// The content is not this payload.
+    #[error("unreadable payload: {0}")]
+    Invalid(#[from] serde_json::Error),
+    /// Written by a newer Vouch.
+    #[error("payload version {0} is newer than this build reads ({PAYLOAD_VERSION})")]
+    Newer(u32),
+}
+
+impl Event {
+    /// The event's content as `P`.
+    pub fn payload<P: Payload>(&self) -> Result<P, PayloadError> {
+        if !P::ACTIONS.contains(&self.draft.action) {
+            return Err(PayloadError::WrongAction {
+                action: self.draft.action,
+            });
+        }
+        let text = self.draft.after.as_deref().ok_or(PayloadError::Missing)?;
+        let p: P = serde_json::from_str(text)?;
+        if p.version() > PAYLOAD_VERSION {
+            return Err(PayloadError::Newer(p.version()));
+        }
+        Ok(p)
+    }
+}
+
+/// The canonical JSON of a payload, as an event's `after`.
+pub fn to_after<P: Payload>(p: &P) -> Result<String, serde_json::Error> {
+    serde_json::to_string(p)
+}
+
+/// One reason a trust score moved.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrustReason {
+    /// Points taken off.
+    pub penalty: u8,
+    /// Which component of the score (`identity`, `behaviour`, …).
+    pub component: String,
+    /// Why, in words.
+    pub why: String,
+    /// When a remembered (decaying) penalty was incurred; absent for what the latest window says.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub incurred: Option<Timestamp>,
+}
+
+/// The observation window a score was computed from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WindowSpan {
+    /// Its start.
+    pub start: Timestamp,
+    /// Its end.
+    pub end: Timestamp,
+}
+
+/// `trust.changed`: a device's new score, the one before, and why.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrustChanged {
+    /// Payload version.
+    #[serde(default = "v1")]
+    pub v: u32,
+    /// The new score.
+    pub score: TrustScore,
+    /// Its band.
+    pub band: TrustBand,
+    /// The score before, if the device had one.
+    pub previous: Option<TrustScore>,
+    /// Why the score is below 100, largest penalty first.
+    pub reasons: Vec<TrustReason>,
+    /// Judged by its class's model while its own baseline was still learning.
+    #[serde(default)]
+    pub cold_start: bool,
+    /// How unusual the window was for the device's class (0–1).
+    #[serde(default)]
+    pub class_anomaly: f64,
+    /// The window it was computed from.
+    pub window: WindowSpan,
+}
+
+impl Payload for TrustChanged {
+    const ACTIONS: &'static [Action] = &[Action::TrustChanged];
+    fn version(&self) -> u32 {
+        self.v
+    }
+}
+
+/// What a playbook step did, as events name it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ResponseStep {
+    /// Put the device in the quarantine group.
+    Quarantine,
+    /// Revoked its certificates (key compromise).
+    Revoke,
+    /// Revoked its certificates as superseded, demanding a new enrollment.
+    #[serde(rename = "re-enroll")]
+    Reenroll,
+    /// Raised a finding.
+    Notify,
+    /// Lifted the playbook's quarantine.
+    Release,
+}
+
+impl ResponseStep {
+    /// The step's name in events.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Quarantine => "quarantine",
+            Self::Revoke => "revoke",
+            Self::Reenroll => "re-enroll",
+            Self::Notify => "notify",
+            Self::Release => "release",
+        }
+    }
+}
+
+/// `response.taken`, `response.released`, `finding.raised`: one playbook step on a device.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ResponseRecord {
+    /// Payload version.
+    #[serde(default = "v1")]
+    pub v: u32,
+    /// The playbook.
+    pub playbook: String,
+    /// What it did.
+    pub step: ResponseStep,
+    /// Only logged: the playbook runs in shadow mode.
+    pub shadow: bool,
+    /// Why, in words.
+    pub why: String,
+    /// The device's score when it acted.
+    pub trust: TrustScore,
+}
+
+impl Payload for ResponseRecord {
+    const ACTIONS: &'static [Action] = &[
+        Action::ResponseTaken,
+        Action::ResponseReleased,
+        Action::FindingRaised,
+    ];
+    fn version(&self) -> u32 {
+        self.v
+    }
+}
+
+/// `session.cut`: an enforcement point cut a live session.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionCut {
+    /// Payload version.
+    #[serde(default = "v1")]
+    pub v: u32,
+    /// The close reason's name (`revoked`, `not_authorized`, …).
+    pub reason: String,
+    /// Why, in words.
+    pub why: String,
+    /// The certificate the session was authenticated with.
+    pub fingerprint: CertFingerprint,
+}
+
+impl Payload for SessionCut {
+    const ACTIONS: &'static [Action] = &[Action::SessionCut];
+    fn version(&self) -> u32 {
+        self.v
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::{Digest, EventDraft, EventSeq};
+    use vouch_types::{Actor, DeviceId};
+
+    fn event(action: Action, after: &str) -> Event {
+        EventDraft {
+            device_id: Some(DeviceId::derived("serial:p")),
+            actor: Actor::System("trust".into()),
+            action,
+            before: None,
+            after: Some(after.to_owned()),
+            reason: None,
+        }
+        .seal(EventSeq(1), Timestamp::from_unix_micros(0), Digest::GENESIS)
+    }
+
+    #[test]
+    fn a_payload_written_before_versions_reads_as_version_1_and_round_trips() {
+        // As the trust service wrote it before payloads were typed.
+        let old = r#"{"score":30,"band":"low","previous":100,"reasons":[{"penalty":70,"component":"behaviour","why":"bytes out 40σ above its baseline"}],"cold_start":false,"class_anomaly":0.912,"window":{"start":"2026-12-03T10:00:00Z","end":"2026-12-03T10:00:10Z"}}"#;
+        let p: TrustChanged = event(Action::TrustChanged, old).payload().unwrap();
+        assert_eq!(
+            (p.v, p.score.get(), p.previous.map(TrustScore::get)),
+            (1, 30, Some(100))
+        );
+        assert_eq!(p.reasons[0].why, "bytes out 40σ above its baseline");
+        let again: TrustChanged = event(Action::TrustChanged, &to_after(&p).unwrap())
+            .payload()
+            .unwrap();
+        assert_eq!(again, p);
+    }
+
+    #[test]
+    fn every_step_is_named_in_events_as_it_serializes() {
+        use ResponseStep::*;
+        for s in [Quarantine, Revoke, Reenroll, Notify, Release] {
+            assert_eq!(serde_json::to_value(s).unwrap(), s.as_str());
+        }
+    }
+
+    #[test]
+    fn a_payload_is_refused_for_another_action_a_newer_version_or_a_bad_shape() {
+        let r =
+            r#"{"playbook":"isolate","step":"re-enroll","shadow":false,"why":"cloned","trust":12}"#;
+        let ok: ResponseRecord = event(Action::ResponseTaken, r).payload().unwrap();
+        assert_eq!(ok.step, ResponseStep::Reenroll);
+        assert!(matches!(
+            event(Action::TrustChanged, r).payload::<ResponseRecord>(),
+            Err(PayloadError::WrongAction { .. })
+        ));
+        let newer =
+            r#"{"v":2,"playbook":"isolate","step":"notify","shadow":false,"why":"x","trust":1}"#;
+        assert!(matches!(
+            event(Action::FindingRaised, newer).payload::<ResponseRecord>(),
+            Err(PayloadError::Newer(2))
+        ));
+        let bad = r#"{"playbook":"isolate","step":"explode","shadow":false,"why":"x","trust":1}"#;
+        assert!(matches!(
+            event(Action::ResponseTaken, bad).payload::<ResponseRecord>(),
+            Err(PayloadError::Invalid(_))
+        ));
+    }
+}
