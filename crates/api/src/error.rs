@@ -125,6 +125,8 @@ impl From<StoreError> for ApiError {
             StoreError::Corrupt { .. }
             | StoreError::Migration { .. }
             | StoreError::SchemaTooNew { .. }
+            // No request moves a consumer's cursor: if one is refused, a background consumer misbehaved.
+            | StoreError::CursorBackwards { .. }
             | StoreError::Backend(_) => Self::internal(e),
         }
     }

@@ -20,9 +20,12 @@ use vouch_policy::{
 use vouch_store::{Change, PolicyOp, PolicyWrite, Store, StoreError, plan_policy_write};
 use vouch_types::{Actor, Clock, PolicyMode, PolicyRecord, Timestamp};
 
-/// How often the store's policy generation is polled: a policy written by any process (the CLI, another
-/// node) is in force within this time.
+/// How often the store's policy generation is polled when no wake-up comes: a policy written by any process
+/// (the CLI, another node) is in force within this time, and usually at once through the store's wake-up.
 pub const RELOAD_EVERY: Duration = Duration::from_millis(250);
+/// The least time between two reloads: wake-ups come with every append, and under a stream of writes the
+/// ones arriving during this pause fold into one generation check.
+const RELOAD_GAP: Duration = Duration::from_millis(25);
 /// The same denial is logged once per this window, with how many times it happened.
 const DENY_LOG_WINDOW_MICROS: i64 = 60_000_000;
 /// Bounds on the de-duplication memories: past them, they start over.
@@ -166,15 +169,23 @@ impl DecisionPoint {
         point.reload().await?;
         tokio::spawn(write_traces(store, point.clock.clone(), rx, decision_log));
         let weak = Arc::downgrade(&point);
+        let mut wakeup = point.store.subscribe();
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(RELOAD_EVERY);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
-                tick.tick().await;
+                tokio::select! {
+                    _ = tick.tick() => {}
+                    () = wakeup.changed() => {}
+                }
                 let Some(point) = weak.upgrade() else { return };
+                // Seen before the read: a policy written during the reload wakes the next one.
+                wakeup.mark_seen();
                 if let Err(e) = point.reload().await {
                     tracing::error!(error = %e, "policy reload failed; the previous set stays in force");
                 }
+                drop(point);
+                tokio::time::sleep(RELOAD_GAP).await;
             }
         });
         Ok(point)

@@ -6,8 +6,8 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
-use vouch_events::{Action, EventDraft, EventSeq};
-use vouch_store::{CertStatus, StoreError};
+use vouch_events::{Action, Event, EventDraft};
+use vouch_store::{CertStatus, Feed, StoreError};
 use vouch_types::{Actor, DeviceId};
 
 use crate::Inner;
@@ -16,8 +16,6 @@ use crate::session::{CloseReason, Session};
 /// How often the store is read for changes: a revocation or quarantine reaches live sessions within this
 /// (plus the time to re-decide them).
 pub const TICK: Duration = Duration::from_millis(100);
-/// Events read per query while catching up.
-const PAGE: u32 = 1000;
 /// Decisions may depend on the time of day: every session's memory of them is dropped this often.
 const FORGET_EVERY: Duration = Duration::from_secs(60);
 
@@ -67,10 +65,10 @@ impl Registry {
     }
 }
 
-/// Whether an event can change what a device's live sessions may do.
-fn matters(action: Action) -> bool {
+/// Whether an event can change what a device's live sessions may do (the filter of the gateway's feed).
+pub(crate) fn matters(event: &Event) -> bool {
     matches!(
-        action,
+        event.draft.action,
         Action::DeviceUpdated
             | Action::DeviceTransitioned
             | Action::CertificateRevoked
@@ -78,8 +76,9 @@ fn matters(action: Action) -> bool {
     )
 }
 
-/// Follows the store until the gateway is dropped.
-pub(crate) async fn run(inner: Weak<Inner>, mut cursor: Option<EventSeq>) {
+/// Follows the store until the gateway is dropped. `feed` is transient: live sessions die with the process,
+/// so a restarted gateway starts at the head, and several gateways on one store need no shared cursor.
+pub(crate) async fn run(inner: Weak<Inner>, mut feed: Feed) {
     let mut tick = tokio::time::interval(TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut version = None;
@@ -98,7 +97,7 @@ pub(crate) async fn run(inner: Weak<Inner>, mut cursor: Option<EventSeq>) {
         if forget {
             last_forget = tokio::time::Instant::now();
         }
-        let mut changed = match changed_devices(&inner, &mut cursor).await {
+        let mut changed = match changed_devices(&inner, &mut feed).await {
             Ok(c) => c,
             Err(e) => {
                 tracing::warn!(error = %e, "reading the event log failed; sessions are re-checked on the next tick");
@@ -138,30 +137,22 @@ pub(crate) async fn run(inner: Weak<Inner>, mut cursor: Option<EventSeq>) {
     }
 }
 
-/// Devices with live sessions that events since `cursor` touched; moves the cursor.
-async fn changed_devices(
-    inner: &Inner,
-    cursor: &mut Option<EventSeq>,
-) -> Result<HashSet<DeviceId>, StoreError> {
+/// Devices with live sessions that the events `feed` has not handed out yet touched; moves the feed on.
+async fn changed_devices(inner: &Inner, feed: &mut Feed) -> Result<HashSet<DeviceId>, StoreError> {
     let mut changed = HashSet::new();
-    loop {
-        let events = inner.store.events(*cursor, PAGE).await?;
-        let full = events.len() == PAGE as usize;
-        for e in &events {
-            if matters(e.draft.action)
-                && let Some(d) = e.draft.device_id
+    while let Some(batch) = feed.try_next_batch().await? {
+        for e in &batch.events {
+            if let Some(d) = e.draft.device_id
                 && inner.sessions.count(d) > 0
             {
                 changed.insert(d);
             }
         }
-        if let Some(last) = events.last() {
-            *cursor = Some(last.seq);
-        }
-        if !full {
-            return Ok(changed);
+        if batch.caught_up {
+            break;
         }
     }
+    Ok(changed)
 }
 
 /// Re-reads `device` and its sessions' certificates and re-decides its sessions; false if the store could

@@ -301,7 +301,8 @@ impl Gateway {
         clock: Arc<dyn Clock>,
         decisions: Arc<DecisionPoint>,
     ) -> Result<Self, GatewayError> {
-        let cursor = store.audit_head().await?.map(|(seq, _)| seq);
+        let head = store.audit_head().await?.map(|(seq, _)| seq);
+        let feed = vouch_store::Feed::transient(store.clone(), head).with_filter(follow::matters);
         let window = config.window;
         let inner = Arc::new(Inner {
             config,
@@ -322,7 +323,7 @@ impl Gateway {
             observer: observe::Observer::new(),
             pending: Mutex::default(),
         });
-        tokio::spawn(follow::run(Arc::downgrade(&inner), cursor));
+        tokio::spawn(follow::run(Arc::downgrade(&inner), feed));
         tokio::spawn(summaries(Arc::downgrade(&inner)));
         tokio::spawn(observe::run(Arc::downgrade(&inner), window));
         Ok(Self { inner })

@@ -8,6 +8,7 @@
 //! loopback port) for tests and benchmarks.
 
 mod certs;
+mod feed;
 mod mfa;
 mod policies;
 mod rows;
@@ -34,6 +35,9 @@ use vouch_types::{
     RevocationReason, Serial, Timestamp, TokenId,
 };
 
+use vouch_store::Wakeup;
+use vouch_types::ConsumerId;
+
 use rows::{backend, col, device_from_doc, event_from_row, token_from_row};
 
 /// The schema, one migration per entry; a migration is never edited once released, only appended.
@@ -42,6 +46,7 @@ const MIGRATIONS: &[(i32, &str)] = &[
     (2, include_str!("migrations/0002_certificates.sql")),
     (3, include_str!("migrations/0003_policies.sql")),
     (4, include_str!("migrations/0004_mfa_attempts.sql")),
+    (5, include_str!("migrations/0005_consumer_cursors.sql")),
 ];
 
 /// A constant advisory-lock key so that two Vouch processes starting together migrate one after the other.
@@ -51,6 +56,9 @@ const MIGRATION_LOCK: i64 = 0x766f_7563_685f_6d67;
 #[derive(Clone)]
 pub struct PostgresStore {
     pool: Pool,
+    /// Where the change feed's `LISTEN` connection connects (it is not taken from the pool: it stays open).
+    config: tokio_postgres::Config,
+    listener: std::sync::Arc<feed::Listener>,
 }
 
 impl std::fmt::Debug for PostgresStore {
@@ -66,7 +74,7 @@ impl PostgresStore {
         let config = tokio_postgres::Config::from_str(url)
             .map_err(|e| StoreError::Backend(format!("invalid PostgreSQL URL: {e}")))?;
         let manager = Manager::from_config(
-            config,
+            config.clone(),
             NoTls,
             ManagerConfig {
                 recycling_method: RecyclingMethod::Fast,
@@ -76,7 +84,11 @@ impl PostgresStore {
             .max_size(max_connections.max(1))
             .build()
             .map_err(|e| StoreError::Backend(format!("building the connection pool: {e}")))?;
-        let store = Self { pool };
+        let store = Self {
+            pool,
+            config,
+            listener: Default::default(),
+        };
         store.migrate().await?;
         Ok(store)
     }
@@ -559,6 +571,18 @@ impl Store for PostgresStore {
             .await
             .map_err(backend)?;
         rows.iter().map(event_from_row).collect()
+    }
+
+    fn subscribe(&self) -> Wakeup {
+        self.listener.start(&self.config)
+    }
+
+    async fn consumer_cursor(&self, consumer: &ConsumerId) -> Result<Option<EventSeq>> {
+        self.load_cursor(consumer).await
+    }
+
+    async fn save_consumer_cursor(&self, consumer: &ConsumerId, through: EventSeq) -> Result<()> {
+        self.save_cursor(consumer, through).await
     }
 
     async fn audit_head(&self) -> Result<Option<(EventSeq, Digest)>> {

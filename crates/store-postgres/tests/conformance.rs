@@ -46,6 +46,20 @@ async fn fresh() -> Arc<dyn Store> {
 
 vouch_store::conformance_suite!(fresh());
 
+async fn reopenable() -> (Arc<dyn Store>, vouch_store::conformance::feed::Reopen) {
+    let url = fresh_url().await;
+    let store: Arc<dyn Store> = Arc::new(PostgresStore::connect(&url, 4).await.unwrap());
+    let reopen: vouch_store::conformance::feed::Reopen = Arc::new(move || {
+        let url = url.clone();
+        Box::pin(async move {
+            Arc::new(PostgresStore::connect(&url, 4).await.unwrap()) as Arc<dyn Store>
+        })
+    });
+    (store, reopen)
+}
+
+vouch_store::feed_suite!(reopenable());
+
 async fn tamperable() -> (Arc<dyn Store>, RawSql) {
     let url = fresh_url().await;
     let store: Arc<dyn Store> = Arc::new(PostgresStore::connect(&url, 4).await.unwrap());

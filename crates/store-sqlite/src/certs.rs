@@ -200,6 +200,7 @@ const MAX_GROUP: usize = 256;
 /// last sender) is dropped.
 pub(crate) fn spawn_issuance_writer(
     writer: std::sync::Arc<std::sync::Mutex<Connection>>,
+    appended: vouch_store::Announcer,
 ) -> std::sync::mpsc::Sender<IssuanceJob> {
     let (tx, rx) = std::sync::mpsc::channel::<IssuanceJob>();
     let spawned = std::thread::Builder::new()
@@ -213,7 +214,10 @@ pub(crate) fn spawn_issuance_writer(
                     jobs.push(next);
                 }
                 match writer.lock() {
-                    Ok(mut conn) => record_issuances(&mut conn, jobs),
+                    Ok(mut conn) => {
+                        record_issuances(&mut conn, jobs);
+                        appended.announce();
+                    }
                     Err(_) => {
                         for (_, _, reply) in jobs {
                             let _ = reply.send(Err(StoreError::Backend(

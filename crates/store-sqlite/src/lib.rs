@@ -7,6 +7,7 @@
 //! prepared-statement path is several times faster for bulk imports.
 
 mod certs;
+mod cursors;
 mod mfa;
 mod policies;
 mod rows;
@@ -29,6 +30,9 @@ use vouch_types::{
     RevocationReason, Serial, Timestamp, TokenId,
 };
 
+use vouch_store::{Announcer, Wakeup};
+use vouch_types::ConsumerId;
+
 use rows::{backend, device_from_doc, event_from_row, token_from_row};
 
 /// The schema, one migration per entry; a migration is never edited once released, only appended.
@@ -37,6 +41,7 @@ const MIGRATIONS: &[(u32, &str)] = &[
     (2, include_str!("migrations/0002_certificates.sql")),
     (3, include_str!("migrations/0003_policies.sql")),
     (4, include_str!("migrations/0004_mfa_attempts.sql")),
+    (5, include_str!("migrations/0005_consumer_cursors.sql")),
 ];
 
 /// How many idle reader connections are kept.
@@ -62,6 +67,9 @@ pub struct SqliteStore {
     /// At most [`MAX_READERS`] reads at once: a read waits for a pooled connection instead of opening one
     /// (opening costs far more than a read, and bursts of concurrent reads would pay it again and again).
     reader_permits: Arc<tokio::sync::Semaphore>,
+    /// Fired after every committed write, for the change feed of this process (another process writing the
+    /// same file is seen by polling only).
+    appended: Announcer,
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -141,9 +149,11 @@ impl SqliteStore {
         let mut writer = open_conn(&path, durability, false)?;
         migrate(&mut writer)?;
         let writer = Arc::new(Mutex::new(writer));
+        let appended = Announcer::default();
         Ok(Self {
             path,
-            issuances: certs::spawn_issuance_writer(writer.clone()),
+            issuances: certs::spawn_issuance_writer(writer.clone(), appended.clone()),
+            appended,
             writer,
             readers: Arc::new(Mutex::new(Vec::new())),
             reader_permits: Arc::new(tokio::sync::Semaphore::new(MAX_READERS)),
@@ -155,8 +165,22 @@ impl SqliteStore {
         &self.path
     }
 
-    /// Runs `f` with the writer connection on the blocking pool.
+    /// Runs `f` with the writer connection on the blocking pool, then wakes the change feed: nearly every
+    /// write appends events, and a wake-up that finds nothing new costs one read.
     async fn write<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection) -> Result<T> + Send + 'static,
+    {
+        let out = self.write_quietly(f).await;
+        if out.is_ok() {
+            self.appended.announce();
+        }
+        out
+    }
+
+    /// Runs `f` with the writer connection on the blocking pool, for writes that append no event.
+    async fn write_quietly<T, F>(&self, f: F) -> Result<T>
     where
         T: Send + 'static,
         F: FnOnce(&mut Connection) -> Result<T> + Send + 'static,
@@ -608,8 +632,23 @@ impl Store for SqliteStore {
         .await
     }
 
+    fn subscribe(&self) -> Wakeup {
+        self.appended.subscribe()
+    }
+
+    async fn consumer_cursor(&self, consumer: &ConsumerId) -> Result<Option<EventSeq>> {
+        let consumer = consumer.clone();
+        self.read(move |c| cursors::load(c, &consumer)).await
+    }
+
+    async fn save_consumer_cursor(&self, consumer: &ConsumerId, through: EventSeq) -> Result<()> {
+        let consumer = consumer.clone();
+        self.write_quietly(move |c| cursors::save(c, &consumer, through))
+            .await
+    }
+
     async fn audit_head(&self) -> Result<Option<(EventSeq, Digest)>> {
-        self.write(|conn| {
+        self.write_quietly(|conn| {
             let tx = conn
                 .transaction_with_behavior(TransactionBehavior::Deferred)
                 .map_err(backend)?;

@@ -17,6 +17,20 @@ async fn fresh() -> Arc<dyn Store> {
 
 vouch_store::conformance_suite!(fresh());
 
+async fn reopenable() -> (Arc<dyn Store>, vouch_store::conformance::feed::Reopen) {
+    let path = tempfile::tempdir().unwrap().keep().join("vouch.db");
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&path, Durability::Normal).unwrap());
+    let reopen: vouch_store::conformance::feed::Reopen = Arc::new(move || {
+        let path = path.clone();
+        Box::pin(async move {
+            Arc::new(SqliteStore::open(path, Durability::Normal).unwrap()) as Arc<dyn Store>
+        })
+    });
+    (store, reopen)
+}
+
+vouch_store::feed_suite!(reopenable());
+
 async fn tamperable() -> (Arc<dyn Store>, RawSql) {
     let dir = tempfile::tempdir().unwrap().keep();
     let path = dir.join("vouch.db");

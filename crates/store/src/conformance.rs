@@ -4,6 +4,8 @@
 //! yields a fresh, empty store; each case below becomes one `#[tokio::test]`.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 
+pub mod feed;
+
 use std::collections::BTreeSet;
 use std::sync::Arc;
 

@@ -67,6 +67,16 @@ pub enum StoreError {
         /// The newest version this build knows.
         known: u32,
     },
+    /// A consumer's cursor would move backwards (two processes share a consumer id, or a replayed commit).
+    #[error("the cursor of {consumer} is at {saved}; {offered} would move it backwards")]
+    CursorBackwards {
+        /// The consumer.
+        consumer: String,
+        /// The position saved.
+        saved: u64,
+        /// The earlier position offered.
+        offered: u64,
+    },
     /// The engine failed (I/O, connection, constraint); the message is the engine's.
     #[error("database error: {0}")]
     Backend(String),

@@ -13,6 +13,7 @@ mod certs;
 #[cfg(feature = "conformance")]
 pub mod conformance;
 mod error;
+mod feed;
 mod mfa;
 mod plan;
 mod policies;
@@ -29,6 +30,7 @@ pub use certs::{
     StatusPlan, plan_enrollment_token_created, plan_issuance, plan_release, plan_revocation,
 };
 pub use error::StoreError;
+pub use feed::{Announcer, Batch, EventFilter, Feed, POLL_EVERY, Wakeup};
 pub use mfa::{
     MFA_FREE_FAILURES, MFA_MAX_BACKOFF_SECS, MFA_MAX_FAILURES, MfaAttempt, mfa_backoff_secs,
     plan_mfa_attempt, plan_mfa_failure, plan_mfa_reset,
@@ -51,7 +53,7 @@ use std::collections::BTreeMap;
 use async_trait::async_trait;
 use vouch_events::{Digest, Event, EventSeq};
 use vouch_types::{
-    CertFingerprint, Device, DeviceId, DeviceState, NewDevice, PolicyId, PolicyRecord,
+    CertFingerprint, ConsumerId, Device, DeviceId, DeviceState, NewDevice, PolicyId, PolicyRecord,
     RevocationReason, Serial, Timestamp, TokenId,
 };
 
@@ -114,6 +116,17 @@ pub trait Store: Send + Sync + 'static {
 
     /// The whole log after position `after`, oldest first, at most `limit`.
     async fn events(&self, after: Option<EventSeq>, limit: u32) -> Result<Vec<Event>>;
+
+    /// A handle that fires after appends to the log (in this process on SQLite, in any process through
+    /// `LISTEN`/`NOTIFY` on PostgreSQL). Best effort: a [`Feed`] polls as well.
+    fn subscribe(&self) -> Wakeup;
+
+    /// The position `consumer` last committed, if it ever did.
+    async fn consumer_cursor(&self, consumer: &ConsumerId) -> Result<Option<EventSeq>>;
+
+    /// Records that `consumer` processed the log up to `through`. Monotonic: saving the same position again
+    /// changes nothing, an earlier one is refused ([`StoreError::CursorBackwards`]) and nothing changes.
+    async fn save_consumer_cursor(&self, consumer: &ConsumerId, through: EventSeq) -> Result<()>;
 
     /// The position and hash recorded with the last append, if any.
     async fn audit_head(&self) -> Result<Option<(EventSeq, Digest)>>;

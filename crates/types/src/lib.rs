@@ -27,9 +27,9 @@ pub use pki::{RevocationReason, Serial};
 pub use policy::{MAX_POLICY_BYTES, PolicyId, PolicyMode, PolicyRecord, TrustBand, TrustScore};
 pub use standing::{QUARANTINE_GROUP, Quarantine};
 pub use text::{
-    FirmwareVersion, GroupName, Groups, LabelKey, LabelValue, Labels, Model, OperatorName,
-    QUARANTINED_BY_LABEL, RESERVED_LABEL_PREFIXES, Reason, TRUST_BAND_LABEL, TRUST_SCORE_LABEL,
-    Vendor, Zone, is_invisible,
+    ConsumerId, FirmwareVersion, GroupName, Groups, LabelKey, LabelValue, Labels, Model,
+    OperatorName, QUARANTINED_BY_LABEL, RESERVED_LABEL_PREFIXES, Reason, TRUST_BAND_LABEL,
+    TRUST_SCORE_LABEL, Vendor, Zone, is_invisible,
 };
 
 /// Why a value from outside could not become a domain value.

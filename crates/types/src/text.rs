@@ -182,6 +182,11 @@ bounded_text!(
     OperatorName, "operator name", 64, Charset::Printable
 );
 bounded_text!(
+    /// A reader of the event log that records how far it got (`gateway.recheck`, `crl/cache`), so that a
+    /// restart resumes there.
+    ConsumerId, "consumer id", 63, Charset::Path
+);
+bounded_text!(
     /// Why a change was made, as an operator or a playbook explains it in the event log.
     Reason, "reason", 1024, Charset::Printable
 );
