@@ -6,7 +6,7 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
-use vouch_events::{Action, Event, EventDraft};
+use vouch_events::{Action, Event, EventDraft, PAYLOAD_VERSION, SessionCut};
 use vouch_store::{CertStatus, Feed, StoreError};
 use vouch_types::{Actor, DeviceId};
 
@@ -241,17 +241,25 @@ async fn cut(inner: &Inner, s: &Session, reason: CloseReason, why: &str) {
     }
     s.end(reason);
     tracing::warn!(device = %s.device, %reason, "live session cut: {why}");
-    let detail = serde_json::json!({
-        "reason": reason.as_str(),
-        "why": why,
-        "fingerprint": s.fingerprint,
-    });
+    let detail = SessionCut {
+        v: PAYLOAD_VERSION,
+        reason: reason.as_str().to_owned(),
+        why: why.to_owned(),
+        fingerprint: s.fingerprint,
+    };
+    let after = match vouch_events::payload::to_after(&detail) {
+        Ok(a) => a,
+        Err(e) => {
+            tracing::error!(error = %e, "could not encode a cut session's event");
+            return;
+        }
+    };
     let draft = EventDraft {
         device_id: Some(s.device),
         actor: Actor::System("gateway".into()),
         action: Action::SessionCut,
         before: None,
-        after: Some(detail.to_string()),
+        after: Some(after),
         reason: None,
     };
     if let Err(e) = inner.store.append_event(draft, inner.clock.now()).await {
