@@ -21,7 +21,7 @@ use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, Server
 use serde::Serialize;
 use tokio::io::{AsyncReadExt, AsyncWriteExt, WriteHalf};
 use tokio_rustls::client::TlsStream;
-use vouch_events::{Action, EventSeq, ResponseRecord, SessionCut, TrustChanged};
+use vouch_events::{Action, ResponseRecord, SessionCut, TrustChanged};
 use vouch_sim::{Fleet, FleetConfig, Scenario, SimDevice};
 use vouch_store::{Change, Store};
 use vouch_types::{Actor, Clock, DeviceId, DeviceState, NewDevice, SystemClock};
@@ -220,16 +220,21 @@ pub async fn play(args: &SimArgs, target: &Target) -> Result<Summary> {
     let end = t0 + window * (fleet.config.windows + 2);
     let names: HashMap<DeviceId, u32> = fleet.devices.iter().map(|d| (d.id, d.index)).collect();
     let mut tally = Tally::new(&fleet);
-    let mut cursor = cursor;
+    let mut feed = vouch_store::Feed::transient(target.store.clone(), cursor);
     loop {
         let now = tokio::time::Instant::now();
-        for e in read_events(&*target.store, &mut cursor).await? {
-            let Some(dev) = e.draft.device_id.and_then(|d| names.get(&d).copied()) else {
-                continue;
-            };
-            let w = now.saturating_duration_since(t0).as_secs_f64() / window.as_secs_f64();
-            if let Some(line) = tally.record(&fleet, dev, w, &e) {
-                say(line);
+        while let Some(batch) = feed.try_next_batch().await? {
+            for e in &batch.events {
+                let Some(dev) = e.draft.device_id.and_then(|d| names.get(&d).copied()) else {
+                    continue;
+                };
+                let w = now.saturating_duration_since(t0).as_secs_f64() / window.as_secs_f64();
+                if let Some(line) = tally.record(&fleet, dev, w, e) {
+                    say(line);
+                }
+            }
+            if batch.caught_up {
+                break;
             }
         }
         if now >= end {
@@ -726,24 +731,6 @@ impl Tally {
             attacks: self.outcomes,
             false_alarms: self.false_alarms,
             events: self.events,
-        }
-    }
-}
-
-async fn read_events(
-    store: &dyn Store,
-    cursor: &mut Option<EventSeq>,
-) -> Result<Vec<vouch_events::Event>> {
-    let mut all = Vec::new();
-    loop {
-        let page = store.events(*cursor, 1000).await?;
-        let full = page.len() == 1000;
-        if let Some(last) = page.last() {
-            *cursor = Some(last.seq);
-        }
-        all.extend(page);
-        if !full {
-            return Ok(all);
         }
     }
 }
