@@ -458,7 +458,7 @@ impl TrustService {
             };
             self.event(record.id, action, &detail, Some(d.why.clone()))
                 .await?;
-            tracing::warn!(device = %record.id, playbook = %d.playbook, step = d.step.map_or("release", Step::as_str), why = %d.why, "playbook acted");
+            tracing::warn!(device = %record.id, playbook = %d.playbook, step = response_step(d.step).as_str(), why = %d.why, "playbook acted");
         }
         self.write_record(record.id, score, quarantine).await
     }

@@ -45,18 +45,6 @@ pub enum Step {
     Notify,
 }
 
-impl Step {
-    /// The step's name in configuration and events.
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            Self::Quarantine => "quarantine",
-            Self::Revoke => "revoke",
-            Self::Reenroll => "re-enroll",
-            Self::Notify => "notify",
-        }
-    }
-}
-
 /// Firmware states a condition can name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
