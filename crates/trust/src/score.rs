@@ -81,6 +81,27 @@ pub struct TrustInputs {
     pub class_anomaly: Option<(f64, &'static str)>,
 }
 
+impl TrustInputs {
+    /// A device with nothing against it (a valid certificate 200 days from expiry, current firmware, in its
+    /// zone, no deviation), judged with deviation `threshold`: the starting point of benchmarks and tests.
+    pub fn healthy(threshold: f64) -> Self {
+        Self {
+            identity: IdentityState::Valid {
+                days_left: 200,
+                renewal_overdue: false,
+            },
+            cloned: false,
+            firmware: FirmwareState::Current,
+            out_of_zone: None,
+            deviations: Vec::new(),
+            threshold,
+            failed_controls: Vec::new(),
+            attestation_ok: None,
+            class_anomaly: None,
+        }
+    }
+}
+
 /// One reason the score moved.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ScoreReason {
@@ -229,20 +250,7 @@ mod tests {
     use vouch_types::TrustBand;
 
     fn healthy() -> TrustInputs {
-        TrustInputs {
-            identity: IdentityState::Valid {
-                days_left: 200,
-                renewal_overdue: false,
-            },
-            cloned: false,
-            firmware: FirmwareState::Current,
-            out_of_zone: None,
-            deviations: Vec::new(),
-            threshold: 6.0,
-            failed_controls: Vec::new(),
-            attestation_ok: None,
-            class_anomaly: None,
-        }
+        TrustInputs::healthy(6.0)
     }
 
     #[test]

@@ -8,9 +8,7 @@ use std::time::Instant;
 
 use anyhow::Result;
 use clap::Args;
-use vouch_trust::{
-    Baseline, BaselineConfig, Features, FirmwareState, IdentityState, TrustInputs, assess,
-};
+use vouch_trust::{Baseline, BaselineConfig, Features, FirmwareState, TrustInputs, assess};
 use vouch_types::{DeviceId, Timestamp, TrafficWindow};
 
 /// Options of `vouch bench trust`.
@@ -80,20 +78,7 @@ pub fn run(a: TrustArgs) -> Result<()> {
     }
     let cfg = BaselineConfig::default();
     let mut baselines = vec![Baseline::default(); ids.len()];
-    let healthy = TrustInputs {
-        identity: IdentityState::Valid {
-            days_left: 200,
-            renewal_overdue: false,
-        },
-        cloned: false,
-        firmware: FirmwareState::Current,
-        out_of_zone: None,
-        deviations: Vec::new(),
-        threshold: cfg.threshold,
-        failed_controls: Vec::new(),
-        attestation_ok: None,
-        class_anomaly: None,
-    };
+    let healthy = TrustInputs::healthy(cfg.threshold);
     let t = Instant::now();
     let (mut anomalous, mut lowest) = (0u64, 100u8);
     let mut inputs = healthy.clone();
