@@ -11,7 +11,8 @@ use vouch_store::{CertStatus, Feed, StoreError};
 use vouch_types::{Actor, DeviceId};
 
 use crate::Inner;
-use crate::session::{CloseReason, Session};
+use crate::close::CloseReason;
+use crate::session::Session;
 
 /// How often the store is read for changes: a revocation or quarantine reaches live sessions within this
 /// (plus the time to re-decide them).
@@ -119,10 +120,11 @@ pub(crate) async fn run(inner: Weak<Inner>, mut feed: Feed) {
                 } else if policies_changed && !changed.contains(&s.device) {
                     a.forget();
                     inner.counters.reverified.fetch_add(1, Ordering::Relaxed);
-                    (!a.may_connect(&inner)).then_some((
-                        CloseReason::AccessWithdrawn,
-                        "the policies no longer allow it",
-                    ))
+                    (!a.may_connect(&*inner.decisions, &inner.config.service, inner.clock.now()))
+                        .then_some((
+                            CloseReason::AccessWithdrawn,
+                            "the policies no longer allow it",
+                        ))
                 } else {
                     if forget {
                         a.forget();
@@ -217,7 +219,7 @@ async fn reverify_device(inner: &Inner, device: DeviceId) -> bool {
             a.prepared = inner.decisions.engine().prepare(&facts);
             a.facts = facts;
             a.forget();
-            a.may_connect(inner)
+            a.may_connect(&*inner.decisions, &inner.config.service, inner.clock.now())
         };
         if !allowed {
             cut(

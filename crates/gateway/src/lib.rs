@@ -18,8 +18,11 @@
 //! Architecture Invariant: a gateway holds no state that matters: sessions, caches and counters are
 //! rebuilt from the store, so several gateways can serve one fleet and any can restart.
 
+mod admission;
+mod close;
 mod follow;
 mod observe;
+mod pump;
 mod relay;
 mod session;
 
@@ -37,7 +40,7 @@ use vouch_policy::ResourceName;
 use vouch_store::Store;
 use vouch_types::{Clock, DeviceId, Observation, TrafficWindow};
 
-pub use session::CloseReason;
+pub use close::CloseReason;
 
 /// How a refused PUBLISH from an MQTT 3.1.1 client is handled (3.1.1 has no way to say "refused").
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]

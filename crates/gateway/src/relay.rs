@@ -13,7 +13,7 @@ use vouch_mqtt::{
 };
 
 use crate::DeniedPublish;
-use crate::session::CloseReason;
+use crate::close::CloseReason;
 
 /// Topic aliases a client may define (each holds a topic of up to the packet limit).
 const MAX_ALIASES: usize = 1024;

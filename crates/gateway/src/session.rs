@@ -1,7 +1,8 @@
-//! One device connection: TLS and the certificate, CONNECT, then the two directions of packets, each decided
-//! on its way through.
+//! One device connection, its I/O: TLS and the certificate, CONNECT, then the two directions of packets
+//! pumped between sockets. What is decided — admission and each packet's fate — is sans-I/O, in
+//! `admission.rs` and `relay.rs`, with their unit tests; this file reads the store and the wire for them.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -14,19 +15,15 @@ use tokio::sync::{mpsc, watch};
 use vouch_mqtt::{
     Connect, Framer, Packet, PacketKind, Protocol, ReasonCode, connack, disconnect, parse,
 };
-use vouch_policy::{
-    DeviceAction, DeviceContext, DeviceFacts, PreparedDevice, Resource, TopicFilter, TopicName,
-};
-use vouch_store::{CertStatus, StoreError};
-use vouch_types::{CertFingerprint, DeviceId, Timestamp};
+use vouch_store::CertStatus;
+use vouch_types::{CertFingerprint, DeviceId};
 
 use crate::Inner;
-use crate::relay::{self, Decide, DownState, Flow, Rules, UpState, frame_reason};
+use crate::admission::{self, Authz, ConnectRequest};
+use crate::close::CloseReason;
+use crate::pump::{Pump, reply, write_within};
+use crate::relay::{self, Decide, DownState, Rules, UpState, frame_reason};
 
-/// Decisions remembered per session and kind; past this, the memory starts over.
-const CACHE: usize = 4096;
-/// Distinct topics remembered per device to tell new topics from known ones.
-const MAX_KNOWN_TOPICS: usize = 4096;
 /// Answers the gateway writes itself, queued for the other direction; a peer that lets more pile up is
 /// not reading, and is closed.
 const REPLIES: usize = 256;
@@ -34,138 +31,7 @@ const REPLIES: usize = 256;
 const UPSTREAM_TIMEOUT: Duration = Duration::from_secs(5);
 /// Time a closing session may spend on its last writes (answers queued, the goodbye, TLS close_notify),
 /// whatever the peer does: a cut closes within a tick of the follower plus this.
-const CLOSE_GRACE: Duration = Duration::from_millis(250);
-
-/// Why a connection was refused or a session ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum CloseReason {
-    /// The client sent no certificate.
-    NoCertificate,
-    /// The client's certificate does not chain to a trusted issuer.
-    UnknownIssuer,
-    /// The client's certificate has expired (or is not yet valid).
-    CertificateExpired,
-    /// The client's certificate was refused for another reason.
-    BadCertificate,
-    /// The TLS handshake failed.
-    HandshakeFailed,
-    /// The TLS handshake did not finish in time.
-    HandshakeTimeout,
-    /// The certificate chains to a trusted issuer but Vouch has no record of it.
-    CertificateNotOnRecord,
-    /// The certificate is revoked.
-    CertificateRevoked,
-    /// No complete CONNECT arrived in time.
-    ConnectTimeout,
-    /// A packet broke the protocol's order (no CONNECT first, a second CONNECT, a server's packet).
-    ProtocolError,
-    /// A packet was malformed.
-    MalformedPacket,
-    /// A packet was larger than allowed.
-    PacketTooLarge,
-    /// CONNECT's client id is not the certificate's device.
-    ClientIdMismatch,
-    /// Not MQTT 3.1, 3.1.1 or 5.0.
-    UnsupportedProtocol,
-    /// The certificate's device is not in the registry.
-    UnknownDevice,
-    /// The policy refused the CONNECT (or, for 3.1.1 set to disconnect, a PUBLISH).
-    NotAuthorized,
-    /// A live session lost its right to continue (lifecycle or policy change).
-    AccessWithdrawn,
-    /// The broker could not be reached.
-    UpstreamUnavailable,
-    /// The broker refused the CONNECT or closed the session.
-    UpstreamClosed,
-    /// The client ended the session (DISCONNECT, or closing the connection).
-    ClientClosed,
-    /// The client did not read what the gateway sent it (its answers, or deliveries for `write_timeout`).
-    SlowClient,
-    /// The broker did not read what the gateway forwarded for `write_timeout`.
-    SlowUpstream,
-    /// The store could not be read.
-    StoreUnavailable,
-    /// The gateway already holds its maximum of sessions.
-    TooManySessions,
-    /// Its source already holds its maximum of connections not yet authenticated.
-    TooManyPending,
-}
-
-impl CloseReason {
-    /// Its name in logs and counters.
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            Self::NoCertificate => "no_certificate",
-            Self::UnknownIssuer => "unknown_issuer",
-            Self::CertificateExpired => "certificate_expired",
-            Self::BadCertificate => "bad_certificate",
-            Self::HandshakeFailed => "handshake_failed",
-            Self::HandshakeTimeout => "handshake_timeout",
-            Self::CertificateNotOnRecord => "certificate_not_on_record",
-            Self::CertificateRevoked => "certificate_revoked",
-            Self::ConnectTimeout => "connect_timeout",
-            Self::ProtocolError => "protocol_error",
-            Self::MalformedPacket => "malformed_packet",
-            Self::PacketTooLarge => "packet_too_large",
-            Self::ClientIdMismatch => "client_id_mismatch",
-            Self::UnsupportedProtocol => "unsupported_protocol",
-            Self::UnknownDevice => "unknown_device",
-            Self::NotAuthorized => "not_authorized",
-            Self::AccessWithdrawn => "access_withdrawn",
-            Self::UpstreamUnavailable => "upstream_unavailable",
-            Self::UpstreamClosed => "upstream_closed",
-            Self::ClientClosed => "client_closed",
-            Self::SlowClient => "slow_client",
-            Self::SlowUpstream => "slow_upstream",
-            Self::StoreUnavailable => "store_unavailable",
-            Self::TooManySessions => "too_many_sessions",
-            Self::TooManyPending => "too_many_pending",
-        }
-    }
-
-    /// Whether the gateway ended a live session on its own (the broker is told with a DISCONNECT, so the
-    /// client's will is not published, and a 5.0 client is told why).
-    fn is_cut(self) -> bool {
-        matches!(
-            self,
-            Self::CertificateRevoked
-                | Self::CertificateExpired
-                | Self::AccessWithdrawn
-                | Self::NotAuthorized
-                | Self::ProtocolError
-                | Self::MalformedPacket
-                | Self::PacketTooLarge
-                | Self::SlowClient
-                | Self::SlowUpstream
-        )
-    }
-
-    /// What a 5.0 client is told when its session is cut.
-    fn code(self) -> ReasonCode {
-        match self {
-            Self::NotAuthorized => ReasonCode::NotAuthorized,
-            Self::MalformedPacket | Self::ProtocolError => ReasonCode::MalformedPacket,
-            Self::PacketTooLarge => ReasonCode::PacketTooLarge,
-            _ => ReasonCode::AdministrativeAction,
-        }
-    }
-
-    /// What CONNACK says when the connection is refused at CONNECT.
-    fn connack_code(self) -> ReasonCode {
-        match self {
-            Self::ClientIdMismatch => ReasonCode::ClientIdentifierNotValid,
-            Self::UnsupportedProtocol => ReasonCode::UnsupportedProtocolVersion,
-            Self::UpstreamUnavailable | Self::StoreUnavailable => ReasonCode::ServerUnavailable,
-            _ => ReasonCode::NotAuthorized,
-        }
-    }
-}
-
-impl std::fmt::Display for CloseReason {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+pub(crate) const CLOSE_GRACE: Duration = Duration::from_millis(250);
 
 /// Traffic counted since the last observation window closed.
 #[derive(Default)]
@@ -175,81 +41,6 @@ pub(crate) struct Traffic {
     pub(crate) msgs_out: AtomicU64,
     pub(crate) bytes_out: AtomicU64,
     pub(crate) denied: AtomicU64,
-}
-
-/// What a session decides with: the device as prepared for the engine, and the decisions made so far.
-pub(crate) struct Authz {
-    pub(crate) facts: DeviceFacts,
-    pub(crate) prepared: PreparedDevice,
-    pub(crate) not_after: Timestamp,
-    publish: HashMap<String, bool>,
-    subscribe: HashMap<String, bool>,
-    /// Topics published to in this window, and how many of them were new.
-    pub(crate) topics: HashSet<String>,
-    pub(crate) new_topics: u32,
-    /// Topics the device published to before, shared by its sessions and kept across reconnects.
-    known: std::sync::Arc<Mutex<HashSet<String>>>,
-}
-
-impl Authz {
-    /// Forgets every decision (the device, its certificate or the policies changed).
-    pub(crate) fn forget(&mut self) {
-        self.publish.clear();
-        self.subscribe.clear();
-    }
-
-    fn decide(&mut self, inner: &Inner, action: DeviceAction, topic: &str) -> bool {
-        let cache = if action == DeviceAction::Publish {
-            &mut self.publish
-        } else {
-            &mut self.subscribe
-        };
-        if let Some(&v) = cache.get(topic) {
-            return v;
-        }
-        let resource = if action == DeviceAction::Publish {
-            TopicName::new(topic).map(Resource::Topic)
-        } else {
-            TopicFilter::new(topic).map(Resource::Subscription)
-        };
-        let allowed = match resource {
-            Ok(r) => {
-                let ctx = context(inner, self.not_after, &self.facts);
-                inner
-                    .decisions
-                    .decide_prepared(&self.facts, &self.prepared, action, &r, &ctx)
-                    .allowed
-            }
-            // Not a topic MQTT allows (a wildcard in a topic name, say): never forwarded.
-            Err(_) => false,
-        };
-        if cache.len() >= CACHE {
-            cache.clear();
-        }
-        cache.insert(topic.to_owned(), allowed);
-        allowed
-    }
-
-    /// Whether `connect` is still allowed.
-    pub(crate) fn may_connect(&self, inner: &Inner) -> bool {
-        let ctx = context(inner, self.not_after, &self.facts);
-        inner
-            .decisions
-            .decide_prepared(
-                &self.facts,
-                &self.prepared,
-                DeviceAction::Connect,
-                &Resource::Service(inner.config.service.clone()),
-                &ctx,
-            )
-            .allowed
-    }
-}
-
-fn context(inner: &Inner, not_after: Timestamp, facts: &DeviceFacts) -> DeviceContext {
-    // The one builder every decision point uses (the score is read from the record, which the trust service
-    // writes; a change reaches live sessions through the event log like any other change to the record).
-    DeviceContext::for_device(facts, inner.clock.now(), Some(not_after))
 }
 
 /// A live session, as the gateway's other parts see it.
@@ -280,30 +71,16 @@ impl Session {
     }
 
     fn publish(&self, inner: &Inner, topic: &str) -> bool {
-        let Ok(mut a) = self.authz.lock() else {
-            return false;
-        };
-        let allowed = a.decide(inner, DeviceAction::Publish, topic);
-        if allowed && !a.topics.contains(topic) {
-            a.topics.insert(topic.to_owned());
-            let known = a.known.clone();
-            let Ok(mut known) = known.lock() else {
-                return allowed;
-            };
-            if !known.contains(topic) {
-                a.new_topics += 1;
-                if known.len() < MAX_KNOWN_TOPICS {
-                    known.insert(topic.to_owned());
-                }
-            }
-        }
-        allowed
+        self.authz
+            .lock()
+            .map(|mut a| a.publish(&*inner.decisions, topic, inner.clock.now()))
+            .unwrap_or(false)
     }
 
     fn subscribe(&self, inner: &Inner, filter: &str) -> bool {
         self.authz
             .lock()
-            .map(|mut a| a.decide(inner, DeviceAction::Subscribe, filter))
+            .map(|mut a| a.subscribe(&*inner.decisions, filter, inner.clock.now()))
             .unwrap_or(false)
     }
 
@@ -407,21 +184,13 @@ async fn serve(
     };
     let fingerprint = CertFingerprint::from_bytes(Sha256::digest(&leaf).into());
     let now = inner.clock.now();
-    // Who the certificate names, by Vouch's record of it (not by parsing names out of it): an imported or
-    // renewed certificate maps the same way, and revocation is the store's live state, not a CRL's age.
-    let identity = match inner
-        .store
-        .get_certificate_by_fingerprint(fingerprint)
-        .await
-    {
-        Err(_) => Err(CloseReason::StoreUnavailable),
-        Ok(None) => Err(CloseReason::CertificateNotOnRecord),
-        Ok(Some(c)) if matches!(c.status, CertStatus::Revoked { .. }) => {
-            Err(CloseReason::CertificateRevoked)
-        }
-        Ok(Some(c)) if !c.is_valid_at(now) => Err(CloseReason::CertificateExpired),
-        Ok(Some(c)) => Ok(c),
-    };
+    let identity = admission::certificate(
+        inner
+            .store
+            .get_certificate_by_fingerprint(fingerprint)
+            .await,
+        now,
+    );
     let mut buf = Vec::with_capacity(1024);
     let framer = Framer::new(cfg.max_packet);
     let first = tokio::time::timeout(cfg.connect_timeout, async {
@@ -624,43 +393,28 @@ async fn serve(
     (reason, Some(device))
 }
 
-/// Checks the certificate's device, the client id and the policy before anything is sent upstream.
+/// Reads the certificate's device and admits the CONNECT ([`admission::admit`]) before anything is sent
+/// upstream.
 async fn admit(
     inner: &Inner,
     identity: Result<vouch_store::CertificateRecord, CloseReason>,
     connect: &Connect<'_>,
 ) -> Result<(vouch_store::CertificateRecord, Authz), CloseReason> {
     let cert = identity?;
-    if connect.client_id != cert.device_id.to_string() {
-        return Err(CloseReason::ClientIdMismatch);
-    }
-    let device = match inner.store.get_device(cert.device_id).await {
-        Ok(d) => d,
-        Err(StoreError::NotFound { .. }) => return Err(CloseReason::UnknownDevice),
-        Err(_) => return Err(CloseReason::StoreUnavailable),
+    let request = ConnectRequest {
+        will_topic: connect.will_topic,
+        service: &inner.config.service,
     };
-    let facts = DeviceFacts::from(&device);
-    let prepared = inner.decisions.engine().prepare(&facts);
-    let mut authz = Authz {
-        facts,
-        prepared,
-        not_after: cert.not_after,
-        publish: HashMap::new(),
-        subscribe: HashMap::new(),
-        topics: HashSet::new(),
-        new_topics: 0,
-        known: inner.observer.known_topics(cert.device_id),
-    };
-    if !authz.may_connect(inner) {
-        return Err(CloseReason::NotAuthorized);
-    }
-    // The will is a message the broker publishes for the client later: it must be one the client may
-    // publish now.
-    if let Some(will) = connect.will_topic
-        && !authz.decide(inner, DeviceAction::Publish, will)
-    {
-        return Err(CloseReason::NotAuthorized);
-    }
+    admission::client_id(&cert, connect.client_id)?;
+    let device = inner.store.get_device(cert.device_id).await;
+    let authz = admission::admit(
+        &cert,
+        device,
+        &request,
+        &*inner.decisions,
+        inner.observer.known_topics(cert.device_id),
+        inner.clock.now(),
+    )?;
     Ok((cert, authz))
 }
 
@@ -694,167 +448,5 @@ fn handshake_reason(e: &std::io::Error) -> CloseReason {
         )) => CloseReason::CertificateExpired,
         Some(Error::InvalidCertificate(_)) => CloseReason::BadCertificate,
         _ => CloseReason::HandshakeFailed,
-    }
-}
-
-/// Writes and flushes: a TLS stream may keep the tail of a write buffered until flushed.
-async fn write<W: AsyncWrite + Unpin>(wr: &mut W, bytes: &[u8]) -> std::io::Result<()> {
-    wr.write_all(bytes).await?;
-    wr.flush().await
-}
-
-/// [`write`], failing once it has taken `deadline` (the peer does not read).
-async fn write_within<W: AsyncWrite + Unpin>(
-    deadline: Duration,
-    wr: &mut W,
-    bytes: &[u8],
-) -> std::io::Result<()> {
-    tokio::time::timeout(deadline, write(wr, bytes))
-        .await
-        .map_err(|_| std::io::Error::from(std::io::ErrorKind::TimedOut))?
-}
-
-fn reply(tx: &mpsc::Sender<Vec<u8>>, bytes: Vec<u8>) -> Result<(), CloseReason> {
-    tx.try_send(bytes).map_err(|_| CloseReason::SlowClient)
-}
-
-/// How a write of a pump ended.
-enum Sent {
-    Done,
-    /// The peer closed or the write failed.
-    Failed,
-    /// Blocked for `write_timeout`: the peer does not read.
-    Stalled,
-    /// The session ended while the write was blocked; `clean` if no packet was left half-written.
-    Abandoned {
-        clean: bool,
-    },
-}
-
-/// Writes `bytes` unless the session ends first or the write stays blocked for `deadline`: a write never
-/// keeps a closing session open, whatever the peer does.
-async fn send<W: AsyncWrite + Unpin>(
-    wr: &mut W,
-    bytes: &[u8],
-    deadline: Duration,
-    close: &mut watch::Receiver<Option<CloseReason>>,
-) -> Sent {
-    let mut written = 0;
-    let outcome = {
-        let writing = async {
-            while written < bytes.len() {
-                match wr.write(&bytes[written..]).await {
-                    Ok(0) => return Err(std::io::Error::from(std::io::ErrorKind::WriteZero)),
-                    Ok(n) => written += n,
-                    Err(e) => return Err(e),
-                }
-            }
-            wr.flush().await
-        };
-        tokio::select! {
-            biased;
-            _ = close.wait_for(Option::is_some) => None,
-            r = tokio::time::timeout(deadline, writing) => Some(r),
-        }
-    };
-    match outcome {
-        None => Sent::Abandoned {
-            clean: written == 0 || written == bytes.len(),
-        },
-        Some(Ok(Ok(()))) => Sent::Done,
-        Some(Ok(Err(_))) => Sent::Failed,
-        Some(Err(_)) => Sent::Stalled,
-    }
-}
-
-/// One direction of a session: reads from `rd`, lets `step` decide the complete packets (forwarded bytes
-/// into its output), writes them to `wr` together with the answers the other direction queued in
-/// `injected`, until the session ends; then writes the queued answers and `goodbye` (within
-/// [`CLOSE_GRACE`], and only if no packet was left half-written), and closes `wr`. Every write is bounded
-/// by `write_timeout` and abandoned as soon as the session ends.
-struct Pump<'a, R, W> {
-    s: &'a Session,
-    rd: R,
-    wr: W,
-    buf: Vec<u8>,
-    injected: mpsc::Receiver<Vec<u8>>,
-    close: watch::Receiver<Option<CloseReason>>,
-    /// Why the session ends when `wr` fails, when it stays blocked, and when `rd` ends.
-    write_failed: CloseReason,
-    write_stalled: CloseReason,
-    read_ended: CloseReason,
-    write_timeout: Duration,
-    /// No write was abandoned or failed half-way: the stream is still at a packet boundary.
-    clean: bool,
-}
-
-impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Pump<'_, R, W> {
-    /// Writes `bytes` towards this direction's peer (see [`send`]), ending the session if it fails.
-    async fn forward(&mut self, bytes: &[u8]) {
-        match send(&mut self.wr, bytes, self.write_timeout, &mut self.close).await {
-            Sent::Done => {}
-            Sent::Failed => {
-                self.clean = false;
-                self.s.end(self.write_failed);
-            }
-            Sent::Stalled => {
-                self.clean = false;
-                self.s.end(self.write_stalled);
-            }
-            Sent::Abandoned { clean } => self.clean &= clean,
-        }
-    }
-
-    async fn run(
-        mut self,
-        mut step: impl FnMut(&[u8], &mut Vec<u8>) -> Result<(usize, Flow), CloseReason>,
-        goodbye: impl FnOnce(CloseReason) -> Option<Vec<u8>>,
-    ) {
-        let s = self.s;
-        let mut out = Vec::new();
-        loop {
-            out.clear();
-            let (consumed, flow) = step(&self.buf, &mut out).unwrap_or_else(|r| (0, Flow::Done(r)));
-            self.buf.drain(..consumed);
-            if !out.is_empty() {
-                self.forward(&out).await;
-            }
-            if let Flow::Done(reason) = flow {
-                s.end(reason);
-            }
-            let current = *self.close.borrow_and_update();
-            if let Some(reason) = current {
-                if self.clean {
-                    // Answers already queued (a refusal's SUBACK) go out before the goodbye.
-                    let last = async {
-                        while let Ok(bytes) = self.injected.try_recv() {
-                            write(&mut self.wr, &bytes).await?;
-                        }
-                        if let Some(bye) = goodbye(reason) {
-                            write(&mut self.wr, &bye).await?;
-                        }
-                        self.wr.shutdown().await
-                    };
-                    let _ = tokio::time::timeout(CLOSE_GRACE, last).await;
-                }
-                return;
-            }
-            if self.buf.capacity() > 64 * 1024 && self.buf.len() < 1024 {
-                self.buf.shrink_to(4096);
-            }
-            let injected = tokio::select! {
-                _ = self.close.changed() => None,
-                Some(bytes) = self.injected.recv() => Some(bytes),
-                n = self.rd.read_buf(&mut self.buf) => {
-                    if matches!(n, Ok(0) | Err(_)) {
-                        s.end(self.read_ended);
-                    }
-                    None
-                }
-            };
-            if let Some(bytes) = injected {
-                self.forward(&bytes).await;
-            }
-        }
     }
 }
