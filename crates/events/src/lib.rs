@@ -15,8 +15,9 @@ pub use checkpoint::{
     Checkpoint, CheckpointError, CheckpointSigner, KeyId, PublicKey, SignedCheckpoint,
 };
 pub use payload::{
-    PAYLOAD_VERSION, Payload, PayloadError, ResponseRecord, ResponseStep, SessionCut, TrustChanged,
-    TrustReason, WindowSpan,
+    CertificateLogged, EnrollmentRefused, EnrollmentTokenLogged, LoggedCertStatus, MfaEnrollment,
+    MfaFailure, MfaReset, PAYLOAD_VERSION, Payload, PayloadError, PolicyLogged, ResponseRecord,
+    ResponseStep, SessionCut, TokenLogged, TrustChanged, TrustReason, WindowSpan,
 };
 
 use std::fmt;
@@ -55,6 +56,16 @@ impl fmt::Display for Digest {
 impl Serialize for Digest {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Digest {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        let mut bytes = [0u8; 32];
+        hex::decode_to_slice(&text, &mut bytes)
+            .map_err(|_| serde::de::Error::custom("a digest is 64 hex digits"))?;
+        Ok(Self(bytes))
     }
 }
 

@@ -11,6 +11,13 @@ use vouch_types::{CertFingerprint, Timestamp, TrustBand, TrustScore};
 
 use crate::{Action, Event};
 
+mod admin;
+
+pub use admin::{
+    CertificateLogged, EnrollmentRefused, EnrollmentTokenLogged, LoggedCertStatus, MfaEnrollment,
+    MfaFailure, MfaReset, PolicyLogged, TokenLogged,
+};
+
 /// The payload version this build writes and reads.
 pub const PAYLOAD_VERSION: u32 = 1;
 
@@ -23,7 +30,7 @@ pub trait Payload: Serialize + DeserializeOwned {
     /// The actions whose `after` is this type.
     const ACTIONS: &'static [Action];
     /// The payload's version.
-    fn version(&self) -> u32;
+    fn payload_version(&self) -> u32;
 }
 
 /// Why a payload could not be read back.
@@ -54,13 +61,26 @@ impl Event {
                 action: self.draft.action,
             });
         }
-        let text = self.draft.after.as_deref().ok_or(PayloadError::Missing)?;
-        let p: P = serde_json::from_str(text)?;
-        if p.version() > PAYLOAD_VERSION {
-            return Err(PayloadError::Newer(p.version()));
-        }
-        Ok(p)
+        read(self.draft.after.as_deref())
     }
+
+    /// The event's `before` as `P`: what an edit found (a revocation records the token as it was).
+    pub fn payload_before<P: Payload>(&self) -> Result<P, PayloadError> {
+        if !P::ACTIONS.contains(&self.draft.action) {
+            return Err(PayloadError::WrongAction {
+                action: self.draft.action,
+            });
+        }
+        read(self.draft.before.as_deref())
+    }
+}
+
+fn read<P: Payload>(text: Option<&str>) -> Result<P, PayloadError> {
+    let p: P = serde_json::from_str(text.ok_or(PayloadError::Missing)?)?;
+    if p.payload_version() > PAYLOAD_VERSION {
+        return Err(PayloadError::Newer(p.payload_version()));
+    }
+    Ok(p)
 }
 
 /// The canonical JSON of a payload, as an event's `after`.
@@ -117,7 +137,7 @@ pub struct TrustChanged {
 
 impl Payload for TrustChanged {
     const ACTIONS: &'static [Action] = &[Action::TrustChanged];
-    fn version(&self) -> u32 {
+    fn payload_version(&self) -> u32 {
         self.v
     }
 }
@@ -176,7 +196,7 @@ impl Payload for ResponseRecord {
         Action::ResponseReleased,
         Action::FindingRaised,
     ];
-    fn version(&self) -> u32 {
+    fn payload_version(&self) -> u32 {
         self.v
     }
 }
@@ -197,7 +217,7 @@ pub struct SessionCut {
 
 impl Payload for SessionCut {
     const ACTIONS: &'static [Action] = &[Action::SessionCut];
-    fn version(&self) -> u32 {
+    fn payload_version(&self) -> u32 {
         self.v
     }
 }
@@ -266,5 +286,30 @@ mod tests {
             event(Action::ResponseTaken, bad).payload::<ResponseRecord>(),
             Err(PayloadError::Invalid(_))
         ));
+    }
+
+    #[test]
+    fn records_logged_before_versions_read_and_a_bad_digest_is_named() {
+        let token = r#"{"id":"0101010101010101","operator":"ada","role":"auditor","created_at":"1970-01-01T00:00:00.000005Z","expires_at":null,"revoked_at":null}"#;
+        let t: TokenLogged = event(Action::TokenCreated, token).payload().unwrap();
+        assert_eq!((t.v, t.credential), (1, None));
+        let with = token.replace('}', &format!(r#","credential":"{}"}}"#, "ab".repeat(32)));
+        let t: TokenLogged = event(Action::TokenRevoked, &with).payload().unwrap();
+        assert_eq!(t.credential, Some(Digest([0xab; 32])));
+        let bad = token.replace('}', r#","credential":"abc"}"#);
+        let e = event(Action::TokenCreated, &bad)
+            .payload::<TokenLogged>()
+            .unwrap_err();
+        assert!(e.to_string().contains("64 hex digits"), "{e}");
+        let newer = token.replace('}', r#","v":9}"#);
+        let e = event(Action::TokenCreated, &newer)
+            .payload::<TokenLogged>()
+            .unwrap_err();
+        assert!(matches!(e, PayloadError::Newer(9)), "{e}");
+        // A policy's payload is not a token's.
+        let e = event(Action::PolicyAdded, token)
+            .payload::<TokenLogged>()
+            .unwrap_err();
+        assert!(matches!(e, PayloadError::WrongAction { .. }), "{e}");
     }
 }

@@ -4,8 +4,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use serde_json::json;
-use vouch_events::{Action, EventDraft};
+use vouch_events::{Action, EnrollmentRefused, EventDraft, PAYLOAD_VERSION};
 use vouch_pki::ocsp::{OcspStatus, error_response, parse_request};
 use vouch_pki::{CheckedCsr, DeviceProfile, IssuedCert, IssuingCa, device_uri};
 use vouch_store::{
@@ -357,7 +356,11 @@ impl IdentityService {
             actor: actor.clone(),
             action: Action::EnrollmentRefused,
             before: None,
-            after: Some(json!({ "why": why.to_string() }).to_string()),
+            after: vouch_events::payload::to_after(&EnrollmentRefused {
+                v: PAYLOAD_VERSION,
+                why: why.to_string(),
+            })
+            .ok(),
             reason: None,
         };
         if let Err(e) = self.store.append_event(draft, self.clock.now()).await {

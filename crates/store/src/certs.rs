@@ -1,8 +1,9 @@
 //! Certificates and enrollment tokens as stored, and the rules for issuing, revoking and releasing them that
 //! every backend applies the same way.
 
-use serde_json::json;
-use vouch_events::{Action, EventDraft};
+use vouch_events::{
+    Action, CertificateLogged, EnrollmentTokenLogged, EventDraft, LoggedCertStatus, PAYLOAD_VERSION,
+};
 use vouch_types::{
     CertFingerprint, Device, DeviceId, DeviceState, RevocationReason, Serial, Timestamp, TokenId,
 };
@@ -49,15 +50,23 @@ impl CertificateRecord {
     }
 
     /// The event-log view: everything but the DER.
-    fn summary(&self) -> serde_json::Value {
+    fn summary(&self) -> String {
         let (status, reason, revoked_at) = match self.status {
-            CertStatus::Good => ("good", None, None),
-            CertStatus::Revoked { reason, at } => ("revoked", Some(reason), Some(at)),
+            CertStatus::Good => (LoggedCertStatus::Good, None, None),
+            CertStatus::Revoked { reason, at } => {
+                (LoggedCertStatus::Revoked, Some(reason), Some(at))
+            }
         };
-        json!({
-            "serial": self.serial, "device_id": self.device_id, "fingerprint": self.fingerprint,
-            "not_before": self.not_before, "not_after": self.not_after, "status": status,
-            "reason": reason, "revoked_at": revoked_at,
+        crate::plan::after(&CertificateLogged {
+            v: PAYLOAD_VERSION,
+            serial: self.serial,
+            device_id: self.device_id,
+            fingerprint: self.fingerprint,
+            not_before: self.not_before,
+            not_after: self.not_after,
+            status,
+            reason,
+            revoked_at,
         })
     }
 }
@@ -180,7 +189,7 @@ pub fn plan_issuance(
         actor: change.actor.clone(),
         action: Action::CertificateIssued,
         before: None,
-        after: Some(cert.summary().to_string()),
+        after: Some(cert.summary()),
         reason: change.reason.clone(),
     }];
     let action = if next.state == device.state {
@@ -264,8 +273,8 @@ fn plan_status(
         device_id: Some(device.id),
         actor: change.actor.clone(),
         action,
-        before: Some(cert.summary().to_string()),
-        after: Some(next_cert.summary().to_string()),
+        before: Some(cert.summary()),
+        after: Some(next_cert.summary()),
         reason: change.reason.clone(),
     }];
     let current = device.identifiers.cert_fingerprint == Some(cert.fingerprint);
@@ -327,9 +336,12 @@ pub fn plan_enrollment_token_created(t: &EnrollmentTokenRecord, change: &Change)
         actor: change.actor.clone(),
         action: Action::EnrollmentTokenCreated,
         before: None,
-        after: Some(
-            json!({ "id": t.id, "device_id": t.device_id, "expires_at": t.expires_at }).to_string(),
-        ),
+        after: Some(crate::plan::after(&EnrollmentTokenLogged {
+            v: PAYLOAD_VERSION,
+            id: t.id,
+            device_id: t.device_id,
+            expires_at: t.expires_at,
+        })),
         reason: change.reason.clone(),
     }
 }

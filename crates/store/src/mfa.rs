@@ -7,7 +7,7 @@
 //! than a patient one. With [`MFA_MAX_FAILURES`] tries before the lock and three valid codes out of a million
 //! at any time (one step of clock skew either way), a guesser's chance before the lock is 3·10⁻⁵.
 
-use vouch_events::{Action, EventDraft};
+use vouch_events::{Action, EventDraft, MfaFailure, MfaReset, PAYLOAD_VERSION};
 use vouch_types::{Reason, Timestamp, TokenId};
 
 use crate::{Change, MfaRecord};
@@ -94,16 +94,14 @@ pub fn plan_mfa_failure(
         actor: change.actor.clone(),
         action: Action::MfaFailed,
         before: None,
-        after: Some(
-            serde_json::json!({
-                "token": token,
-                "failures": failures,
-                "locked": locked,
-                "retry_at": next.as_ref().and_then(|r| r.retry_at),
-                "source": source,
-            })
-            .to_string(),
-        ),
+        after: Some(crate::plan::after(&MfaFailure {
+            v: PAYLOAD_VERSION,
+            token,
+            failures,
+            locked,
+            retry_at: next.as_ref().and_then(|r| r.retry_at),
+            source: source.map(str::to_owned),
+        })),
         reason,
     };
     (next, event)
@@ -132,14 +130,12 @@ pub fn plan_mfa_reset(
         actor: change.actor.clone(),
         action: Action::MfaReset,
         before: None,
-        after: Some(
-            serde_json::json!({
-                "token": token,
-                "enroll_until": enroll_until,
-                "had_failures": current.map_or(0, |r| r.failures),
-            })
-            .to_string(),
-        ),
+        after: Some(crate::plan::after(&MfaReset {
+            v: PAYLOAD_VERSION,
+            token,
+            enroll_until,
+            had_failures: current.map_or(0, |r| r.failures),
+        })),
         reason: change.reason.clone(),
     };
     (next, event)

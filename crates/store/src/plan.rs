@@ -4,7 +4,7 @@
 //! event, and writes both. Keeping the rules here means SQLite and PostgreSQL cannot disagree about them.
 
 use sha2::{Digest as _, Sha256};
-use vouch_events::{Action, Digest, EventDraft};
+use vouch_events::{Action, Digest, EventDraft, PAYLOAD_VERSION, Payload, TokenLogged};
 use vouch_types::{Actor, Device, DevicePatch, DeviceState, NewDevice, Reason, Timestamp};
 
 use crate::{StoreError, TokenRecord};
@@ -110,16 +110,23 @@ pub fn credential_digest(secret_hash: &[u8; 32]) -> Digest {
 /// The public, secret-free view of a token that its events record (`credential`: see [`credential_digest`];
 /// events written before it was added lack it).
 fn token_json(t: &TokenRecord) -> String {
-    serde_json::json!({
-        "id": t.id,
-        "operator": t.operator,
-        "role": t.role,
-        "created_at": t.created_at,
-        "expires_at": t.expires_at,
-        "revoked_at": t.revoked_at,
-        "credential": credential_digest(&t.secret_hash),
-    })
-    .to_string()
+    let logged = TokenLogged {
+        v: PAYLOAD_VERSION,
+        id: t.id,
+        operator: t.operator.clone(),
+        role: t.role,
+        created_at: t.created_at,
+        expires_at: t.expires_at,
+        revoked_at: t.revoked_at,
+        credential: Some(credential_digest(&t.secret_hash)),
+    };
+    after(&logged)
+}
+
+/// A payload as an event's `after`. The payload types hold only strings, numbers and ids, which always
+/// serialize; an empty object stands in should one ever fail, and the replay names it unreadable.
+pub(crate) fn after<P: Payload>(p: &P) -> String {
+    vouch_events::payload::to_after(p).unwrap_or_else(|_| "{}".to_owned())
 }
 
 /// The event for issuing `token`.

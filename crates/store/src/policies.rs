@@ -4,7 +4,7 @@
 //! one event. Writing what is already there writes nothing. Several writes go in one transaction: either all
 //! of them land or none (a policy file is adopted whole).
 
-use vouch_events::{Action, EventDraft};
+use vouch_events::{Action, EventDraft, MfaEnrollment, PAYLOAD_VERSION, PolicyLogged};
 use vouch_types::{PolicyId, PolicyMode, PolicyRecord, Timestamp, TokenId};
 
 use crate::{Change, StoreError};
@@ -37,14 +37,14 @@ pub struct PolicyWrite {
 }
 
 fn policy_json(p: &PolicyRecord) -> String {
-    serde_json::json!({
-        "id": p.id,
-        "version": p.version,
-        "mode": p.mode,
-        "removed": p.removed,
-        "text": p.text,
+    crate::plan::after(&PolicyLogged {
+        v: PAYLOAD_VERSION,
+        id: p.id.clone(),
+        version: p.version,
+        mode: p.mode,
+        removed: p.removed,
+        text: p.text.clone(),
     })
-    .to_string()
 }
 
 /// The next version and its event, or `None` when the write changes nothing; `current` is the latest version
@@ -177,9 +177,11 @@ pub fn plan_mfa(mfa: &MfaRecord, change: &Change) -> EventDraft {
             Action::MfaEnrolled
         },
         before: None,
-        after: Some(
-            serde_json::json!({ "token": mfa.token, "confirmed": mfa.confirmed }).to_string(),
-        ),
+        after: Some(crate::plan::after(&MfaEnrollment {
+            v: PAYLOAD_VERSION,
+            token: mfa.token,
+            confirmed: mfa.confirmed,
+        })),
         reason: change.reason.clone(),
     }
 }

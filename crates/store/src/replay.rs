@@ -9,25 +9,14 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
-use serde::Deserialize;
 use sha2::{Digest as _, Sha256};
-use vouch_events::{Action, Digest, Event, EventSeq};
-use vouch_types::{OperatorName, PolicyId, PolicyMode, PolicyRecord, Role, Timestamp, TokenId};
+use vouch_events::{Action, Digest, Event, EventSeq, PolicyLogged, TokenLogged};
+use vouch_types::{PolicyId, PolicyRecord, Role, Timestamp, TokenId};
 
 use crate::{TokenRecord, credential_digest};
 
-/// A token as its events record it (`token_json` in `plan.rs`); fields added later are optional.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-struct LoggedToken {
-    id: TokenId,
-    operator: OperatorName,
-    role: Role,
-    created_at: Timestamp,
-    expires_at: Option<Timestamp>,
-    revoked_at: Option<Timestamp>,
-    #[serde(default)]
-    credential: Option<String>,
-}
+/// A token as its events record it (written by `token_json` in `plan.rs`); fields added later are optional.
+type LoggedToken = TokenLogged;
 
 /// A token in the replayed state.
 #[derive(Debug, Clone)]
@@ -39,15 +28,8 @@ struct ReplayedToken {
     seq: EventSeq,
 }
 
-/// A policy version as its event records it (`policy_json` in `policies.rs`).
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-struct LoggedPolicy {
-    id: PolicyId,
-    version: u32,
-    mode: PolicyMode,
-    removed: bool,
-    text: String,
-}
+/// A policy version as its event records it (written by `policy_json` in `policies.rs`).
+type LoggedPolicy = PolicyLogged;
 
 /// A policy version in the replayed state, with the author and time its event carries.
 #[derive(Debug, Clone)]
@@ -363,18 +345,14 @@ impl Replay {
     }
 
     fn token_event(&mut self, e: &Event) {
-        let read = |json: Option<&str>| -> Result<LoggedToken, String> {
-            let json = json.ok_or("the token is missing from the event")?;
-            serde_json::from_str(json).map_err(|err| format!("the token does not read: {err}"))
-        };
-        let after = match read(e.draft.after.as_deref()) {
+        let after: LoggedToken = match e.payload() {
             Ok(t) => t,
-            Err(why) => return self.problem(e.seq, format!("{}: {why}", e.draft.action)),
+            Err(err) => {
+                let why = format!("{}: the token does not read: {err}", e.draft.action);
+                return self.problem(e.seq, why);
+            }
         };
-        let credential = match after.credential.as_deref().map(parse_digest).transpose() {
-            Ok(c) => c.map(|d| (d, e.seq)),
-            Err(why) => return self.problem(e.seq, format!("token {}: {why}", after.id)),
-        };
+        let credential = after.credential.map(|d| (d, e.seq));
         let id = after.id;
         if e.draft.action == Action::TokenCreated {
             if let Some(prev) = self.tokens.get(&id) {
@@ -396,7 +374,7 @@ impl Replay {
             return self.problem(e.seq, why);
         };
         // The revocation recorded the row as it found it: it must be what the log had left.
-        if let Ok(before) = read(e.draft.before.as_deref()) {
+        if let Ok(before) = e.payload_before::<LoggedToken>() {
             let diff = token_diff(&current.logged, &before);
             if !diff.is_empty() {
                 self.problems.push(StateFinding::ChangedBefore {
@@ -431,13 +409,12 @@ impl Replay {
     }
 
     fn policy_event(&mut self, e: &Event) {
-        let read = |json: Option<&str>| -> Result<LoggedPolicy, String> {
-            let json = json.ok_or("the policy is missing from the event")?;
-            serde_json::from_str(json).map_err(|err| format!("the policy does not read: {err}"))
-        };
-        let after = match read(e.draft.after.as_deref()) {
+        let after: LoggedPolicy = match e.payload() {
             Ok(p) => p,
-            Err(why) => return self.problem(e.seq, format!("{}: {why}", e.draft.action)),
+            Err(err) => {
+                let why = format!("{}: the policy does not read: {err}", e.draft.action);
+                return self.problem(e.seq, why);
+            }
         };
         let versions = self.policies.entry(after.id.clone()).or_default();
         let expected = versions.last().map_or(1, |v| v.logged.version + 1);
@@ -450,7 +427,7 @@ impl Replay {
         }
         // The write recorded the live version as it found it: it must be what the log had left.
         let live = versions.last().filter(|v| !v.logged.removed);
-        if let (Some(live), Ok(before)) = (live, read(e.draft.before.as_deref())) {
+        if let (Some(live), Ok(before)) = (live, e.payload_before::<LoggedPolicy>()) {
             let diff = policy_diff(&live.logged, &before);
             if !diff.is_empty() {
                 let (seq, subject) = (e.seq, format!("policy {}", after.id));
@@ -741,13 +718,6 @@ fn policy_diff(logged: &LoggedPolicy, found: &LoggedPolicy) -> Vec<String> {
     out
 }
 
-fn parse_digest(hex_text: &str) -> Result<Digest, String> {
-    let mut d = [0u8; 32];
-    hex::decode_to_slice(hex_text, &mut d)
-        .map_err(|_| "its credential digest is not 64 hex digits".to_owned())?;
-    Ok(Digest(d))
-}
-
 /// One length-prefixed field of a state digest (0 for none, 1 + length + bytes otherwise).
 fn field(h: &mut Sha256, v: Option<&[u8]>) {
     match v {
@@ -765,6 +735,7 @@ mod tests {
     use super::*;
     use vouch_events::EventDraft;
     use vouch_types::Actor;
+    use vouch_types::OperatorName;
 
     fn event(seq: u64, action: Action, before: Option<String>, after: String) -> Event {
         EventDraft {
