@@ -2,6 +2,9 @@
 //!
 //! Two stages, as in ripgrep and vector: [`RawConfig`] mirrors the file and rejects unknown keys by name;
 //! [`Config`] is what the rest of the program uses, every value checked.
+//!
+//! Why one long file (for now): the raw file mirror and the checked `Config` are two stages of one parse,
+//! with a sixth of it tests; it moves with the runtime's configuration when `Runtime` lands (issue 17).
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

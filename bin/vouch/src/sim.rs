@@ -7,6 +7,9 @@
 //! shown as they happen, and the run ends with a summary against the ground truth.
 //!
 //! `vouch demo` starts a server with its gateway and a Mosquitto of its own, then runs this.
+//!
+//! Why here and this long (for now): the fleet player drives the real listeners end to end; it moves to
+//! `tools/` with the demo when `Runtime` lands (issue 17).
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};

@@ -16,6 +16,9 @@
 //! - **Reporting.** Refusals, sheds and timeouts are counted in the metrics
 //!   (`vouch_connections_closed_total{listener, reason}`, `vouch_connections_open{listener}`) and logged as
 //!   one summary line per listener at most every `summary_every`, never one line per connection.
+//!
+//! Why one long file: the caps, the deadlines and the connection bookkeeping are one state machine over the
+//! same per-connection guard; split, each half would need the other's private types.
 
 use std::collections::{BTreeMap, HashMap};
 use std::convert::Infallible;

@@ -3,6 +3,9 @@
 //! Memory is bounded: conversations idle for [`Limits::idle_micros`] are folded into the communication map and
 //! dropped, and when more than [`Limits::max_flows`] are live the least recently active half goes the same way.
 //! Reassembly keeps only the first [`Limits::stream_head`] bytes of each direction of a stream protocol.
+//!
+//! Why one long file: the per-packet path (decode, conversation, reassembly head, dissect, fold) is one hot
+//! loop whose state is private to it; a tenth of it is tests.
 
 use std::net::IpAddr;
 

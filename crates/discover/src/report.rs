@@ -1,5 +1,8 @@
 //! The result of a discovery run: devices with identity, class and risks; every IP endpoint with its counts
 //! (comparable with `tshark -z endpoints,ip`); and the communication map, as JSON or Graphviz DOT.
+//!
+//! Why one long file: the report's types and their three renderings (JSON, the endpoint table, DOT) change
+//! together: a field added to one is added to the others.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;

@@ -1,4 +1,7 @@
 //! The identity service: enrollment, issuance, revocation, CRL and OCSP.
+//!
+//! Why one long file: enrollment, issuance, revocation and the CRL/OCSP caches share the service's state (the
+//! CA, the revocation generation, the caches); the rules themselves are in `vouch-pki` and `vouch-store`.
 
 use std::collections::HashMap;
 use std::sync::Arc;

@@ -1,4 +1,7 @@
 //! The CA hierarchy: an offline-style root and the issuing intermediate that signs device certificates.
+//!
+//! Why one long file: the root and the issuing CA, their keys (file, encrypted, PKCS#11) and what they sign
+//! (device and server certificates, CRLs) are one hierarchy with one private key abstraction.
 
 use rcgen::{
     BasicConstraints, CertificateParams, CrlDistributionPoint, CustomExtension, DistinguishedName,

@@ -5,6 +5,10 @@
 //! principal and the resource; a request's candidates are the policies whose scope can match it, and only
 //! those are evaluated. A policy whose scope cannot match the request is never satisfied and never errs, so
 //! slicing cannot change a decision (property-tested in `tests/slicing.rs`).
+//!
+//! Why one long file: checking, compiling, the slicing index and deciding share the compiled set's private
+//! representation (`Compiled`, the scope index, the entity builders); splitting them would make that
+//! representation public to the crate for no reader's benefit.
 
 use std::collections::HashSet;
 use std::str::FromStr;

@@ -2,6 +2,10 @@
 //!
 //! A backend's test file calls [`conformance_suite!`](crate::conformance_suite) with an async expression that
 //! yields a fresh, empty store; each case below becomes one `#[tokio::test]`.
+//!
+//! Why one long file: each case is one store rule, run by both backends through the `conformance_suite!` macro
+//! at its end, which must name every case; the feed cases, which need a reopenable database, are in
+//! `conformance/feed.rs`.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 
 pub mod feed;

@@ -5,6 +5,9 @@
 //! events, not the rows. Replaying the chain's token and policy events gives the state the tables must hold;
 //! a row that differs (a role raised to admin, a revocation undone, a policy's text widened, a swapped secret
 //! hash) was changed outside Vouch. The rule is the same for every backend, so it lives here.
+//!
+//! Why one long file: the replay of token and policy events and its comparison with the live tables are one
+//! rule (what the log implies, and where the tables differ), with its findings' types; a sixth of it is tests.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;

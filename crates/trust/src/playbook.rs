@@ -7,6 +7,9 @@
 //! device is healthy, which playbooks are firing) and the caller carries the directives out against the
 //! store. The device's quarantine itself lives in the registry (the `quarantine` group and the
 //! `response/quarantined-by` label), so a restart forgets nothing that matters.
+//!
+//! Why one long file: the playbook configuration and the responder that runs it change together; a fifth of
+//! it is tests.
 
 use std::collections::{BTreeSet, HashMap};
 

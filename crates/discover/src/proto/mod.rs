@@ -15,6 +15,9 @@
 //!
 //! Each also offers `looks_like(payload) -> bool`, a cheap check on the first bytes, so that a protocol on an
 //! unusual port is still recognised (OPC UA on tcp/12001 is still OPC UA).
+//!
+//! Why one long file: it is the dispatch table (which dissector claims which payload, by port and by shape)
+//! and the helpers every dissector shares; a fifth of it is tests. Each protocol is its own module.
 
 pub mod ads;
 pub mod bacnet;
