@@ -9,7 +9,6 @@ mod bench;
 mod ca;
 mod certs;
 mod config;
-mod demo;
 mod devices;
 mod discover;
 mod files;
@@ -112,10 +111,10 @@ enum Command {
     Bench(vouch_bench::BenchCommand),
     /// The whole loop on a simulated fleet in one command: a server with its gateway and a Mosquitto of its
     /// own, a few hundred devices enrolling, publishing and attacking, detections and responses live.
-    Demo(demo::DemoArgs),
+    Demo(vouch_play::demo::DemoArgs),
     /// Play a simulated fleet (with attacks) against the running deployment: devices enroll over EST,
     /// connect through the gateway, publish; detections and responses are shown live, then a summary.
-    Sim(sim::SimArgs),
+    Sim(vouch_play::sim::SimArgs),
 }
 
 #[derive(Subcommand)]
@@ -221,7 +220,9 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Trust(cmd) => {
             trust::run(cmd, &config.trust, cli.output).map(|()| ExitCode::SUCCESS)
         }
-        Command::Demo(args) => demo::run(args).await.map(|()| ExitCode::SUCCESS),
+        Command::Demo(args) => vouch_play::demo::run(args)
+            .await
+            .map(|()| ExitCode::SUCCESS),
         Command::Sim(args) => sim::run(args, &config).await.map(|()| ExitCode::SUCCESS),
         Command::Device(cmd) => {
             let store = open_store(&config).await?;

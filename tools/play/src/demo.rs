@@ -234,19 +234,25 @@ pub async fn run(mut a: DemoArgs) -> Result<()> {
         data.join("vouch.db"),
         vouch_store_sqlite::Durability::Normal,
     )?);
-    let (ca, root_der) =
-        crate::ca::load_issuing(&data, Some(&pass))?.context("the demo's certificate authority")?;
+    // The servers' certificates chain to these; the keys stay with `vouch serve`.
+    let cert = |name: &str| -> Result<Vec<u8>> {
+        let path = data.join("ca").join(name);
+        let pem = std::fs::read_to_string(&path)
+            .with_context(|| format!("reading the demo's CA certificate {}", path.display()))?;
+        Ok(vouch_pki::cert_der_from_pem(&pem)?)
+    };
+    let (root_der, issuing_der) = (cert("root.pem")?, cert("issuing.pem")?);
     let target = crate::sim::Target {
         store,
         est: at(ports.est),
         gateway: at(ports.gateway),
         root: root_der,
-        issuing: ca.cert_der().to_vec(),
+        issuing: issuing_der,
         token_ttl_hours: 1,
     };
     let outcome = tokio::select! {
         s = crate::sim::play(&a.sim, &target) => Some(s),
-        () = crate::serve::shutdown() => None,
+        _ = tokio::signal::ctrl_c() => None,
     };
     drop(server);
     drop(broker);
