@@ -6,6 +6,7 @@
 //! certificates, posture, tokens and the policy-context builder move here next.
 
 pub mod devices;
+pub mod discovery;
 
 use vouch_store::StoreError;
 use vouch_types::{LabelKey, ValidationError};
