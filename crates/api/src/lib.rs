@@ -27,7 +27,7 @@ pub mod posture;
 pub mod serve;
 pub mod tls;
 mod tokens;
-pub mod totp;
+pub use vouch_control::totp;
 mod trust;
 
 use std::sync::Arc;

@@ -7,6 +7,9 @@
 
 pub mod devices;
 pub mod discovery;
+pub mod mfa;
+pub mod tokens;
+pub mod totp;
 
 use vouch_store::StoreError;
 use vouch_types::{LabelKey, ValidationError};
