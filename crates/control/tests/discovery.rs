@@ -7,7 +7,7 @@ mod common;
 use vouch_control::ControlError;
 use vouch_control::discovery::{MergeSummary, merge_report, onboard};
 use vouch_discover::{Discovery, Limits, Report};
-use vouch_store::{DeviceEdit, Store, StoreError};
+use vouch_store::{Store, StoreError};
 use vouch_types::{DeviceId, DeviceState, NewDevice};
 
 fn report(name: &str) -> Report {
@@ -88,15 +88,7 @@ async fn onboarding_moves_a_discovered_device_once_and_refuses_the_rest() {
         .create_device(NewDevice::bare(retired), common::change("discovery"))
         .await
         .unwrap();
-    store
-        .edit_device(
-            retired,
-            DeviceEdit::Transition(DeviceState::Retired),
-            None,
-            common::change("operator"),
-        )
-        .await
-        .unwrap();
+    common::retire(&store, retired).await;
     let before = store.get_device(retired).await.unwrap();
     let refused = onboard(&store, retired, common::change("operator")).await;
     assert!(

@@ -3,9 +3,9 @@
 
 use std::path::PathBuf;
 
-use vouch_store::Change;
+use vouch_store::{Change, DeviceEdit, Store};
 use vouch_store_sqlite::{Durability, SqliteStore};
-use vouch_types::{Actor, Timestamp};
+use vouch_types::{Actor, DeviceId, DeviceState, Timestamp};
 
 /// The fixed time the tests act at (late 2025).
 pub const NOW_MICROS: i64 = 1_764_000_000_000_000;
@@ -31,4 +31,17 @@ pub fn pcap(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("../../../shared/data/pcaps")
         .join(name)
+}
+
+/// Retires `id` (a state from which nothing enrolls or onboards).
+pub async fn retire(store: &dyn Store, id: DeviceId) {
+    store
+        .edit_device(
+            id,
+            DeviceEdit::Transition(DeviceState::Retired),
+            None,
+            change("operator"),
+        )
+        .await
+        .unwrap();
 }
