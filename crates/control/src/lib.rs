@@ -9,6 +9,7 @@
 pub mod certs;
 pub mod devices;
 pub mod discovery;
+pub mod import;
 pub mod mfa;
 pub mod tokens;
 pub mod totp;
