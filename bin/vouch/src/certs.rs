@@ -111,6 +111,27 @@ fn print(certs: &[CertificateRecord], out: Output) -> Result<()> {
     }
 }
 
+/// The CAs an imported certificate may chain to: Vouch's own (root and issuing, if `vouch ca init` ran) and
+/// the issuers configured for imported certificates (`[gateway] client_cas`), as the gateway trusts them.
+fn import_issuers(config: &Config) -> Result<Vec<Vec<u8>>> {
+    let ca = config.data_dir.join("ca");
+    let own = [ca.join("root.pem"), ca.join("issuing.pem")];
+    let mut issuers = Vec::new();
+    for path in own
+        .iter()
+        .filter(|p| p.exists())
+        .chain(&config.gateway.client_cas)
+    {
+        let pem = std::fs::read_to_string(path)
+            .with_context(|| format!("reading the CA {}", path.display()))?;
+        issuers.push(
+            vouch_pki::cert_der_from_pem(&pem)
+                .with_context(|| format!("reading the CA {}", path.display()))?,
+        );
+    }
+    Ok(issuers)
+}
+
 fn comment(c: Option<String>) -> Result<Option<Reason>> {
     Ok(c.map(Reason::try_from).transpose()?)
 }
@@ -182,32 +203,15 @@ pub async fn run(
         CertCommand::Import { file, device } => {
             let pem = std::fs::read_to_string(&file)
                 .with_context(|| format!("reading {}", file.display()))?;
-            let (serial, not_before, not_after, fingerprint, der) =
-                vouch_pki::read_certificate(&pem)?;
-            let record = CertificateRecord {
-                serial,
-                device_id: device,
-                fingerprint,
-                not_before,
-                not_after,
-                status: CertStatus::Good,
-                der,
-            };
             let reason = Reason::try_from("imported from an existing PKI".to_owned())?;
             let change = Change {
                 actor: crate::cli_actor(),
                 reason: Some(reason),
                 at: clock.now(),
             };
-            store
-                .record_issuance(
-                    vouch_store::Issuance {
-                        cert: record.clone(),
-                        token: None,
-                    },
-                    change,
-                )
-                .await?;
+            let issuers = import_issuers(config)?;
+            let record =
+                vouch_control::certs::import(&*store, &pem, device, &issuers, change).await?;
             print(&[record], out)?;
         }
         CertCommand::List {

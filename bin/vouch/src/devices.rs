@@ -364,7 +364,7 @@ pub async fn run(
         DeviceCommand::Onboard { id, reason } => {
             let why = change(reason)?;
             let reason = why.reason.clone();
-            let d = vouch_api::discovery::onboard(&*store, id, why).await?;
+            let d = vouch_control::discovery::onboard(&*store, id, why).await?;
             let (record, secret) = vouch_identity::issue_enrollment_token(
                 &*store,
                 SystemClock.now(),

@@ -106,7 +106,7 @@ pub async fn run(args: DiscoverArgs, config: &Config, out: Output) -> Result<()>
             reason: Reason::try_from("passive discovery".to_owned()).ok(),
             at: SystemClock.now(),
         };
-        let summary = vouch_api::discovery::merge_report(&*store, &mut report, change).await?;
+        let summary = vouch_control::discovery::merge_report(&*store, &mut report, change).await?;
         if let Some(dir) = last.parent() {
             std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         }

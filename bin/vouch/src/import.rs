@@ -1,4 +1,5 @@
-//! `vouch device import`: bulk registration from CSV, JSON Lines or a JSON array.
+//! `vouch device import`: bulk registration from CSV, JSON Lines or a JSON array. The records themselves
+//! (columns, ids, the reserved-label rule) are `vouch_control::import`'s; this reads the file and renders.
 //!
 //! Records are validated as they are read and written in batches, one transaction each. Every record's id is
 //! its explicit `id` or is derived from its serial (else its MAC), so re-running an import after a crash or a
@@ -6,19 +7,15 @@
 
 use std::fs::File;
 use std::io::{BufRead, BufReader};
-use std::net::IpAddr;
 use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, ValueEnum};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use serde::Deserialize;
+use vouch_control::import::{CSV_COLUMNS, CsvRecord, JsonRecord};
 use vouch_store::{Change, ImportOutcome, Store};
-use vouch_types::{
-    CertFingerprint, Clock, DeviceClass, DeviceId, DeviceState, FirmwareVersion, Groups,
-    HardwareSerial, Identifiers, Labels, MacAddr, Model, NewDevice, SystemClock, Vendor, Zone,
-};
+use vouch_types::{Clock, NewDevice, SystemClock};
 
 use crate::output::{self, Output};
 
@@ -47,143 +44,6 @@ pub struct ImportArgs {
     /// Validate every record, write nothing.
     #[arg(long)]
     pub dry_run: bool,
-}
-
-/// The CSV columns, all optional; list fields are `;`-separated (`labels`: `k=v;k2=v2`).
-const CSV_COLUMNS: &[&str] = &[
-    "id",
-    "serial",
-    "mac",
-    "ips",
-    "cert_fingerprint",
-    "class",
-    "state",
-    "vendor",
-    "model",
-    "firmware",
-    "zone",
-    "labels",
-    "groups",
-];
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct CsvRecord {
-    id: Option<String>,
-    serial: Option<String>,
-    mac: Option<String>,
-    ips: Option<String>,
-    cert_fingerprint: Option<String>,
-    class: Option<String>,
-    state: Option<String>,
-    vendor: Option<String>,
-    model: Option<String>,
-    firmware: Option<String>,
-    zone: Option<String>,
-    labels: Option<String>,
-    groups: Option<String>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct JsonRecord {
-    id: Option<DeviceId>,
-    serial: Option<HardwareSerial>,
-    mac: Option<MacAddr>,
-    #[serde(default)]
-    ips: Vec<IpAddr>,
-    cert_fingerprint: Option<CertFingerprint>,
-    #[serde(default)]
-    class: DeviceClass,
-    state: Option<DeviceState>,
-    vendor: Option<Vendor>,
-    model: Option<Model>,
-    firmware: Option<FirmwareVersion>,
-    zone: Option<Zone>,
-    #[serde(default)]
-    labels: Labels,
-    #[serde(default)]
-    groups: Groups,
-}
-
-/// The id a record gets: explicit, else derived from its serial, else from its MAC.
-fn record_id(
-    id: Option<DeviceId>,
-    serial: Option<&HardwareSerial>,
-    mac: Option<MacAddr>,
-) -> Result<DeviceId> {
-    match (id, serial, mac) {
-        (Some(id), _, _) => Ok(id),
-        (None, Some(s), _) => Ok(DeviceId::derived(&format!("serial:{s}"))),
-        (None, None, Some(m)) => Ok(DeviceId::derived(&format!("mac:{m}"))),
-        (None, None, None) => {
-            bail!("needs an id, serial or mac (so that re-running the import is idempotent)")
-        }
-    }
-}
-
-fn opt<T: std::str::FromStr>(v: Option<String>) -> Result<Option<T>>
-where
-    T::Err: std::error::Error + Send + Sync + 'static,
-{
-    Ok(v.filter(|s| !s.is_empty()).map(|s| s.parse()).transpose()?)
-}
-
-impl CsvRecord {
-    fn into_new(self) -> Result<NewDevice> {
-        let serial: Option<HardwareSerial> = opt(self.serial)?;
-        let mac: Option<MacAddr> = opt(self.mac)?;
-        let ips = self
-            .ips
-            .unwrap_or_default()
-            .split(';')
-            .filter(|s| !s.is_empty())
-            .map(|s| {
-                s.trim()
-                    .parse()
-                    .with_context(|| format!("`{s}` is not an IP address"))
-            })
-            .collect::<Result<Vec<IpAddr>>>()?;
-        Ok(NewDevice {
-            id: record_id(opt(self.id)?, serial.as_ref(), mac)?,
-            state: opt(self.state)?.unwrap_or(DeviceState::Onboarding),
-            class: opt(self.class)?.unwrap_or_default(),
-            identifiers: Identifiers {
-                mac,
-                ips,
-                serial,
-                cert_fingerprint: opt(self.cert_fingerprint)?,
-            },
-            vendor: opt(self.vendor)?,
-            model: opt(self.model)?,
-            firmware: opt(self.firmware)?,
-            zone: opt(self.zone)?,
-            labels: self.labels.as_deref().unwrap_or("").parse()?,
-            groups: self.groups.as_deref().unwrap_or("").parse()?,
-        })
-    }
-}
-
-impl JsonRecord {
-    fn into_new(self) -> Result<NewDevice> {
-        Ok(NewDevice {
-            id: record_id(self.id, self.serial.as_ref(), self.mac)?,
-            state: self.state.unwrap_or(DeviceState::Onboarding),
-            class: self.class,
-            identifiers: Identifiers {
-                mac: self.mac,
-                ips: self.ips,
-                serial: self.serial,
-                cert_fingerprint: self.cert_fingerprint,
-            },
-            vendor: self.vendor,
-            model: self.model,
-            firmware: self.firmware,
-            zone: self.zone,
-            labels: self.labels,
-            groups: self.groups,
-        })
-    }
 }
 
 /// Reads records one at a time and tells how far into the file it is.
@@ -233,7 +93,7 @@ impl Reader {
                 Ok(true) => Some(
                     rec.deserialize::<CsvRecord>(Some(headers))
                         .map_err(anyhow::Error::from)
-                        .and_then(CsvRecord::into_new),
+                        .and_then(|r| Ok(r.into_new()?)),
                 ),
                 Err(e) => Some(Err(e.into())),
             },
@@ -248,14 +108,14 @@ impl Reader {
                         return Some(
                             serde_json::from_str::<JsonRecord>(&line)
                                 .map_err(anyhow::Error::from)
-                                .and_then(JsonRecord::into_new),
+                                .and_then(|r| Ok(r.into_new()?)),
                         );
                     }
                 }
             },
             Self::Array(it, pos) => {
                 *pos += 1;
-                it.next().map(JsonRecord::into_new)
+                it.next().map(|r| Ok(r.into_new()?))
             }
         }
     }

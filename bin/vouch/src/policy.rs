@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 use clap::Subcommand;
 use serde::Serialize;
-use vouch_api::decide::{PolicyWriteError, seed_defaults, write_policies};
+use vouch_decide::{PolicyWriteError, seed_defaults, write_policies};
 use vouch_policy::{DeviceRequest, Engine, PolicySource, split_policies, with_candidates};
 use vouch_store::{Change, PolicyOp, PolicyWrite, Store};
 use vouch_types::{Clock, PolicyId, PolicyMode, Reason, SystemClock};

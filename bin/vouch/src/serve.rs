@@ -3,7 +3,8 @@
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
-use vouch_api::{AppState, Limits, auth};
+use vouch_api::{AppState, Limits};
+
 use vouch_types::SystemClock;
 
 use crate::config::Config;
@@ -23,7 +24,7 @@ pub async fn run(config: Config) -> Result<()> {
     )
     .await
     .context("starting the policy engine")?;
-    let seal = vouch_api::totp::SealKey::load_or_create(&config.data_dir.join("mfa.key"))
+    let seal = vouch_control::totp::SealKey::load_or_create(&config.data_dir.join("mfa.key"))
         .context("reading the second-factor key (mfa.key in the data directory)")?;
     let mut state = AppState::new(store.clone(), clock.clone(), decisions, Arc::new(seal));
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -100,7 +101,7 @@ pub async fn run(config: Config) -> Result<()> {
     }
     // The first admin token only once everything else started: a failed start issues nothing.
     let token_file = config.data_dir.join(INITIAL_TOKEN_FILE);
-    if let Some(token) = auth::bootstrap_admin(&*store, &*clock)
+    if let Some(token) = vouch_control::tokens::bootstrap_admin(&*store, &*clock)
         .await
         .context("creating the first admin token")?
     {

@@ -2,7 +2,7 @@
 
 use anyhow::{Context, Result, bail};
 use clap::Subcommand;
-use vouch_api::auth;
+use vouch_control::tokens as auth;
 use vouch_store::{Change, Store};
 use vouch_types::{Clock, OperatorName, Reason, Role, SystemClock, TokenId};
 
@@ -80,7 +80,7 @@ pub async fn run(cmd: TokenCommand, store: &dyn Store, out: Output) -> Result<()
             )
             .await?;
             if !no_mfa_enrollment {
-                vouch_api::mfa::allow_enrollment(
+                vouch_control::mfa::allow_enrollment(
                     store,
                     &clock,
                     record.id,
@@ -142,7 +142,7 @@ pub async fn run(cmd: TokenCommand, store: &dyn Store, out: Output) -> Result<()
                 .context("the token id is the 16 hex digits after `vouch_`")?;
             let reason = reason.map(Reason::try_from).transpose()?;
             let until =
-                vouch_api::mfa::allow_enrollment(store, &clock, id, crate::cli_actor(), reason)
+                vouch_control::mfa::allow_enrollment(store, &clock, id, crate::cli_actor(), reason)
                     .await?;
             println!(
                 "token {id}: second factor unlocked; its holder may enroll a new one until {until}"

@@ -297,6 +297,22 @@ fn bad_import_records_are_named_and_stop_the_import() {
         .output()
         .unwrap();
     assert!(String::from_utf8_lossy(&out.stderr).contains("needs an id, serial or mac"));
+    // An import may not set what the trust service and the playbooks write, any more than an edit may.
+    std::fs::write(
+        dir.path().join("e.csv"),
+        "serial,labels\nS9,site=plant-1;trust/score=100\n",
+    )
+    .unwrap();
+    let out = vouch(dir.path())
+        .args(["device", "import", "e.csv"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("record 1 of e.csv is invalid") && err.contains("written by Vouch"),
+        "{err}"
+    );
 }
 
 /// Writes `n` devices as CSV.

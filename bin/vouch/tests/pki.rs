@@ -949,3 +949,68 @@ fn ca_keys_held_in_softhsm_sign_certificates_openssl_verifies() {
     assert!(ok_c && text.contains("verify OK"), "{text}");
     terminate(server);
 }
+
+#[test]
+fn cert_import_takes_a_certificate_from_a_configured_ca_once_and_refuses_the_rest() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let run = |args: &[&str]| {
+        vouch(d)
+            .args(args)
+            .env("VOUCH_CA_PASSPHRASE", PASS)
+            .output()
+            .unwrap()
+    };
+    ok(run(&["ca", "init", "--organization", "Acme"]));
+    openssl_ca(d, "enterprise", "Enterprise Devices");
+    let dev: Value = serde_json::from_str(&ok(run(&[
+        "-o", "json", "device", "add", "--serial", "IMP-1",
+    ])))
+    .unwrap();
+    let id = dev["id"].as_str().unwrap().to_owned();
+    csr(d, "dev", "IMP-1", P256);
+    let (signed, text) = openssl(
+        d,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "dev.csr",
+            "-CA",
+            "enterprise.pem",
+            "-CAkey",
+            "enterprise.key",
+            "-CAcreateserial",
+            "-days",
+            "30",
+            "-out",
+            "dev.pem",
+        ],
+    );
+    assert!(signed, "{text}");
+
+    // The enterprise CA is not trusted for devices yet.
+    let out = run(&["cert", "import", "dev.pem", "--device", &id]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("not signed by a trusted CA"), "{stderr}");
+
+    // Configured as an issuer of imported certificates: imported once, the device active.
+    std::fs::write(
+        d.join("vouch.toml"),
+        "[gateway]\nclient_cas = [\"enterprise.pem\"]\n",
+    )
+    .unwrap();
+    let imported: Value = serde_json::from_str(&ok(run(&[
+        "-o", "json", "cert", "import", "dev.pem", "--device", &id,
+    ])))
+    .unwrap();
+    assert_eq!(imported[0]["device_id"], id.as_str(), "{imported}");
+    let shown: Value =
+        serde_json::from_str(&ok(run(&["-o", "json", "device", "show", &id]))).unwrap();
+    assert_eq!(shown["state"], "active", "{shown}");
+    let out = run(&["cert", "import", "dev.pem", "--device", &id]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("already recorded"), "{stderr}");
+}

@@ -179,6 +179,40 @@ pub(crate) async fn issue(
     ))
 }
 
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ImportBody {
+    /// The certificate, PEM.
+    certificate_pem: String,
+    reason: Option<Reason>,
+}
+
+/// `POST /api/v1/devices/{id}/certificates/import`: records a certificate an existing PKI issued to the
+/// device, once it chains to a CA this server trusts for devices (its issuing and root CA, and those given
+/// with [`AppState::with_import_issuers`]). 400 for what is not a certificate, 422 for an untrusted or
+/// expired one, 409 for one already recorded or a device that cannot hold an identity; nothing changes.
+pub(crate) async fn import(
+    State(state): State<AppState>,
+    Extension(who): Extension<Principal>,
+    ApiPath(id): ApiPath<DeviceId>,
+    ApiJson(body): ApiJson<ImportBody>,
+) -> Result<(StatusCode, Json<CertView>), ApiError> {
+    let mut issuers = state.import_issuers.as_ref().clone();
+    if let Some(svc) = &state.identity {
+        issuers.push(svc.ca_cert_der().to_vec());
+        issuers.push(svc.root_cert_der().to_vec());
+    }
+    let change = vouch_store::Change {
+        actor: who.actor(),
+        reason: body.reason,
+        at: state.clock.now(),
+    };
+    let record =
+        vouch_control::certs::import(&*state.store, &body.certificate_pem, id, &issuers, change)
+            .await?;
+    Ok((StatusCode::CREATED, Json(CertView::from(&record))))
+}
+
 /// `GET /api/v1/devices/{id}/certificates`.
 pub(crate) async fn of_device(
     State(state): State<AppState>,

@@ -141,6 +141,21 @@ impl From<vouch_control::ControlError> for ApiError {
                 "reserved-label",
                 e.to_string(),
             ),
+            ControlError::Import(i) => {
+                use vouch_control::certs::ImportRefused;
+                let (status, kind) = match i {
+                    ImportRefused::Malformed(_) | ImportRefused::TooLarge => {
+                        (StatusCode::BAD_REQUEST, "bad-certificate")
+                    }
+                    ImportRefused::Untrusted(_) => {
+                        (StatusCode::UNPROCESSABLE_ENTITY, "untrusted-certificate")
+                    }
+                    ImportRefused::DuplicateSerial(_) | ImportRefused::DuplicateFingerprint(_) => {
+                        (StatusCode::CONFLICT, "already-exists")
+                    }
+                };
+                Self::new(status, kind, i.to_string())
+            }
             ControlError::Invalid(v) => v.into(),
             ControlError::Store(s) => s.into(),
         }

@@ -27,7 +27,7 @@ pub mod posture;
 pub mod serve;
 pub mod tls;
 mod tokens;
-pub mod totp;
+pub use vouch_control::totp;
 mod trust;
 
 use std::sync::Arc;
@@ -64,6 +64,8 @@ pub struct AppState {
     pub mfa_sources: Arc<mfa::SourceThrottle>,
     /// The last discovery report this server produced.
     pub discovery: Arc<discovery::LastReport>,
+    /// CAs (DER) trusted for imported device certificates besides this server's own issuing and root CA.
+    pub import_issuers: Arc<Vec<Vec<u8>>>,
     /// What the API learns about devices (posture reports), for in-process subscribers such as the trust
     /// service; subscribe with [`AppState::observations`].
     pub observations: broadcast::Sender<Observation>,
@@ -90,6 +92,7 @@ impl AppState {
             step_ups: Arc::default(),
             mfa_sources: Arc::default(),
             discovery: Arc::default(),
+            import_issuers: Arc::default(),
             observations: broadcast::channel(OBSERVATION_CAPACITY).0,
         }
     }
@@ -102,6 +105,12 @@ impl AppState {
     /// The same state with the identity service (issuance and revocation) enabled.
     pub fn with_identity(mut self, identity: Arc<vouch_identity::IdentityService>) -> Self {
         self.identity = Some(identity);
+        self
+    }
+
+    /// The same state trusting `issuers` (DER) for imported device certificates, besides its own CA.
+    pub fn with_import_issuers(mut self, issuers: Vec<Vec<u8>>) -> Self {
+        self.import_issuers = Arc::new(issuers);
         self
     }
 }
@@ -266,6 +275,12 @@ pub fn routes() -> Vec<Route> {
             "/api/v1/devices/{id}/certificates",
             Requires(CaOperate),
             axum::routing::post(certs::issue),
+        ),
+        route(
+            Method::POST,
+            "/api/v1/devices/{id}/certificates/import",
+            Requires(CertificatesManage),
+            axum::routing::post(certs::import),
         ),
         route(
             Method::GET,

@@ -1,4 +1,6 @@
-//! Operators' second factors (TOTP) as a bank keeps them.
+//! Operators' second factors (TOTP) as a bank keeps them, over HTTP. The rules that hold whichever
+//! transport asks (counting tries, the lock, who may enroll) are `vouch_control::mfa`'s; this module adds
+//! the per-server step-up sessions and per-source throttle, the metrics, and the answers.
 //!
 //! - A code is read only where it matters: on routes whose permission
 //!   [`reads_second_factor`](vouch_types::Permission::reads_second_factor). Elsewhere the header is ignored,
@@ -24,20 +26,16 @@ use axum::Json;
 use axum::extract::{ConnectInfo, State};
 use axum::http::{Request, StatusCode};
 use serde::{Deserialize, Serialize};
-use vouch_store::{
-    Change, MFA_MAX_FAILURES, MfaAttempt, MfaRecord, Store, StoreError, plan_mfa_attempt,
-};
-use vouch_types::{Actor, Clock, Reason, Timestamp, TokenId};
+use vouch_control::mfa::{CodeRefused, EnrollRefused};
+use vouch_store::{Change, MFA_MAX_FAILURES, MfaRecord};
+use vouch_types::{Reason, TokenId};
+
+pub use vouch_control::mfa::{PERMIT_MICROS, allow_enrollment};
 
 use crate::auth::{Principal, STEP_UP_MICROS};
 use crate::extract::{ApiJson, ApiPath};
 use crate::{ApiError, AppState};
 
-/// How long an enrollment permit lasts.
-pub const PERMIT_MICROS: i64 = 24 * 3_600 * 1_000_000;
-/// How long a holder who replaced a confirmed factor with a current code may enroll again (a QR code
-/// scanned wrong) before an administrator is needed.
-const REPLACE_PERMIT_MICROS: i64 = 15 * 60 * 1_000_000;
 /// Wrong codes one source may present per [`SOURCE_WINDOW`].
 pub const SOURCE_FAILURES: u32 = 20;
 /// The window over which a source's wrong codes are counted.
@@ -122,42 +120,53 @@ pub(crate) async fn try_code(
             format!("too many wrong one-time codes from this address: try again in {wait} s"),
         ));
     }
-    let wrong = |detail: &'static str| async move {
+    let checked = vouch_control::mfa::check_code(
+        &*state.store,
+        &state.seal,
+        principal.token,
+        principal.actor(),
+        code,
+        source.map(|ip| ip.to_string()),
+        now,
+        require_confirmed,
+    )
+    .await;
+    let refused = match checked {
+        Ok(accepted) => {
+            state.metrics.mfa_code("accepted");
+            state.step_ups.grant(principal.token, code, now);
+            return Ok(Some(accepted));
+        }
+        Err(e) => e,
+    };
+    if refused.is_wrong_code() {
         state.metrics.mfa_code("wrong");
         if let Some(ip) = source {
             state.mfa_sources.failed(ip);
         }
-        state
-            .store
-            .record_mfa_failure(
-                principal.token,
-                Change {
-                    actor: principal.actor(),
-                    reason: None,
-                    at: now,
-                },
-                source.map(|ip| ip.to_string()),
-            )
-            .await?;
-        Err::<Option<(MfaRecord, u64)>, ApiError>(ApiError::unauthenticated(detail))
-    };
-    let rec = match state.store.take_mfa_attempt(principal.token, now).await? {
-        MfaAttempt::NoFactor => {
-            return wrong("this token has no second factor: enroll one with POST /api/v1/mfa/totp")
-                .await;
-        }
-        MfaAttempt::Locked { retry_at: Some(at) } => {
+    }
+    Err(match refused {
+        CodeRefused::NoFactor => ApiError::unauthenticated(
+            "this token has no second factor: enroll one with POST /api/v1/mfa/totp",
+        ),
+        CodeRefused::NotConfirmed => ApiError::unauthenticated(
+            "this token's second factor is not confirmed yet: POST /api/v1/mfa/totp/confirm",
+        ),
+        CodeRefused::Wrong => ApiError::unauthenticated("the one-time code is wrong or expired"),
+        CodeRefused::Reused => ApiError::unauthenticated("the one-time code was used already"),
+        CodeRefused::Waiting { retry_at } => {
             state.metrics.mfa_code("locked");
-            let wait =
-                u64::try_from((at.unix_micros() - now.unix_micros()) / 1_000_000).unwrap_or(0) + 1;
-            return Err(ApiError::too_many(
+            let wait = u64::try_from((retry_at.unix_micros() - now.unix_micros()) / 1_000_000)
+                .unwrap_or(0)
+                + 1;
+            ApiError::too_many(
                 wait,
                 format!("too many wrong one-time codes for this token: try again in {wait} s"),
-            ));
+            )
         }
-        MfaAttempt::Locked { retry_at: None } => {
+        CodeRefused::Locked => {
             state.metrics.mfa_code("locked");
-            return Err(ApiError::new(
+            ApiError::new(
                 StatusCode::FORBIDDEN,
                 "mfa-locked",
                 format!(
@@ -165,55 +174,11 @@ pub(crate) async fn try_code(
                      an administrator must reset it (POST /api/v1/tokens/{}/mfa/reset)",
                     principal.token
                 ),
-            ));
+            )
         }
-        MfaAttempt::Granted(rec) => rec,
-    };
-    if require_confirmed && !rec.confirmed {
-        return wrong(
-            "this token's second factor is not confirmed yet: POST /api/v1/mfa/totp/confirm",
-        )
-        .await;
-    }
-    let secret = state
-        .seal
-        .open(rec.token.to_string().as_bytes(), &rec.sealed_secret)
-        .map_err(ApiError::internal)?;
-    let step_now = crate::totp::step_at(now.unix_micros() / 1_000_000);
-    let Some(step) = crate::totp::verify(&secret, code, step_now) else {
-        return wrong("the one-time code is wrong or expired").await;
-    };
-    if !state.store.use_mfa_step(rec.token, step).await? {
-        return wrong("the one-time code was used already").await;
-    }
-    state.metrics.mfa_code("accepted");
-    state.step_ups.grant(principal.token, code, now);
-    Ok(Some((rec, step)))
-}
-
-/// Allows `token`'s holder to enroll a (new) second factor for [`PERMIT_MICROS`], and clears a lock: what an
-/// administrator's reset, the host's command line and the first start do.
-pub async fn allow_enrollment(
-    store: &dyn Store,
-    clock: &dyn Clock,
-    token: TokenId,
-    actor: Actor,
-    reason: Option<Reason>,
-) -> Result<Timestamp, StoreError> {
-    let now = clock.now();
-    let until = now.plus_micros(PERMIT_MICROS);
-    store
-        .reset_mfa(
-            token,
-            until,
-            Change {
-                actor,
-                reason,
-                at: now,
-            },
-        )
-        .await?;
-    Ok(until)
+        CodeRefused::Seal(e) => ApiError::internal(e),
+        CodeRefused::Store(e) => e.into(),
+    })
 }
 
 fn change(state: &AppState, who: &Principal) -> Change {
@@ -240,65 +205,36 @@ pub(crate) async fn enroll_totp(
     State(state): State<AppState>,
     Extension(who): Extension<Principal>,
 ) -> Result<(StatusCode, Json<Enrolled>), ApiError> {
-    let now = state.clock.now();
-    let current = state.store.get_mfa(who.token).await?;
-    let permitted = current
-        .as_ref()
-        .and_then(|r| r.enroll_until)
-        .is_some_and(|until| until > now);
-    let confirmed = current
-        .as_ref()
-        .is_some_and(|r| r.confirmed && r.has_secret());
-    let enroll_until = match (confirmed, permitted, who.mfa) {
-        (_, true, _) => current.as_ref().and_then(|r| r.enroll_until),
-        (true, false, true) => Some(now.plus_micros(REPLACE_PERMIT_MICROS)),
-        (true, false, false) => {
-            return Err(ApiError::forbidden(
-                "a second factor is already confirmed for this token: send a current code in X-Vouch-OTP \
-                 to replace it",
-            ));
-        }
-        (false, false, _) => {
-            return Err(ApiError::forbidden(format!(
-                "enrolling a second factor needs an administrator's confirmation: ask one to allow it \
-                 (POST /api/v1/tokens/{}/mfa/reset), or on the server's host run `vouch token mfa-reset {}`",
-                who.token, who.token
-            )));
-        }
-    };
-    // A lock stays a lock: only an administrator's reset (which grants a permit) lifts it.
-    if current.as_ref().is_some_and(|r| {
-        matches!(
-            plan_mfa_attempt(Some(r), now),
-            MfaAttempt::Locked { retry_at: None }
-        )
-    }) && !permitted
-    {
-        return Err(ApiError::forbidden(
-            "this token's second factor is locked: an administrator must reset it",
-        ));
-    }
+    let secret = vouch_control::mfa::enroll(
+        &*state.store,
+        &state.seal,
+        who.token,
+        who.mfa,
+        change(&state, &who),
+    )
+    .await
+    .map_err(|e| match e {
+        EnrollRefused::NeedsCurrentCode => ApiError::forbidden(
+            "a second factor is already confirmed for this token: send a current code in X-Vouch-OTP \
+             to replace it",
+        ),
+        EnrollRefused::NeedsPermit => ApiError::forbidden(format!(
+            "enrolling a second factor needs an administrator's confirmation: ask one to allow it \
+             (POST /api/v1/tokens/{}/mfa/reset), or on the server's host run `vouch token mfa-reset {}`",
+            who.token, who.token
+        )),
+        EnrollRefused::Locked => ApiError::forbidden(e.to_string()),
+        EnrollRefused::Randomness => ApiError::internal("no randomness"),
+        EnrollRefused::Seal(e) => ApiError::internal(e),
+        EnrollRefused::Store(e) => e.into(),
+    })?;
+    // The session the old factor opened does not outlive it.
     state.step_ups.end(who.token);
-    let secret = crate::totp::new_secret().map_err(|_| ApiError::internal("no randomness"))?;
-    let sealed = state
-        .seal
-        .seal(who.token.to_string().as_bytes(), &secret)
-        .map_err(ApiError::internal)?;
-    let record = MfaRecord {
-        token: who.token,
-        sealed_secret: sealed,
-        confirmed: false,
-        last_step: current.as_ref().map_or(0, |r| r.last_step),
-        failures: 0,
-        retry_at: None,
-        enroll_until,
-    };
-    state.store.put_mfa(record, change(&state, &who)).await?;
     Ok((
         StatusCode::CREATED,
         Json(Enrolled {
-            secret: crate::totp::secret_base32(&secret),
-            otpauth_uri: crate::totp::otpauth_uri("Vouch", who.operator.as_str(), &secret),
+            secret: vouch_control::totp::secret_base32(&secret),
+            otpauth_uri: vouch_control::totp::otpauth_uri("Vouch", who.operator.as_str(), &secret),
             next: "add it to an authenticator app, then POST a current code to /api/v1/mfa/totp/confirm",
         }),
     ))
@@ -320,15 +256,7 @@ pub(crate) async fn confirm_totp(
     let Some((mfa, step)) = try_code(&state, &who, &body.code, source, false).await? else {
         return Err(ApiError::bad_request("enroll first: POST /api/v1/mfa/totp"));
     };
-    let confirmed = MfaRecord {
-        confirmed: true,
-        last_step: step,
-        failures: 0,
-        retry_at: None,
-        enroll_until: None,
-        ..mfa
-    };
-    state.store.put_mfa(confirmed, change(&state, &who)).await?;
+    vouch_control::mfa::confirm(&*state.store, mfa, step, change(&state, &who)).await?;
     Ok(Json(serde_json::json!({
         "confirmed": true,
         "step_up_seconds": STEP_UP_MICROS / 1_000_000,

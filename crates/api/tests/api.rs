@@ -671,3 +671,102 @@ async fn admins_manage_tokens_and_revocation_takes_effect_at_once() {
         "the log never holds a secret"
     );
 }
+
+/// A certificate (PEM) for `device` from a CA of its own (an "existing PKI"), and that CA's certificate (DER).
+fn enterprise_cert(device: vouch_types::DeviceId) -> (String, Vec<u8>) {
+    let pass = vouch_pki::Passphrase::new("a passphrase long enough".into()).unwrap();
+    let now = Timestamp::from_unix_micros(common::NOW);
+    let subject = vouch_pki::CaSubject {
+        organization: "Enterprise".into(),
+    };
+    let m = vouch_pki::init_ca(vouch_pki::KeyAlgorithm::EcdsaP256, &subject, now, &pass).unwrap();
+    let ca = vouch_pki::IssuingCa::load(&m.issuing_cert_pem, &m.issuing_key_pem, &pass).unwrap();
+    let csr = vouch_pki::CheckedCsr::from_der(&vouch_pki::new_request("dev").unwrap()).unwrap();
+    let profile = vouch_pki::DeviceProfile {
+        trust_domain: "import.test".into(),
+        lifetime_days: 30,
+        crl_url: "http://127.0.0.1/crl".into(),
+        ocsp_url: "http://127.0.0.1/ocsp".into(),
+    };
+    let issued = ca.issue_device(&csr, device, &profile, now).unwrap();
+    (
+        vouch_pki::pem_encode("CERTIFICATE", &issued.der),
+        ca.cert_der().to_vec(),
+    )
+}
+
+#[tokio::test]
+async fn imported_certificates_must_chain_to_a_trusted_ca_and_refusals_change_nothing() {
+    let mut h = Harness::new().await;
+    let (status, dev) = h
+        .call(
+            Method::POST,
+            "/api/v1/devices",
+            Some(&h.admin),
+            Some(json!({"state": "onboarding"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{dev}");
+    let id: vouch_types::DeviceId = dev["id"].as_str().unwrap().parse().unwrap();
+    let uri = format!("/api/v1/devices/{id}/certificates/import");
+    let (pem, issuer) = enterprise_cert(id);
+    let body = json!({"certificate_pem": pem});
+
+    // Before the server trusts the enterprise CA: 422, nothing written.
+    let before = h.footprint().await;
+    let (status, v) = h
+        .call(Method::POST, &uri, Some(&h.admin), Some(body.clone()))
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+    assert_problem(&v, status);
+    let (status, v) = h
+        .call(
+            Method::POST,
+            &uri,
+            Some(&h.admin),
+            Some(json!({"certificate_pem": "not a certificate"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{v}");
+    assert_problem(&v, status);
+    assert_eq!(h.footprint().await, before);
+
+    // Trusted: imported, the device active; the same certificate again is a conflict.
+    h.app = vouch_api::router(
+        h.state.clone().with_import_issuers(vec![issuer]),
+        Limits::default(),
+    );
+    let (status, v) = h
+        .call(
+            Method::POST,
+            &format!(
+                "/api/v1/devices/{}/certificates/import",
+                vouch_types::DeviceId::new()
+            ),
+            Some(&h.admin),
+            Some(body.clone()),
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{v}");
+    assert_eq!(h.footprint().await, before);
+    let (status, v) = h
+        .call(Method::POST, &uri, Some(&h.admin), Some(body.clone()))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{v}");
+    assert_eq!(v["device_id"], id.to_string());
+    assert_eq!(v["status"], "good");
+    let (_, dev) = h
+        .call(
+            Method::GET,
+            &format!("/api/v1/devices/{id}"),
+            Some(&h.admin),
+            None,
+        )
+        .await;
+    assert_eq!(dev["state"], "active", "{dev}");
+    let before = h.footprint().await;
+    let (status, v) = h.call(Method::POST, &uri, Some(&h.admin), Some(body)).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{v}");
+    assert_problem(&v, status);
+    assert_eq!(h.footprint().await, before);
+}

@@ -2,10 +2,17 @@
 //! so that the transports (the HTTP API, the CLI, later the dashboard) parse, call and render but hold no
 //! rule of their own — a rule kept in one adapter drifts from its copy in another.
 //!
-//! This is the first slice of issue 17: device creation and edits with the reserved-label rule. Onboarding,
-//! certificates, posture, tokens and the policy-context builder move here next.
+//! Here so far (issue 17): device creation and edits with the reserved-label rule ([`devices`]), onboarding
+//! and the discovery merge ([`discovery`]), operators' tokens ([`tokens`]) and second factors ([`mfa`],
+//! [`totp`]), certificate import ([`certs`]). Posture and the policy-context builder move here next.
 
+pub mod certs;
 pub mod devices;
+pub mod discovery;
+pub mod import;
+pub mod mfa;
+pub mod tokens;
+pub mod totp;
 
 use vouch_store::StoreError;
 use vouch_types::{LabelKey, ValidationError};
@@ -22,6 +29,9 @@ pub enum ControlError {
         /// The first reserved label the request would set or change.
         key: LabelKey,
     },
+    /// A certificate offered for import was refused.
+    #[error(transparent)]
+    Import(#[from] certs::ImportRefused),
     /// A value broke a domain rule (too many labels, say).
     #[error(transparent)]
     Invalid(#[from] ValidationError),

@@ -614,6 +614,48 @@ pub fn read_certificate(
     ))
 }
 
+fn parse_x509<'a>(
+    der: &'a [u8],
+    what: &'static str,
+) -> Result<x509_parser::certificate::X509Certificate<'a>, PkiError> {
+    use x509_parser::prelude::FromDer;
+    let (_, cert) = x509_parser::certificate::X509Certificate::from_der(der).map_err(|e| {
+        PkiError::Malformed {
+            what,
+            why: e.to_string(),
+        }
+    })?;
+    Ok(cert)
+}
+
+/// Checks that the certificate `leaf_der` is signed by one of `issuers` (DER) and valid at `now`; `what`
+/// names it in the refusal.
+pub fn verify_issued_by(
+    leaf_der: &[u8],
+    issuers: &[Vec<u8>],
+    now: Timestamp,
+    what: &'static str,
+) -> Result<(), PkiError> {
+    let bad = |why: &str| PkiError::Invalid {
+        what,
+        why: why.to_owned(),
+    };
+    let leaf = parse_x509(leaf_der, what)?;
+    let signed_by_an_issuer = issuers.iter().any(|m| {
+        parse_x509(m, "CA certificate")
+            .is_ok_and(|ca| leaf.verify_signature(Some(ca.public_key())).is_ok())
+    });
+    if !signed_by_an_issuer {
+        return Err(bad("it is not signed by a trusted CA"));
+    }
+    let secs = now.unix_micros().div_euclid(1_000_000);
+    let v = leaf.validity();
+    if secs < v.not_before.timestamp() || secs > v.not_after.timestamp() {
+        return Err(bad("it is expired or not yet valid"));
+    }
+    Ok(())
+}
+
 /// The hardware serial an IDevID (IEEE 802.1AR manufacturer certificate) vouches for: its subject's
 /// serialNumber (else its CN), once the certificate is found signed by one of `manufacturers` and valid at
 /// `now`.
@@ -622,30 +664,13 @@ pub fn idevid_serial(
     manufacturers: &[Vec<u8>],
     now: Timestamp,
 ) -> Result<String, PkiError> {
-    use x509_parser::prelude::FromDer;
+    let what = "manufacturer certificate";
+    verify_issued_by(leaf_der, manufacturers, now, what)?;
     let bad = |why: &str| PkiError::Invalid {
-        what: "manufacturer certificate",
+        what,
         why: why.to_owned(),
     };
-    let (_, leaf) = x509_parser::certificate::X509Certificate::from_der(leaf_der).map_err(|e| {
-        PkiError::Malformed {
-            what: "manufacturer certificate",
-            why: e.to_string(),
-        }
-    })?;
-    let signed_by_a_manufacturer = manufacturers.iter().any(|m| {
-        x509_parser::certificate::X509Certificate::from_der(m)
-            .map(|(_, ca)| leaf.verify_signature(Some(ca.public_key())).is_ok())
-            .unwrap_or(false)
-    });
-    if !signed_by_a_manufacturer {
-        return Err(bad("it is not signed by a trusted manufacturer CA"));
-    }
-    let secs = now.unix_micros().div_euclid(1_000_000);
-    let v = leaf.validity();
-    if secs < v.not_before.timestamp() || secs > v.not_after.timestamp() {
-        return Err(bad("it is expired or not yet valid"));
-    }
+    let leaf = parse_x509(leaf_der, what)?;
     let subject = leaf.subject();
     let serial = subject
         .iter_by_oid(&x509_parser::oid_registry::OID_X509_SERIALNUMBER)

@@ -21,7 +21,7 @@ mod profile;
 pub use ca::{
     CaMaterial, CaSubject, CertSummary, IssuedCert, IssuingCa, ca_certificates, cert_der_from_pem,
     idevid_serial, import_intermediate, init_ca, intermediate_request, pem_encode,
-    read_certificate, summarize_pem,
+    read_certificate, summarize_pem, verify_issued_by,
 };
 pub use csr::{CheckedCsr, csr_der_from_text, new_request};
 pub use error::PkiError;
