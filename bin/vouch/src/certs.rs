@@ -113,7 +113,7 @@ fn print(certs: &[CertificateRecord], out: Output) -> Result<()> {
 
 /// The CAs an imported certificate may chain to: Vouch's own (root and issuing, if `vouch ca init` ran) and
 /// the issuers configured for imported certificates (`[gateway] client_cas`), as the gateway trusts them.
-fn import_issuers(config: &Config) -> Result<Vec<Vec<u8>>> {
+pub(crate) fn import_issuers(config: &Config) -> Result<Vec<Vec<u8>>> {
     let ca = config.data_dir.join("ca");
     let own = [ca.join("root.pem"), ca.join("issuing.pem")];
     let mut issuers = Vec::new();

@@ -27,6 +27,8 @@ pub async fn run(config: Config) -> Result<()> {
     let seal = vouch_control::totp::SealKey::load_or_create(&config.data_dir.join("mfa.key"))
         .context("reading the second-factor key (mfa.key in the data directory)")?;
     let mut state = AppState::new(store.clone(), clock.clone(), decisions, Arc::new(seal));
+    // The API's certificate import trusts what `vouch cert import` trusts: one set, read in one place.
+    state = state.with_import_issuers(crate::certs::import_issuers(&config)?);
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let limits = crate::limits::plan(
         &config,

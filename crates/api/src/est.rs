@@ -33,7 +33,7 @@ use crate::{ApiError, AppState};
 /// The largest EST request body accepted (a PKCS#10 request is a few KB even with RSA-4096).
 pub const MAX_EST_BODY: usize = 64 * 1024;
 
-/// The EST application (to be served over TLS with [`crate::tls::TlsListener`]).
+/// The EST application (to be served over TLS by [`crate::serve::HttpServer`] with its EST options).
 pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/.well-known/est/cacerts", get(cacerts))

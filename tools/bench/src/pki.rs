@@ -213,7 +213,7 @@ async fn est_once(
 }
 
 async fn bench_est(n: u32, clients: u32) -> Result<f64> {
-    use vouch_api::tls::{TlsListener, TlsPeer, server_config};
+    use vouch_api::tls::server_config;
     let s = setup("est").await?;
     let ids = devices(&*s.store, n, "est").await?;
     let mut work = Vec::with_capacity(n as usize);
@@ -232,16 +232,23 @@ async fn bench_est(n: u32, clients: u32) -> Result<f64> {
         .svc
         .server_identity(&["localhost".into()], "127.0.0.1:0".parse()?)?;
     let tls = server_config(id.chain, id.key_pkcs8, std::slice::from_ref(&s.root_der))?;
-    let listener = TlsListener::bind("127.0.0.1:0".parse()?, tls).await?;
-    let addr = axum::serve::Listener::local_addr(&listener)?.remote;
+    // The listener `vouch serve` runs for EST: its caps, its TLS and libest's HTTP/1 options.
+    let server = vouch_api::serve::HttpServer::bind("est", "127.0.0.1:0".parse()?)
+        .await?
+        .tls(tls)
+        .http1_options(vouch_api::serve::Http1Options::EST);
+    let addr = server.local_addr();
     let clock = Arc::new(SystemClock);
     let decisions =
         vouch_api::decide::DecisionPoint::start(s.store.clone(), clock.clone(), None).await?;
     let seal = Arc::new(vouch_api::totp::SealKey::generate()?.0);
     let state = vouch_api::AppState::new(s.store.clone(), clock, decisions, seal)
         .with_identity(s.svc.clone());
-    let app = vouch_api::est::router(state).into_make_service_with_connect_info::<TlsPeer>();
-    let server = tokio::spawn(async move { axum::serve(listener, app).await });
+    let app = vouch_api::est::router(state);
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(server.serve(app, async {
+        let _ = stopped.await;
+    }));
 
     let mut roots = rustls::RootCertStore::empty();
     roots.add(rustls_pki_types::CertificateDer::from(s.root_der.clone()))?;
@@ -270,7 +277,8 @@ async fn bench_est(n: u32, clients: u32) -> Result<f64> {
         t.await??;
     }
     let rate = f64::from(n) / start.elapsed().as_secs_f64();
-    server.abort();
+    let _ = stop.send(());
+    server.await?;
     Ok(rate)
 }
 
