@@ -42,7 +42,10 @@ pub enum Step {
     Quarantine,
     /// Revoke its certificates (key compromise): its sessions are cut and it cannot reconnect.
     Revoke,
-    /// Revoke its certificates as superseded and demand a new enrollment.
+    /// Revoke its certificates as superseded and demand a new enrollment. Spelled `re-enroll`, as the
+    /// README and the events (`ResponseStep`) spell it; `reenroll`, which configurations could say before,
+    /// is still read.
+    #[serde(rename = "re-enroll", alias = "reenroll")]
     Reenroll,
     /// Raise a finding for SIEMs and webhooks.
     Notify,
@@ -526,6 +529,21 @@ mod tests {
             r#"{"playbook": [{"name": "a", "when": {"cloned": true}, "then": ["explode"]}]}"#,
         );
         assert!(step.is_err());
+    }
+
+    #[test]
+    fn re_enroll_is_spelled_as_the_readme_and_the_events_spell_it() {
+        for spelling in ["re-enroll", "reenroll"] {
+            let c = toml_like(&format!(
+                r#"{{"playbook": [{{"name": "a", "when": {{"cloned": true}}, "then": ["{spelling}"]}}]}}"#
+            ));
+            assert_eq!(c.playbooks[0].then, vec![Step::Reenroll], "{spelling}");
+        }
+        // As `vouch_events::ResponseStep` names it in `response.taken`.
+        assert_eq!(
+            serde_json::to_string(&Step::Reenroll).unwrap(),
+            r#""re-enroll""#
+        );
     }
 
     fn toml_like(json: &str) -> ResponseConfig {

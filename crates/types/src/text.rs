@@ -191,12 +191,17 @@ bounded_text!(
     Reason, "reason", 1024, Charset::Printable
 );
 
-/// The most labels one device may carry.
+/// The most labels an operator may put on one device.
 pub const MAX_LABELS: usize = 64;
+/// The most labels in Vouch's reserved namespaces ([`RESERVED_LABEL_PREFIXES`]) one device may carry.
+/// Counted apart from [`MAX_LABELS`]: a device whose operator used every label still gets its trust score
+/// and a playbook's quarantine mark written.
+pub const MAX_RESERVED_LABELS: usize = 8;
 /// The most groups one device may belong to.
 pub const MAX_GROUPS: usize = 64;
 
-/// Free-form key/value labels on a device, at most [`MAX_LABELS`], kept sorted.
+/// Free-form key/value labels on a device, kept sorted: at most [`MAX_LABELS`] of an operator's and
+/// [`MAX_RESERVED_LABELS`] of Vouch's own.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(
     try_from = "BTreeMap<LabelKey, LabelValue>",
@@ -207,10 +212,19 @@ pub struct Labels(BTreeMap<LabelKey, LabelValue>);
 impl Labels {
     /// Labels from a map, if it is not too large.
     pub fn new(map: BTreeMap<LabelKey, LabelValue>) -> Result<Self, ValidationError> {
-        if map.len() > MAX_LABELS {
+        let reserved = map.keys().filter(|k| k.is_reserved()).count();
+        if map.len() - reserved > MAX_LABELS {
             return Err(ValidationError::new(
                 "labels",
                 format!("at most {MAX_LABELS} labels per device"),
+            ));
+        }
+        if reserved > MAX_RESERVED_LABELS {
+            return Err(ValidationError::new(
+                "labels",
+                format!(
+                    "at most {MAX_RESERVED_LABELS} labels under trust/ and response/ per device"
+                ),
             ));
         }
         Ok(Self(map))
@@ -445,5 +459,23 @@ mod tests {
         let json = serde_json::to_string(&map).unwrap();
         let err = serde_json::from_str::<Labels>(&json).unwrap_err();
         assert!(err.to_string().contains("at most 64"), "{err}");
+    }
+
+    #[test]
+    fn a_full_label_set_still_takes_the_trust_score_and_the_quarantine_mark() {
+        let map: BTreeMap<LabelKey, LabelValue> = (0..MAX_LABELS)
+            .map(|i| (format!("k{i}").parse().unwrap(), "v".parse().unwrap()))
+            .collect();
+        let full = Labels::new(map).unwrap();
+        let scored = full.with_trust("42".parse().unwrap()).unwrap();
+        let marked = scored.with_quarantined_by(Some("exfiltration")).unwrap();
+        assert_eq!(marked.iter().count(), MAX_LABELS + 3);
+        assert_eq!(marked.trust_score(), Some("42".parse().unwrap()));
+        // Reserved namespaces are bounded on their own.
+        let many: BTreeMap<LabelKey, LabelValue> = (0..=MAX_RESERVED_LABELS)
+            .map(|i| (format!("trust/x{i}").parse().unwrap(), "v".parse().unwrap()))
+            .collect();
+        let err = Labels::new(many).unwrap_err();
+        assert!(err.to_string().contains("trust/ and response/"), "{err}");
     }
 }
