@@ -210,3 +210,29 @@ impl ObservationFeed {
             .await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use vouch_types::{DeviceId, PostureReport};
+
+    #[test]
+    fn an_observation_round_trips_and_a_newer_version_is_refused() {
+        let o = Observation::Posture(PostureReport {
+            device: DeviceId::derived("v"),
+            at: Timestamp::from_unix_micros(1),
+            firmware: None,
+            config_hash: None,
+            open_ports: vec![22],
+            attestation_ok: None,
+        });
+        let body = encode_observation(&o).unwrap();
+        assert!(body.starts_with(r#"{"v":1,"#), "{body}");
+        assert_eq!(decode_observation(&body).unwrap(), o);
+        let newer = body.replacen(r#""v":1"#, r#""v":2"#, 1);
+        let err = decode_observation(&newer).unwrap_err();
+        assert!(err.to_string().contains("version 2 is newer"), "{err}");
+        assert!(decode_observation("{").is_err());
+    }
+}
