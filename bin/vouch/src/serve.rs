@@ -38,6 +38,16 @@ pub async fn run(config: Config) -> Result<()> {
     limits.log(crate::limits::Role::Serve);
     let mut est_task = None;
     let mut gateway_task = None;
+    // The trust service judges what any gateway on this store queued (this one's, standalone ones') and
+    // the posture reports, resuming at its cursor with the models it saved.
+    let trust =
+        vouch_respond::TrustService::new(store.clone(), clock.clone(), config.trust.clone())
+            .consume(vouch_respond::SaveEvery::default(), stop_rx.clone());
+    tracing::info!(
+        playbooks = config.trust.response.playbooks.len(),
+        mode = ?config.trust.response.mode,
+        "trust service following the observation queue"
+    );
     match crate::ca::load_issuing(&config.data_dir, config.pki.passphrase_file.as_deref())? {
         Some((ca, root_der)) => {
             let mut manufacturers = Vec::new();
@@ -65,7 +75,7 @@ pub async fn run(config: Config) -> Result<()> {
             est_task =
                 Some(start_est(&config, &svc, state.clone(), &limits, stop_rx.clone()).await?);
             if config.gateway.enabled {
-                let (task, gateway) = crate::gateway::start(
+                let (task, _gateway) = crate::gateway::start(
                     &config,
                     store.clone(),
                     clock.clone(),
@@ -74,20 +84,8 @@ pub async fn run(config: Config) -> Result<()> {
                     stop_rx.clone(),
                 )
                 .await?;
+                // Its windows reach the trust service through the store's queue, like a standalone one's.
                 gateway_task = Some(task);
-                // The trust service judges what this gateway observes and what devices report.
-                let trust = vouch_respond::TrustService::new(
-                    store.clone(),
-                    clock.clone(),
-                    config.trust.clone(),
-                );
-                trust.follow(gateway.observations());
-                trust.follow(state.observations());
-                tracing::info!(
-                    playbooks = config.trust.response.playbooks.len(),
-                    mode = ?config.trust.response.mode,
-                    "trust service following the gateway and posture reports"
-                );
             }
         }
         None => {
@@ -165,6 +163,11 @@ pub async fn run(config: Config) -> Result<()> {
     }
     if let Some(task) = gateway_task {
         task.await.context("the gateway task failed")?;
+    }
+    match trust.await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::error!(error = %e, "the trust service stopped on an error"),
+        Err(e) => tracing::error!(error = %e, "the trust service task failed"),
     }
     checkpointer.stop().await;
     tracing::info!("stopped");

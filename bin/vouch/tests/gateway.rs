@@ -1,7 +1,8 @@
 //! The gateway as an operator runs it: `vouch serve` with `[gateway]` enabled in front of a real Mosquitto,
 //! devices enrolled over EST with curl and OpenSSL, and Mosquitto's own clients (`mosquitto_pub`,
 //! `mosquitto_sub`) as third-party devices; a revocation from the command line (another process) cuts a
-//! live subscriber, and a standalone `vouch gateway` serves the same store.
+//! live subscriber, and a standalone `vouch gateway` serves the same store; the windows a standalone gateway
+//! observes reach the server's trust service through the store and change scores.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod util;
@@ -361,31 +362,7 @@ fn mosquitto_clients_with_est_certificates_through_the_gateway() {
     assert!(text.to_lowercase().contains("not authori"), "{text}");
 
     // A second, standalone gateway on the same store serves B (gateways hold no state of their own).
-    let mut second = vouch(d)
-        .args([
-            "gateway",
-            "--listen",
-            "127.0.0.1:0",
-            "--upstream",
-            &upstream,
-        ])
-        .env("VOUCH_CA_PASSPHRASE", PASS)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    let err = second.stderr.take().unwrap();
-    std::thread::spawn(move || {
-        for line in BufReader::new(err).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
-    let port2 = wait_for("the second gateway", || {
-        rx.recv_timeout(Duration::from_millis(100))
-            .ok()
-            .and_then(|l| port_in(&l, "gateway_addr"))
-    });
+    let (second, port2) = standalone_gateway(d, &upstream);
     let (okp, text) = pub_(
         d,
         &tls_args(port2, "b", &b),
@@ -416,5 +393,77 @@ fn mosquitto_clients_with_est_certificates_through_the_gateway() {
     let _ = watcher.kill();
     let _ = watcher.wait();
     util::terminate(second);
+    terminate(server);
+}
+
+/// Starts a standalone `vouch gateway` in `d` in front of `upstream`; returns it and its port.
+fn standalone_gateway(d: &Path, upstream: &str) -> (Child, u16) {
+    let mut gateway = vouch(d)
+        .args(["gateway", "--listen", "127.0.0.1:0", "--upstream", upstream])
+        .env("VOUCH_CA_PASSPHRASE", PASS)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let err = gateway.stderr.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(err).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let port = wait_for("the standalone gateway", || {
+        rx.recv_timeout(Duration::from_millis(100))
+            .ok()
+            .and_then(|l| port_in(&l, "gateway_addr"))
+    });
+    (gateway, port)
+}
+
+#[test]
+fn a_standalone_gateways_windows_change_scores() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    // One-second windows; loopback is plant-a's network.
+    std::fs::write(
+        d.join("vouch.toml"),
+        "[gateway]\nwindow_secs = 1\n\n[trust.zones]\nplant-a = [\"127.0.0.0/8\"]\n",
+    )
+    .unwrap();
+    let broker = broker(d);
+    let upstream = format!("127.0.0.1:{}", broker.1);
+    // The server runs no gateway of its own (not enabled): only the standalone one sees the device.
+    let (server, api, est) = util::ca_server(d);
+    let (a, _) = enroll(d, &api, &est, "a");
+    // Registered in plant-b; it will connect from plant-a's network: it is out of its zone.
+    let (code, v) = api.call(
+        "PATCH",
+        &format!("/api/v1/devices/{a}"),
+        Some(&serde_json::json!({"zone": "plant-b"})),
+    );
+    assert_eq!(code, 200, "{v}");
+    let (gateway, port) = standalone_gateway(d, &upstream);
+    let (okp, text) = pub_(
+        d,
+        &tls_args(port, "a", &a),
+        &["-t", &format!("devices/{a}/telemetry"), "-m", "21.5"],
+    );
+    assert!(okp, "{text}");
+    let trust = wait_for(
+        "the server to score the device from the standalone gateway's window",
+        || {
+            let (_, t) = api.call("GET", &format!("/api/v1/devices/{a}/trust"), None);
+            t["score"].as_u64().filter(|s| *s < 100).map(|_| t)
+        },
+    );
+    let reasons = trust["reasons"].as_array().unwrap();
+    let location = reasons
+        .iter()
+        .find(|r| r["component"] == "location")
+        .unwrap_or_else(|| panic!("no location reason: {trust}"));
+    let why = location["why"].as_str().unwrap();
+    assert!(why.contains("plant-a") && why.contains("plant-b"), "{why}");
+    assert!(location["penalty"].as_u64().unwrap() > 0, "{location}");
+    util::terminate(gateway);
     terminate(server);
 }

@@ -2,7 +2,8 @@
 //! ports, attestation), reported by an operator's tooling on the main API or by the device itself over mutual
 //! TLS on the EST listener. Both routes share one core ([`record`]): the body is checked once here, then the
 //! report is logged (`posture.reported`), a changed firmware version is written to the device record through
-//! the store's normal edit path, and the report is handed to in-process subscribers
+//! the store's normal edit path, and the report is queued in the store's observation queue for the trust
+//! service (whichever process runs it) and handed to in-process subscribers
 //! ([`AppState::observations`](crate::AppState::observations)).
 
 use axum::Extension;
@@ -223,7 +224,16 @@ async fn record(
             )
             .await?;
     }
-    // No subscriber (no trust service running) is not an error: the report is in the log either way.
+    // The report is logged and the record updated already: a queue that fails costs the trust service this
+    // report's attestation, not the request (a retry would log the report twice).
+    if let Err(e) = state
+        .store
+        .append_observations(vec![Observation::Posture(report.clone())], now)
+        .await
+    {
+        tracing::warn!(error = %e, %device, "a posture report could not be queued for the trust service");
+    }
+    // No in-process subscriber is not an error.
     let _ = state
         .observations
         .send(Observation::Posture(report.clone()));

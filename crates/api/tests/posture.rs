@@ -424,6 +424,10 @@ async fn an_operators_report_moves_the_firmware_logs_both_events_and_is_broadcas
         seen.firmware,
         Some(FirmwareVersion::try_from("2.1.0".to_owned()).unwrap())
     );
+    // And queued in the store, for the trust service of whichever process runs it.
+    let queued = w.store.observations(None, 10).await.unwrap();
+    assert_eq!(queued.len(), 1);
+    assert_eq!(queued[0].observation().unwrap(), Observation::Posture(seen));
 
     // The same firmware again: the report is logged, the record is left alone.
     let (status, _, v) = w

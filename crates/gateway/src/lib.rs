@@ -11,7 +11,8 @@
 //! version, and when a device's certificate is revoked, its lifecycle state or record changes, or the
 //! policies change, it re-decides that device's live sessions within a tick (100 ms) and closes them or
 //! narrows them to what is still allowed. Traffic is counted per device and emitted as
-//! [`vouch_types::Observation`]s for the trust engine.
+//! [`vouch_types::Observation`]s for the trust engine: one batch per window into the store's observation
+//! queue (so the trust service sees them from any process), and a broadcast in this process.
 //!
 //! Architecture Invariant: nothing reaches the broker before the client's certificate, client id and
 //! CONNECT were accepted; the upstream connection is opened only then.
@@ -307,6 +308,8 @@ impl Gateway {
         let head = store.audit_head().await?.map(|(seq, _)| seq);
         let feed = vouch_store::Feed::transient(store.clone(), head).with_filter(follow::matters);
         let window = config.window;
+        let (observer, batches) = observe::Observer::new();
+        tokio::spawn(observe::write(store.clone(), clock.clone(), batches));
         let inner = Arc::new(Inner {
             config,
             store,
@@ -323,7 +326,7 @@ impl Gateway {
                 reverified: AtomicU64::new(0),
             },
             sessions: follow::Registry::default(),
-            observer: observe::Observer::new(),
+            observer,
             pending: Mutex::default(),
         });
         tokio::spawn(follow::run(Arc::downgrade(&inner), feed));

@@ -1,4 +1,8 @@
 //! Per-device traffic counters, closed into [`TrafficWindow`] observations at the end of each window.
+//!
+//! Each window's observations go to the store's observation queue as one batch (one append per window,
+//! whatever the number of devices), written in order by one task, so the trust service judges them whichever
+//! process this gateway runs in; they are also broadcast in this process for live displays and tests.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::IpAddr;
@@ -6,8 +10,9 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
-use tokio::sync::broadcast;
-use vouch_types::{DeviceId, MAX_REMOTES, Observation, Timestamp, TrafficWindow};
+use tokio::sync::{broadcast, mpsc};
+use vouch_store::Store;
+use vouch_types::{Clock, DeviceId, MAX_REMOTES, Observation, Timestamp, TrafficWindow};
 
 use crate::Inner;
 use crate::session::Session;
@@ -16,6 +21,9 @@ use crate::session::Session;
 const KEEP: usize = 6;
 /// Observations queued for slow readers before the oldest are dropped.
 const QUEUE: usize = 65_536;
+/// Window batches waiting for the store before new ones are dropped (a store that slow loses windows, not
+/// memory).
+const BATCHES: usize = 64;
 
 #[derive(Default, Clone, Copy)]
 struct Events {
@@ -35,6 +43,8 @@ struct Events {
 
 pub(crate) struct Observer {
     tx: broadcast::Sender<Observation>,
+    /// To the task that appends each window's batch to the store.
+    batches: mpsc::Sender<Vec<Observation>>,
     state: Mutex<State>,
 }
 
@@ -48,16 +58,20 @@ struct State {
 }
 
 impl Observer {
-    pub(crate) fn new() -> Self {
-        Self {
+    /// An observer whose batches go to the store through the task [`write`] runs on the receiver.
+    pub(crate) fn new() -> (Self, mpsc::Receiver<Vec<Observation>>) {
+        let (batches, rx) = mpsc::channel(BATCHES);
+        let observer = Self {
             tx: broadcast::channel(QUEUE).0,
+            batches,
             state: Mutex::new(State {
                 start: None,
                 pending: HashMap::new(),
                 recent: HashMap::new(),
                 known: HashMap::new(),
             }),
-        }
+        };
+        (observer, rx)
     }
 
     pub(crate) fn subscribe(&self) -> broadcast::Receiver<Observation> {
@@ -155,6 +169,20 @@ fn drain(s: &Session) -> Events {
     }
 }
 
+/// Appends each window's batch to the store's observation queue, in order, until the gateway is dropped.
+pub(crate) async fn write(
+    store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
+    mut batches: mpsc::Receiver<Vec<Observation>>,
+) {
+    while let Some(batch) = batches.recv().await {
+        let n = batch.len();
+        if let Err(e) = store.append_observations(batch, clock.now()).await {
+            tracing::warn!(error = %e, windows = n, "a window's observations could not be queued in the store");
+        }
+    }
+}
+
 /// Closes a window every `every` until the gateway is dropped.
 pub(crate) async fn run(inner: Weak<Inner>, every: Duration) {
     let mut tick = tokio::time::interval(every);
@@ -198,6 +226,7 @@ pub(crate) fn close_window(inner: &Inner) {
             note(&mut w.2, ip);
         }
     }
+    let mut batch = Vec::with_capacity(windows.len());
     for (device, (e, sessions, remotes)) in windows {
         let (topics, new) = (e.topics, e.new_topics);
         let window = TrafficWindow {
@@ -221,8 +250,14 @@ pub(crate) fn close_window(inner: &Inner) {
             q.pop_front();
         }
         q.push_back(window.clone());
-        // No reader yet is not an error: the trust engine subscribes when it runs.
-        let _ = observer.tx.send(Observation::Traffic(window));
+        // No reader yet is not an error: live displays subscribe when they run.
+        let _ = observer.tx.send(Observation::Traffic(window.clone()));
+        batch.push(Observation::Traffic(window));
+    }
+    if !batch.is_empty()
+        && let Err(e) = observer.batches.try_send(batch)
+    {
+        tracing::warn!(error = %e, "the store is behind: a window's observations were dropped");
     }
     // Devices gone quiet are forgotten once their last window is older than the kept ones.
     let horizon =

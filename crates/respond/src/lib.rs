@@ -16,6 +16,7 @@
 //! Architecture Invariant: the registry holds what matters (scores, quarantines, revocations); the service's
 //! memory (baselines, counters) only makes judgements better, and a restart loses no restriction.
 
+mod consume;
 mod history;
 mod judge;
 mod replay;
@@ -44,6 +45,7 @@ use vouch_types::{
     Reason, RevocationReason, Timestamp, TrafficWindow, TrustScore,
 };
 
+pub use consume::{CONSUMER, QUEUE_KEEP_LAST, QUEUE_KEEP_SECS, SNAPSHOT_VERSION, SaveEvery};
 pub use history::{MAX_POINTS, Point, TrustHistory, history};
 pub use replay::{
     DeviceOutcome, MAX_DEVICES, MAX_LINE_BYTES, Replay, ReplayError, replay, replay_jsonl,
@@ -102,8 +104,8 @@ pub struct TrustStats {
     pub directives: u64,
     /// Observations that could not be handled (store errors, unknown devices).
     pub failures: u64,
-    /// Observations missed because the service fell behind.
-    pub lagged: u64,
+    /// Times its cursor and models were saved (see [`TrustService::consume`]).
+    pub saves: u64,
 }
 
 #[derive(Default)]
@@ -113,7 +115,7 @@ struct Counters {
     changes: AtomicU64,
     directives: AtomicU64,
     failures: AtomicU64,
-    lagged: AtomicU64,
+    saves: AtomicU64,
 }
 
 /// What the service remembers of a device between windows.
@@ -183,36 +185,8 @@ impl TrustService {
             changes: c.changes.load(Ordering::Relaxed),
             directives: c.directives.load(Ordering::Relaxed),
             failures: c.failures.load(Ordering::Relaxed),
-            lagged: c.lagged.load(Ordering::Relaxed),
+            saves: c.saves.load(Ordering::Relaxed),
         }
-    }
-
-    /// Consumes `source` until it closes, handling each observation in order.
-    pub fn follow(
-        &self,
-        mut source: broadcast::Receiver<Observation>,
-    ) -> tokio::task::JoinHandle<()> {
-        let me = self.clone();
-        tokio::spawn(async move {
-            loop {
-                match source.recv().await {
-                    Ok(o) => {
-                        if let Err(e) = me.handle(o).await {
-                            me.inner.counters.failures.fetch_add(1, Ordering::Relaxed);
-                            tracing::warn!(error = %e, "an observation could not be handled");
-                        }
-                    }
-                    Err(broadcast::error::RecvError::Lagged(n)) => {
-                        me.inner.counters.lagged.fetch_add(n, Ordering::Relaxed);
-                        tracing::warn!(
-                            missed = n,
-                            "the trust service fell behind; windows were skipped"
-                        );
-                    }
-                    Err(broadcast::error::RecvError::Closed) => return,
-                }
-            }
-        })
     }
 
     /// Handles one observation.

@@ -374,3 +374,125 @@ fn bad_settings_are_refused_with_every_problem() {
     assert_eq!(s.half_life_secs, 600);
     assert_eq!(s, TrustSettings::default());
 }
+
+/// Waits (without a deadline that matters: a minute) until the service has judged `n` windows in all.
+async fn judged(svc: &TrustService, n: u64) {
+    tokio::time::timeout(std::time::Duration::from_secs(60), async {
+        while svc.stats().windows < n {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("the service did not judge the queued windows");
+}
+
+fn trust_changes(events: &[(Action, String)]) -> usize {
+    events
+        .iter()
+        .filter(|(a, _)| *a == Action::TrustChanged)
+        .count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_keeps_baselines_and_resumes_at_its_cursor_handling_nothing_twice() {
+    let w = world(Mode::Enforce).await;
+    let d = sensor(&w.store, 1).await;
+    let path = w._dir.path().join("v.db");
+    // Warm-up windows, queued as a gateway in any process would (one batch per window tick).
+    for i in 0..10 {
+        w.store
+            .append_observations(
+                vec![Observation::Traffic(window(d, i, 20, 0, 1))],
+                at(i * 10 + 10),
+            )
+            .await
+            .unwrap();
+    }
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let task = w.svc.consume(vouch_respond::SaveEvery::default(), stopped);
+    judged(&w.svc, 10).await;
+    assert!(!w.svc.cold_start(d), "warmed up on its own baseline");
+    stop.send(true).unwrap();
+    task.await.unwrap().unwrap();
+    assert_eq!(w.svc.stats().saves, 1, "saved once, at the stop");
+    let before = trust_changes(&actions(&w.store, d).await);
+    assert!(before >= 1);
+
+    // A new process on the same database: the models come back with the cursor.
+    let store: Arc<dyn Store> = Arc::new(
+        vouch_store_sqlite::SqliteStore::open(&path, vouch_store_sqlite::Durability::Normal)
+            .unwrap(),
+    );
+    let svc = TrustService::new(
+        store.clone(),
+        Arc::new(ManualClock::new(at(200))),
+        settings(Mode::Enforce),
+    );
+    assert!(
+        svc.cold_start(d),
+        "nothing learned before the snapshot is read"
+    );
+    let mut updates = svc.updates();
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let task = svc.consume(vouch_respond::SaveEvery::default(), stopped);
+    store
+        .append_observations(
+            vec![Observation::Traffic(window(d, 10, 20, 40, 1))],
+            at(110),
+        )
+        .await
+        .unwrap();
+    judged(&svc, 1).await;
+    let update = updates.recv().await.unwrap();
+    assert_eq!(
+        update.at,
+        at(110),
+        "the first window handled is the new one"
+    );
+    assert!(
+        !update.cold_start,
+        "judged against its own baseline, kept across the restart"
+    );
+    assert!(update.anomalous, "{update:?}");
+    stop.send(true).unwrap();
+    task.await.unwrap().unwrap();
+    assert_eq!(
+        svc.stats().windows,
+        1,
+        "none of the ten before the restart was handled again"
+    );
+    let after = actions(&store, d).await;
+    assert_eq!(
+        trust_changes(&after),
+        before + 1,
+        "one trust change: the new window's"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreadable_snapshot_is_ignored_and_the_service_starts_fresh() {
+    let w = world(Mode::Enforce).await;
+    let d = sensor(&w.store, 1).await;
+    let consumer: vouch_types::ConsumerId = vouch_respond::CONSUMER.parse().unwrap();
+    w.store
+        .save_observation_snapshot(
+            &consumer,
+            vouch_store::ObservationSnapshot {
+                through: vouch_store::ObservationSeq(0),
+                state: b"{\"v\":99}".to_vec(),
+            },
+        )
+        .await
+        .unwrap();
+    w.store
+        .append_observations(vec![Observation::Traffic(window(d, 0, 20, 0, 1))], at(10))
+        .await
+        .unwrap();
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let task = w.svc.consume(vouch_respond::SaveEvery::default(), stopped);
+    judged(&w.svc, 1).await;
+    stop.send(true).unwrap();
+    task.await.unwrap().unwrap();
+    assert!(w.svc.cold_start(d));
+    assert_eq!(trust_changes(&actions(&w.store, d).await), 1);
+}

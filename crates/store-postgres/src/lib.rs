@@ -10,6 +10,7 @@
 mod certs;
 mod feed;
 mod mfa;
+mod observe;
 mod policies;
 mod rows;
 pub mod testing;
@@ -35,8 +36,8 @@ use vouch_types::{
     RevocationReason, Serial, Timestamp, TokenId,
 };
 
-use vouch_store::Wakeup;
-use vouch_types::ConsumerId;
+use vouch_store::{ObservationSeq, ObservationSnapshot, QueuedObservation, Wakeup};
+use vouch_types::{ConsumerId, Observation};
 
 use rows::{backend, col, device_from_doc, event_from_row, token_from_row};
 
@@ -47,6 +48,7 @@ const MIGRATIONS: &[(i32, &str)] = &[
     (3, include_str!("migrations/0003_policies.sql")),
     (4, include_str!("migrations/0004_mfa_attempts.sql")),
     (5, include_str!("migrations/0005_consumer_cursors.sql")),
+    (6, include_str!("migrations/0006_observations.sql")),
 ];
 
 /// A constant advisory-lock key so that two Vouch processes starting together migrate one after the other.
@@ -583,6 +585,42 @@ impl Store for PostgresStore {
 
     async fn save_consumer_cursor(&self, consumer: &ConsumerId, through: EventSeq) -> Result<()> {
         self.save_cursor(consumer, through).await
+    }
+
+    async fn append_observations(
+        &self,
+        batch: Vec<Observation>,
+        at: Timestamp,
+    ) -> Result<Option<ObservationSeq>> {
+        self.append_observations_impl(batch, at).await
+    }
+
+    async fn observations(
+        &self,
+        after: Option<ObservationSeq>,
+        limit: u32,
+    ) -> Result<Vec<QueuedObservation>> {
+        self.observations_impl(after, limit).await
+    }
+
+    async fn prune_observations(&self, before: Timestamp, keep_last: u64) -> Result<u64> {
+        self.prune_observations_impl(before, keep_last).await
+    }
+
+    async fn observation_snapshot(
+        &self,
+        consumer: &ConsumerId,
+    ) -> Result<Option<ObservationSnapshot>> {
+        self.observation_snapshot_impl(consumer).await
+    }
+
+    async fn save_observation_snapshot(
+        &self,
+        consumer: &ConsumerId,
+        snapshot: ObservationSnapshot,
+    ) -> Result<()> {
+        self.save_observation_snapshot_impl(consumer, snapshot)
+            .await
     }
 
     async fn audit_head(&self) -> Result<Option<(EventSeq, Digest)>> {

@@ -60,6 +60,11 @@ async fn reopenable() -> (Arc<dyn Store>, vouch_store::conformance::feed::Reopen
 
 vouch_store::feed_suite!(reopenable());
 
+mod observations {
+    use super::*;
+    vouch_store::observe_suite!(reopenable());
+}
+
 async fn tamperable() -> (Arc<dyn Store>, RawSql) {
     let url = fresh_url().await;
     let store: Arc<dyn Store> = Arc::new(PostgresStore::connect(&url, 4).await.unwrap());

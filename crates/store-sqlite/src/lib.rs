@@ -9,6 +9,7 @@
 mod certs;
 mod cursors;
 mod mfa;
+mod observe;
 mod policies;
 mod rows;
 
@@ -30,8 +31,8 @@ use vouch_types::{
     RevocationReason, Serial, Timestamp, TokenId,
 };
 
-use vouch_store::{Announcer, Wakeup};
-use vouch_types::ConsumerId;
+use vouch_store::{Announcer, ObservationSeq, ObservationSnapshot, QueuedObservation, Wakeup};
+use vouch_types::{ConsumerId, Observation};
 
 use rows::{backend, device_from_doc, event_from_row, token_from_row};
 
@@ -42,6 +43,7 @@ const MIGRATIONS: &[(u32, &str)] = &[
     (3, include_str!("migrations/0003_policies.sql")),
     (4, include_str!("migrations/0004_mfa_attempts.sql")),
     (5, include_str!("migrations/0005_consumer_cursors.sql")),
+    (6, include_str!("migrations/0006_observations.sql")),
 ];
 
 /// How many idle reader connections are kept.
@@ -644,6 +646,50 @@ impl Store for SqliteStore {
     async fn save_consumer_cursor(&self, consumer: &ConsumerId, through: EventSeq) -> Result<()> {
         let consumer = consumer.clone();
         self.write_quietly(move |c| cursors::save(c, &consumer, through))
+            .await
+    }
+
+    async fn append_observations(
+        &self,
+        batch: Vec<Observation>,
+        at: Timestamp,
+    ) -> Result<Option<ObservationSeq>> {
+        if batch.is_empty() {
+            return Ok(None);
+        }
+        // `write` wakes this process's feeds; another process's are woken by their poll.
+        self.write(move |c| observe::append(c, &batch, at)).await
+    }
+
+    async fn observations(
+        &self,
+        after: Option<ObservationSeq>,
+        limit: u32,
+    ) -> Result<Vec<QueuedObservation>> {
+        self.read(move |c| observe::page(c, after, limit)).await
+    }
+
+    async fn prune_observations(&self, before: Timestamp, keep_last: u64) -> Result<u64> {
+        self.write_quietly(move |c| observe::prune(c, before, keep_last))
+            .await
+    }
+
+    async fn observation_snapshot(
+        &self,
+        consumer: &ConsumerId,
+    ) -> Result<Option<ObservationSnapshot>> {
+        let consumer = consumer.clone();
+        self.read(move |c| observe::snapshot(c, &consumer)).await
+    }
+
+    async fn save_observation_snapshot(
+        &self,
+        consumer: &ConsumerId,
+        snapshot: ObservationSnapshot,
+    ) -> Result<()> {
+        vouch_store::check_snapshot(&snapshot)?;
+        let consumer = consumer.clone();
+        self.write_quietly(move |c| observe::save(c, &consumer, &snapshot))
             .await
     }
 

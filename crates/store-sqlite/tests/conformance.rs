@@ -31,6 +31,11 @@ async fn reopenable() -> (Arc<dyn Store>, vouch_store::conformance::feed::Reopen
 
 vouch_store::feed_suite!(reopenable());
 
+mod observations {
+    use super::*;
+    vouch_store::observe_suite!(reopenable());
+}
+
 async fn tamperable() -> (Arc<dyn Store>, RawSql) {
     let dir = tempfile::tempdir().unwrap().keep();
     let path = dir.join("vouch.db");

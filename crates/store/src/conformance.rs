@@ -9,6 +9,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 
 pub mod feed;
+pub mod observe;
 
 use std::collections::BTreeSet;
 use std::sync::Arc;

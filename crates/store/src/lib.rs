@@ -15,6 +15,7 @@ pub mod conformance;
 mod error;
 mod feed;
 mod mfa;
+mod observe;
 mod plan;
 mod policies;
 mod query;
@@ -35,6 +36,10 @@ pub use mfa::{
     MFA_FREE_FAILURES, MFA_MAX_BACKOFF_SECS, MFA_MAX_FAILURES, MfaAttempt, mfa_backoff_secs,
     plan_mfa_attempt, plan_mfa_failure, plan_mfa_reset,
 };
+pub use observe::{
+    MAX_SNAPSHOT_BYTES, OBSERVATION_VERSION, ObservationFeed, ObservationSeq, ObservationSnapshot,
+    QueuedObservation, check_snapshot, decode_observation, encode_observation,
+};
 pub use plan::{
     Change, DeviceEdit, Edited, credential_digest, plan_create, plan_edit, plan_token_created,
     plan_token_revoked,
@@ -53,8 +58,8 @@ use std::collections::BTreeMap;
 use async_trait::async_trait;
 use vouch_events::{Digest, Event, EventSeq};
 use vouch_types::{
-    CertFingerprint, ConsumerId, Device, DeviceId, DeviceState, NewDevice, PolicyId, PolicyRecord,
-    RevocationReason, Serial, Timestamp, TokenId,
+    CertFingerprint, ConsumerId, Device, DeviceId, DeviceState, NewDevice, Observation, PolicyId,
+    PolicyRecord, RevocationReason, Serial, Timestamp, TokenId,
 };
 
 /// A shorthand for store results.
@@ -127,6 +132,40 @@ pub trait Store: Send + Sync + 'static {
     /// Records that `consumer` processed the log up to `through`. Monotonic: saving the same position again
     /// changes nothing, an earlier one is refused ([`StoreError::CursorBackwards`]) and nothing changes.
     async fn save_consumer_cursor(&self, consumer: &ConsumerId, through: EventSeq) -> Result<()>;
+
+    /// Queues `batch` (one gateway window's observations, a posture report) in one transaction, queued at
+    /// `at`, and fires the wake-up ([`Store::subscribe`]); returns the position of the last one (`None` for
+    /// an empty batch). Not part of the event log: see [`ObservationFeed`].
+    async fn append_observations(
+        &self,
+        batch: Vec<Observation>,
+        at: Timestamp,
+    ) -> Result<Option<ObservationSeq>>;
+
+    /// The queued observations after `after`, oldest first, at most `limit`.
+    async fn observations(
+        &self,
+        after: Option<ObservationSeq>,
+        limit: u32,
+    ) -> Result<Vec<QueuedObservation>>;
+
+    /// Drops the observations queued before `before`, and all but the newest `keep_last`; returns how many
+    /// went. A consumer whose cursor was among them resumes at the oldest one kept.
+    async fn prune_observations(&self, before: Timestamp, keep_last: u64) -> Result<u64>;
+
+    /// The cursor and state `consumer` last saved in the observation queue, if it ever did.
+    async fn observation_snapshot(
+        &self,
+        consumer: &ConsumerId,
+    ) -> Result<Option<ObservationSnapshot>>;
+
+    /// Saves `consumer`'s cursor and state as one ([`check_snapshot`] first). Monotonic: the same position
+    /// again replaces the state, an earlier one is refused ([`StoreError::CursorBackwards`]), nothing changed.
+    async fn save_observation_snapshot(
+        &self,
+        consumer: &ConsumerId,
+        snapshot: ObservationSnapshot,
+    ) -> Result<()>;
 
     /// The position and hash recorded with the last append, if any.
     async fn audit_head(&self) -> Result<Option<(EventSeq, Digest)>>;

@@ -5,7 +5,7 @@
 //! by at most a few deviations per window, so an attack that lasts is still seen as one, and a single spike
 //! leaves almost no trace. Nothing here needs labels.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::features::{Feature, Features, N};
 
@@ -76,7 +76,7 @@ impl std::fmt::Display for Deviation {
 }
 
 /// One device's baseline.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Baseline {
     /// Windows learned.
     pub windows: u32,

@@ -11,6 +11,7 @@
 //! ones, so a score recovers over several windows rather than jumping back after one.
 
 use foldhash::HashMap;
+use serde::{Deserialize, Serialize};
 
 use vouch_types::{DeviceClass, DeviceId, Timestamp, TrafficWindow, TrustScore};
 
@@ -102,7 +103,7 @@ impl Verdict {
     }
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 struct ClassModel {
     baseline: Baseline,
     forest: HalfSpaceTrees,
@@ -121,7 +122,7 @@ const VOLUME: [Feature; 3] = [
 /// camera's motion bursts teach the camera class that four times its usual bytes is normal; a sensor class
 /// that never bursts keeps the baseline's minimum rise. Ratios are clipped before they are learned, so an
 /// attack can lift the bar only so far, and it never rises above `MAX_RISE`.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 struct Bursts {
     log_q: [f64; 3],
 }
@@ -153,11 +154,26 @@ impl Bursts {
     }
 }
 
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 struct DeviceModel {
     baseline: Baseline,
     last: Option<TrustScore>,
     memory: Memory,
+}
+
+/// What a [`TrustEngine`] learned, serializable (serde) so that a restart does not reset it
+/// ([`TrustEngine::learned`], [`TrustEngine::restore`]).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Learned {
+    devices: HashMap<DeviceId, DeviceModel>,
+    classes: HashMap<DeviceClass, ClassModel>,
+}
+
+impl Learned {
+    /// Devices with a model.
+    pub fn devices(&self) -> usize {
+        self.devices.len()
+    }
 }
 
 /// Baselines and class models for a fleet, fed window by window.
@@ -205,6 +221,28 @@ impl TrustEngine {
     /// Devices with a model.
     pub fn devices(&self) -> usize {
         self.devices.len()
+    }
+
+    /// Whether `device` is judged against its class (no baseline of its own ready yet).
+    pub fn cold_start(&self, device: DeviceId) -> bool {
+        self.devices
+            .get(&device)
+            .is_none_or(|d| !d.baseline.ready(&self.baseline))
+    }
+
+    /// A copy of what the engine learned (each device's baseline, last score and remembered penalties, each
+    /// class's baseline, forest and bursts), to persist; its settings are not part of it.
+    pub fn learned(&self) -> Learned {
+        Learned {
+            devices: self.devices.clone(),
+            classes: self.classes.clone(),
+        }
+    }
+
+    /// Takes up what an earlier engine learned, in place of what this one did; its own settings stay.
+    pub fn restore(&mut self, learned: Learned) {
+        self.devices = learned.devices;
+        self.classes = learned.classes;
     }
 
     /// Judges one window of `state`'s device, then learns from it.
@@ -505,6 +543,36 @@ mod tests {
         assert!(cloned.changed());
         assert_eq!(cloned.assessment.score.band(), TrustBand::Medium);
         assert!(cloned.assessment.reasons[0].why.contains("two places"));
+    }
+
+    #[test]
+    fn what_was_learned_survives_a_round_trip_through_json() {
+        let (mut e, id, s) = warmed(600);
+        e.observe(&window(id, 30, 20, 40, 1), &s);
+        let json = serde_json::to_vec(&e.learned()).unwrap();
+        // The figure ARCHITECTURE.md quotes: a class costs about 300 KB (its forest: 10 trees of 511 nodes).
+        assert!(json.len() < 400_000, "{} bytes", json.len());
+        let mut fresh = TrustEngine::default().with_half_life(HalfLife::from_secs(600));
+        assert!(fresh.cold_start(id));
+        fresh.restore(serde_json::from_slice(&json).unwrap());
+        assert!(!fresh.cold_start(id));
+        // The restored engine judges the next window exactly as the original: baseline, memory, forest.
+        let a = e.observe(&window(id, 31, 20, 0, 1), &s);
+        let b = fresh.observe(&window(id, 31, 20, 0, 1), &s);
+        assert_eq!(a, b);
+        assert!(b.assessment.reasons.iter().any(|r| r.remembered()), "{b:?}");
+    }
+
+    #[test]
+    fn a_device_costs_little_in_what_was_learned() {
+        let mut e = TrustEngine::default();
+        warm_class(&mut e, DeviceClass::Sensor, 1, 30);
+        let one = serde_json::to_vec(&e.learned()).unwrap().len();
+        warm_class(&mut e, DeviceClass::Sensor, 1001, 30);
+        let more = serde_json::to_vec(&e.learned()).unwrap().len();
+        let per_device = (more - one) / 1000;
+        // The bound ARCHITECTURE.md quotes for snapshots (a warmed device, no remembered penalty).
+        assert!(per_device < 1024, "{per_device} bytes per device");
     }
 
     #[test]

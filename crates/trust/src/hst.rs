@@ -8,10 +8,12 @@
 //! the reference. A window that lands where the reference mass is small, high in the tree, is anomalous.
 //! Deterministic: trees come from a seeded generator.
 
+use serde::{Deserialize, Serialize};
+
 use crate::features::{Features, N};
 
 /// Shape and memory of the forest.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
 pub struct HstConfig {
     /// Trees in the forest.
     pub trees: usize,
@@ -47,7 +49,7 @@ fn squash(x: &Features) -> [f64; N] {
     out
 }
 
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]
 struct Node {
     dim: u8,
     split: f64,
@@ -56,7 +58,7 @@ struct Node {
 }
 
 /// One tree, stored as a complete binary tree in an array (children of `i` at `2i+1`, `2i+2`).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 struct Tree {
     nodes: Vec<Node>,
 }
@@ -74,7 +76,7 @@ impl Gen {
 }
 
 /// A Half-Space Trees forest.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct HalfSpaceTrees {
     cfg: HstConfig,
     trees: Vec<Tree>,

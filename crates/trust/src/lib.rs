@@ -19,14 +19,14 @@ pub mod recorded;
 pub mod score;
 
 pub use baseline::{Baseline, BaselineConfig, Deviation};
-pub use engine::{DeviceState, TrustEngine, Verdict};
+pub use engine::{DeviceState, Learned, TrustEngine, Verdict};
 pub use features::{Feature, Features};
 pub use firmware::FirmwareRule;
 pub use hst::{HalfSpaceTrees, HstConfig};
 pub use memory::{BEHAVIOUR_CAP, DEFAULT_HALF_LIFE_SECS, HalfLife};
 pub use playbook::{
-    Directive, Mode, Playbook, QUARANTINE_GROUP, QUARANTINED_BY, Responder, ResponseConfig,
-    Situation, Step,
+    Directive, Mode, Playbook, QUARANTINE_GROUP, QUARANTINED_BY, Responder, ResponderMemory,
+    ResponseConfig, Situation, Step,
 };
 pub use recorded::RecordedWindow;
 pub use score::{Assessment, FirmwareState, IdentityState, ScoreReason, TrustInputs, assess};

@@ -10,6 +10,7 @@
 //! Time is the windows' own (their end), never a clock read here: replaying recorded windows gives the
 //! scores the live service gave.
 
+use serde::{Deserialize, Serialize};
 use vouch_types::Timestamp;
 
 use crate::score::ScoreReason;
@@ -62,16 +63,22 @@ impl Default for HalfLife {
 
 /// One remembered penalty: what it was for, when it was incurred, and what it is worth as of the memory's
 /// last update.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 struct Remembered {
     why: String,
+    // Only behaviour penalties are remembered (the engine passes no other), so a restored one is behaviour.
+    #[serde(skip, default = "behaviour")]
     component: &'static str,
     incurred: Timestamp,
     value: f64,
 }
 
+fn behaviour() -> &'static str {
+    "behaviour"
+}
+
 /// A device's remembered behaviour penalties.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub(crate) struct Memory {
     updated: Option<Timestamp>,
     items: Vec<Remembered>,

@@ -320,13 +320,18 @@ impl Directive {
     }
 }
 
-#[derive(Debug, Default, Clone)]
+#[derive(Debug, Default, Clone, PartialEq, Eq, Serialize, Deserialize)]
 struct Memory {
     anomalous_run: u32,
     /// Playbooks whose condition held at the last window: they fire again only after it stopped holding.
     firing: BTreeSet<usize>,
     healthy_since: Option<Timestamp>,
 }
+
+/// What a [`Responder`] remembers of each device, serializable so that a restart does not act twice on one
+/// episode.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ResponderMemory(HashMap<DeviceId, Memory>);
 
 /// Turns situations into directives, remembering what it already did.
 #[derive(Debug, Clone)]
@@ -352,6 +357,17 @@ impl Responder {
     /// Devices it remembers.
     pub fn devices(&self) -> usize {
         self.memory.len()
+    }
+
+    /// A copy of what it remembers of each device (anomaly runs, playbooks firing, healthy since), to
+    /// persist.
+    pub fn memory(&self) -> ResponderMemory {
+        ResponderMemory(self.memory.clone())
+    }
+
+    /// Takes up what an earlier responder remembered, in place of what this one did.
+    pub fn restore(&mut self, memory: ResponderMemory) {
+        self.memory = memory.0;
     }
 
     /// Forgets a device (retired, removed).
