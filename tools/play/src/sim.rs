@@ -384,6 +384,17 @@ impl Drop for Session {
     }
 }
 
+impl Session {
+    /// Leaves as a device that moves does: DISCONNECT, then wait (at most 2 s) until the gateway has closed
+    /// its side, so that the next session, from another address, is not seen overlapping this one (which is
+    /// what a cloned identity looks like).
+    async fn close(mut self) {
+        let _ = self.out.write_all(&[0xe0, 0]).await;
+        let _ = self.out.shutdown().await;
+        let _ = tokio::time::timeout(Duration::from_secs(2), &mut self.reader).await;
+    }
+}
+
 /// Opens a session from `from` with `client_id`; `Err` if the gateway refuses it.
 async fn connect(
     gateway: SocketAddr,
@@ -480,8 +491,10 @@ async fn device_task(
         let Some(from) = vouch_sim::device_addr(&plan.zone, index) else {
             continue;
         };
-        if main.as_ref().is_some_and(|s| s.from != IpAddr::V4(from)) {
-            main = None;
+        if main.as_ref().is_some_and(|s| s.from != IpAddr::V4(from))
+            && let Some(moved) = main.take()
+        {
+            moved.close().await;
         }
         for _ in 0..plan.reconnects {
             main = None;
