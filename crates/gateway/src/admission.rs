@@ -12,7 +12,7 @@ use vouch_policy::{
     TopicFilter, TopicName,
 };
 use vouch_store::{CertStatus, CertificateRecord, StoreError};
-use vouch_types::{Device, Timestamp};
+use vouch_types::{Clock, Device, Timestamp};
 
 use crate::close::CloseReason;
 
@@ -121,7 +121,7 @@ pub(crate) fn admit(
     request: &ConnectRequest<'_>,
     decider: &dyn Decider,
     known_topics: Arc<Mutex<HashSet<String>>>,
-    now: Timestamp,
+    clock: &dyn Clock,
 ) -> Result<Authz, CloseReason> {
     let device = match device {
         Ok(d) => d,
@@ -140,11 +140,11 @@ pub(crate) fn admit(
         new_topics: 0,
         known: known_topics,
     };
-    if !authz.may_connect(decider, request.service, now) {
+    if !authz.may_connect(decider, request.service, clock) {
         return Err(CloseReason::NotAuthorized);
     }
     if let Some(will) = request.will_topic
-        && !authz.decide(decider, DeviceAction::Publish, will, now)
+        && !authz.decide(decider, DeviceAction::Publish, will, clock)
     {
         return Err(CloseReason::NotAuthorized);
     }
@@ -172,7 +172,8 @@ impl Authz {
         self.subscribe.clear();
     }
 
-    /// The context of a decision made `now`: the one builder every decision point uses (the score is read
+    /// The context of a decision made `now` (read from the clock only when a decision is made, not on every
+    /// cached packet): the one builder every decision point uses (the score is read
     /// from the record, which the trust service writes; a change reaches live sessions through the event log
     /// like any other change to the record).
     fn context(&self, now: Timestamp) -> DeviceContext {
@@ -184,21 +185,26 @@ impl Authz {
         &self,
         decider: &dyn Decider,
         service: &ResourceName,
-        now: Timestamp,
+        clock: &dyn Clock,
     ) -> bool {
         decider.allowed(
             &self.facts,
             &self.prepared,
             DeviceAction::Connect,
             &Resource::Service(service.clone()),
-            &self.context(now),
+            &self.context(clock.now()),
         )
     }
 
     /// Whether the device may publish to `topic`; an allowed topic counts towards the window's topics, and as
     /// new if none of the device's sessions published to it before.
-    pub(crate) fn publish(&mut self, decider: &dyn Decider, topic: &str, now: Timestamp) -> bool {
-        let allowed = self.decide(decider, DeviceAction::Publish, topic, now);
+    pub(crate) fn publish(
+        &mut self,
+        decider: &dyn Decider,
+        topic: &str,
+        clock: &dyn Clock,
+    ) -> bool {
+        let allowed = self.decide(decider, DeviceAction::Publish, topic, clock);
         if allowed && !self.topics.contains(topic) {
             self.topics.insert(topic.to_owned());
             if let Ok(mut known) = self.known.lock()
@@ -218,9 +224,9 @@ impl Authz {
         &mut self,
         decider: &dyn Decider,
         filter: &str,
-        now: Timestamp,
+        clock: &dyn Clock,
     ) -> bool {
-        self.decide(decider, DeviceAction::Subscribe, filter, now)
+        self.decide(decider, DeviceAction::Subscribe, filter, clock)
     }
 
     fn decide(
@@ -228,7 +234,7 @@ impl Authz {
         decider: &dyn Decider,
         action: DeviceAction,
         topic: &str,
-        now: Timestamp,
+        clock: &dyn Clock,
     ) -> bool {
         let cached = if action == DeviceAction::Publish {
             self.publish.get(topic)
@@ -244,7 +250,13 @@ impl Authz {
             TopicFilter::new(topic).map(Resource::Subscription)
         };
         let allowed = match resource {
-            Ok(r) => decider.allowed(&self.facts, &self.prepared, action, &r, &self.context(now)),
+            Ok(r) => decider.allowed(
+                &self.facts,
+                &self.prepared,
+                action,
+                &r,
+                &self.context(clock.now()),
+            ),
             // Not a topic MQTT allows (a wildcard in a topic name, say): never forwarded.
             Err(_) => false,
         };

@@ -120,7 +120,7 @@ pub(crate) async fn run(inner: Weak<Inner>, mut feed: Feed) {
                 } else if policies_changed && !changed.contains(&s.device) {
                     a.forget();
                     inner.counters.reverified.fetch_add(1, Ordering::Relaxed);
-                    (!a.may_connect(&*inner.decisions, &inner.config.service, inner.clock.now()))
+                    (!a.may_connect(&*inner.decisions, &inner.config.service, &*inner.clock))
                         .then_some((
                             CloseReason::AccessWithdrawn,
                             "the policies no longer allow it",
@@ -219,7 +219,7 @@ async fn reverify_device(inner: &Inner, device: DeviceId) -> bool {
             a.prepared = inner.decisions.engine().prepare(&facts);
             a.facts = facts;
             a.forget();
-            a.may_connect(&*inner.decisions, &inner.config.service, inner.clock.now())
+            a.may_connect(&*inner.decisions, &inner.config.service, &*inner.clock)
         };
         if !allowed {
             cut(

@@ -73,14 +73,14 @@ impl Session {
     fn publish(&self, inner: &Inner, topic: &str) -> bool {
         self.authz
             .lock()
-            .map(|mut a| a.publish(&*inner.decisions, topic, inner.clock.now()))
+            .map(|mut a| a.publish(&*inner.decisions, topic, &*inner.clock))
             .unwrap_or(false)
     }
 
     fn subscribe(&self, inner: &Inner, filter: &str) -> bool {
         self.authz
             .lock()
-            .map(|mut a| a.subscribe(&*inner.decisions, filter, inner.clock.now()))
+            .map(|mut a| a.subscribe(&*inner.decisions, filter, &*inner.clock))
             .unwrap_or(false)
     }
 
@@ -413,7 +413,7 @@ async fn admit(
         &request,
         &*inner.decisions,
         inner.observer.known_topics(cert.device_id),
-        inner.clock.now(),
+        &*inner.clock,
     )?;
     Ok((cert, authz))
 }

@@ -5,7 +5,7 @@ use vouch_policy::split_policies;
 use vouch_store::{CertStatus, CertificateRecord, StoreError};
 use vouch_types::{
     CertFingerprint, Device, DeviceClass, DeviceId, DeviceState, Groups, Identifiers, Labels,
-    PolicyMode, RevocationReason, Serial,
+    ManualClock, PolicyMode, RevocationReason, Serial,
 };
 
 use super::*;
@@ -84,7 +84,14 @@ fn admitted(d: Device, will: Option<&str>) -> Result<Authz, CloseReason> {
         service: &service,
     };
     let c = cert(CertStatus::Good, NOW.plus_micros(30 * DAY));
-    admit(&c, Ok(d), &request, &engine(), known(), NOW)
+    admit(
+        &c,
+        Ok(d),
+        &request,
+        &engine(),
+        known(),
+        &ManualClock::new(NOW),
+    )
 }
 
 /// Why admission refused, failing the test if it admitted.
@@ -150,12 +157,26 @@ fn an_unknown_or_unreadable_device_is_refused() {
     });
     let e = engine();
     assert_eq!(
-        refusal(admit(&c, missing, &request, &e, known(), NOW)),
+        refusal(admit(
+            &c,
+            missing,
+            &request,
+            &e,
+            known(),
+            &ManualClock::new(NOW)
+        )),
         CloseReason::UnknownDevice
     );
     let down = Err(StoreError::Backend("gone".into()));
     assert_eq!(
-        refusal(admit(&c, down, &request, &e, known(), NOW)),
+        refusal(admit(
+            &c,
+            down,
+            &request,
+            &e,
+            known(),
+            &ManualClock::new(NOW)
+        )),
         CloseReason::StoreUnavailable
     );
 }
@@ -189,24 +210,24 @@ fn the_trust_score_on_the_record_reaches_the_decision() {
     let low = Labels::default().with_trust("30".parse().unwrap()).unwrap();
     let high = Labels::default().with_trust("80".parse().unwrap()).unwrap();
     let mut a = admitted(device(DeviceState::Active, low), None).unwrap();
-    assert!(!a.publish(&e, "alarms/fire", NOW));
+    assert!(!a.publish(&e, "alarms/fire", &ManualClock::new(NOW)));
     let mut b = admitted(device(DeviceState::Active, high), None).unwrap();
-    assert!(b.publish(&e, "alarms/fire", NOW));
+    assert!(b.publish(&e, "alarms/fire", &ManualClock::new(NOW)));
 }
 
 #[test]
 fn decisions_are_cached_until_forgotten() {
     let e = engine();
     let mut a = admitted(device(DeviceState::Active, Labels::default()), None).unwrap();
-    assert!(a.publish(&e, "telemetry/t", NOW));
-    assert!(a.subscribe(&e, "telemetry/+", NOW));
+    assert!(a.publish(&e, "telemetry/t", &ManualClock::new(NOW)));
+    assert!(a.subscribe(&e, "telemetry/+", &ManualClock::new(NOW)));
     // A stricter engine would refuse now, but the session decides from its cache until told to forget.
     let strict = Engine::new().unwrap();
-    assert!(a.publish(&strict, "telemetry/t", NOW));
-    assert!(a.subscribe(&strict, "telemetry/+", NOW));
+    assert!(a.publish(&strict, "telemetry/t", &ManualClock::new(NOW)));
+    assert!(a.subscribe(&strict, "telemetry/+", &ManualClock::new(NOW)));
     a.forget();
-    assert!(!a.publish(&strict, "telemetry/t", NOW));
-    assert!(!a.subscribe(&strict, "telemetry/+", NOW));
+    assert!(!a.publish(&strict, "telemetry/t", &ManualClock::new(NOW)));
+    assert!(!a.subscribe(&strict, "telemetry/+", &ManualClock::new(NOW)));
 }
 
 #[test]
@@ -220,16 +241,24 @@ fn new_topics_count_once_per_device_across_sessions() {
     };
     let c = cert(CertStatus::Good, NOW.plus_micros(DAY));
     let d = || Ok(device(DeviceState::Active, Labels::default()));
-    let mut first = admit(&c, d(), &request, &e, shared.clone(), NOW).unwrap();
-    assert!(first.publish(&e, "telemetry/a", NOW));
-    assert!(first.publish(&e, "telemetry/a", NOW));
-    assert!(first.publish(&e, "telemetry/b", NOW));
+    let mut first = admit(
+        &c,
+        d(),
+        &request,
+        &e,
+        shared.clone(),
+        &ManualClock::new(NOW),
+    )
+    .unwrap();
+    assert!(first.publish(&e, "telemetry/a", &ManualClock::new(NOW)));
+    assert!(first.publish(&e, "telemetry/a", &ManualClock::new(NOW)));
+    assert!(first.publish(&e, "telemetry/b", &ManualClock::new(NOW)));
     // Refused topics are neither counted nor remembered.
-    assert!(!first.publish(&e, "secrets/x", NOW));
+    assert!(!first.publish(&e, "secrets/x", &ManualClock::new(NOW)));
     assert_eq!((first.topics.len(), first.new_topics), (2, 2));
     // A second session (a reconnect) of the same device: its topics are not new any more.
-    let mut second = admit(&c, d(), &request, &e, shared, NOW).unwrap();
-    assert!(second.publish(&e, "telemetry/a", NOW));
-    assert!(second.publish(&e, "telemetry/c", NOW));
+    let mut second = admit(&c, d(), &request, &e, shared, &ManualClock::new(NOW)).unwrap();
+    assert!(second.publish(&e, "telemetry/a", &ManualClock::new(NOW)));
+    assert!(second.publish(&e, "telemetry/c", &ManualClock::new(NOW)));
     assert_eq!((second.topics.len(), second.new_topics), (2, 1));
 }
