@@ -6,6 +6,10 @@
 //!
 //! [`testing::TempCluster`] starts a throw-away PostgreSQL cluster (`initdb` + `postgres` on an ephemeral
 //! loopback port) for tests and benchmarks.
+//!
+//! Why one long file: it is the one `impl Store` (every trait method, each a transaction behind the chain-head
+//! lock) with the pool it runs on; the SQL of each area beside the devices and events (certificates, the feed,
+//! second factors, observations, policies) is in its own module.
 
 mod certs;
 mod feed;

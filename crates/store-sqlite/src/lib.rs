@@ -5,6 +5,10 @@
 //! chain head, so a crash (even `kill -9`) leaves either all of a change or none of it. Calls run on tokio's
 //! blocking pool because rusqlite is synchronous; rusqlite rather than an async driver because the direct,
 //! prepared-statement path is several times faster for bulk imports.
+//!
+//! Why one long file: it is the one `impl Store` (every trait method, each a transaction over the writer or a
+//! pooled reader) with the connection pool and the group-commit writer it runs on; the SQL of each area beside
+//! the devices and events (certificates, cursors, second factors, observations, policies) is in its own module.
 
 mod certs;
 mod cursors;
