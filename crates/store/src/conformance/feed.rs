@@ -29,6 +29,11 @@ macro_rules! feed_suite {
         );
     };
     (@cases $make:expr; $($case:ident),* $(,)?) => {
+        $crate::feed_suite!(@in feed, $make; $($case),*);
+    };
+    // One test per case of `conformance::$module` over a store that can be reopened (also the queue's
+    // cases, `observe_suite!`).
+    (@in $module:ident, $make:expr; $($case:ident),* $(,)?) => {
         $(
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn $case() {
@@ -36,7 +41,7 @@ macro_rules! feed_suite {
                     ::std::sync::Arc<dyn $crate::Store>,
                     $crate::conformance::feed::Reopen,
                 ) = $make.await;
-                $crate::conformance::feed::$case(store, reopen).await;
+                $crate::conformance::$module::$case(store, reopen).await;
             }
         )*
     };

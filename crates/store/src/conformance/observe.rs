@@ -23,16 +23,7 @@ macro_rules! observe_suite {
         );
     };
     (@cases $make:expr; $($case:ident),* $(,)?) => {
-        $(
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $case() {
-                let (store, reopen): (
-                    ::std::sync::Arc<dyn $crate::Store>,
-                    $crate::conformance::feed::Reopen,
-                ) = $make.await;
-                $crate::conformance::observe::$case(store, reopen).await;
-            }
-        )*
+        $crate::feed_suite!(@in observe, $make; $($case),*);
     };
 }
 
