@@ -32,12 +32,12 @@ impl Host for BinHost {
         data_dir: &Path,
         passphrase_file: &Path,
     ) -> Result<(vouch_pki::IssuingCa, Vec<u8>)> {
-        crate::ca::load_issuing(data_dir, Some(passphrase_file))?
+        vouch_runtime::ca::load_issuing(data_dir, Some(passphrase_file))?
             .with_context(|| format!("no CA in {}", data_dir.display()))
     }
 
     fn gateway_sessions(&self, descriptors: u64) -> usize {
         // The gateway's default store pool: what `vouch gateway` derives its cap from.
-        crate::limits::gateway_alone(Some(descriptors), 16)
+        vouch_runtime::limits::gateway_alone(Some(descriptors), 16)
     }
 }

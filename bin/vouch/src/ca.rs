@@ -12,11 +12,12 @@ use anyhow::{Context, Result, bail};
 use clap::Subcommand;
 use serde_json::json;
 use vouch_events::{Action, EventDraft};
-use vouch_pki::{CaSubject, CertSummary, KeyAlgorithm, Passphrase, init_ca, summarize_pem};
+use vouch_pki::{CaSubject, CertSummary, KeyAlgorithm, init_ca, summarize_pem};
 use vouch_store::Store;
 use vouch_types::{Clock, SystemClock};
 
 use crate::output::{self, Output};
+use vouch_runtime::ca::{HSM_FILE, hsm_pin, passphrase};
 
 /// CA commands.
 #[derive(Subcommand)]
@@ -69,27 +70,6 @@ pub enum CaCommand {
 }
 
 const FILES: [&str; 4] = ["root.pem", "root.key.pem", "issuing.pem", "issuing.key.pem"];
-
-/// Where an HSM-held issuing key is found: module, token and key label (no secret).
-const HSM_FILE: &str = "issuing.key.hsm";
-
-/// The HSM user PIN, from VOUCH_HSM_PIN.
-fn hsm_pin() -> Result<String> {
-    std::env::var("VOUCH_HSM_PIN")
-        .context("the CA keys are in an HSM: set VOUCH_HSM_PIN to the token's user PIN")
-}
-
-/// The CA passphrase: from `file`, else `VOUCH_CA_PASSPHRASE`.
-pub fn passphrase(file: Option<&Path>) -> Result<Passphrase> {
-    let text = match file {
-        Some(f) => std::fs::read_to_string(f)
-            .with_context(|| format!("reading the passphrase file {}", f.display()))?,
-        None => std::env::var("VOUCH_CA_PASSPHRASE").context(
-            "the CA passphrase is needed: set VOUCH_CA_PASSPHRASE or pass --passphrase-file FILE",
-        )?,
-    };
-    Ok(Passphrase::new(text)?)
-}
 
 fn write_new(path: &Path, contents: &str, mode: u32) -> Result<()> {
     let mut f = std::fs::OpenOptions::new()
@@ -319,50 +299,4 @@ pub async fn run(cmd: CaCommand, data_dir: &Path, store: &dyn Store, out: Output
             out,
         ),
     }
-}
-
-/// Loads the issuing CA from `<data_dir>/ca` if one exists (the passphrase is then required).
-pub fn load_issuing(
-    data_dir: &Path,
-    passphrase_file: Option<&Path>,
-) -> Result<Option<(vouch_pki::IssuingCa, Vec<u8>)>> {
-    let dir = data_dir.join("ca");
-    let (cert, key) = (dir.join("issuing.pem"), dir.join("issuing.key.pem"));
-    if !cert.exists() {
-        return Ok(None);
-    }
-    if dir.join(HSM_FILE).exists() {
-        let text =
-            std::fs::read_to_string(dir.join(HSM_FILE)).context("reading the HSM key location")?;
-        let field = |k: &str| {
-            text.lines()
-                .find_map(|l| l.strip_prefix(&format!("{k}=")))
-                .map(str::to_owned)
-                .with_context(|| format!("{HSM_FILE} has no `{k}=` line"))
-        };
-        let loc = vouch_pki::hsm::HsmLocation {
-            module: field("module")?.into(),
-            token: field("token")?,
-            key: field("key")?,
-        };
-        let key = vouch_pki::hsm::HsmKey::open(&loc, &hsm_pin()?)?;
-        let cert_pem = std::fs::read_to_string(&cert)
-            .with_context(|| format!("reading {}", cert.display()))?;
-        let root_pem = std::fs::read_to_string(dir.join("root.pem"))
-            .context("reading the root certificate")?;
-        let ca = vouch_pki::IssuingCa::load_with_key(&cert_pem, std::sync::Arc::new(key))
-            .with_context(|| format!("loading the CA in {} with its HSM key", dir.display()))?;
-        return Ok(Some((ca, vouch_pki::cert_der_from_pem(&root_pem)?)));
-    }
-    let pass = passphrase(passphrase_file).context("a CA exists in the data directory")?;
-    let cert_pem =
-        std::fs::read_to_string(&cert).with_context(|| format!("reading {}", cert.display()))?;
-    let key_pem =
-        std::fs::read_to_string(&key).with_context(|| format!("reading {}", key.display()))?;
-    let root_pem =
-        std::fs::read_to_string(dir.join("root.pem")).context("reading the root certificate")?;
-    let root_der = vouch_pki::cert_der_from_pem(&root_pem)?;
-    let ca = vouch_pki::IssuingCa::load(&cert_pem, &key_pem, &pass)
-        .with_context(|| format!("loading the CA in {}", dir.display()))?;
-    Ok(Some((ca, root_der)))
 }

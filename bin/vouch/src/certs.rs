@@ -9,8 +9,8 @@ use serde_json::json;
 use vouch_store::{CertStatus, CertificateRecord, Change, Store};
 use vouch_types::{Clock, DeviceId, Reason, RevocationReason, Serial, SystemClock};
 
-use crate::config::Config;
 use crate::output::{self, Output};
+use vouch_runtime::config::Config;
 
 /// Certificate commands.
 #[derive(Subcommand)]
@@ -111,27 +111,6 @@ fn print(certs: &[CertificateRecord], out: Output) -> Result<()> {
     }
 }
 
-/// The CAs an imported certificate may chain to: Vouch's own (root and issuing, if `vouch ca init` ran) and
-/// the issuers configured for imported certificates (`[gateway] client_cas`), as the gateway trusts them.
-pub(crate) fn import_issuers(config: &Config) -> Result<Vec<Vec<u8>>> {
-    let ca = config.data_dir.join("ca");
-    let own = [ca.join("root.pem"), ca.join("issuing.pem")];
-    let mut issuers = Vec::new();
-    for path in own
-        .iter()
-        .filter(|p| p.exists())
-        .chain(&config.gateway.client_cas)
-    {
-        let pem = std::fs::read_to_string(path)
-            .with_context(|| format!("reading the CA {}", path.display()))?;
-        issuers.push(
-            vouch_pki::cert_der_from_pem(&pem)
-                .with_context(|| format!("reading the CA {}", path.display()))?,
-        );
-    }
-    Ok(issuers)
-}
-
 fn comment(c: Option<String>) -> Result<Option<Reason>> {
     Ok(c.map(Reason::try_from).transpose()?)
 }
@@ -171,9 +150,11 @@ pub async fn run(
             csr,
             out: file,
         } => {
-            let (ca, root) =
-                crate::ca::load_issuing(&config.data_dir, config.pki.passphrase_file.as_deref())?
-                    .context("there is no CA in the data directory: run `vouch ca init` first")?;
+            let (ca, root) = vouch_runtime::ca::load_issuing(
+                &config.data_dir,
+                config.pki.passphrase_file.as_deref(),
+            )?
+            .context("there is no CA in the data directory: run `vouch ca init` first")?;
             let svc = vouch_identity::IdentityService::new(
                 store,
                 Arc::new(clock),
@@ -209,7 +190,7 @@ pub async fn run(
                 reason: Some(reason),
                 at: clock.now(),
             };
-            let issuers = import_issuers(config)?;
+            let issuers = vouch_runtime::ca::import_issuers(config)?;
             let record =
                 vouch_control::certs::import(&*store, &pem, device, &issuers, change).await?;
             print(&[record], out)?;

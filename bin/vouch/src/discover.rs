@@ -13,8 +13,8 @@ use vouch_discover::{Discovery, Limits, Report};
 use vouch_store::Change;
 use vouch_types::{Clock as _, Reason, SystemClock};
 
-use crate::config::Config;
 use crate::output::Output;
+use vouch_runtime::config::Config;
 
 /// Files at least this big get a progress bar.
 const PROGRESS_FROM: u64 = 16 << 20;
@@ -100,7 +100,7 @@ pub async fn run(args: DiscoverArgs, config: &Config, out: Output) -> Result<()>
         );
     }
     if merge {
-        let store = crate::open_store(config).await?;
+        let store = vouch_runtime::open_store(config).await?;
         let change = Change {
             actor: crate::cli_actor(),
             reason: Reason::try_from("passive discovery".to_owned()).ok(),

@@ -8,13 +8,9 @@ mod audit;
 mod bench;
 mod ca;
 mod certs;
-mod config;
 mod devices;
 mod discover;
-mod files;
-mod gateway;
 mod import;
-mod limits;
 #[cfg(feature = "live")]
 mod live;
 mod output;
@@ -26,14 +22,12 @@ mod trust;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use clap::{Parser, Subcommand};
-use vouch_store::Store;
+use vouch_runtime::config::{self, Config, LogFormat, StoreLocation};
+use vouch_runtime::{Services, files, limits, open_store};
 use vouch_types::Actor;
-
-use crate::config::{Config, LogFormat, StoreLocation};
 
 // glibc's allocator spent a sixth of a bulk import in malloc/free across threads; mimalloc halves that.
 #[global_allocator]
@@ -145,22 +139,6 @@ fn init_logging(config: &Config) {
     }
 }
 
-/// Opens the configured store.
-async fn open_store(config: &Config) -> Result<Arc<dyn Store>> {
-    files::private_data_dir(&config.data_dir)?;
-    Ok(match &config.store {
-        StoreLocation::Sqlite(path) => Arc::new(
-            vouch_store_sqlite::SqliteStore::open(path, config.sqlite_durability)
-                .with_context(|| format!("opening the SQLite store at {}", path.display()))?,
-        ),
-        StoreLocation::Postgres(url) => Arc::new(
-            vouch_store_postgres::PostgresStore::connect(url, config.max_connections)
-                .await
-                .with_context(|| format!("connecting to {}", config.store.redacted()))?,
-        ),
-    })
-}
-
 /// The actor the event log records for someone using the command line on this host.
 fn cli_actor() -> Actor {
     let user = std::env::var("USER")
@@ -208,8 +186,15 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         tracing::warn!(variable = %var, "ignoring unknown VOUCH_ environment variable (a typo?)");
     }
     match cli.command {
-        Command::Serve { .. } => serve::run(config).await.map(|()| ExitCode::SUCCESS),
-        Command::Gateway { .. } => gateway::run(config).await.map(|()| ExitCode::SUCCESS),
+        Command::Serve { .. } => {
+            let services = Services::serve(&config);
+            serve::run(config, services)
+                .await
+                .map(|()| ExitCode::SUCCESS)
+        }
+        Command::Gateway { .. } => serve::run(config, Services::gateway_alone())
+            .await
+            .map(|()| ExitCode::SUCCESS),
         Command::Bench(cmd) => vouch_bench::run(cmd, &bench::BinHost)
             .await
             .map(|()| ExitCode::SUCCESS),

@@ -5,7 +5,7 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result};
+use crate::error::{Context, Result};
 
 /// The process's file-creation mask: no permission for the group or others on anything it creates
 /// (SQLite's WAL and shared-memory files included, which SQLite creates with the database's own mode

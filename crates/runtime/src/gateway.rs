@@ -1,48 +1,31 @@
-//! `vouch gateway`: the MQTT enforcement point, alone or inside `vouch serve`.
+//! The MQTT enforcement point as the runtime starts it, alone (`vouch gateway`) or beside the API.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{Context, Result, bail};
+use std::net::SocketAddr;
+
 use rustls_pki_types::{CertificateDer, ServerName};
+use tokio::task::JoinHandle;
 use vouch_decide::DecisionPoint;
 use vouch_gateway::{Gateway, GatewayConfig, Upstream};
 use vouch_store::Store;
-use vouch_types::{Clock, SystemClock};
+use vouch_types::Clock;
 
 use crate::config::Config;
-
-/// Runs the gateway alone until SIGINT or SIGTERM: it decides with its own copy of the policy engine, kept
-/// in step with the store like the server's, so any number of gateways can front one fleet.
-pub async fn run(config: Config) -> Result<()> {
-    let store = crate::open_store(&config).await?;
-    let clock = Arc::new(SystemClock);
-    let decisions = DecisionPoint::start(store.clone(), clock.clone(), None)
-        .await
-        .context("starting the policy engine")?;
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let role = crate::limits::Role::Gateway;
-    let limits = crate::limits::plan(&config, role, vouch_api::serve::open_files_limit());
-    limits.log(role);
-    let (task, _gateway) = start(&config, store, clock, decisions, &limits, stop_rx).await?;
-    crate::serve::shutdown().await;
-    let _ = stop_tx.send(true);
-    task.await.context("the gateway task failed")?;
-    tracing::info!("gateway stopped");
-    Ok(())
-}
+use crate::error::{Context, Result, bail};
 
 /// Starts the gateway configured in `config` (its TLS certificate fresh from the Vouch CA, its key only in
-/// memory), with the session caps `limits` derived, and returns the task serving it until `stop`, and the
-/// gateway (for its observations).
-pub async fn start(
+/// memory), with the session caps `limits` derived, and returns its address and the task serving it until
+/// `stop`.
+pub(crate) async fn start(
     config: &Config,
     store: Arc<dyn Store>,
     clock: Arc<dyn Clock>,
     decisions: Arc<DecisionPoint>,
     limits: &crate::limits::Plan,
     stop: tokio::sync::watch::Receiver<bool>,
-) -> Result<(tokio::task::JoinHandle<()>, Gateway)> {
+) -> Result<(SocketAddr, JoinHandle<Result<()>>)> {
     let g = &config.gateway;
     let Some((ca, root_der)) =
         crate::ca::load_issuing(&config.data_dir, config.pki.passphrase_file.as_deref())?
@@ -55,14 +38,7 @@ pub async fn start(
     let id = vouch_tls::fresh_server_identity(&ca, &g.server_names, g.listen, clock.now())
         .context("issuing the gateway's TLS certificate")?;
     let mut roots = vec![root_der, ca.cert_der().to_vec()];
-    for path in &g.client_cas {
-        let pem = std::fs::read_to_string(path)
-            .with_context(|| format!("reading the client CA {}", path.display()))?;
-        roots.push(
-            vouch_pki::cert_der_from_pem(&pem)
-                .with_context(|| format!("reading the client CA {}", path.display()))?,
-        );
-    }
+    roots.extend(crate::ca::read_certs(&g.client_cas, "the client CA")?);
     let tls = vouch_gateway::server_config(id.chain, id.key_pkcs8, &roots)
         .context("configuring the gateway's TLS")?;
     let upstream_tls = match &g.upstream_tls {
@@ -92,10 +68,12 @@ pub async fn start(
         tracing::warn!(upstream = %g.upstream, "the broker does not answer yet: devices are refused (server unavailable) until it does");
     }
     tracing::info!(gateway_addr = %addr, upstream = %g.upstream, "MQTT gateway listening (mTLS)");
-    let serving = gateway.clone();
     Ok((
-        tokio::spawn(async move { serving.serve(listener, stop).await }),
-        gateway,
+        addr,
+        tokio::spawn(async move {
+            gateway.serve(listener, stop).await;
+            Ok(())
+        }),
     ))
 }
 
@@ -121,7 +99,8 @@ fn upstream_tls(
     let config = rustls::ClientConfig::builder_with_provider(Arc::new(
         rustls::crypto::ring::default_provider(),
     ))
-    .with_safe_default_protocol_versions()?
+    .with_safe_default_protocol_versions()
+    .context("the TLS versions towards the broker")?
     .with_root_certificates(roots)
     .with_no_client_auth();
     let name = ServerName::try_from(name.to_owned()).with_context(|| {
