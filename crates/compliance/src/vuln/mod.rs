@@ -1,0 +1,567 @@
+//! Vulnerability data, offline: SBOMs per firmware (CycloneDX, SPDX), advisories (OSV, CSAF 2.0), the
+//! CISA KEV catalogue and VEX (CycloneDX analysis, OpenVEX, CSAF `known_not_affected`), indexed in a
+//! [`VulnDb`] that says which vulnerabilities affect a device and which of them a VEX statement suppresses.
+//!
+//! A device is matched two ways: the SBOM of the firmware it runs (by image digest, else by model and
+//! version) lists components whose purl and version an OSV entry covers; and its vendor, model and firmware
+//! version fall in a CSAF product's version range. Every import returns an [`ImportDelta`] naming what it
+//! touched, so the caller re-evaluates only the devices it concerns ([`crate::FleetIndex`]).
+
+pub mod csaf;
+pub mod cyclonedx;
+pub mod ids;
+pub mod kev;
+pub mod openvex;
+pub mod osv;
+pub mod range;
+pub mod spdx;
+
+use std::cmp::Ordering;
+
+use foldhash::HashMap;
+use vouch_types::compare_versions;
+
+pub use ids::{
+    Format, MAX_DOCUMENT_BYTES, MAX_ENTRIES, PackageKey, ProductKey, Purl, VulnError, VulnId,
+    normalise_name,
+};
+pub use kev::KevEntry;
+pub use range::VersionRange;
+
+use crate::evidence::{DeviceEvidence, ImageDigest};
+use crate::rules::Severity;
+use csaf::CsafStatus;
+use osv::OsvAffected;
+
+/// One component of a firmware's SBOM.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Component {
+    /// Its name.
+    pub name: String,
+    /// Its version.
+    pub version: Option<String>,
+    /// Its package URL, when it has one (matching is by purl).
+    pub purl: Option<Purl>,
+    /// Its CPE, kept for reports (CPE matching is not done).
+    pub cpe: Option<String>,
+}
+
+/// A VEX status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VexStatus {
+    /// The product is not affected: suppresses the finding.
+    NotAffected,
+    /// The product is affected.
+    Affected,
+    /// The product's version is fixed: suppresses the finding.
+    Fixed,
+    /// Not yet known.
+    UnderInvestigation,
+}
+
+/// Where a VEX statement came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VexSource {
+    /// A CycloneDX `vulnerabilities[].analysis`.
+    CycloneDx,
+    /// An OpenVEX statement.
+    OpenVex,
+    /// A CSAF `known_not_affected` status.
+    Csaf,
+}
+
+/// A statement about one vulnerability in one package (or in the whole firmware, `product: None`, only
+/// within the SBOM that carries it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VexStatement {
+    /// The vulnerability.
+    pub vuln: VulnId,
+    /// The package it concerns.
+    pub product: Option<PackageKey>,
+    /// The version it concerns (`None`: every version).
+    pub version: Option<String>,
+    /// Its status.
+    pub status: VexStatus,
+    /// Why, as the author says.
+    pub justification: Option<String>,
+    /// The format it came in.
+    pub source: VexSource,
+}
+
+impl VexStatement {
+    fn suppresses(&self, package: Option<&PackageKey>, version: &str) -> bool {
+        matches!(self.status, VexStatus::NotAffected | VexStatus::Fixed)
+            && (self.product.is_none() || self.product.as_ref() == package)
+            && self
+                .version
+                .as_deref()
+                .is_none_or(|v| compare_versions(v, version) == Ordering::Equal)
+    }
+}
+
+/// Which firmware an SBOM describes.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum FirmwareKey {
+    /// One image, by digest.
+    Image(ImageDigest),
+    /// A model's release: normalised model name and version as written.
+    Release {
+        /// The model, normalised ([`normalise_name`]).
+        model: String,
+        /// The version.
+        version: String,
+    },
+}
+
+impl FirmwareKey {
+    /// A model's release.
+    pub fn release(model: &str, version: &str) -> Self {
+        Self::Release {
+            model: normalise_name(model, false),
+            version: version.trim().to_owned(),
+        }
+    }
+
+    /// The keys a device's firmware is known by: its image, then its model's release.
+    pub fn of(device: &DeviceEvidence) -> impl Iterator<Item = FirmwareKey> {
+        let image = device.image_digest.map(Self::Image);
+        let release = device
+            .model
+            .as_ref()
+            .zip(device.firmware.as_ref())
+            .map(|(m, v)| Self::release(m.as_str(), v.as_str()));
+        image.into_iter().chain(release)
+    }
+}
+
+/// The SBOM of one firmware.
+#[derive(Debug, Clone)]
+pub struct Sbom {
+    /// The format it came in.
+    pub format: Format,
+    /// Its components.
+    pub components: Vec<Component>,
+    /// Its own VEX statements.
+    pub vex: Vec<VexStatement>,
+}
+
+/// One advisory: an OSV entry or one vulnerability of a CSAF document.
+#[derive(Debug, Clone)]
+pub struct Advisory {
+    /// Its id (a CVE when the document gives one).
+    pub id: VulnId,
+    /// Its other ids.
+    pub aliases: Vec<VulnId>,
+    /// Its title or summary.
+    pub title: String,
+    /// The format it came in.
+    pub source: Format,
+    /// How severe it is (CVSS when given, else high).
+    pub severity: Severity,
+    /// Packages it affects (OSV).
+    pub packages: Vec<PackageKey>,
+    /// Products it names (CSAF).
+    pub products: Vec<ProductKey>,
+    /// Replaced by a later import of the same id.
+    superseded: bool,
+}
+
+impl Advisory {
+    /// Its id and aliases.
+    pub fn names(&self) -> impl Iterator<Item = &VulnId> {
+        std::iter::once(&self.id).chain(&self.aliases)
+    }
+}
+
+/// What an import touched: the devices to re-evaluate are those these reach.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ImportDelta {
+    /// Firmware whose SBOM changed.
+    pub firmwares: Vec<FirmwareKey>,
+    /// Packages an advisory or statement concerns.
+    pub packages: Vec<PackageKey>,
+    /// Products an advisory concerns.
+    pub products: Vec<ProductKey>,
+}
+
+impl ImportDelta {
+    fn extend_from(&mut self, a: &Advisory) {
+        self.packages.extend(a.packages.iter().cloned());
+        self.products.extend(a.products.iter().cloned());
+    }
+}
+
+/// How a vulnerability reached a device.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Via<'a> {
+    /// A component of its firmware's SBOM.
+    Component {
+        /// The package.
+        package: &'a PackageKey,
+        /// The component's version.
+        version: &'a str,
+    },
+    /// Its vendor, model and firmware version (CSAF).
+    Product {
+        /// The product.
+        product: &'a ProductKey,
+        /// The device's firmware version.
+        version: &'a str,
+    },
+}
+
+/// What suppressed a finding.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Suppression<'a> {
+    /// A VEX statement (CycloneDX, OpenVEX).
+    Vex(&'a VexStatement),
+    /// A CSAF advisory's `known_not_affected`.
+    CsafNotAffected,
+}
+
+/// A vulnerability that affects a device.
+#[derive(Debug, Clone, Copy)]
+pub struct VulnMatch<'a> {
+    /// The advisory.
+    pub advisory: &'a Advisory,
+    /// How it reached the device.
+    pub via: Via<'a>,
+    /// Its KEV entry, when it is known exploited.
+    pub kev: Option<&'a KevEntry>,
+    /// What suppresses it, if anything.
+    pub suppressed: Option<Suppression<'a>>,
+}
+
+struct CsafEntry {
+    advisory: u32,
+    versions: VersionRange,
+    status: CsafStatus,
+}
+
+/// The indexed vulnerability data.
+#[derive(Default)]
+pub struct VulnDb {
+    advisories: Vec<Advisory>,
+    by_name: HashMap<VulnId, Vec<u32>>,
+    osv: HashMap<PackageKey, Vec<(u32, OsvAffected)>>,
+    csaf: HashMap<ProductKey, Vec<CsafEntry>>,
+    kev: HashMap<VulnId, KevEntry>,
+    vex: HashMap<VulnId, Vec<VexStatement>>,
+    sboms: Vec<Sbom>,
+    by_firmware: HashMap<FirmwareKey, usize>,
+    firmwares_by_package: HashMap<PackageKey, Vec<FirmwareKey>>,
+}
+
+impl std::fmt::Debug for VulnDb {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("VulnDb")
+            .field("advisories", &self.advisories.len())
+            .field("kev", &self.kev.len())
+            .field("sboms", &self.sboms.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl VulnDb {
+    /// An empty database.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds an advisory, superseding an earlier one of the same id and source.
+    fn add(&mut self, a: Advisory) -> u32 {
+        let at = u32::try_from(self.advisories.len()).unwrap_or(u32::MAX);
+        if let Some(old) = self.by_name.get(&a.id) {
+            for &o in old {
+                if let Some(prev) = self.advisories.get_mut(o as usize)
+                    && prev.id == a.id
+                    && prev.source == a.source
+                {
+                    prev.superseded = true;
+                }
+            }
+        }
+        for n in a.names() {
+            self.by_name.entry(n.clone()).or_default().push(at);
+        }
+        self.advisories.push(a);
+        at
+    }
+
+    fn add_sbom(&mut self, sbom: Sbom, keys: &[FirmwareKey]) -> ImportDelta {
+        let at = self.sboms.len();
+        for c in &sbom.components {
+            if let Some(p) = &c.purl {
+                let fws = self.firmwares_by_package.entry(p.key.clone()).or_default();
+                for k in keys {
+                    if !fws.contains(k) {
+                        fws.push(k.clone());
+                    }
+                }
+            }
+        }
+        self.sboms.push(sbom);
+        for k in keys {
+            self.by_firmware.insert(k.clone(), at);
+        }
+        ImportDelta {
+            firmwares: keys.to_vec(),
+            ..ImportDelta::default()
+        }
+    }
+
+    /// Imports a CycloneDX SBOM as the SBOM of the firmware `keys` name (its analyses are its VEX).
+    pub fn import_cyclonedx_sbom(
+        &mut self,
+        bytes: &[u8],
+        keys: &[FirmwareKey],
+    ) -> Result<ImportDelta, VulnError> {
+        let doc = cyclonedx::parse(bytes)?;
+        let sbom = Sbom {
+            format: Format::CycloneDx,
+            components: doc.components,
+            vex: doc.vex,
+        };
+        Ok(self.add_sbom(sbom, keys))
+    }
+
+    /// Imports an SPDX 2.3 SBOM as the SBOM of the firmware `keys` name.
+    pub fn import_spdx_sbom(
+        &mut self,
+        bytes: &[u8],
+        keys: &[FirmwareKey],
+    ) -> Result<ImportDelta, VulnError> {
+        let sbom = Sbom {
+            format: Format::Spdx,
+            components: spdx::parse(bytes)?,
+            vex: Vec::new(),
+        };
+        Ok(self.add_sbom(sbom, keys))
+    }
+
+    fn add_vex(&mut self, statements: Vec<VexStatement>) -> ImportDelta {
+        let mut delta = ImportDelta::default();
+        for s in statements {
+            // A statement about no package applies only inside the SBOM that carries it.
+            let Some(p) = s.product.clone() else { continue };
+            delta.packages.push(p);
+            self.vex.entry(s.vuln.clone()).or_default().push(s);
+        }
+        delta
+    }
+
+    /// Imports a CycloneDX VEX document (its analyses, by the purls they name).
+    pub fn import_cyclonedx_vex(&mut self, bytes: &[u8]) -> Result<ImportDelta, VulnError> {
+        let doc = cyclonedx::parse(bytes)?;
+        Ok(self.add_vex(doc.vex))
+    }
+
+    /// Imports an OpenVEX document.
+    pub fn import_openvex(&mut self, bytes: &[u8]) -> Result<ImportDelta, VulnError> {
+        let statements = openvex::parse(bytes)?;
+        Ok(self.add_vex(statements))
+    }
+
+    /// Imports OSV entries.
+    pub fn import_osv(&mut self, bytes: &[u8]) -> Result<ImportDelta, VulnError> {
+        let mut delta = ImportDelta::default();
+        for e in osv::parse(bytes)? {
+            let a = Advisory {
+                id: e.id,
+                aliases: e.aliases,
+                title: e.summary,
+                source: Format::Osv,
+                severity: Severity::High,
+                packages: e.affected.iter().map(|a| a.package.clone()).collect(),
+                products: Vec::new(),
+                superseded: false,
+            };
+            delta.extend_from(&a);
+            let at = self.add(a);
+            for af in e.affected {
+                self.osv
+                    .entry(af.package.clone())
+                    .or_default()
+                    .push((at, af));
+            }
+        }
+        Ok(delta)
+    }
+
+    /// Imports a CSAF 2.0 advisory.
+    pub fn import_csaf(&mut self, bytes: &[u8]) -> Result<ImportDelta, VulnError> {
+        let doc = csaf::parse(bytes)?;
+        let mut delta = ImportDelta::default();
+        for v in doc.vulns {
+            let mut products: Vec<ProductKey> = v
+                .status
+                .iter()
+                .map(|(p, _)| doc.products[*p].key.clone())
+                .collect();
+            products.sort();
+            products.dedup();
+            let a = Advisory {
+                id: v.id,
+                aliases: v.aliases,
+                title: v.title,
+                source: Format::Csaf,
+                severity: v.cvss.map_or(Severity::High, Severity::from_cvss),
+                packages: Vec::new(),
+                products,
+                superseded: false,
+            };
+            delta.extend_from(&a);
+            let at = self.add(a);
+            for (p, status) in v.status {
+                let p = &doc.products[p];
+                self.csaf.entry(p.key.clone()).or_default().push(CsafEntry {
+                    advisory: at,
+                    versions: p.versions.clone(),
+                    status,
+                });
+            }
+        }
+        Ok(delta)
+    }
+
+    /// Imports the KEV catalogue (entries replace earlier ones of the same CVE).
+    pub fn import_kev(&mut self, bytes: &[u8]) -> Result<ImportDelta, VulnError> {
+        let mut delta = ImportDelta::default();
+        for e in kev::parse(bytes)? {
+            for &a in self.by_name.get(&e.cve).map_or(&[][..], Vec::as_slice) {
+                if let Some(a) = self.advisories.get(a as usize) {
+                    delta.extend_from(a);
+                }
+            }
+            self.kev.insert(e.cve.clone(), e);
+        }
+        Ok(delta)
+    }
+
+    /// The SBOM of the firmware a device runs, by image digest first.
+    pub fn sbom_for(&self, device: &DeviceEvidence) -> Option<&Sbom> {
+        FirmwareKey::of(device)
+            .find_map(|k| self.by_firmware.get(&k))
+            .and_then(|&i| self.sboms.get(i))
+    }
+
+    /// The firmware whose SBOM lists `package`.
+    pub fn firmwares_with(&self, package: &PackageKey) -> &[FirmwareKey] {
+        self.firmwares_by_package
+            .get(package)
+            .map_or(&[], Vec::as_slice)
+    }
+
+    /// The KEV entry of an advisory, by its id or an alias.
+    pub fn kev_of(&self, a: &Advisory) -> Option<&KevEntry> {
+        a.names().find_map(|n| self.kev.get(n))
+    }
+
+    fn vex_for<'a>(
+        &'a self,
+        a: &Advisory,
+        sbom: Option<&'a Sbom>,
+        package: Option<&PackageKey>,
+        version: &str,
+    ) -> Option<&'a VexStatement> {
+        let own = sbom.map_or(&[][..], |s| s.vex.as_slice());
+        a.names().find_map(|n| {
+            own.iter()
+                .filter(|s| &s.vuln == n)
+                .chain(self.vex.get(n).into_iter().flatten())
+                .find(|s| s.suppresses(package, version))
+        })
+    }
+
+    /// Every vulnerability that affects `device`, suppressed ones included (marked).
+    pub fn matches<'a>(&'a self, device: &'a DeviceEvidence) -> Vec<VulnMatch<'a>> {
+        let mut out: Vec<VulnMatch<'a>> = Vec::new();
+        let sbom = self.sbom_for(device);
+        for c in sbom.map_or(&[][..], |s| s.components.as_slice()) {
+            let (Some(p), Some(v)) = (&c.purl, c.version.as_deref()) else {
+                continue;
+            };
+            for (ai, af) in self.osv.get(&p.key).map_or(&[][..], Vec::as_slice) {
+                let Some(a) = self.live(*ai) else { continue };
+                let hit = af
+                    .versions
+                    .iter()
+                    .any(|x| compare_versions(x, v) == Ordering::Equal)
+                    || af.ranges.iter().any(|r| range::osv_affected(r, v));
+                if !hit || out.iter().any(|m| std::ptr::eq(m.advisory, a)) {
+                    continue;
+                }
+                out.push(VulnMatch {
+                    advisory: a,
+                    via: Via::Component {
+                        package: &p.key,
+                        version: v,
+                    },
+                    kev: self.kev_of(a),
+                    suppressed: self.vex_for(a, sbom, Some(&p.key), v).map(Suppression::Vex),
+                });
+            }
+        }
+        if !self.csaf.is_empty() {
+            self.match_csaf(device, &mut out);
+        }
+        out
+    }
+
+    fn match_csaf<'a>(&'a self, device: &'a DeviceEvidence, out: &mut Vec<VulnMatch<'a>>) {
+        let (Some(vendor), Some(model)) = (&device.vendor, &device.model) else {
+            return;
+        };
+        let key = ProductKey::new(vendor.as_str(), model.as_str());
+        let Some((key, entries)) = self.csaf.get_key_value(&key) else {
+            return;
+        };
+        let version = device.firmware.as_ref().map(|f| f.as_str());
+        let covers = |r: &VersionRange| match version {
+            Some(v) => r.contains(v),
+            // With no version known, only an advisory for every version applies.
+            None => *r == VersionRange::All,
+        };
+        // Per advisory: not affected beats fixed beats affected.
+        let mut state: Vec<(u32, CsafStatus)> = Vec::new();
+        for e in entries.iter().filter(|e| covers(&e.versions)) {
+            match state.iter_mut().find(|(a, _)| *a == e.advisory) {
+                Some((_, s)) => {
+                    if rank(e.status) > rank(*s) {
+                        *s = e.status;
+                    }
+                }
+                None => state.push((e.advisory, e.status)),
+            }
+        }
+        for (ai, s) in state {
+            let Some(a) = self.live(ai) else { continue };
+            let suppressed = match s {
+                CsafStatus::Fixed => continue,
+                CsafStatus::NotAffected => Some(Suppression::CsafNotAffected),
+                CsafStatus::Affected => None,
+            };
+            out.push(VulnMatch {
+                advisory: a,
+                via: Via::Product {
+                    product: key,
+                    version: version.unwrap_or("any"),
+                },
+                kev: self.kev_of(a),
+                suppressed,
+            });
+        }
+    }
+
+    fn live(&self, i: u32) -> Option<&Advisory> {
+        self.advisories.get(i as usize).filter(|a| !a.superseded)
+    }
+}
+
+fn rank(s: CsafStatus) -> u8 {
+    match s {
+        CsafStatus::Affected => 0,
+        CsafStatus::Fixed => 1,
+        CsafStatus::NotAffected => 2,
+    }
+}
