@@ -65,7 +65,7 @@ impl DeviceResult {
             .collect()
     }
 
-    /// One finding per failed check, most severe first.
+    /// One finding per failed check, most severe first (a CRA Art. 14 trigger first among equals).
     pub fn findings<'s>(&'s self, cat: &'s Catalogue) -> Vec<Finding<'s>> {
         let mut out: Vec<Finding<'s>> = cat
             .checks()
@@ -94,7 +94,7 @@ impl DeviceResult {
                 })
             })
             .collect();
-        out.sort_by_key(|f| std::cmp::Reverse(f.severity));
+        out.sort_by_key(|f| (std::cmp::Reverse(f.severity), f.art14.is_none()));
         out
     }
 }

@@ -5,13 +5,13 @@
 //! except where the operator has set no reference value (no golden config, no port allow-list, no firmware
 //! minimum for the model), which makes the rule not applicable rather than failing every device.
 
-use std::fmt::Write as _;
+use std::sync::Arc;
 
 use vouch_types::{Timestamp, compare_versions};
 
 use crate::catalogue::{Params, RuleId};
 use crate::evidence::{Attestation, Baselines, DeviceEvidence, FleetFacts, KeyAlgorithm};
-use crate::vuln::{Suppression, Via, VulnDb, VulnId, VulnMatch};
+use crate::vuln::{Suppression, VulnDb, VulnId, VulnMatch};
 
 const DAY_MICROS: i64 = 86_400_000_000;
 /// A certificate expiring within this many days fails, unless a control sets `expiry_horizon_days`.
@@ -95,8 +95,8 @@ pub struct Exploited {
 /// One item of evidence for a failure.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Evidence {
-    /// What was found, in words.
-    pub text: String,
+    /// What was found, in words (shared: a vulnerability's text is rendered once per SBOM, not per device).
+    pub text: Arc<str>,
     /// How severe this item is, when it says more than the rule's default (a vulnerability's CVSS).
     pub severity: Option<Severity>,
     /// For a known-exploited vulnerability, the CRA Art. 14 deadlines.
@@ -106,7 +106,7 @@ pub struct Evidence {
 impl Evidence {
     fn text(text: String) -> Self {
         Self {
-            text,
+            text: text.into(),
             severity: None,
             exploited: None,
         }
@@ -440,21 +440,6 @@ fn firmware_integrity(cx: &Context<'_>) -> Outcome {
     }
 }
 
-fn describe(m: &VulnMatch<'_>) -> String {
-    let a = m.advisory;
-    let mut s = a.id.to_string();
-    let aliases: Vec<&str> = a.aliases.iter().map(VulnId::as_str).collect();
-    if !aliases.is_empty() {
-        let _ = write!(s, " ({})", aliases.join(", "));
-    }
-    let _ = match m.via {
-        Via::Component { package, version } => write!(s, " in {package} {version}"),
-        Via::Product { product, version } => write!(s, " in {product} {version}"),
-    };
-    let _ = write!(s, " [{}]: {}", a.source, a.title);
-    s
-}
-
 fn known_vulnerabilities(cx: &Context<'_>, exploited_only: bool) -> Outcome {
     let mut fails = Vec::new();
     for m in cx.vulns.iter().filter(|m| m.suppressed.is_none()) {
@@ -468,15 +453,18 @@ fn known_vulnerabilities(cx: &Context<'_>, exploited_only: bool) -> Outcome {
                 .copied()
                 .unwrap_or(cx.now);
             let hours = |h: i64| first_seen.plus_micros(h * 3_600_000_000);
+            // The deadlines are in `exploited`; the text stays the same for every device on this firmware.
             fails.push(Evidence {
                 text: format!(
-                    "{} is known exploited (CISA KEV, added {}{}): CRA Art. 14 early warning due {}, notification due {}",
-                    describe(m),
-                    k.date_added,
-                    if k.ransomware { ", used in ransomware" } else { "" },
-                    hours(ART14_EARLY_WARNING_HOURS),
-                    hours(ART14_NOTIFICATION_HOURS),
-                ),
+                    "{}: known exploited (CISA KEV{}), a CRA Art. 14 reporting trigger",
+                    m.summary,
+                    if k.ransomware {
+                        ", used in ransomware"
+                    } else {
+                        ""
+                    },
+                )
+                .into(),
                 severity: Some(Severity::Critical),
                 exploited: Some(Exploited {
                     cve: k.cve.clone(),
@@ -488,7 +476,7 @@ fn known_vulnerabilities(cx: &Context<'_>, exploited_only: bool) -> Outcome {
             });
         } else {
             fails.push(Evidence {
-                text: describe(m),
+                text: m.summary.clone(),
                 severity: Some(if m.kev.is_some() {
                     Severity::Critical
                 } else {

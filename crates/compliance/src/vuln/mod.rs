@@ -17,6 +17,8 @@ pub mod range;
 pub mod spdx;
 
 use std::cmp::Ordering;
+use std::fmt::Write as _;
+use std::sync::Arc;
 
 use foldhash::HashMap;
 use vouch_types::compare_versions;
@@ -220,8 +222,10 @@ pub enum Suppression<'a> {
 }
 
 /// A vulnerability that affects a device.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct VulnMatch<'a> {
+    /// The advisory, where and in what it was found, in words (`CVE-… in pkg 1.2 [OSV]: title`).
+    pub summary: Arc<str>,
     /// The advisory.
     pub advisory: &'a Advisory,
     /// How it reached the device.
@@ -230,6 +234,28 @@ pub struct VulnMatch<'a> {
     pub kev: Option<&'a KevEntry>,
     /// What suppresses it, if anything.
     pub suppressed: Option<Suppression<'a>>,
+}
+
+fn summary(a: &Advisory, via: &Via<'_>) -> Arc<str> {
+    let mut s = a.id.to_string();
+    if !a.aliases.is_empty() {
+        let aliases: Vec<&str> = a.aliases.iter().map(VulnId::as_str).collect();
+        let _ = write!(s, " ({})", aliases.join(", "));
+    }
+    let _ = match via {
+        Via::Component { package, version } => write!(s, " in {package} {version}"),
+        Via::Product { product, version } => write!(s, " in {product} {version}"),
+    };
+    let _ = write!(s, " [{}]: {}", a.source, a.title);
+    s.into()
+}
+
+/// An advisory that covers a component of an SBOM, found when either was imported.
+#[derive(Debug, Clone)]
+struct Hit {
+    advisory: u32,
+    component: u32,
+    summary: Arc<str>,
 }
 
 struct CsafEntry {
@@ -247,9 +273,10 @@ pub struct VulnDb {
     csaf: HashMap<ProductKey, Vec<CsafEntry>>,
     kev: HashMap<VulnId, KevEntry>,
     vex: HashMap<VulnId, Vec<VexStatement>>,
-    sboms: Vec<Sbom>,
+    sboms: Vec<(Sbom, Vec<Hit>)>,
     by_firmware: HashMap<FirmwareKey, usize>,
     firmwares_by_package: HashMap<PackageKey, Vec<FirmwareKey>>,
+    sboms_by_package: HashMap<PackageKey, Vec<usize>>,
 }
 
 impl std::fmt::Debug for VulnDb {
@@ -298,9 +325,14 @@ impl VulnDb {
                         fws.push(k.clone());
                     }
                 }
+                let sboms = self.sboms_by_package.entry(p.key.clone()).or_default();
+                if sboms.last() != Some(&at) {
+                    sboms.push(at);
+                }
             }
         }
-        self.sboms.push(sbom);
+        let hits = self.hits(&sbom);
+        self.sboms.push((sbom, hits));
         for k in keys {
             self.by_firmware.insert(k.clone(), at);
         }
@@ -385,7 +417,53 @@ impl VulnDb {
                     .push((at, af));
             }
         }
+        // The SBOMs that list a package the import concerns find their advisories again.
+        let mut touched: Vec<usize> = delta
+            .packages
+            .iter()
+            .flat_map(|p| self.sboms_by_package.get(p).into_iter().flatten().copied())
+            .collect();
+        touched.sort_unstable();
+        touched.dedup();
+        for i in touched {
+            if let Some((sbom, _)) = self.sboms.get(i) {
+                let hits = self.hits(sbom);
+                if let Some(entry) = self.sboms.get_mut(i) {
+                    entry.1 = hits;
+                }
+            }
+        }
         Ok(delta)
+    }
+
+    /// The live OSV advisories that cover a component of `sbom`, each once (at its first component).
+    fn hits(&self, sbom: &Sbom) -> Vec<Hit> {
+        let mut out: Vec<Hit> = Vec::new();
+        for (ci, c) in sbom.components.iter().enumerate() {
+            let (Some(p), Some(v)) = (&c.purl, c.version.as_deref()) else {
+                continue;
+            };
+            for (ai, af) in self.osv.get(&p.key).map_or(&[][..], Vec::as_slice) {
+                let Some(a) = self.live(*ai) else { continue };
+                let hit = af
+                    .versions
+                    .iter()
+                    .any(|x| compare_versions(x, v) == Ordering::Equal)
+                    || af.ranges.iter().any(|r| range::osv_affected(r, v));
+                if hit && !out.iter().any(|h| h.advisory == *ai) {
+                    let via = Via::Component {
+                        package: &p.key,
+                        version: v,
+                    };
+                    out.push(Hit {
+                        advisory: *ai,
+                        component: u32::try_from(ci).unwrap_or(u32::MAX),
+                        summary: summary(a, &via),
+                    });
+                }
+            }
+        }
+        out
     }
 
     /// Imports a CSAF 2.0 advisory.
@@ -440,6 +518,10 @@ impl VulnDb {
 
     /// The SBOM of the firmware a device runs, by image digest first.
     pub fn sbom_for(&self, device: &DeviceEvidence) -> Option<&Sbom> {
+        self.sbom_entry(device).map(|(s, _)| s)
+    }
+
+    fn sbom_entry(&self, device: &DeviceEvidence) -> Option<&(Sbom, Vec<Hit>)> {
         FirmwareKey::of(device)
             .find_map(|k| self.by_firmware.get(&k))
             .and_then(|&i| self.sboms.get(i))
@@ -476,29 +558,28 @@ impl VulnDb {
     /// Every vulnerability that affects `device`, suppressed ones included (marked).
     pub fn matches<'a>(&'a self, device: &'a DeviceEvidence) -> Vec<VulnMatch<'a>> {
         let mut out: Vec<VulnMatch<'a>> = Vec::new();
-        let sbom = self.sbom_for(device);
-        for c in sbom.map_or(&[][..], |s| s.components.as_slice()) {
-            let (Some(p), Some(v)) = (&c.purl, c.version.as_deref()) else {
-                continue;
-            };
-            for (ai, af) in self.osv.get(&p.key).map_or(&[][..], Vec::as_slice) {
-                let Some(a) = self.live(*ai) else { continue };
-                let hit = af
-                    .versions
-                    .iter()
-                    .any(|x| compare_versions(x, v) == Ordering::Equal)
-                    || af.ranges.iter().any(|r| range::osv_affected(r, v));
-                if !hit || out.iter().any(|m| std::ptr::eq(m.advisory, a)) {
+        if let Some((sbom, hits)) = self.sbom_entry(device) {
+            for h in hits {
+                let (Some(a), Some(c)) = (
+                    self.live(h.advisory),
+                    sbom.components.get(h.component as usize),
+                ) else {
                     continue;
-                }
+                };
+                let (Some(p), Some(v)) = (&c.purl, c.version.as_deref()) else {
+                    continue;
+                };
                 out.push(VulnMatch {
+                    summary: h.summary.clone(),
                     advisory: a,
                     via: Via::Component {
                         package: &p.key,
                         version: v,
                     },
                     kev: self.kev_of(a),
-                    suppressed: self.vex_for(a, sbom, Some(&p.key), v).map(Suppression::Vex),
+                    suppressed: self
+                        .vex_for(a, Some(sbom), Some(&p.key), v)
+                        .map(Suppression::Vex),
                 });
             }
         }
@@ -541,12 +622,14 @@ impl VulnDb {
                 CsafStatus::NotAffected => Some(Suppression::CsafNotAffected),
                 CsafStatus::Affected => None,
             };
+            let via = Via::Product {
+                product: key,
+                version: version.unwrap_or("any"),
+            };
             out.push(VulnMatch {
+                summary: summary(a, &via),
                 advisory: a,
-                via: Via::Product {
-                    product: key,
-                    version: version.unwrap_or("any"),
-                },
+                via,
                 kev: self.kev_of(a),
                 suppressed,
             });

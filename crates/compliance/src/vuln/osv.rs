@@ -6,7 +6,7 @@
 use serde::Deserialize;
 
 use super::ids::{Format, PackageKey, Purl, VulnError, VulnId, bounded, read_json};
-use super::range::OsvEvent;
+use super::range::{self, OsvEvent};
 
 const F: Format = Format::Osv;
 
@@ -87,7 +87,7 @@ pub struct OsvEntry {
 pub struct OsvAffected {
     /// The package.
     pub package: PackageKey,
-    /// Its ranges (each a list of events).
+    /// Its ranges (each a list of events, in version order).
     pub ranges: Vec<Vec<OsvEvent>>,
     /// Versions listed one by one.
     pub versions: Vec<String>,
@@ -150,7 +150,8 @@ pub fn parse(bytes: &[u8]) -> Result<Vec<OsvEntry>, VulnError> {
                 .into_iter()
                 .filter(|r| matches!(r.kind.as_str(), "SEMVER" | "ECOSYSTEM"))
                 .map(|r| {
-                    r.events
+                    let mut events: Vec<OsvEvent> = r
+                        .events
                         .into_iter()
                         .filter_map(|ev| {
                             ev.introduced
@@ -158,7 +159,9 @@ pub fn parse(bytes: &[u8]) -> Result<Vec<OsvEntry>, VulnError> {
                                 .or(ev.fixed.map(OsvEvent::Fixed))
                                 .or(ev.last_affected.map(OsvEvent::LastAffected))
                         })
-                        .collect()
+                        .collect();
+                    range::sort_events(&mut events);
+                    events
                 })
                 .collect();
             affected.push(OsvAffected {

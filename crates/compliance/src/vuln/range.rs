@@ -232,13 +232,16 @@ impl OsvEvent {
     }
 }
 
-/// Whether `v` is affected under OSV `events` (sorted by version, then walked: each event at or below `v`
-/// switches the state; a `last_affected` switches it off only for versions above it).
+/// Puts OSV events in version order, as [`osv_affected`] reads them (done once, when an entry is read).
+pub fn sort_events(events: &mut [OsvEvent]) {
+    events.sort_by(|a, b| cmp(a.version(), b.version()));
+}
+
+/// Whether `v` is affected under OSV `events`, in version order ([`sort_events`]): walked in order, each
+/// event at or below `v` switches the state; a `last_affected` switches it off only for versions above it.
 pub fn osv_affected(events: &[OsvEvent], v: &str) -> bool {
-    let mut sorted: Vec<&OsvEvent> = events.iter().collect();
-    sorted.sort_by(|a, b| cmp(a.version(), b.version()));
     let mut affected = false;
-    for e in sorted {
+    for e in events {
         let o = cmp(v, e.version());
         match e {
             OsvEvent::Introduced(x) if x == "0" || o != Ordering::Less => affected = true,
