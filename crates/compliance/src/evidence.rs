@@ -423,6 +423,35 @@ mod tests {
     }
 
     #[test]
+    fn baselines_read_from_toml() {
+        let hex = "ab".repeat(32);
+        let b: Baselines = toml::from_str(&format!(
+            r#"
+            default_users = ["installer"]
+            [golden_config]
+            "VC-200" = "sha256:{hex}"
+            [min_firmware]
+            "VC-200" = "4.0"
+            [allowed_ports]
+            camera = ["tcp/443", "udp/554"]
+            [support_end]
+            "VC-200" = "2030-12-31T00:00:00Z"
+            [allowed_images]
+            "VC-200" = ["{hex}"]
+            "#
+        ))
+        .unwrap();
+        let m: Model = "VC-200".parse().unwrap();
+        assert_eq!(b.min_firmware[&m].as_str(), "4.0");
+        assert!(b.allowed_ports[&DeviceClass::Camera].contains(&Port::udp(554)));
+        assert_eq!(b.allowed_images[&m].len(), 1);
+        assert!(b.is_default_user("INSTALLER") && !b.is_default_user("admin"));
+        assert!(Baselines::default().is_default_user("admin"));
+        assert!(toml::from_str::<Baselines>("golden = {}").is_err());
+        assert!(toml::from_str::<Baselines>("[allowed_ports]\ncamera = [\"tcp/x\"]").is_err());
+    }
+
+    #[test]
     fn shared_identities_are_found_once_per_device() {
         let fp: CertFingerprint = "cd".repeat(32).parse().unwrap();
         let cert = Certificate {
