@@ -426,6 +426,46 @@ fn a_csaf_range_makes_a_finding_that_an_upgrade_clears() {
 }
 
 #[test]
+fn csaf_vex_names_components_by_purl() {
+    let cat = Catalogue::shipped().unwrap();
+    let mut db = db();
+    db.import_osv(&data("osv-embedded.json")).unwrap();
+    let delta = db.import_csaf(&data("vc200-vex.csaf.json")).unwrap();
+    let keys: Vec<&str> = delta.packages.iter().map(|p| p.as_str()).collect();
+    assert_eq!(keys, ["generic/busybox", "generic/openssl"]);
+    let cam = device(1, CAMERA);
+    let m = db.matches(&cam);
+    let busybox = m
+        .iter()
+        .find(|m| m.advisory.id.as_str() == "VOUCH-TEST-2022-28391")
+        .unwrap();
+    assert!(matches!(
+        busybox.suppressed,
+        Some(Suppression::Vex(s)) if s.source == VexSource::Csaf
+    ));
+    let openssl = m
+        .iter()
+        .find(|m| m.advisory.id.as_str() == "CVE-2026-99998")
+        .unwrap();
+    assert!(openssl.suppressed.is_none() && openssl.kev.is_none());
+    let r = &evaluate_all(&cat, &db, std::slice::from_ref(&cam))[0];
+    let f = r
+        .findings(&cat)
+        .into_iter()
+        .find(|f| f.rule == RuleId::NoKnownVulnerability)
+        .unwrap();
+    let texts: Vec<&str> = f.evidence.iter().map(|e| &*e.text).collect();
+    assert_eq!(texts.len(), 2, "bash and openssl: {texts:?}");
+    assert!(texts.iter().any(|t| t.starts_with("CVE-2026-99998")));
+    // The PLCs' busybox 1.36.1 is past the OSV range, and the statement names 1.33.1 only.
+    assert!(
+        db.matches(&device(2, PLC5000))
+            .iter()
+            .all(|m| m.advisory.id.as_str() == "VOUCH-TEST-2014-6271")
+    );
+}
+
+#[test]
 fn an_import_names_exactly_the_devices_it_concerns() {
     let devices = vec![
         device(0, CAMERA),

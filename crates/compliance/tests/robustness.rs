@@ -18,6 +18,7 @@ fn fixtures() -> Vec<(&'static str, Import)> {
         }),
         ("osv-embedded.json", VulnDb::import_osv),
         ("icsa-26-051-01.csaf.json", VulnDb::import_csaf),
+        ("vc200-vex.csaf.json", VulnDb::import_csaf),
         ("kev.json", VulnDb::import_kev),
         ("openvex-bash.json", VulnDb::import_openvex),
     ]

@@ -4,12 +4,15 @@
 //!
 //! Version ranges are `vers:` URIs or the free forms vendors write, read by [`VersionRange::normalise`];
 //! a range that reads as neither is refused with its product id, so no advisory is half-applied silently.
-//! `relationships` (a product installed on another) are not read: ICS advisories name the device itself.
+//! A product whose identification helper gives a purl (as CSAF VEX documents name components) also matches
+//! SBOM components: affected as an advisory for that package, fixed or not affected as a VEX statement.
+//! `relationships` (a product installed on another) are known by id but match nothing: ICS advisories
+//! name the device itself.
 
 use foldhash::HashMap;
 use serde::Deserialize;
 
-use super::ids::{Format, ProductKey, VulnError, VulnId, bounded, read_json};
+use super::ids::{Format, ProductKey, Purl, VulnError, VulnId, bounded, read_json};
 use super::range::VersionRange;
 
 const F: Format = Format::Csaf;
@@ -42,6 +45,15 @@ struct Tracking {
 struct Tree {
     #[serde(default)]
     branches: Vec<Branch>,
+    #[serde(default)]
+    full_product_names: Vec<FullProduct>,
+    #[serde(default)]
+    relationships: Vec<Relationship>,
+}
+
+#[derive(Deserialize)]
+struct Relationship {
+    full_product_name: FullProduct,
 }
 
 #[derive(Deserialize)]
@@ -57,6 +69,23 @@ struct Branch {
 #[derive(Deserialize)]
 struct FullProduct {
     product_id: String,
+    #[serde(default)]
+    product_identification_helper: Option<Helper>,
+}
+
+#[derive(Deserialize)]
+struct Helper {
+    #[serde(default)]
+    purl: Option<String>,
+}
+
+impl FullProduct {
+    fn purl(&self) -> Option<Purl> {
+        self.product_identification_helper
+            .as_ref()
+            .and_then(|h| h.purl.as_deref())
+            .and_then(Purl::parse)
+    }
 }
 
 #[derive(Deserialize)]
@@ -111,10 +140,12 @@ struct Cvss {
 pub struct CsafProduct {
     /// Its id within the document.
     pub id: String,
-    /// Normalised vendor and product.
-    pub key: ProductKey,
+    /// Normalised vendor and product, when branches name them.
+    pub key: Option<ProductKey>,
     /// The versions it stands for.
     pub versions: VersionRange,
+    /// Its package URL, when its identification helper gives one (CSAF VEX names components so).
+    pub purl: Option<Purl>,
 }
 
 /// What a CSAF vulnerability says about a product.
@@ -187,13 +218,18 @@ fn walk<'a>(
             _ => {}
         }
         if let Some(fp) = &b.product {
-            let (Some(vendor), Some(product)) = (p.vendor, p.product.or(p.family)) else {
+            let purl = fp.purl();
+            let key = p
+                .vendor
+                .zip(p.product.or(p.family))
+                .map(|(v, n)| ProductKey::new(v, n));
+            if key.is_none() && purl.is_none() {
                 problems.push(format!(
-                    "{}: no vendor or product name above it",
+                    "{}: no vendor and product name above it, and no purl",
                     fp.product_id
                 ));
                 continue;
-            };
+            }
             let versions = match (p.exact, p.range) {
                 (Some(v), _) => Some(VersionRange::exact(v.trim())),
                 (None, Some(r)) => VersionRange::normalise(r),
@@ -202,8 +238,9 @@ fn walk<'a>(
             match versions {
                 Some(versions) => out.push(CsafProduct {
                     id: fp.product_id.clone(),
-                    key: ProductKey::new(vendor, product),
+                    key,
                     versions,
+                    purl,
                 }),
                 None => problems.push(format!(
                     "{}: version range `{}` is not one Vouch reads",
@@ -244,6 +281,21 @@ pub fn parse(bytes: &[u8]) -> Result<CsafDoc, VulnError> {
             &mut products,
             &mut problems,
         )?;
+        // Products named outside branches match only by purl; without one they are known (a status may
+        // name them) but match nothing, like a product installed on another (`relationships`).
+        let loose = t
+            .full_product_names
+            .iter()
+            .chain(t.relationships.iter().map(|r| &r.full_product_name));
+        for fp in loose {
+            products.push(CsafProduct {
+                id: fp.product_id.clone(),
+                key: None,
+                versions: VersionRange::All,
+                purl: fp.purl(),
+            });
+            bounded(F, "products", &products)?;
+        }
     }
     if !problems.is_empty() {
         return Err(VulnError::Invalid(F, problems.join("; ")));

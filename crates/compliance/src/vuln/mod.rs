@@ -73,7 +73,8 @@ struct CsafEntry {
 pub struct VulnDb {
     advisories: Vec<Advisory>,
     by_name: HashMap<VulnId, Vec<u32>>,
-    osv: HashMap<PackageKey, Vec<(u32, OsvAffected)>>,
+    /// Advisories by the package they affect (OSV entries, CSAF products named by purl).
+    by_package: HashMap<PackageKey, Vec<(u32, OsvAffected)>>,
     csaf: HashMap<ProductKey, Vec<CsafEntry>>,
     kev: HashMap<VulnId, KevEntry>,
     vex: HashMap<VulnId, Vec<VexStatement>>,
@@ -215,15 +216,19 @@ impl VulnDb {
             delta.extend_from(&a);
             let at = self.add(a);
             for af in e.affected {
-                self.osv
+                self.by_package
                     .entry(af.package.clone())
                     .or_default()
                     .push((at, af));
             }
         }
-        // The SBOMs that list a package the import concerns find their advisories again.
-        let mut touched: Vec<usize> = delta
-            .packages
+        self.refresh(&delta.packages);
+        Ok(delta)
+    }
+
+    /// The SBOMs that list one of `packages` find their advisories again.
+    fn refresh(&mut self, packages: &[PackageKey]) {
+        let mut touched: Vec<usize> = packages
             .iter()
             .flat_map(|p| self.sboms_by_package.get(p).into_iter().flatten().copied())
             .collect();
@@ -237,7 +242,6 @@ impl VulnDb {
                 }
             }
         }
-        Ok(delta)
     }
 
     /// The live OSV advisories that cover a component of `sbom`, each once (at its first component).
@@ -247,7 +251,7 @@ impl VulnDb {
             let (Some(p), Some(v)) = (&c.purl, c.version.as_deref()) else {
                 continue;
             };
-            for (ai, af) in self.osv.get(&p.key).map_or(&[][..], Vec::as_slice) {
+            for (ai, af) in self.by_package.get(&p.key).map_or(&[][..], Vec::as_slice) {
                 let Some(a) = self.live(*ai) else { continue };
                 let hit = af
                     .versions
@@ -275,34 +279,90 @@ impl VulnDb {
         let doc = csaf::parse(bytes)?;
         let mut delta = ImportDelta::default();
         for v in doc.vulns {
-            let mut products: Vec<ProductKey> = v
-                .status
-                .iter()
-                .map(|(p, _)| doc.products[*p].key.clone())
-                .collect();
+            let named = |affected_only: bool| {
+                let mut keys: Vec<_> = v
+                    .status
+                    .iter()
+                    .filter(|(_, s)| !affected_only || *s == CsafStatus::Affected)
+                    .filter_map(|(p, _)| doc.products.get(*p))
+                    .collect();
+                keys.dedup_by(|a, b| a.id == b.id);
+                keys
+            };
+            let mut products: Vec<ProductKey> =
+                named(false).iter().filter_map(|p| p.key.clone()).collect();
             products.sort();
             products.dedup();
+            let mut packages: Vec<PackageKey> = named(true)
+                .iter()
+                .filter_map(|p| p.purl.as_ref().map(|u| u.key.clone()))
+                .collect();
+            packages.sort();
+            packages.dedup();
             let a = Advisory {
                 id: v.id,
                 aliases: v.aliases,
                 title: v.title,
                 source: Format::Csaf,
                 severity: v.cvss.map_or(Severity::High, Severity::from_cvss),
-                packages: Vec::new(),
+                packages,
                 products,
                 superseded: false,
             };
             delta.extend_from(&a);
             let at = self.add(a);
+            let mut statements = Vec::new();
             for (p, status) in v.status {
-                let p = &doc.products[p];
-                self.csaf.entry(p.key.clone()).or_default().push(CsafEntry {
-                    advisory: at,
-                    versions: p.versions.clone(),
-                    status,
-                });
+                let Some(p) = doc.products.get(p) else {
+                    continue;
+                };
+                if let Some(key) = &p.key {
+                    self.csaf.entry(key.clone()).or_default().push(CsafEntry {
+                        advisory: at,
+                        versions: p.versions.clone(),
+                        status,
+                    });
+                }
+                let Some(purl) = &p.purl else { continue };
+                match status {
+                    CsafStatus::Affected => {
+                        // A purl without a version: every version of the package.
+                        let (ranges, versions) = match &purl.version {
+                            Some(v) => (Vec::new(), vec![v.clone()]),
+                            None => (
+                                vec![vec![range::OsvEvent::Introduced("0".into())]],
+                                Vec::new(),
+                            ),
+                        };
+                        self.by_package.entry(purl.key.clone()).or_default().push((
+                            at,
+                            OsvAffected {
+                                package: purl.key.clone(),
+                                ranges,
+                                versions,
+                            },
+                        ));
+                    }
+                    CsafStatus::Fixed | CsafStatus::NotAffected => statements.push(VexStatement {
+                        vuln: self.advisories[at as usize].id.clone(),
+                        product: Some(purl.key.clone()),
+                        version: purl.version.clone(),
+                        status: if status == CsafStatus::Fixed {
+                            VexStatus::Fixed
+                        } else {
+                            VexStatus::NotAffected
+                        },
+                        justification: None,
+                        source: VexSource::Csaf,
+                    }),
+                }
             }
+            let vex = self.add_vex(statements);
+            delta.packages.extend(vex.packages);
         }
+        delta.packages.sort();
+        delta.packages.dedup();
+        self.refresh(&delta.packages);
         Ok(delta)
     }
 
