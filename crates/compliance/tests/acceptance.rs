@@ -503,6 +503,71 @@ fn an_import_names_exactly_the_devices_it_concerns() {
 }
 
 #[test]
+fn every_device_whose_result_an_import_changes_is_among_those_it_names() {
+    let cat = Catalogue::shipped().unwrap();
+    let mut devices = vec![
+        device(0, CAMERA),
+        device(1, PLC5000),
+        device(2, PLC3000),
+        device(3, CAMERA),
+    ];
+    devices[3].firmware = Some("4.0".parse().unwrap());
+    let ix = FleetIndex::build(&devices);
+    let mut db = VulnDb::new();
+    type Step = fn(&mut VulnDb) -> ImportDelta;
+    let steps: [(&str, Step); 8] = [
+        ("camera SBOM", |db| {
+            db.import_cyclonedx_sbom(
+                &data("camera-fw-4.2.1.cdx.json"),
+                &[FirmwareKey::release("VC-200", "4.2.1")],
+            )
+            .unwrap()
+        }),
+        ("KEV before its advisories", |db| {
+            db.import_kev(&data("kev.json")).unwrap()
+        }),
+        ("OSV", |db| {
+            db.import_osv(&data("osv-embedded.json")).unwrap()
+        }),
+        ("PLC SBOM", |db| {
+            db.import_spdx_sbom(
+                &data("gateway-fw-2.0.0.spdx.json"),
+                &[FirmwareKey::release("ProLogix PLC 5000", "V3.1")],
+            )
+            .unwrap()
+        }),
+        ("CSAF", |db| {
+            db.import_csaf(&data("icsa-26-051-01.csaf.json")).unwrap()
+        }),
+        ("CSAF VEX", |db| {
+            db.import_csaf(&data("vc200-vex.csaf.json")).unwrap()
+        }),
+        ("OpenVEX", |db| {
+            db.import_openvex(&data("openvex-bash.json")).unwrap()
+        }),
+        ("KEV again", |db| db.import_kev(&data("kev.json")).unwrap()),
+    ];
+    let mut before = evaluate_all(&cat, &db, &devices);
+    let mut changed_any = 0;
+    for (what, step) in steps {
+        let delta = step(&mut db);
+        let named = ix.affected(&db, &delta);
+        let after = evaluate_all(&cat, &db, &devices);
+        for (i, (b, a)) in before.iter().zip(&after).enumerate() {
+            if b != a {
+                changed_any += 1;
+                assert!(
+                    named.contains(&i),
+                    "{what}: device {i} changed, not named in {named:?}"
+                );
+            }
+        }
+        before = after;
+    }
+    assert!(changed_any >= 6, "the steps change results ({changed_any})");
+}
+
+#[test]
 fn an_image_digest_finds_its_sbom_before_the_release() {
     let mut db = VulnDb::new();
     let img: ImageDigest = digest(0x1a);
