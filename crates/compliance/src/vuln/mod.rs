@@ -101,8 +101,12 @@ impl VulnDb {
     }
 
     /// Adds an advisory, superseding an earlier one of the same id and source.
-    fn add(&mut self, a: Advisory) -> u32 {
+    fn add(&mut self, mut a: Advisory) -> u32 {
         let at = u32::try_from(self.advisories.len()).unwrap_or(u32::MAX);
+        let known_exploited = a.names().any(|n| self.kev.contains_key(n));
+        let has_vex = a.names().any(|n| self.vex.contains_key(n));
+        a.known_exploited = known_exploited;
+        a.has_vex = has_vex;
         if let Some(old) = self.by_name.get(&a.id) {
             for &o in old {
                 if let Some(prev) = self.advisories.get_mut(o as usize)
@@ -182,6 +186,11 @@ impl VulnDb {
             // A statement about no package applies only inside the SBOM that carries it.
             let Some(p) = s.product.clone() else { continue };
             delta.packages.push(p);
+            for &a in self.by_name.get(&s.vuln).map_or(&[][..], Vec::as_slice) {
+                if let Some(a) = self.advisories.get_mut(a as usize) {
+                    a.has_vex = true;
+                }
+            }
             self.vex.entry(s.vuln.clone()).or_default().push(s);
         }
         delta
@@ -212,6 +221,8 @@ impl VulnDb {
                 packages: e.affected.iter().map(|a| a.package.clone()).collect(),
                 products: Vec::new(),
                 superseded: false,
+                known_exploited: false,
+                has_vex: false,
             };
             delta.extend_from(&a);
             let at = self.add(a);
@@ -308,6 +319,8 @@ impl VulnDb {
                 packages,
                 products,
                 superseded: false,
+                known_exploited: false,
+                has_vex: false,
             };
             delta.extend_from(&a);
             let at = self.add(a);
@@ -371,7 +384,8 @@ impl VulnDb {
         let mut delta = ImportDelta::default();
         for e in kev::parse(bytes)? {
             for &a in self.by_name.get(&e.cve).map_or(&[][..], Vec::as_slice) {
-                if let Some(a) = self.advisories.get(a as usize) {
+                if let Some(a) = self.advisories.get_mut(a as usize) {
+                    a.known_exploited = true;
                     delta.extend_from(a);
                 }
             }
@@ -400,6 +414,9 @@ impl VulnDb {
 
     /// The KEV entry of an advisory, by its id or an alias.
     pub fn kev_of(&self, a: &Advisory) -> Option<&KevEntry> {
+        if !a.known_exploited {
+            return None;
+        }
         a.names().find_map(|n| self.kev.get(n))
     }
 
@@ -411,10 +428,14 @@ impl VulnDb {
         version: &str,
     ) -> Option<&'a VexStatement> {
         let own = sbom.map_or(&[][..], |s| s.vex.as_slice());
+        if own.is_empty() && !a.has_vex {
+            return None;
+        }
         a.names().find_map(|n| {
+            let global = if a.has_vex { self.vex.get(n) } else { None };
             own.iter()
                 .filter(|s| &s.vuln == n)
-                .chain(self.vex.get(n).into_iter().flatten())
+                .chain(global.into_iter().flatten())
                 .find(|s| s.suppresses(package, version))
         })
     }

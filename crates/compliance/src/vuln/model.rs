@@ -142,6 +142,10 @@ pub struct Advisory {
     pub products: Vec<ProductKey>,
     /// Replaced by a later import of the same id.
     pub(super) superseded: bool,
+    /// The KEV catalogue lists one of its names (kept so that matching hashes nothing for the rest).
+    pub(super) known_exploited: bool,
+    /// A VEX statement outside any SBOM names one of its names.
+    pub(super) has_vex: bool,
 }
 
 impl Advisory {
