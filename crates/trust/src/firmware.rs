@@ -1,8 +1,8 @@
 //! Firmware currency: a device model's minimum supported version and its known-vulnerable versions, and
 //! how a reported version compares with them.
 //!
-//! Vendors write versions every way ("4.03", "V3.2.6", "2.1.0-rc1"), so versions are compared by their
-//! numeric components in order (letters ignored, a missing component counts as 0): "V3.2.6" < "3.10".
+//! Versions are compared by their numeric components (`vouch_types::compare_versions`, which compliance
+//! shares): "V3.2.6" < "3.10".
 
 use std::cmp::Ordering;
 
@@ -46,25 +46,8 @@ impl FirmwareRule {
     }
 }
 
-fn components(v: &str) -> impl Iterator<Item = u64> + '_ {
-    v.split(|c: char| !c.is_ascii_digit())
-        .filter(|p| !p.is_empty())
-        .map(|p| p.parse::<u64>().unwrap_or(u64::MAX))
-}
-
-/// Compares two versions by their numeric components.
-pub fn compare(a: &str, b: &str) -> Ordering {
-    let (mut x, mut y) = (components(a), components(b));
-    loop {
-        match (x.next(), y.next()) {
-            (None, None) => return Ordering::Equal,
-            (p, q) => match p.unwrap_or(0).cmp(&q.unwrap_or(0)) {
-                Ordering::Equal => {}
-                o => return o,
-            },
-        }
-    }
-}
+/// Compares two versions by their numeric components (the shared comparison, kept here under its old name).
+pub use vouch_types::compare_versions as compare;
 
 #[cfg(test)]
 mod tests {

@@ -15,6 +15,7 @@ mod pki;
 mod policy;
 mod standing;
 mod text;
+mod version;
 
 pub use clock::{Clock, ManualClock, SystemClock, Timestamp};
 pub use device::{Device, DevicePatch, Identifiers, MAX_IPS, NewDevice};
@@ -31,6 +32,7 @@ pub use text::{
     OperatorName, QUARANTINED_BY_LABEL, RESERVED_LABEL_PREFIXES, Reason, TRUST_BAND_LABEL,
     TRUST_SCORE_LABEL, Vendor, Zone, is_invisible,
 };
+pub use version::compare_versions;
 
 /// Why a value from outside could not become a domain value.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
