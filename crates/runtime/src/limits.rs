@@ -11,6 +11,8 @@
 use std::time::Duration;
 
 use vouch_api::serve::ConnectionLimits;
+/// The process's soft descriptor limit (`None`: unlimited), the figure every share is derived from.
+pub use vouch_api::serve::open_files_limit;
 
 use crate::config::{Config, ListenerSettings};
 
