@@ -15,9 +15,9 @@ pub use checkpoint::{
     Checkpoint, CheckpointError, CheckpointSigner, KeyId, PublicKey, SignedCheckpoint,
 };
 pub use payload::{
-    CertificateLogged, EnrollmentRefused, EnrollmentTokenLogged, LoggedCertStatus, MfaEnrollment,
-    MfaFailure, MfaReset, PAYLOAD_VERSION, Payload, PayloadError, PolicyLogged, ResponseRecord,
-    ResponseStep, SessionCut, TokenLogged, TrustChanged, TrustReason, WindowSpan,
+    CertificateLogged, DocumentLogged, EnrollmentRefused, EnrollmentTokenLogged, LoggedCertStatus,
+    MfaEnrollment, MfaFailure, MfaReset, PAYLOAD_VERSION, Payload, PayloadError, PolicyLogged,
+    ResponseRecord, ResponseStep, SessionCut, TokenLogged, TrustChanged, TrustReason, WindowSpan,
 };
 
 use std::fmt;
@@ -142,11 +142,13 @@ pub enum Action {
     MfaFailed,
     /// An administrator unlocked an operator's second factor and allowed its holder to enroll a new one.
     MfaReset,
+    /// A compliance document (SBOM, advisory, KEV catalogue, VEX) was imported or replaced.
+    DocumentImported,
 }
 
 impl Action {
     /// Every action.
-    pub const ALL: [Action; 28] = [
+    pub const ALL: [Action; 29] = [
         Self::DeviceCreated,
         Self::DeviceImported,
         Self::DeviceUpdated,
@@ -175,6 +177,7 @@ impl Action {
         Self::FindingRaised,
         Self::MfaFailed,
         Self::MfaReset,
+        Self::DocumentImported,
     ];
 
     /// The action's stable name, as stored, hashed and exported (`device.created`).
@@ -208,6 +211,7 @@ impl Action {
             Self::FindingRaised => "finding.raised",
             Self::MfaFailed => "mfa.failed",
             Self::MfaReset => "mfa.reset",
+            Self::DocumentImported => "compliance.document_imported",
         }
     }
 }

@@ -14,8 +14,8 @@ use crate::{Action, Event};
 mod admin;
 
 pub use admin::{
-    CertificateLogged, EnrollmentRefused, EnrollmentTokenLogged, LoggedCertStatus, MfaEnrollment,
-    MfaFailure, MfaReset, PolicyLogged, TokenLogged,
+    CertificateLogged, DocumentLogged, EnrollmentRefused, EnrollmentTokenLogged, LoggedCertStatus,
+    MfaEnrollment, MfaFailure, MfaReset, PolicyLogged, TokenLogged,
 };
 
 /// The payload version this build writes and reads.

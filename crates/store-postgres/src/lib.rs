@@ -12,6 +12,7 @@
 //! second factors, observations, policies) is in its own module.
 
 mod certs;
+mod documents;
 mod feed;
 mod mfa;
 mod observe;
@@ -41,7 +42,7 @@ use vouch_types::{
 };
 
 use vouch_store::{ObservationSeq, ObservationSnapshot, QueuedObservation, Wakeup};
-use vouch_types::{ConsumerId, Observation};
+use vouch_types::{ConsumerId, DocumentKey, DocumentKind, DocumentRecord, Observation};
 
 use rows::{backend, col, device_from_doc, event_from_row, token_from_row};
 
@@ -53,6 +54,7 @@ const MIGRATIONS: &[(i32, &str)] = &[
     (4, include_str!("migrations/0004_mfa_attempts.sql")),
     (5, include_str!("migrations/0005_consumer_cursors.sql")),
     (6, include_str!("migrations/0006_observations.sql")),
+    (7, include_str!("migrations/0007_documents.sql")),
 ];
 
 /// A constant advisory-lock key so that two Vouch processes starting together migrate one after the other.
@@ -819,6 +821,20 @@ impl Store for PostgresStore {
 
     async fn policy_generation(&self) -> Result<u64> {
         self.policy_generation_impl().await
+    }
+
+    async fn put_document(
+        &self,
+        kind: DocumentKind,
+        key: DocumentKey,
+        body: Vec<u8>,
+        change: Change,
+    ) -> Result<Option<DocumentRecord>> {
+        self.put_document_impl(kind, key, body, change).await
+    }
+
+    async fn documents(&self, kind: Option<DocumentKind>) -> Result<Vec<DocumentRecord>> {
+        self.documents_impl(kind).await
     }
 
     async fn get_mfa(&self, token: TokenId) -> Result<Option<MfaRecord>> {

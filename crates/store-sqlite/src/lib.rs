@@ -12,6 +12,7 @@
 
 mod certs;
 mod cursors;
+mod documents;
 mod mfa;
 mod observe;
 mod policies;
@@ -36,7 +37,7 @@ use vouch_types::{
 };
 
 use vouch_store::{Announcer, ObservationSeq, ObservationSnapshot, QueuedObservation, Wakeup};
-use vouch_types::{ConsumerId, Observation};
+use vouch_types::{ConsumerId, DocumentKey, DocumentKind, DocumentRecord, Observation};
 
 use rows::{backend, device_from_doc, event_from_row, token_from_row};
 
@@ -48,6 +49,7 @@ const MIGRATIONS: &[(u32, &str)] = &[
     (4, include_str!("migrations/0004_mfa_attempts.sql")),
     (5, include_str!("migrations/0005_consumer_cursors.sql")),
     (6, include_str!("migrations/0006_observations.sql")),
+    (7, include_str!("migrations/0007_documents.sql")),
 ];
 
 /// How many idle reader connections are kept.
@@ -904,6 +906,21 @@ impl Store for SqliteStore {
 
     async fn policy_generation(&self) -> Result<u64> {
         self.read(policies::policy_generation).await
+    }
+
+    async fn put_document(
+        &self,
+        kind: DocumentKind,
+        key: DocumentKey,
+        body: Vec<u8>,
+        change: Change,
+    ) -> Result<Option<DocumentRecord>> {
+        self.write(move |c| documents::put(c, kind, key, body, change))
+            .await
+    }
+
+    async fn documents(&self, kind: Option<DocumentKind>) -> Result<Vec<DocumentRecord>> {
+        self.read(move |c| documents::list(c, kind)).await
     }
 
     async fn get_mfa(&self, token: TokenId) -> Result<Option<MfaRecord>> {

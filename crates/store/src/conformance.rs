@@ -8,8 +8,11 @@
 //! `conformance/feed.rs`.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 
+mod documents;
 pub mod feed;
 pub mod observe;
+
+pub use documents::documents_are_kept_replaced_and_logged;
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -60,6 +63,7 @@ macro_rules! conformance_suite {
             mfa_tries_are_counted_before_the_check_and_lock,
             tokens_and_policies_replay_to_the_tables,
             a_checkpoint_matches_the_log_it_was_taken_of,
+            documents_are_kept_replaced_and_logged,
         );
     };
     (@cases $make:expr; $($case:ident),* $(,)?) => {

@@ -12,6 +12,7 @@ mod audit;
 mod certs;
 #[cfg(feature = "conformance")]
 pub mod conformance;
+mod documents;
 mod error;
 mod feed;
 mod mfa;
@@ -30,6 +31,7 @@ pub use certs::{
     CertStatus, CertificateRecord, EnrollmentTokenRecord, Issuance, IssuancePlan, Refusal,
     StatusPlan, plan_enrollment_token_created, plan_issuance, plan_release, plan_revocation,
 };
+pub use documents::{DocumentRow, plan_document};
 pub use error::StoreError;
 pub use feed::{Announcer, Batch, EventFilter, Feed, POLL_EVERY, Wakeup};
 pub use mfa::{
@@ -58,8 +60,9 @@ use std::collections::BTreeMap;
 use async_trait::async_trait;
 use vouch_events::{Digest, Event, EventSeq};
 use vouch_types::{
-    CertFingerprint, ConsumerId, Device, DeviceId, DeviceState, NewDevice, Observation, PolicyId,
-    PolicyRecord, RevocationReason, Serial, Timestamp, TokenId,
+    CertFingerprint, ConsumerId, Device, DeviceId, DeviceState, DocumentKey, DocumentKind,
+    DocumentRecord, NewDevice, Observation, PolicyId, PolicyRecord, RevocationReason, Serial,
+    Timestamp, TokenId,
 };
 
 /// A shorthand for store results.
@@ -259,6 +262,20 @@ pub trait Store: Send + Sync + 'static {
 
     /// A number that grows with every policy write, in any process: the engine recompiles when it changes.
     async fn policy_generation(&self) -> Result<u64>;
+
+    /// Keeps `body` as the compliance document `kind`/`key`, replacing one kept under that name, and logs
+    /// `compliance.document_imported`, in one transaction (see [`plan_document`]). `None`: the same bytes
+    /// were kept under that name already, and nothing was written.
+    async fn put_document(
+        &self,
+        kind: DocumentKind,
+        key: DocumentKey,
+        body: Vec<u8>,
+        change: Change,
+    ) -> Result<Option<DocumentRecord>>;
+
+    /// The kept documents of `kind` (every kind when `None`), by kind then key.
+    async fn documents(&self, kind: Option<DocumentKind>) -> Result<Vec<DocumentRecord>>;
 
     /// A token's second factor, if one was enrolled.
     async fn get_mfa(&self, token: TokenId) -> Result<Option<MfaRecord>>;

@@ -6,6 +6,7 @@
 
 mod clock;
 mod device;
+mod document;
 mod id;
 mod ident;
 mod lifecycle;
@@ -19,6 +20,7 @@ mod version;
 
 pub use clock::{Clock, ManualClock, SystemClock, Timestamp};
 pub use device::{Device, DevicePatch, Identifiers, MAX_IPS, NewDevice};
+pub use document::{DocumentKind, DocumentRecord, MAX_DOCUMENT_BYTES};
 pub use id::{DeviceId, TokenId};
 pub use ident::{CertFingerprint, DeviceClass, HardwareSerial, MacAddr};
 pub use lifecycle::{DeviceState, IllegalTransition};
@@ -28,8 +30,8 @@ pub use pki::{RevocationReason, Serial};
 pub use policy::{MAX_POLICY_BYTES, PolicyId, PolicyMode, PolicyRecord, TrustBand, TrustScore};
 pub use standing::{QUARANTINE_GROUP, Quarantine};
 pub use text::{
-    ConsumerId, FirmwareVersion, GroupName, Groups, LabelKey, LabelValue, Labels, Model,
-    OperatorName, QUARANTINED_BY_LABEL, RESERVED_LABEL_PREFIXES, Reason, TRUST_BAND_LABEL,
+    ConsumerId, DocumentKey, FirmwareVersion, GroupName, Groups, LabelKey, LabelValue, Labels,
+    Model, OperatorName, QUARANTINED_BY_LABEL, RESERVED_LABEL_PREFIXES, Reason, TRUST_BAND_LABEL,
     TRUST_SCORE_LABEL, Vendor, Zone, is_invisible,
 };
 pub use version::compare_versions;

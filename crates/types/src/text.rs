@@ -187,6 +187,11 @@ bounded_text!(
     ConsumerId, "consumer id", 63, Charset::Path
 );
 bounded_text!(
+    /// The name an imported compliance document is kept under, unique per [`DocumentKind`](crate::DocumentKind):
+    /// the firmware an SBOM describes (`model@version`, `sha256:<digest>`), an advisory's or a catalogue's name.
+    DocumentKey, "document key", 256, Charset::Printable
+);
+bounded_text!(
     /// Why a change was made, as an operator or a playbook explains it in the event log.
     Reason, "reason", 1024, Charset::Printable
 );

@@ -4,8 +4,8 @@
 
 use serde::{Deserialize, Serialize};
 use vouch_types::{
-    CertFingerprint, DeviceId, OperatorName, PolicyId, PolicyMode, RevocationReason, Role, Serial,
-    Timestamp, TokenId,
+    CertFingerprint, DeviceId, DocumentKey, DocumentKind, OperatorName, PolicyId, PolicyMode,
+    RevocationReason, Role, Serial, Timestamp, TokenId,
 };
 
 use super::{Payload, v1};
@@ -216,6 +216,30 @@ pub struct MfaReset {
 
 impl Payload for MfaReset {
     const ACTIONS: &'static [Action] = &[Action::MfaReset];
+    fn payload_version(&self) -> u32 {
+        self.v
+    }
+}
+
+/// `compliance.document_imported`: which document, and a digest of its bytes (the bytes are in the store's
+/// document table, too large for the log).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DocumentLogged {
+    /// Payload version.
+    #[serde(default = "v1")]
+    pub v: u32,
+    /// What it is.
+    pub kind: DocumentKind,
+    /// The name it is kept under.
+    pub key: DocumentKey,
+    /// SHA-256 of its bytes.
+    pub digest: Digest,
+    /// Its size in bytes.
+    pub bytes: u64,
+}
+
+impl Payload for DocumentLogged {
+    const ACTIONS: &'static [Action] = &[Action::DocumentImported];
     fn payload_version(&self) -> u32 {
         self.v
     }
