@@ -46,6 +46,7 @@ async fn merging_creates_unmanaged_devices_once_and_links_the_report() {
             created: 0,
             matched: summary.created,
             changed: 0,
+            sightings: 0,
         }
     );
     assert!(
