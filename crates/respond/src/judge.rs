@@ -45,19 +45,20 @@ impl Judge {
         (verdict, directives)
     }
 
-    /// Judges what discovery saw the device do, like [`Judge::judge`] a window; `None` for a sighting judged
-    /// already.
+    /// Judges what discovery saw the device do at `now`, like [`Judge::judge`] a window; `None` for a
+    /// sighting judged already.
     pub(crate) fn sight(
         &mut self,
         s: &NetworkSighting,
         state: &DeviceState,
         at: &Whereabouts<'_>,
         quarantined_by: Option<&str>,
+        now: Timestamp,
     ) -> Option<(Verdict, Vec<Directive>)> {
-        let verdict = self.engine.sight(s, state, at)?;
+        let verdict = self.engine.sight(s, state, at, now)?;
         let seen = Seen {
             device: s.device,
-            at: s.end,
+            at: verdict.at,
             cloned: false,
             window: false,
         };

@@ -379,7 +379,8 @@ impl TrustService {
             };
             let quarantine = record.quarantine();
             let by_playbook = quarantine.as_ref().and_then(Quarantine::playbook);
-            m.judge.sight(s, &state, &at, by_playbook)
+            m.judge
+                .sight(s, &state, &at, by_playbook, self.inner.clock.now())
         };
         let Some((verdict, directives)) = judged else {
             return Ok(None);

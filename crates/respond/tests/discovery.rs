@@ -12,27 +12,29 @@ use std::sync::Arc;
 use vouch_events::{Action, TrustChanged};
 use vouch_respond::{SaveEvery, TrustService, TrustSettings};
 use vouch_store::Store;
-use vouch_types::{DeviceClass, DeviceId, ManualClock, NewDevice, Observation, TrafficWindow};
+use vouch_types::{
+    DeviceClass, DeviceId, ManualClock, NewDevice, Observation, Timestamp, TrafficWindow,
+};
 
 mod common;
 
-use common::{at, change};
+use common::change;
 
-/// An enrolled IT host registered by its address, with a certificate valid for a year.
-async fn enrolled(store: &Arc<dyn Store>, ip: &str, n: u8) -> DeviceId {
+/// An enrolled IT host registered by its address, with a certificate valid for a year from `from`.
+async fn enrolled(store: &Arc<dyn Store>, ip: &str, n: u8, from: Timestamp) -> DeviceId {
     let ip: IpAddr = ip.parse().unwrap();
     let mut d = NewDevice::bare(DeviceId::derived(&format!("test:{ip}")));
     d.class = DeviceClass::ItHost;
     d.identifiers.ips = vec![ip];
     d.firmware = Some("1.0".parse().unwrap());
-    common::enroll(store, d, n).await
+    common::enroll_from(store, d, n, from).await
 }
 
-fn quiet_window(device: DeviceId) -> TrafficWindow {
+fn quiet_window(device: DeviceId, end: Timestamp) -> TrafficWindow {
     TrafficWindow {
         device,
-        start: at(0),
-        end: at(10),
+        start: end.plus_micros(-10_000_000),
+        end,
         connects: 1,
         disconnects: 0,
         sessions: 1,
@@ -70,25 +72,31 @@ async fn last_trust(store: &Arc<dyn Store>, d: DeviceId) -> TrustChanged {
 async fn a_clear_text_credential_seen_by_discovery_lowers_its_senders_trust() {
     let dir = tempfile::tempdir().unwrap();
     let store = common::sqlite(&dir.path().join("v.db"));
+    // The service's clock stands just after the capture, as when a capture is uploaded as it is taken.
+    let mut r = report("z_snmp.pcap");
+    let end: Timestamp = r.capture.last.as_deref().unwrap().parse().unwrap();
     let settings: TrustSettings = toml::from_str("").unwrap();
     let svc = TrustService::new(
         store.clone(),
-        Arc::new(ManualClock::new(at(20))),
+        Arc::new(ManualClock::new(end.plus_micros(5_000_000))),
         settings.check().unwrap(),
     );
     // tshark: 138.68.14.240 polls the agent 138.68.10.203 with an SNMP community in clear text.
-    let manager = enrolled(&store, "138.68.14.240", 1).await;
-    let agent = enrolled(&store, "138.68.10.203", 2).await;
+    let enrolled_at = end.plus_micros(-86_400_000_000);
+    let manager = enrolled(&store, "138.68.14.240", 1, enrolled_at).await;
+    let agent = enrolled(&store, "138.68.10.203", 2, enrolled_at).await;
     for d in [manager, agent] {
         let u = svc
-            .handle(Observation::Traffic(quiet_window(d)))
+            .handle(Observation::Traffic(quiet_window(
+                d,
+                end.plus_micros(-3_600_000_000),
+            )))
             .await
             .unwrap()
             .unwrap();
         assert_eq!(u.score.get(), 100, "a healthy start: {u:?}");
     }
 
-    let mut r = report("z_snmp.pcap");
     let summary = vouch_control::discovery::merge_report(&*store, &mut r, change(15))
         .await
         .unwrap();

@@ -351,16 +351,19 @@ impl TrustEngine {
 }
 
 impl TrustEngine {
-    /// Judges what discovery saw `state`'s device do (see the module's doc); `None` for a sighting that ends
-    /// no later than the last one judged for the device. Learns nothing of its behaviour: a capture says
-    /// nothing of its MQTT traffic.
+    /// Judges what discovery saw `state`'s device do (see the module's doc), at `now` (the caller's clock,
+    /// so that a capture uploaded long after it was taken costs what is left of its penalties, not all of
+    /// them); `None` for a sighting that ends no later than the last one judged for the device. Learns
+    /// nothing of its behaviour: a capture says nothing of its MQTT traffic.
     pub fn sight(
         &mut self,
         s: &NetworkSighting,
         state: &DeviceState,
         at: &Whereabouts<'_>,
+        now: Timestamp,
     ) -> Option<Verdict> {
         let cold_start = self.cold_start(s.device);
+        let half_life = self.half_life;
         let device = self.devices.entry(s.device).or_default();
         if device.sighted.is_some_and(|last| s.end <= last) {
             return None;
@@ -377,26 +380,56 @@ impl TrustEngine {
             attestation_ok: state.attestation_ok,
             class_anomaly: None,
         };
-        let mut reasons = assess(&inputs).reasons;
-        let fresh = crate::network::penalties(s, state.class, at);
-        reasons.extend(device.memory.update(s.end, &[], self.half_life, BEHAVIOUR));
-        reasons.extend(
-            device
-                .network
-                .update(s.end, &fresh, self.half_life, NETWORK),
+        let age = now.unix_micros() - s.end.unix_micros();
+        let judged_at = if age > 0 { now } else { s.end };
+        let fresh = aged(
+            crate::network::penalties(s, state.class, at),
+            age,
+            half_life,
         );
+        let mut reasons = assess(&inputs).reasons;
+        reasons.extend(device.memory.update(judged_at, &[], half_life, BEHAVIOUR));
+        reasons.extend(device.network.update(judged_at, &fresh, half_life, NETWORK));
         reasons.extend(fresh);
         let assessment = Assessment::from_reasons(reasons);
         let previous = device.last.replace(assessment.score);
         Some(Verdict {
             device: s.device,
-            at: s.end,
+            at: judged_at,
             cold_start,
             class_anomaly: 0.0,
             assessment,
             previous,
         })
     }
+}
+
+/// Penalties incurred `age` before they are judged, at what is left of them then (those worth less than a
+/// point dropped), each that lost points saying why.
+fn aged(
+    reasons: Vec<crate::ScoreReason>,
+    age: i64,
+    half_life: HalfLife,
+) -> Vec<crate::ScoreReason> {
+    let factor = half_life.factor(age);
+    reasons
+        .into_iter()
+        .filter_map(|mut r| {
+            let left = (f64::from(r.penalty) * factor).round().clamp(0.0, 100.0) as u8;
+            if left == 0 {
+                return None;
+            }
+            if left != r.penalty {
+                r.why = format!(
+                    "{} (in a capture that ended {} before it was judged)",
+                    r.why,
+                    crate::memory::span(age)
+                );
+                r.penalty = left;
+            }
+            Some(r)
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -689,6 +722,10 @@ mod tests {
         assert!(flagged(&v), "{v:?}");
     }
 
+    fn end(secs: i64) -> Timestamp {
+        Timestamp::from_unix_micros(1_700_000_000_000_000 + secs * 1_000_000)
+    }
+
     fn credential_sighting(id: DeviceId, end_secs: i64) -> NetworkSighting {
         use vouch_types::{Bounded, NetworkRisk};
         NetworkSighting {
@@ -717,7 +754,7 @@ mod tests {
         };
         // The warm-up's windows end at 300 s; the capture ends at 305 s.
         let v = e
-            .sight(&credential_sighting(id, 305), &s, &nowhere)
+            .sight(&credential_sighting(id, 305), &s, &nowhere, end(305))
             .unwrap();
         assert_eq!(v.assessment.score.get(), 80, "{v:?}");
         assert!(v.changed() && !v.anomalous());
@@ -725,9 +762,26 @@ mod tests {
             v.assessment.reasons[0].to_string(),
             "−20: it sent credentials in clear text over telnet (user \"root\")"
         );
+        // The same capture judged later, by an engine that never saw it: what is left of it, saying so; ten
+        // half-lives on, nothing.
+        let late = |secs: i64| {
+            let (mut e, id, s) = warmed(60);
+            e.sight(&credential_sighting(id, 305), &s, &nowhere, end(305 + secs))
+                .unwrap()
+        };
+        let v60 = late(60);
+        assert_eq!(v60.assessment.score.get(), 90, "{v60:?}");
+        assert!(
+            v60.assessment.reasons[0]
+                .why
+                .ends_with("(in a capture that ended 60 s before it was judged)"),
+            "{v60:?}"
+        );
+        let v600 = late(600);
+        assert!(v600.assessment.reasons.is_empty(), "{v600:?}");
         // The same report merged again: judged already.
         assert!(
-            e.sight(&credential_sighting(id, 305), &s, &nowhere)
+            e.sight(&credential_sighting(id, 305), &s, &nowhere, end(305))
                 .is_none()
         );
         // The next window carries what is left of it, decaying, and is not itself anomalous.

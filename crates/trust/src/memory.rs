@@ -49,7 +49,7 @@ impl HalfLife {
     }
 
     /// What is left of one point after `age_micros` (1 for no or negative age: time does not run back).
-    fn factor(self, age_micros: i64) -> f64 {
+    pub(crate) fn factor(self, age_micros: i64) -> f64 {
         if age_micros <= 0 {
             return 1.0;
         }
@@ -160,7 +160,7 @@ impl Memory {
 }
 
 /// A duration in the largest unit that keeps it readable ("40 s", "3 min", "2 h").
-fn span(micros: i64) -> String {
+pub(crate) fn span(micros: i64) -> String {
     let secs = micros.max(0) / 1_000_000;
     match secs {
         0..120 => format!("{secs} s"),

@@ -13,8 +13,8 @@
 //!
 //! Together at most [`NETWORK_CAP`]: what the wire shows can make a device untrusted, but the identity and
 //! state penalties keep their weight beside it. Network penalties are remembered and decay like behaviour
-//! ones (`crate::memory`, in a memory of their own with this cap), from the sighting's end: a capture from
-//! long ago costs what is left of its penalty by now. Why these: a clear-text secret can be replayed by
+//! ones (`crate::memory`, in a memory of their own with this cap), from the capture's end: judged at the
+//! caller's clock, a capture from long ago costs what is left of its penalty by then. Why these: a clear-text secret can be replayed by
 //! anyone on the segment; a controller stopped or reprogrammed from something that is not its engineering
 //! station is the signature of the attacks OT monitoring exists for (TRITON, Industroyer); the class rules
 //! are deliberately coarse, since the registry's class is the operator's word and a finer table would

@@ -33,15 +33,25 @@ pub fn sqlite(path: &std::path::Path) -> Arc<dyn Store> {
 
 /// Registers `d` as onboarding and records a certificate valid for a year (serial and fingerprint made from
 /// `n`), which makes it active.
-pub async fn enroll(store: &Arc<dyn Store>, mut d: NewDevice, n: u8) -> DeviceId {
+pub async fn enroll(store: &Arc<dyn Store>, d: NewDevice, n: u8) -> DeviceId {
+    enroll_from(store, d, n, at(-10)).await
+}
+
+/// [`enroll`] with a certificate valid for a year from `from`.
+pub async fn enroll_from(
+    store: &Arc<dyn Store>,
+    mut d: NewDevice,
+    n: u8,
+    from: Timestamp,
+) -> DeviceId {
     d.state = DeviceState::Onboarding;
     let d = store.create_device(d, change(0)).await.unwrap();
     let cert = CertificateRecord {
         serial: Serial::from_slice(&[0x11, n]).unwrap(),
         device_id: d.id,
         fingerprint: CertFingerprint::from_bytes([n; 32]),
-        not_before: at(-10),
-        not_after: at(365 * 86_400),
+        not_before: from,
+        not_after: from.plus_micros(365 * 86_400 * 1_000_000),
         status: CertStatus::Good,
         der: vec![0x30, 0x03, 0x02, 0x01, n],
     };
