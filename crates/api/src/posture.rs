@@ -1,10 +1,9 @@
 //! Device posture reports: what a device runs and how it is configured (firmware, configuration hash, open
 //! ports, attestation), reported by an operator's tooling on the main API or by the device itself over mutual
-//! TLS on the EST listener. Both routes share one core ([`record`]): the body is checked once here, then the
-//! report is logged (`posture.reported`), a changed firmware version is written to the device record through
-//! the store's normal edit path, and the report is queued in the store's observation queue for the trust
-//! service (whichever process runs it) and handed to in-process subscribers
-//! ([`AppState::observations`](crate::AppState::observations)).
+//! TLS on the EST listener. Both routes parse the body into a [`PostureClaim`] and call the one use case,
+//! [`vouch_control::posture::record`] (the checks, the `posture.reported` event, the firmware on the record,
+//! the queue for the trust service); here are only the routes' own parts: who is asking, the metrics, the
+//! in-process subscribers ([`AppState::observations`](crate::AppState::observations)) and the answer.
 
 use axum::Extension;
 use axum::Json;
@@ -13,30 +12,25 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use sha2::Digest as _;
-use vouch_events::{Action, EventDraft};
-use vouch_store::{Change, DeviceEdit};
-use vouch_types::{
-    Actor, CertFingerprint, DeviceId, DevicePatch, FirmwareVersion, Observation, PostureReport,
-    Reason,
-};
+use vouch_control::posture::{PostureClaim, PostureError, PostureRefused};
+use vouch_types::{Actor, CertFingerprint, DeviceId, Observation, PostureReport};
 
 use crate::auth::Principal;
 use crate::extract::{ApiJson, ApiPath};
 use crate::tls::TlsPeer;
 use crate::{ApiError, AppState};
 
+pub use vouch_control::posture::MAX_OPEN_PORTS;
+
 /// The largest posture report body accepted, in bytes: a full report with 1,024 ports is under 8 KiB.
 pub const MAX_POSTURE_BODY: usize = 16 * 1024;
-
-/// The most open ports one report may list.
-pub const MAX_OPEN_PORTS: usize = 1024;
 
 /// The path both listeners serve reports on.
 pub const POSTURE_PATH: &str = "/api/v1/devices/{id}/posture";
 
 /// A report as the client sends it. Every field is optional but at least one of `firmware`, `config_hash`,
-/// `open_ports` and `attestation` must be present. Fields arrive as plain JSON values and are checked in
-/// [`PostureBody::check`], so that each refusal names the field and what is wrong with it rather than a
+/// `open_ports` and `attestation` must be present. Fields arrive as plain JSON values and are checked by
+/// [`PostureClaim::check`], so that each refusal names the field and what is wrong with it rather than a
 /// parser position.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -46,7 +40,7 @@ pub(crate) struct PostureBody {
     device: Option<DeviceId>,
     firmware: Option<String>,
     config_hash: Option<String>,
-    /// Signed and wide so that 0, negatives and 70000 reach our own check and its clear message.
+    /// Signed and wide so that 0, negatives and 70000 reach the check and its clear message.
     open_ports: Option<Vec<i64>>,
     attestation: Option<Attestation>,
 }
@@ -58,94 +52,30 @@ struct Attestation {
     verified: bool,
 }
 
-fn invalid(detail: impl Into<String>) -> ApiError {
-    ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid", detail)
-}
-
-impl PostureBody {
-    /// The report this body makes for `device`, received `at`; a 422 naming the first problem otherwise.
-    fn check(
-        self,
-        device: DeviceId,
-        at: vouch_types::Timestamp,
-    ) -> Result<PostureReport, ApiError> {
-        if let Some(named) = self.device
-            && named != device
-        {
-            return Err(invalid(format!(
-                "the report names device {named} but was sent for device {device}"
-            )));
+impl From<PostureBody> for PostureClaim {
+    fn from(b: PostureBody) -> Self {
+        PostureClaim {
+            device: b.device,
+            firmware: b.firmware,
+            config_hash: b.config_hash,
+            open_ports: b.open_ports,
+            attestation_verified: b.attestation.map(|a| a.verified),
         }
-        if self.firmware.is_none()
-            && self.config_hash.is_none()
-            && self.open_ports.is_none()
-            && self.attestation.is_none()
-        {
-            return Err(invalid(
-                "a posture report needs at least one of firmware, config_hash, open_ports, attestation",
-            ));
-        }
-        let firmware = self
-            .firmware
-            .map(FirmwareVersion::try_from)
-            .transpose()
-            .map_err(|e| invalid(format!("firmware: {e}")))?;
-        let config_hash = self.config_hash.map(config_hash).transpose()?;
-        let open_ports = self.open_ports.map(open_ports).transpose()?;
-        Ok(PostureReport {
-            device,
-            at,
-            firmware,
-            config_hash,
-            open_ports: open_ports.unwrap_or_default(),
-            attestation_ok: self.attestation.map(|a| a.verified),
-        })
     }
 }
 
-/// A SHA-256 in hex, normalised to lower case (so equal configurations compare equal).
-fn config_hash(text: String) -> Result<String, ApiError> {
-    let chars = text.chars().count();
-    if chars != 64 {
-        return Err(invalid(format!(
-            "config_hash must be exactly 64 hex digits (a SHA-256), not {chars} characters"
-        )));
-    }
-    if !text.chars().all(|c| c.is_ascii_hexdigit()) {
-        return Err(invalid(
-            "config_hash must be exactly 64 hex digits (a SHA-256): it contains non-hex characters",
-        ));
-    }
-    Ok(text.to_ascii_lowercase())
-}
-
-/// Port numbers, each 1–65535, at most [`MAX_OPEN_PORTS`], no duplicates; ascending.
-fn open_ports(ports: Vec<i64>) -> Result<Vec<u16>, ApiError> {
-    if ports.len() > MAX_OPEN_PORTS {
-        return Err(invalid(format!(
-            "open_ports lists {} ports; at most {MAX_OPEN_PORTS} are accepted",
-            ports.len()
-        )));
-    }
-    let mut out = Vec::with_capacity(ports.len());
-    for p in ports {
-        match u16::try_from(p) {
-            Ok(port) if port != 0 => out.push(port),
-            _ => {
-                return Err(invalid(format!(
-                    "open_ports: {p} is not a port number (1 to 65535)"
-                )));
+impl From<PostureError> for ApiError {
+    fn from(e: PostureError) -> Self {
+        match e {
+            PostureError::Refused(r @ PostureRefused::NotEnrolled { .. }) => {
+                ApiError::new(StatusCode::CONFLICT, "not-enrolled", r.to_string())
             }
+            PostureError::Refused(r) => {
+                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid", r.to_string())
+            }
+            PostureError::Store(s) => s.into(),
         }
     }
-    out.sort_unstable();
-    if let Some(w) = out.windows(2).find(|w| w[0] == w[1]) {
-        return Err(invalid(format!(
-            "open_ports lists port {} more than once",
-            w[0]
-        )));
-    }
-    Ok(out)
 }
 
 /// Where a report came in, for the metrics.
@@ -164,8 +94,8 @@ impl Via {
     }
 }
 
-/// Checks and records a report for `device` by `actor`: the one core both routes call. Nothing is written
-/// unless every check passed.
+/// Checks and records a report for `device` by `actor` through the use case, then hands it to in-process
+/// subscribers: the one core both routes call.
 async fn record(
     state: &AppState,
     device: DeviceId,
@@ -173,71 +103,16 @@ async fn record(
     body: PostureBody,
 ) -> Result<PostureReport, ApiError> {
     let now = state.clock.now();
-    let report = body.check(device, now)?;
-    let current = state.store.get_device(device).await?;
-    if !current.state.is_managed() {
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "not-enrolled",
-            format!(
-                "device {device} is {}: only enrolled devices (active, restricted, suspended) report posture",
-                current.state.as_str()
-            ),
-        ));
-    }
-    let after = serde_json::to_string(&report).map_err(ApiError::internal)?;
-    state
-        .store
-        .append_event(
-            EventDraft {
-                device_id: Some(device),
-                actor: actor.clone(),
-                action: Action::PostureReported,
-                before: None,
-                after: Some(after),
-                reason: None,
-            },
-            now,
-        )
-        .await?;
-    // The report is the device's own word on what it runs: the registry (and the policies that read it)
-    // follow it, through the same edit path an operator's PATCH takes, so the change is logged as usual.
-    if let Some(fw) = &report.firmware
-        && current.firmware.as_ref() != Some(fw)
-    {
-        let patch = DevicePatch {
-            firmware: Some(Some(fw.clone())),
-            ..DevicePatch::default()
-        };
-        let reason = Reason::try_from("posture report".to_owned())?;
-        state
-            .store
-            .edit_device(
-                device,
-                DeviceEdit::Patch(Box::new(patch)),
-                None,
-                Change {
-                    actor,
-                    reason: Some(reason),
-                    at: now,
-                },
-            )
-            .await?;
-    }
-    // The report is logged and the record updated already: a queue that fails costs the trust service this
-    // report's attestation, not the request (a retry would log the report twice).
-    if let Err(e) = state
-        .store
-        .append_observations(vec![Observation::Posture(report.clone())], now)
-        .await
-    {
+    let recorded =
+        vouch_control::posture::record(&*state.store, device, actor, body.into(), now).await?;
+    if let Some(e) = &recorded.not_queued {
         tracing::warn!(error = %e, %device, "a posture report could not be queued for the trust service");
     }
     // No in-process subscriber is not an error.
     let _ = state
         .observations
-        .send(Observation::Posture(report.clone()));
-    Ok(report)
+        .send(Observation::Posture(recorded.report.clone()));
+    Ok(recorded.report)
 }
 
 /// Counts the outcome and answers it: the stored report (200), or the problem.
@@ -344,28 +219,4 @@ pub(crate) async fn report_est(
     }
     .await;
     answer(&state, Via::Est, outcome)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn ports_are_sorted_and_checked() {
-        assert_eq!(open_ports(vec![1883, 22, 443]).unwrap(), [22, 443, 1883]);
-        for bad in [vec![0], vec![70000], vec![-1], vec![22, 80, 22]] {
-            assert!(open_ports(bad).is_err());
-        }
-        assert!(open_ports((1..=1025).collect()).is_err());
-        assert_eq!(open_ports((1..=1024).collect()).unwrap().len(), 1024);
-    }
-
-    #[test]
-    fn hashes_are_normalised() {
-        let h = "AB".repeat(32);
-        assert_eq!(config_hash(h).unwrap(), "ab".repeat(32));
-        assert!(config_hash("a".repeat(65)).is_err());
-        assert!(config_hash("g".repeat(64)).is_err());
-        assert!(config_hash("é".repeat(32)).is_err());
-    }
 }

@@ -1,6 +1,7 @@
 //! Onboarding and the merge of a discovery report into the registry: the API's upload and onboard routes and
 //! the CLI's `vouch discover --merge` and `vouch devices onboard` call these, so the two cannot disagree on
-//! what a discovered device becomes.
+//! what a discovered device becomes, nor on what the trust service hears of it: the merge queues what each
+//! managed device was seen doing ([`vouch_discover::sightings`]) as one batch of observations.
 
 use serde::Serialize;
 use vouch_discover::Report;
@@ -19,6 +20,8 @@ pub struct MergeSummary {
     pub matched: u32,
     /// Of those, the ones where discovery saw something new (address, firmware, …).
     pub changed: u32,
+    /// Sightings of managed devices queued for the trust service.
+    pub sightings: u32,
 }
 
 /// Every device in the registry, page by page.
@@ -40,7 +43,11 @@ async fn all_devices(store: &dyn Store) -> Result<Vec<Device>, StoreError> {
 
 /// Writes what `report` discovered into the registry: unknown devices are created unmanaged (`discovered`),
 /// known ones get what changed and their last-seen time. Each device records how it was matched
-/// (`registry` in the report). Re-merging the same report changes nothing but last-seen.
+/// (`registry` in the report). Re-merging the same report changes nothing but last-seen (its sightings are
+/// queued again; the trust engine judges a device's sighting only if it ends after the last one it judged).
+///
+/// After the merge, the managed devices' sightings go to the observation queue in one batch. A queue that
+/// fails fails the call, after the registry was written: merging again is safe, and nothing was queued.
 pub async fn merge_report(
     store: &dyn Store,
     report: &mut Report,
@@ -92,6 +99,11 @@ pub async fn merge_report(
         if let Some(d) = report.devices.iter_mut().find(|d| d.key == key) {
             d.registry = Some(link);
         }
+    }
+    let sightings = vouch_discover::sightings(report);
+    if !sightings.is_empty() {
+        summary.sightings = u32::try_from(sightings.len()).unwrap_or(u32::MAX);
+        store.append_observations(sightings, change.at).await?;
     }
     Ok(summary)
 }

@@ -4,13 +4,14 @@
 //!
 //! Here so far (issue 17): device creation and edits with the reserved-label rule ([`devices`]), onboarding
 //! and the discovery merge ([`discovery`]), operators' tokens ([`tokens`]) and second factors ([`mfa`],
-//! [`totp`]), certificate import ([`certs`]). Posture and the policy-context builder move here next.
+//! [`totp`]), certificate import ([`certs`]), posture ingest ([`posture`]). The policy writes move here next.
 
 pub mod certs;
 pub mod devices;
 pub mod discovery;
 pub mod import;
 pub mod mfa;
+pub mod posture;
 pub mod tokens;
 pub mod totp;
 

@@ -8,7 +8,7 @@ use vouch_control::ControlError;
 use vouch_control::discovery::{MergeSummary, merge_report, onboard};
 use vouch_discover::{Discovery, Limits, Report};
 use vouch_store::{Store, StoreError};
-use vouch_types::{DeviceId, DeviceState, NewDevice};
+use vouch_types::{DeviceId, DeviceState, NetworkRisk, NewDevice, Observation};
 
 fn report(name: &str) -> Report {
     let mut run = Discovery::new(Limits::default());
@@ -46,6 +46,7 @@ async fn merging_creates_unmanaged_devices_once_and_links_the_report() {
             created: 0,
             matched: summary.created,
             changed: 0,
+            sightings: 0,
         }
     );
     assert!(
@@ -99,4 +100,46 @@ async fn onboarding_moves_a_discovered_device_once_and_refuses_the_rest() {
         "{refused:?}"
     );
     assert_eq!(store.get_device(retired).await.unwrap(), before);
+}
+
+#[tokio::test]
+async fn the_merge_queues_what_managed_devices_were_seen_doing_in_one_batch() {
+    let (_dir, store) = common::store();
+    let mut d = NewDevice::bare(DeviceId::derived("snmp manager"));
+    d.state = DeviceState::Onboarding;
+    d.identifiers.ips = vec!["138.68.14.240".parse().unwrap()];
+    let id = store
+        .create_device(d, common::change("operator"))
+        .await
+        .unwrap()
+        .id;
+    store
+        .edit_device(
+            id,
+            vouch_store::DeviceEdit::Transition(DeviceState::Active),
+            None,
+            common::change("operator"),
+        )
+        .await
+        .unwrap();
+    let mut r = report("z_snmp.pcap");
+    let summary = merge_report(&store, &mut r, common::change("discovery"))
+        .await
+        .unwrap();
+    // The other hosts of the capture were created unmanaged: nothing of theirs is queued.
+    assert!(summary.created > 0, "{summary:?}");
+    assert_eq!(summary.sightings, 1, "{summary:?}");
+    let queued = store.observations(None, 100).await.unwrap();
+    assert_eq!(queued.len(), 1);
+    let Observation::Network(s) = queued[0].observation().unwrap() else {
+        panic!("not a sighting: {queued:?}");
+    };
+    assert_eq!(s.device, id);
+    assert!(
+        s.risks.iter().any(|r| matches!(
+            r,
+            NetworkRisk::CleartextCredential { protocol, .. } if protocol.as_str() == "snmp"
+        )),
+        "{s:?}"
+    );
 }

@@ -306,24 +306,9 @@ pub enum Source {
     Rtps,
 }
 
-/// The kind of state-changing industrial command a client sent.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum CommandKind {
-    /// Writes process values or registers.
-    Write,
-    /// Downloads, uploads or changes the program or configuration.
-    Program,
-    /// Stops the controller or a process.
-    Stop,
-    /// Starts, restarts or resets the controller.
-    Restart,
-    /// Changes the device's time.
-    SetTime,
-    /// Takes or releases exclusive engineering ownership of the controller (UMAS reservation), which comes
-    /// before any change to its program.
-    Reserve,
-}
+/// The kind of state-changing industrial command a client sent: the domain's own, so that a command
+/// discovery saw reaches the trust engine's sightings as what it is.
+pub use vouch_types::OtCommand as CommandKind;
 
 /// One thing a dissector learned from a packet.
 #[derive(Debug, Clone, PartialEq, Eq)]

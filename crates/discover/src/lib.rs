@@ -18,6 +18,7 @@ pub mod oui;
 pub mod packet;
 pub mod proto;
 pub mod report;
+pub mod sighting;
 
 #[cfg(test)]
 pub(crate) mod testutil;
@@ -27,7 +28,8 @@ use std::io::Read;
 pub use capture::{CaptureError, Frame, Link, ReadStats, read_capture};
 pub use engine::{Engine, Limits};
 pub use facts::{CommandKind, Dir, Fact, Proto, Sink, Source, Subject};
-pub use report::{DeviceReport, Edge, Endpoint, Report, Risk, RiskKind, Severity};
+pub use report::{DeviceReport, Edge, Endpoint, Report, Risk, RiskFact, RiskKind, Severity};
+pub use sighting::sightings;
 
 /// One discovery run over any number of captures.
 #[derive(Debug, Default)]

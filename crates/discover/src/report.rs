@@ -79,6 +79,40 @@ pub struct Risk {
     pub severity: Severity,
     /// What was seen, in words.
     pub detail: String,
+    /// What was seen, typed, for readers other than people (the trust engine's sightings); absent in
+    /// reports written before it was added.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub about: Option<RiskFact>,
+}
+
+/// The facts behind a risk, typed.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(tag = "fact", rename_all = "kebab-case")]
+pub enum RiskFact {
+    /// The device sent a credential in clear text (the user only: the secret is never kept).
+    Credential {
+        /// Over which protocol.
+        protocol: Proto,
+        /// For which user, when the protocol names one.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        user: Option<String>,
+    },
+    /// The device serves a clear-text protocol.
+    Service {
+        /// Which.
+        protocol: Proto,
+    },
+    /// The device received industrial commands from `from`.
+    Command {
+        /// In which protocol.
+        protocol: Proto,
+        /// What they do.
+        kind: CommandKind,
+        /// The sender's device key.
+        from: String,
+        /// How many.
+        count: u64,
+    },
 }
 
 /// The kinds of risk discovery reports.
@@ -423,13 +457,19 @@ pub fn build(
                 detail: format!(
                     "received {n} {} {} command(s) ({d}) from {from_txt}{}",
                     p.as_str(),
-                    kind_word(*k),
+                    k.as_str(),
                     if expected {
                         ""
                     } else {
                         ", not an engineering station or HMI"
                     }
                 ),
+                about: Some(RiskFact::Command {
+                    protocol: *p,
+                    kind: *k,
+                    from: key_of(*from),
+                    count: *n,
+                }),
             });
         }
         risks.sort_by(|a, b| b.severity.cmp(&a.severity).then(a.cmp(b)));
@@ -556,6 +596,10 @@ fn exposure_risks(h: &Host) -> Vec<Risk> {
             kind: RiskKind::CleartextCredentials,
             severity: Severity::High,
             detail: format!("sent {what} over {} in clear text{who}", p.as_str()),
+            about: Some(RiskFact::Credential {
+                protocol: *p,
+                user: user.clone(),
+            }),
         });
     }
     for p in [Proto::Telnet, Proto::Ftp] {
@@ -564,6 +608,7 @@ fn exposure_risks(h: &Host) -> Vec<Risk> {
                 kind: RiskKind::InsecureService,
                 severity: Severity::Medium,
                 detail: format!("serves {} (clear text)", p.as_str()),
+                about: Some(RiskFact::Service { protocol: p }),
             });
         }
     }
@@ -575,6 +620,7 @@ fn exposure_risks(h: &Host) -> Vec<Risk> {
                 "serves {} to the public address {from} ({n} request(s))",
                 p.as_str()
             ),
+            about: None,
         });
     }
     if h.serves(Proto::Mqtt) || h.uses(Proto::Mqtt) {
@@ -587,20 +633,10 @@ fn exposure_risks(h: &Host) -> Vec<Risk> {
             kind: RiskKind::UnencryptedMqtt,
             severity: Severity::Medium,
             detail: format!("{role} MQTT without TLS"),
+            about: None,
         });
     }
     risks
-}
-
-fn kind_word(k: CommandKind) -> &'static str {
-    match k {
-        CommandKind::Write => "write",
-        CommandKind::Program => "program",
-        CommandKind::Stop => "stop",
-        CommandKind::Restart => "restart",
-        CommandKind::SetTime => "set-time",
-        CommandKind::Reserve => "reservation",
-    }
 }
 
 /// A few industrial vendor ids, for devices that give only the number.
@@ -650,6 +686,7 @@ fn diff(prev: &Report, now: &mut Report) -> Changes {
                     kind: RiskKind::NewTalker,
                     severity: Severity::Medium,
                     detail: "not seen in the previous capture".to_owned(),
+                    about: None,
                 });
             }
             Some(p) => {
@@ -696,6 +733,7 @@ fn diff(prev: &Report, now: &mut Report) -> Changes {
                             "talks to {} over {} for the first time",
                             e.server, e.service
                         ),
+                        about: None,
                     });
                 }
             }

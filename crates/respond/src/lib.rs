@@ -1,5 +1,6 @@
 //! The "score → remediate" steps of Vouch's loop, running: the trust service reads what enforcement points
-//! observe (gateway traffic windows) and what devices report (posture), judges each window with
+//! observe (gateway traffic windows), what devices report (posture) and what passive discovery saw them do
+//! (sightings, queued by the merge), judges each window and sighting with
 //! [`vouch_trust::TrustEngine`], records every score change with its reasons, and carries out the response
 //! playbooks ([`vouch_trust::Responder`]) against the store.
 //!
@@ -36,13 +37,14 @@ use vouch_events::{
 };
 use vouch_store::{CertStatus, Change, DeviceEdit, Store, StoreError};
 use vouch_trust::{
-    DeviceState as TrustState, Directive, FirmwareState, IdentityState, ScoreReason, Step,
+    DeviceState as TrustState, Directive, FirmwareState, IdentityState, ScoreReason, Step, Verdict,
+    Whereabouts,
 };
 
 use crate::judge::Judge;
 use vouch_types::{
-    Actor, Clock, Device, DeviceId, DevicePatch, GroupName, Observation, PostureReport, Quarantine,
-    Reason, RevocationReason, Timestamp, TrafficWindow, TrustScore,
+    Actor, Clock, Device, DeviceId, DevicePatch, GroupName, NetworkSighting, Observation,
+    PostureReport, Quarantine, Reason, RevocationReason, Timestamp, TrafficWindow, TrustScore,
 };
 
 pub use consume::{CONSUMER, QUEUE_KEEP_LAST, QUEUE_KEEP_SECS, SNAPSHOT_VERSION, SaveEvery};
@@ -70,12 +72,12 @@ pub enum RespondError {
     Payload(#[from] serde_json::Error),
 }
 
-/// What the service did with one window, for live displays (`vouch demo`) and tests.
+/// What the service did with one window or sighting, for live displays (`vouch demo`) and tests.
 #[derive(Debug, Clone, Serialize)]
 pub struct TrustUpdate {
     /// Whose.
     pub device: DeviceId,
-    /// When the window ended.
+    /// When the window (or the sighting) ended.
     pub at: Timestamp,
     /// The score now.
     pub score: TrustScore,
@@ -98,6 +100,8 @@ pub struct TrustStats {
     pub windows: u64,
     /// Posture reports taken in.
     pub postures: u64,
+    /// Discovery sightings taken in.
+    pub sightings: u64,
     /// Score changes recorded.
     pub changes: u64,
     /// Directives carried out (shadow ones included).
@@ -112,6 +116,7 @@ pub struct TrustStats {
 struct Counters {
     windows: AtomicU64,
     postures: AtomicU64,
+    sightings: AtomicU64,
     changes: AtomicU64,
     directives: AtomicU64,
     failures: AtomicU64,
@@ -182,6 +187,7 @@ impl TrustService {
         TrustStats {
             windows: c.windows.load(Ordering::Relaxed),
             postures: c.postures.load(Ordering::Relaxed),
+            sightings: c.sightings.load(Ordering::Relaxed),
             changes: c.changes.load(Ordering::Relaxed),
             directives: c.directives.load(Ordering::Relaxed),
             failures: c.failures.load(Ordering::Relaxed),
@@ -197,6 +203,7 @@ impl TrustService {
                 self.posture(&p);
                 Ok(None)
             }
+            Observation::Network(s) => self.sighting(&s).await,
         }
     }
 
@@ -256,6 +263,18 @@ impl TrustService {
         Ok((record, identity))
     }
 
+    /// [`Self::known`], with a device no longer in the registry as `None`: what it did is not judged.
+    async fn known_or_gone(
+        &self,
+        device: DeviceId,
+    ) -> Result<Option<(Device, IdentityState)>, RespondError> {
+        match self.known(device).await {
+            Ok(k) => Ok(Some(k)),
+            Err(RespondError::Store(StoreError::NotFound { .. })) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
     fn forget(&self, device: DeviceId) {
         if let Ok(mut m) = self.inner.models.lock() {
             m.known.remove(&device);
@@ -275,17 +294,9 @@ impl TrustService {
             })
     }
 
-    async fn window(&self, w: &TrafficWindow) -> Result<Option<TrustUpdate>, RespondError> {
-        self.inner.counters.windows.fetch_add(1, Ordering::Relaxed);
-        let (record, identity) = match self.known(w.device).await {
-            Ok(k) => k,
-            Err(RespondError::Store(StoreError::NotFound { .. })) => return Ok(None),
-            Err(e) => return Err(e),
-        };
-        // The one reading of a quarantine: the group, or the `restricted` state the policy reads as the group.
-        let quarantine = record.quarantine();
-        let restricted = quarantine.is_some();
-        let firmware = match record.model.as_ref() {
+    /// Its firmware compared with its model's rule (`[trust.firmware]`).
+    fn firmware_state(&self, record: &Device) -> FirmwareState {
+        match record.model.as_ref() {
             Some(m) => self
                 .inner
                 .settings
@@ -297,25 +308,101 @@ impl TrustService {
             // No model: nothing to compare with; an unknown version still says so.
             None if record.firmware.is_none() => FirmwareState::Unknown,
             None => FirmwareState::Current,
+        }
+    }
+
+    /// What the engine is told of a device besides what it did.
+    fn state(
+        &self,
+        m: &Models,
+        record: &Device,
+        identity: IdentityState,
+        out_of_zone: Option<String>,
+    ) -> TrustState {
+        TrustState {
+            class: record.class,
+            identity,
+            firmware: self.firmware_state(record),
+            out_of_zone,
+            failed_controls: Vec::new(),
+            attestation_ok: m.attestation.get(&record.id).copied(),
+            // The one reading of a quarantine: the group, or the `restricted` state the policy reads as
+            // the group.
+            restricted: record.quarantine().is_some(),
+        }
+    }
+
+    async fn window(&self, w: &TrafficWindow) -> Result<Option<TrustUpdate>, RespondError> {
+        self.inner.counters.windows.fetch_add(1, Ordering::Relaxed);
+        let Some((record, identity)) = self.known_or_gone(w.device).await? else {
+            return Ok(None);
         };
         let out_of_zone = self.out_of_zone(&record, &w.remotes);
         let (verdict, directives) = {
             let Ok(mut m) = self.inner.models.lock() else {
                 return Ok(None);
             };
-            let state = TrustState {
-                class: record.class,
-                identity,
-                firmware,
-                out_of_zone,
-                failed_controls: Vec::new(),
-                attestation_ok: m.attestation.get(&w.device).copied(),
-                restricted,
-            };
+            let state = self.state(&m, &record, identity, out_of_zone);
             // A quarantine an operator imposed is theirs to lift: the responder sees only a playbook's.
+            let quarantine = record.quarantine();
             let by_playbook = quarantine.as_ref().and_then(Quarantine::playbook);
             m.judge.judge(w, &state, by_playbook)
         };
+        let span = WindowSpan {
+            start: w.start,
+            end: w.end,
+        };
+        self.record(&record, verdict, directives, span)
+            .await
+            .map(Some)
+    }
+
+    /// Judges what discovery saw a device do: scored like a window (its state, remembered penalties) plus
+    /// the sighting's network penalties, peers placed in zones by `[trust.zones]`.
+    async fn sighting(&self, s: &NetworkSighting) -> Result<Option<TrustUpdate>, RespondError> {
+        self.inner
+            .counters
+            .sightings
+            .fetch_add(1, Ordering::Relaxed);
+        let Some((record, identity)) = self.known_or_gone(s.device).await? else {
+            return Ok(None);
+        };
+        let judged = {
+            let Ok(mut m) = self.inner.models.lock() else {
+                return Ok(None);
+            };
+            let state = self.state(&m, &record, identity, None);
+            let zone_of = |ip: IpAddr| self.inner.settings.zone_of(ip).map(str::to_owned);
+            let at = Whereabouts {
+                zone: record.zone.as_ref().map(|z| z.as_str()),
+                zone_of: &zone_of,
+            };
+            let quarantine = record.quarantine();
+            let by_playbook = quarantine.as_ref().and_then(Quarantine::playbook);
+            m.judge
+                .sight(s, &state, &at, by_playbook, self.inner.clock.now())
+        };
+        let Some((verdict, directives)) = judged else {
+            return Ok(None);
+        };
+        let span = WindowSpan {
+            start: s.start,
+            end: s.end,
+        };
+        self.record(&record, verdict, directives, span)
+            .await
+            .map(Some)
+    }
+
+    /// Records a verdict: `trust.changed` when the score moved, the score on the record, the directives
+    /// carried out, the update broadcast.
+    async fn record(
+        &self,
+        record: &Device,
+        verdict: Verdict,
+        directives: Vec<Directive>,
+        span: WindowSpan,
+    ) -> Result<TrustUpdate, RespondError> {
         let score = verdict.assessment.score;
         if verdict.changed() {
             self.inner.counters.changes.fetch_add(1, Ordering::Relaxed);
@@ -327,19 +414,16 @@ impl TrustService {
                 reasons: verdict.assessment.reasons.iter().map(reason).collect(),
                 cold_start: verdict.cold_start,
                 class_anomaly: (verdict.class_anomaly * 1000.0).round() / 1000.0,
-                window: WindowSpan {
-                    start: w.start,
-                    end: w.end,
-                },
+                window: span,
             };
-            self.event(w.device, Action::TrustChanged, &detail, None)
+            self.event(record.id, Action::TrustChanged, &detail, None)
                 .await?;
-            tracing::info!(device = %w.device, score = score.get(), previous = ?verdict.previous.map(TrustScore::get), "trust changed");
+            tracing::info!(device = %record.id, score = score.get(), previous = ?verdict.previous.map(TrustScore::get), "trust changed");
         }
-        self.apply(&record, score, &directives).await?;
+        self.apply(record, score, &directives).await?;
         let update = TrustUpdate {
-            device: w.device,
-            at: w.end,
+            device: record.id,
+            at: verdict.at,
             score,
             previous: verdict.previous,
             anomalous: verdict.anomalous(),
@@ -348,7 +432,7 @@ impl TrustService {
             directives,
         };
         let _ = self.inner.updates.send(update.clone());
-        Ok(Some(update))
+        Ok(update)
     }
 
     async fn event<P: Payload>(

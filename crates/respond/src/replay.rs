@@ -9,6 +9,9 @@
 //! held against it), a release lifts it, a revocation or re-enrollment leaves it without a valid
 //! certificate. So a device registered that way and fed the same windows live ends with the same score.
 //!
+//! A file holds windows only: a line that is anything else (a discovery sighting among them) is refused
+//! naming its number, never judged as a window.
+//!
 //! Bounded against a hostile file: a line is at most [`MAX_LINE_BYTES`], at most [`MAX_DEVICES`] devices are
 //! followed, and windows are judged as they are read (memory grows with devices, not with lines).
 
@@ -327,6 +330,20 @@ mod tests {
         assert!(matches!(e, ReplayError::LineTooLong { line: 2 }), "{e}");
         let e = replay_jsonl(&b"\xff\xfe\n"[..], &TrustSettings::default()).unwrap_err();
         assert!(matches!(e, ReplayError::Parse { line: 1, .. }), "{e}");
+        // A discovery sighting is not a recorded window: refused by its line, never judged as one.
+        let sighting = vouch_types::Observation::Network(vouch_types::NetworkSighting {
+            device: d,
+            start: Timestamp::from_unix_micros(0),
+            end: Timestamp::from_unix_micros(1),
+            peers: Default::default(),
+            peers_left_out: 0,
+            client_of: Default::default(),
+            server_of: Default::default(),
+            risks: Default::default(),
+        });
+        let text = format!("{good}{}\n", serde_json::to_string(&sighting).unwrap());
+        let e = replay_jsonl(text.as_bytes(), &TrustSettings::default()).unwrap_err();
+        assert!(matches!(e, ReplayError::Parse { line: 2, .. }), "{e}");
     }
 
     #[test]

@@ -7,26 +7,16 @@ use std::sync::Arc;
 
 use vouch_events::Action;
 use vouch_respond::{TrustService, TrustSettings};
-use vouch_store::{CertStatus, CertificateRecord, Change, Issuance, Store};
+use vouch_store::{CertStatus, Store};
 use vouch_trust::{Mode, ResponseConfig};
 use vouch_types::{
-    Actor, CertFingerprint, DeviceClass, DeviceId, DeviceState, ManualClock, NewDevice,
-    Observation, PostureReport, Serial, Timestamp, TrafficWindow,
+    DeviceClass, DeviceId, DeviceState, ManualClock, NewDevice, Observation, PostureReport,
+    TrafficWindow,
 };
 
-const T0: i64 = 1_800_000_000_000_000;
+mod common;
 
-fn at(secs: i64) -> Timestamp {
-    Timestamp::from_unix_micros(T0 + secs * 1_000_000)
-}
-
-fn change(secs: i64) -> Change {
-    Change {
-        actor: Actor::System("test".into()),
-        reason: None,
-        at: at(secs),
-    }
-}
+use common::{at, change};
 
 struct World {
     _dir: tempfile::TempDir,
@@ -54,13 +44,7 @@ fn settings(mode: Mode) -> TrustSettings {
 
 async fn world(mode: Mode) -> World {
     let dir = tempfile::tempdir().unwrap();
-    let store: Arc<dyn Store> = Arc::new(
-        vouch_store_sqlite::SqliteStore::open(
-            dir.path().join("v.db"),
-            vouch_store_sqlite::Durability::Normal,
-        )
-        .unwrap(),
-    );
+    let store = common::sqlite(&dir.path().join("v.db"));
     let clock = Arc::new(ManualClock::new(at(0)));
     let svc = TrustService::new(store.clone(), clock, settings(mode));
     World {
@@ -73,26 +57,11 @@ async fn world(mode: Mode) -> World {
 /// An enrolled sensor in plant-a with a certificate valid for a year.
 async fn sensor(store: &Arc<dyn Store>, n: u8) -> DeviceId {
     let mut d = NewDevice::bare(DeviceId::derived(&format!("test:{n}")));
-    d.state = DeviceState::Onboarding;
     d.class = DeviceClass::Sensor;
     d.model = Some("SIM-TH-100".parse().unwrap());
     d.firmware = Some("2.1.0".parse().unwrap());
     d.zone = Some("plant-a".parse().unwrap());
-    let d = store.create_device(d, change(0)).await.unwrap();
-    let cert = CertificateRecord {
-        serial: Serial::from_slice(&[0x11, n]).unwrap(),
-        device_id: d.id,
-        fingerprint: CertFingerprint::from_bytes([n; 32]),
-        not_before: at(-10),
-        not_after: at(365 * 86_400),
-        status: CertStatus::Good,
-        der: vec![0x30, 0x03, 0x02, 0x01, n],
-    };
-    store
-        .record_issuance(Issuance { cert, token: None }, change(1))
-        .await
-        .unwrap();
-    d.id
+    common::enroll(store, d, n).await
 }
 
 fn window(device: DeviceId, i: i64, msgs: u64, new_topics: u32, sessions: u32) -> TrafficWindow {

@@ -20,8 +20,10 @@ use vouch_types::{ConsumerId, Observation, Timestamp};
 use crate::feed::Wakeup;
 use crate::{Result, Store, StoreError};
 
-/// The version of the JSON an observation is queued as; a newer one is refused when read.
-pub const OBSERVATION_VERSION: u32 = 1;
+/// The version of the JSON an observation is queued as; a newer one is refused when read. 2 added
+/// discovery's `network` sightings: a version-1 row (traffic, posture) reads as it always did, and a build
+/// that knows only version 1 refuses a sighting's row as newer rather than as damaged.
+pub const OBSERVATION_VERSION: u32 = 2;
 /// The largest snapshot a consumer may save (the trust service's models of a large fleet fit well within).
 pub const MAX_SNAPSHOT_BYTES: usize = 64 << 20;
 /// Observations read per query.
@@ -213,7 +215,7 @@ impl ObservationFeed {
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used)]
+    #![allow(clippy::unwrap_used, clippy::panic)]
     use super::*;
     use vouch_types::{DeviceId, PostureReport};
 
@@ -228,11 +230,58 @@ mod tests {
             attestation_ok: None,
         });
         let body = encode_observation(&o).unwrap();
-        assert!(body.starts_with(r#"{"v":1,"#), "{body}");
+        assert!(body.starts_with(r#"{"v":2,"#), "{body}");
         assert_eq!(decode_observation(&body).unwrap(), o);
-        let newer = body.replacen(r#""v":1"#, r#""v":2"#, 1);
+        let newer = body.replacen(r#""v":2"#, r#""v":3"#, 1);
         let err = decode_observation(&newer).unwrap_err();
-        assert!(err.to_string().contains("version 2 is newer"), "{err}");
+        assert!(err.to_string().contains("version 3 is newer"), "{err}");
         assert!(decode_observation("{").is_err());
+    }
+
+    #[test]
+    fn rows_written_before_sightings_read_as_they_did() {
+        // Verbatim rows of version 1, as an earlier build queued them.
+        let traffic = r#"{"v":1,"observation":{"kind":"traffic","device":"0190a4d2-7c00-7000-8000-000000000001","start":"2027-01-15T08:00:00Z","end":"2027-01-15T08:00:10Z","connects":1,"disconnects":0,"sessions":1,"auth_failures":0,"msgs_in":20,"msgs_out":0,"bytes_in":1600,"bytes_out":0,"distinct_topics":1,"new_topics":0,"remotes":["127.0.10.5"]}}"#;
+        let Observation::Traffic(w) = decode_observation(traffic).unwrap() else {
+            panic!("not a window");
+        };
+        assert_eq!((w.msgs_in, w.remotes.len()), (20, 1));
+        let posture = r#"{"v":1,"observation":{"kind":"posture","device":"0190a4d2-7c00-7000-8000-000000000001","at":"2027-01-15T08:00:00Z","open_ports":[22]}}"#;
+        assert!(matches!(
+            decode_observation(posture).unwrap(),
+            Observation::Posture(p) if p.open_ports == [22]
+        ));
+    }
+
+    #[test]
+    fn a_sighting_round_trips_and_an_oversized_one_is_refused() {
+        use vouch_types::{Bounded, NetworkRisk, NetworkSighting};
+        let risks: Vec<NetworkRisk> = (0..2)
+            .map(|_| NetworkRisk::InsecureService {
+                protocol: "telnet".parse().unwrap(),
+            })
+            .collect();
+        let o = Observation::Network(NetworkSighting {
+            device: DeviceId::derived("v"),
+            start: Timestamp::from_unix_micros(1),
+            end: Timestamp::from_unix_micros(2),
+            peers: Bounded::default(),
+            peers_left_out: 0,
+            client_of: Bounded::default(),
+            server_of: Bounded::default(),
+            risks: risks.try_into().unwrap(),
+        });
+        let body = encode_observation(&o).unwrap();
+        assert!(body.contains(r#""kind":"network""#), "{body}");
+        assert_eq!(decode_observation(&body).unwrap(), o);
+        let many =
+            vec![r#"{"risk":"insecure_service","protocol":"ftp"}"#; vouch_types::MAX_RISKS + 1];
+        let hostile = format!(
+            r#"{{"v":2,"observation":{{"kind":"network","device":"{}","start":"2027-01-15T08:00:00Z","end":"2027-01-15T08:00:10Z","risks":[{}]}}}}"#,
+            DeviceId::derived("v"),
+            many.join(",")
+        );
+        let err = decode_observation(&hostile).unwrap_err();
+        assert!(err.to_string().contains("more than 32 entries"), "{err}");
     }
 }

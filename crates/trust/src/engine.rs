@@ -9,16 +9,24 @@
 //! Each device also remembers its recent behaviour penalties, which decay over the engine's half-life
 //! (`crate::memory`): the verdict's assessment holds the window's own reasons and what is left of earlier
 //! ones, so a score recovers over several windows rather than jumping back after one.
+//!
+//! Discovery's sightings are judged too ([`TrustEngine::sight`]): the device's state as for a window, the
+//! sighting's network penalties (`crate::network`) in full, and what is left of earlier behaviour and
+//! network penalties; the network ones are then remembered, so the windows that follow carry them, decaying.
+//!
+//! Over 600 lines because the window and sighting paths share the device model and its two memories; most
+//! of the length is the tests.
 
 use foldhash::HashMap;
 use serde::{Deserialize, Serialize};
 
-use vouch_types::{DeviceClass, DeviceId, Timestamp, TrafficWindow, TrustScore};
+use vouch_types::{DeviceClass, DeviceId, NetworkSighting, Timestamp, TrafficWindow, TrustScore};
 
 use crate::baseline::{Baseline, BaselineConfig, Deviation};
 use crate::features::{Feature, Features};
 use crate::hst::{HalfSpaceTrees, HstConfig};
-use crate::memory::{HalfLife, Memory};
+use crate::memory::{BEHAVIOUR, HalfLife, Memory};
+use crate::network::{NETWORK, Whereabouts};
 use crate::score::{Assessment, FirmwareState, IdentityState, TrustInputs, assess};
 
 /// What the engine knows about a device besides its behaviour, from the registry and the PKI.
@@ -159,6 +167,13 @@ struct DeviceModel {
     baseline: Baseline,
     last: Option<TrustScore>,
     memory: Memory,
+    /// Remembered network penalties (discovery's sightings), absent from snapshots written before them.
+    #[serde(default)]
+    network: Memory,
+    /// The end of the last sighting judged: one that ends no later was judged already (a report merged
+    /// again), and is passed over.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    sighted: Option<Timestamp>,
 }
 
 /// What a [`TrustEngine`] learned, serializable (serde) so that a restart does not reset it
@@ -315,9 +330,13 @@ impl TrustEngine {
             .filter(|r| r.component == "behaviour")
             .cloned()
             .collect();
-        let remembered = device.memory.update(w.end, &behaviour, self.half_life);
+        let remembered = device
+            .memory
+            .update(w.end, &behaviour, self.half_life, BEHAVIOUR);
+        let network = device.network.update(w.end, &[], self.half_life, NETWORK);
         let mut reasons = fresh.reasons;
         reasons.extend(remembered);
+        reasons.extend(network);
         let assessment = Assessment::from_reasons(reasons);
         let previous = device.last.replace(assessment.score);
         Verdict {
@@ -329,6 +348,88 @@ impl TrustEngine {
             previous,
         }
     }
+}
+
+impl TrustEngine {
+    /// Judges what discovery saw `state`'s device do (see the module's doc), at `now` (the caller's clock,
+    /// so that a capture uploaded long after it was taken costs what is left of its penalties, not all of
+    /// them); `None` for a sighting that ends no later than the last one judged for the device. Learns
+    /// nothing of its behaviour: a capture says nothing of its MQTT traffic.
+    pub fn sight(
+        &mut self,
+        s: &NetworkSighting,
+        state: &DeviceState,
+        at: &Whereabouts<'_>,
+        now: Timestamp,
+    ) -> Option<Verdict> {
+        let cold_start = self.cold_start(s.device);
+        let half_life = self.half_life;
+        let device = self.devices.entry(s.device).or_default();
+        if device.sighted.is_some_and(|last| s.end <= last) {
+            return None;
+        }
+        device.sighted = Some(s.end);
+        let inputs = TrustInputs {
+            identity: state.identity,
+            cloned: false,
+            firmware: state.firmware,
+            out_of_zone: state.out_of_zone.clone(),
+            deviations: Vec::new(),
+            threshold: self.baseline.threshold,
+            failed_controls: state.failed_controls.clone(),
+            attestation_ok: state.attestation_ok,
+            class_anomaly: None,
+        };
+        let age = now.unix_micros() - s.end.unix_micros();
+        let judged_at = if age > 0 { now } else { s.end };
+        let fresh = aged(
+            crate::network::penalties(s, state.class, at),
+            age,
+            half_life,
+        );
+        let mut reasons = assess(&inputs).reasons;
+        reasons.extend(device.memory.update(judged_at, &[], half_life, BEHAVIOUR));
+        reasons.extend(device.network.update(judged_at, &fresh, half_life, NETWORK));
+        reasons.extend(fresh);
+        let assessment = Assessment::from_reasons(reasons);
+        let previous = device.last.replace(assessment.score);
+        Some(Verdict {
+            device: s.device,
+            at: judged_at,
+            cold_start,
+            class_anomaly: 0.0,
+            assessment,
+            previous,
+        })
+    }
+}
+
+/// Penalties incurred `age` before they are judged, at what is left of them then (those worth less than a
+/// point dropped), each that lost points saying why.
+fn aged(
+    reasons: Vec<crate::ScoreReason>,
+    age: i64,
+    half_life: HalfLife,
+) -> Vec<crate::ScoreReason> {
+    let factor = half_life.factor(age);
+    reasons
+        .into_iter()
+        .filter_map(|mut r| {
+            let left = (f64::from(r.penalty) * factor).round().clamp(0.0, 100.0) as u8;
+            if left == 0 {
+                return None;
+            }
+            if left != r.penalty {
+                r.why = format!(
+                    "{} (in a capture that ended {} before it was judged)",
+                    r.why,
+                    crate::memory::span(age)
+                );
+                r.penalty = left;
+            }
+            Some(r)
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -619,5 +720,112 @@ mod tests {
         // A sensor never bursts: four times its bytes is already too much.
         let v = e.observe(&bytes(sensor, 400, 4), &state(DeviceClass::Sensor));
         assert!(flagged(&v), "{v:?}");
+    }
+
+    fn end(secs: i64) -> Timestamp {
+        Timestamp::from_unix_micros(1_700_000_000_000_000 + secs * 1_000_000)
+    }
+
+    fn credential_sighting(id: DeviceId, end_secs: i64) -> NetworkSighting {
+        use vouch_types::{Bounded, NetworkRisk};
+        NetworkSighting {
+            device: id,
+            start: Timestamp::from_unix_micros(1_700_000_000_000_000),
+            end: Timestamp::from_unix_micros(1_700_000_000_000_000 + end_secs * 1_000_000),
+            peers: Bounded::default(),
+            peers_left_out: 0,
+            client_of: Bounded::default(),
+            server_of: Bounded::default(),
+            risks: vec![NetworkRisk::CleartextCredential {
+                protocol: "telnet".parse().unwrap(),
+                user: Some("root".parse().unwrap()),
+            }]
+            .try_into()
+            .unwrap(),
+        }
+    }
+
+    #[test]
+    fn a_sighting_takes_its_points_off_once_and_the_windows_after_it_remember_them() {
+        let (mut e, id, s) = warmed(60);
+        let nowhere = Whereabouts {
+            zone: None,
+            zone_of: &|_| None,
+        };
+        // The warm-up's windows end at 300 s; the capture ends at 305 s.
+        let v = e
+            .sight(&credential_sighting(id, 305), &s, &nowhere, end(305))
+            .unwrap();
+        assert_eq!(v.assessment.score.get(), 80, "{v:?}");
+        assert!(v.changed() && !v.anomalous());
+        assert_eq!(
+            v.assessment.reasons[0].to_string(),
+            "−20: it sent credentials in clear text over telnet (user \"root\")"
+        );
+        // The same capture judged later, by an engine that never saw it: what is left of it, saying so; ten
+        // half-lives on, nothing.
+        let late = |secs: i64| {
+            let (mut e, id, s) = warmed(60);
+            e.sight(&credential_sighting(id, 305), &s, &nowhere, end(305 + secs))
+                .unwrap()
+        };
+        let v60 = late(60);
+        assert_eq!(v60.assessment.score.get(), 90, "{v60:?}");
+        assert!(
+            v60.assessment.reasons[0]
+                .why
+                .ends_with("(in a capture that ended 60 s before it was judged)"),
+            "{v60:?}"
+        );
+        let v600 = late(600);
+        assert!(v600.assessment.reasons.is_empty(), "{v600:?}");
+        // The same report merged again: judged already.
+        assert!(
+            e.sight(&credential_sighting(id, 305), &s, &nowhere, end(305))
+                .is_none()
+        );
+        // The next window carries what is left of it, decaying, and is not itself anomalous.
+        let w = e.observe(&window(id, 30, 20, 0, 1), &s);
+        let r = &w.assessment.reasons[0];
+        assert!(r.remembered() && r.component == "network", "{w:?}");
+        assert!(r.why.contains("decaying (half-life 60 s)"), "{r}");
+        assert!(!w.anomalous() && !w.flagged());
+        assert!(w.assessment.score.get() > 80 && w.assessment.score.get() < 100);
+        // The penalty survives a snapshot, as a network one.
+        let mut fresh = TrustEngine::default().with_half_life(HalfLife::from_secs(60));
+        fresh.restore(serde_json::from_slice(&serde_json::to_vec(&e.learned()).unwrap()).unwrap());
+        let a = e.observe(&window(id, 31, 20, 0, 1), &s);
+        let b = fresh.observe(&window(id, 31, 20, 0, 1), &s);
+        assert_eq!(a, b);
+        assert!(
+            b.assessment
+                .reasons
+                .iter()
+                .any(|r| r.component == "network")
+        );
+    }
+
+    #[test]
+    fn a_snapshot_from_before_sightings_reads_back() {
+        let (mut e, id, s) = warmed(600);
+        e.observe(&window(id, 30, 20, 40, 1), &s);
+        let mut json: serde_json::Value = serde_json::to_value(e.learned()).unwrap();
+        // What an earlier build wrote: no network memory, no last sighting.
+        for (_, d) in json["devices"].as_object_mut().unwrap() {
+            let d = d.as_object_mut().unwrap();
+            d.remove("network");
+            d.remove("sighted");
+        }
+        let mut old = TrustEngine::default().with_half_life(HalfLife::from_secs(600));
+        old.restore(serde_json::from_value(json).unwrap());
+        let a = e.observe(&window(id, 31, 20, 0, 1), &s);
+        let b = old.observe(&window(id, 31, 20, 0, 1), &s);
+        assert_eq!(a, b);
+        assert!(
+            b.assessment
+                .reasons
+                .iter()
+                .any(|r| r.component == "behaviour" && r.remembered())
+        );
     }
 }

@@ -1,4 +1,6 @@
 //! Trust with memory: behaviour penalties fade over a half-life instead of vanishing with the next window.
+//! Discovery's network penalties (`crate::network`) are remembered the same way, in a memory of their own
+//! with its own cap ([`Pool`]), so neither kind crowds the other out.
 //!
 //! A penalty `p` incurred at time `t` still costs `p × 2^(−(now − t) / half_life)` at `now`. The fresh
 //! window's penalty counts in full at once (an anomaly takes the score down immediately); what is remembered
@@ -47,7 +49,7 @@ impl HalfLife {
     }
 
     /// What is left of one point after `age_micros` (1 for no or negative age: time does not run back).
-    fn factor(self, age_micros: i64) -> f64 {
+    pub(crate) fn factor(self, age_micros: i64) -> f64 {
         if age_micros <= 0 {
             return 1.0;
         }
@@ -61,20 +63,29 @@ impl Default for HalfLife {
     }
 }
 
+/// What one memory holds: the component its reasons are given under, and the most they may take off.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct Pool {
+    /// The score component of its penalties.
+    pub component: &'static str,
+    /// The most its penalties, fresh and remembered, take off together.
+    pub cap: f64,
+}
+
+/// Behaviour penalties (traffic windows).
+pub(crate) const BEHAVIOUR: Pool = Pool {
+    component: "behaviour",
+    cap: BEHAVIOUR_CAP,
+};
+
 /// One remembered penalty: what it was for, when it was incurred, and what it is worth as of the memory's
-/// last update.
+/// last update. Its component is its memory's ([`Pool`]), not stored: a snapshot written when only
+/// behaviour was remembered reads back unchanged.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct Remembered {
     why: String,
-    // Only behaviour penalties are remembered (the engine passes no other), so a restored one is behaviour.
-    #[serde(skip, default = "behaviour")]
-    component: &'static str,
     incurred: Timestamp,
     value: f64,
-}
-
-fn behaviour() -> &'static str {
-    "behaviour"
 }
 
 /// A device's remembered behaviour penalties.
@@ -85,13 +96,14 @@ pub(crate) struct Memory {
 }
 
 impl Memory {
-    /// Decays what is remembered to `now`, returns it as reasons (newest first, trimmed so that with the
-    /// window's `fresh` behaviour reasons it stays within the cap), then remembers the fresh ones.
+    /// Decays what is remembered to `now`, returns it as reasons of `pool`'s component (newest first,
+    /// trimmed so that with the `fresh` reasons it stays within `pool`'s cap), then remembers the fresh ones.
     pub(crate) fn update(
         &mut self,
         now: Timestamp,
         fresh: &[ScoreReason],
         half_life: HalfLife,
+        pool: Pool,
     ) -> Vec<ScoreReason> {
         let elapsed = self
             .updated
@@ -107,7 +119,7 @@ impl Memory {
         let fresh_total: f64 = fresh.iter().map(|r| f64::from(r.penalty)).sum();
         // The room left under the cap goes to the newest remembered penalties first; older ones are
         // trimmed (for good: the cap is a bound on the debt, not only on what is shown).
-        let mut room = (BEHAVIOUR_CAP - fresh_total).max(0.0);
+        let mut room = (pool.cap - fresh_total).max(0.0);
         for r in self.items.iter_mut().rev() {
             r.value = r.value.min(room);
             room -= r.value;
@@ -119,7 +131,7 @@ impl Memory {
             .rev()
             .map(|r| ScoreReason {
                 penalty: r.value.round().clamp(0.0, 100.0) as u8,
-                component: r.component,
+                component: pool.component,
                 why: format!(
                     "{}, {} ago, decaying (half-life {})",
                     r.why,
@@ -131,7 +143,6 @@ impl Memory {
             .collect();
         self.items.extend(fresh.iter().map(|r| Remembered {
             why: r.why.clone(),
-            component: r.component,
             incurred: now,
             value: f64::from(r.penalty),
         }));
@@ -149,7 +160,7 @@ impl Memory {
 }
 
 /// A duration in the largest unit that keeps it readable ("40 s", "3 min", "2 h").
-fn span(micros: i64) -> String {
+pub(crate) fn span(micros: i64) -> String {
     let secs = micros.max(0) / 1_000_000;
     match secs {
         0..120 => format!("{secs} s"),
@@ -183,8 +194,8 @@ mod tests {
     fn a_penalty_halves_every_half_life_and_says_so() {
         let h = HalfLife::from_secs(600);
         let mut m = Memory::default();
-        assert!(m.update(at(0), &[reason(40)], h).is_empty());
-        let r = m.update(at(180), &[], h);
+        assert!(m.update(at(0), &[reason(40)], h, BEHAVIOUR).is_empty());
+        let r = m.update(at(180), &[], h, BEHAVIOUR);
         assert_eq!(r.len(), 1);
         // 40 × 2^(−0.3) = 32.5
         assert_eq!(r[0].penalty, 32);
@@ -193,10 +204,10 @@ mod tests {
             "−32: exfiltration, 3 min ago, decaying (half-life 10 min)"
         );
         assert_eq!(r[0].incurred, Some(at(0)));
-        assert_eq!(total(&m.update(at(600), &[], h)), 20);
-        assert_eq!(total(&m.update(at(1200), &[], h)), 10);
+        assert_eq!(total(&m.update(at(600), &[], h, BEHAVIOUR)), 20);
+        assert_eq!(total(&m.update(at(1200), &[], h, BEHAVIOUR)), 10);
         // Seven half-lives on, less than half a point: forgotten.
-        assert!(m.update(at(600 * 8), &[], h).is_empty());
+        assert!(m.update(at(600 * 8), &[], h, BEHAVIOUR).is_empty());
         assert!(m.items.is_empty());
     }
 
@@ -204,15 +215,15 @@ mod tests {
     fn penalties_compound_within_the_cap() {
         let h = HalfLife::from_secs(600);
         let mut m = Memory::default();
-        m.update(at(0), &[reason(30)], h);
-        let r = m.update(at(600), &[reason(30)], h);
+        m.update(at(0), &[reason(30)], h, BEHAVIOUR);
+        let r = m.update(at(600), &[reason(30)], h, BEHAVIOUR);
         assert_eq!(total(&r), 15, "the first, halved, on top of the fresh 30");
         // A long attack: 70 each window; the debt never exceeds the cap.
         for n in 1..20 {
-            let r = m.update(at(600 + n * 10), &[reason(70)], h);
+            let r = m.update(at(600 + n * 10), &[reason(70)], h, BEHAVIOUR);
             assert_eq!(total(&r), 0, "no room beside a fresh 70");
         }
-        let after = m.update(at(600 + 200), &[], h);
+        let after = m.update(at(600 + 200), &[], h, BEHAVIOUR);
         assert!(total(&after) <= 70, "{after:?}");
         assert!(total(&after) >= 69, "{after:?}");
         assert!(m.items.len() <= MAX_REMEMBERED);
@@ -222,7 +233,7 @@ mod tests {
     fn time_running_back_neither_decays_nor_grows() {
         let h = HalfLife::from_secs(60);
         let mut m = Memory::default();
-        m.update(at(100), &[reason(20)], h);
-        assert_eq!(total(&m.update(at(50), &[], h)), 20);
+        m.update(at(100), &[reason(20)], h, BEHAVIOUR);
+        assert_eq!(total(&m.update(at(50), &[], h, BEHAVIOUR)), 20);
     }
 }

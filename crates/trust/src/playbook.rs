@@ -298,6 +298,10 @@ pub struct Situation {
     pub revoked: bool,
     /// The reasons the score moved, for findings.
     pub reasons: Vec<String>,
+    /// A traffic window (`false`: a discovery sighting, which says nothing of the window facts — anomaly,
+    /// cloning, zone — nor of healthy time: it neither extends nor breaks an anomaly run, ends no episode
+    /// and starts or ends no healthy period, so only what it can lower, the trust, fires a playbook).
+    pub window: bool,
 }
 
 /// One thing to do about a device.
@@ -378,16 +382,20 @@ impl Responder {
     /// The directives for `device` after a window ending at `now`.
     pub fn decide(&mut self, device: DeviceId, s: &Situation, now: Timestamp) -> Vec<Directive> {
         let m = self.memory.entry(device).or_default();
-        m.anomalous_run = if s.anomalous {
-            m.anomalous_run.saturating_add(1)
-        } else {
-            0
-        };
+        if s.window {
+            m.anomalous_run = if s.anomalous {
+                m.anomalous_run.saturating_add(1)
+            } else {
+                0
+            };
+        }
         let mut out = Vec::new();
         let mut quarantine_holds = false;
         for (i, p) in self.config.playbooks.iter().enumerate() {
             let Some(why) = holds(&p.when, s, m.anomalous_run) else {
-                m.firing.remove(&i);
+                if s.window {
+                    m.firing.remove(&i);
+                }
                 continue;
             };
             if p.then.contains(&Step::Quarantine) {
@@ -414,6 +422,8 @@ impl Responder {
             }
         }
         match (&s.quarantined_by, quarantine_holds) {
+            // A sighting's time is its capture's, not the device's present: it says nothing of healthy time.
+            (_, false) if !s.window => {}
             (Some(by), false) => {
                 let since = *m.healthy_since.get_or_insert(now);
                 let healthy = now.unix_micros() - since.unix_micros();
@@ -510,6 +520,7 @@ mod tests {
             quarantined_by: None,
             revoked: false,
             reasons: Vec::new(),
+            window: true,
         }
     }
 
@@ -646,5 +657,51 @@ mod tests {
         let got = shadow.decide(d, &s, at(0));
         assert_eq!(got.len(), 2);
         assert!(got.iter().all(|x| x.shadow));
+    }
+
+    #[test]
+    fn a_sighting_neither_breaks_a_run_nor_ends_an_episode_nor_counts_as_healthy_time() {
+        let mut r = Responder::new(ResponseConfig {
+            release_after_secs: 60,
+            ..ResponseConfig::default()
+        });
+        let d = DeviceId::derived("t:3");
+        let mut bad = healthy();
+        bad.anomalous = true;
+        bad.trust = 45;
+        let sighting = Situation {
+            window: false,
+            ..healthy()
+        };
+        assert!(r.decide(d, &bad, at(0)).is_empty());
+        assert!(r.decide(d, &sighting, at(5)).is_empty());
+        // The run went on through the sighting: the second anomalous window quarantines.
+        assert_eq!(r.decide(d, &bad, at(10)).len(), 2);
+        let mut cloned = healthy();
+        cloned.cloned = true;
+        cloned.trust = 35;
+        cloned.quarantined_by = Some("quarantine-anomaly".into());
+        assert!(!r.decide(d, &cloned, at(20)).is_empty());
+        // A sighting that cannot see the clone does not end its episode: the next cloned window does nothing.
+        let quiet = Situation {
+            quarantined_by: cloned.quarantined_by.clone(),
+            ..sighting.clone()
+        };
+        assert!(r.decide(d, &quiet, at(25)).is_empty());
+        assert!(r.decide(d, &cloned, at(30)).is_empty());
+        // A sighting from long ago starts no healthy period: the release waits for 60 s of healthy windows.
+        let mut ok = healthy();
+        ok.quarantined_by = cloned.quarantined_by.clone();
+        assert!(r.decide(d, &quiet, at(-10_000)).is_empty());
+        assert!(r.decide(d, &ok, at(40)).is_empty());
+        assert!(r.decide(d, &ok, at(90)).is_empty());
+        assert_eq!(r.decide(d, &ok, at(100)).len(), 1);
+        // What a sighting can say, low trust, fires like a window's.
+        let mut r = Responder::new(ResponseConfig::default());
+        let low = Situation {
+            trust: 10,
+            ..sighting
+        };
+        assert!(!r.decide(d, &low, at(0)).is_empty());
     }
 }

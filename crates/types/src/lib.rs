@@ -14,6 +14,7 @@ mod observe;
 mod operator;
 mod pki;
 mod policy;
+mod sighting;
 mod standing;
 mod text;
 mod version;
@@ -28,11 +29,16 @@ pub use observe::{MAX_REMOTES, Observation, PostureReport, TrafficWindow};
 pub use operator::{Actor, Permission, Role};
 pub use pki::{RevocationReason, Serial};
 pub use policy::{MAX_POLICY_BYTES, PolicyId, PolicyMode, PolicyRecord, TrustBand, TrustScore};
+pub use sighting::{
+    Bounded, MAX_PEERS, MAX_PROTOCOLS, MAX_RISKS, NetworkRisk, NetworkSighting, OtCommand, Peer,
+    Protocol, Side,
+};
 pub use standing::{QUARANTINE_GROUP, Quarantine};
 pub use text::{
-    ConsumerId, DocumentKey, FirmwareVersion, GroupName, Groups, LabelKey, LabelValue, Labels,
-    Model, OperatorName, QUARANTINED_BY_LABEL, RESERVED_LABEL_PREFIXES, Reason, TRUST_BAND_LABEL,
-    TRUST_SCORE_LABEL, Vendor, Zone, is_invisible,
+    ConsumerId, CredentialUser, DocumentKey, FirmwareVersion, GroupName, Groups, LabelKey,
+    LabelValue, Labels, Model, OperatorName, ProtocolName, QUARANTINED_BY_LABEL,
+    RESERVED_LABEL_PREFIXES, Reason, TRUST_BAND_LABEL, TRUST_SCORE_LABEL, Vendor, Zone,
+    is_invisible,
 };
 pub use version::compare_versions;
 

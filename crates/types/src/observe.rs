@@ -1,11 +1,12 @@
 //! What enforcement points see devices do, as the trust engine reads it: typed observations, one per device
-//! per time window, rather than a stream of raw packets.
+//! per time window, rather than a stream of raw packets; and what passive discovery saw them do
+//! ([`NetworkSighting`]).
 
 use std::net::IpAddr;
 
 use serde::{Deserialize, Serialize};
 
-use crate::{DeviceId, FirmwareVersion, Timestamp};
+use crate::{DeviceId, FirmwareVersion, NetworkSighting, Timestamp};
 
 /// Source addresses kept per window: enough to see a device in two places, bounded against a flood.
 pub const MAX_REMOTES: usize = 8;
@@ -65,6 +66,8 @@ pub enum Observation {
     Traffic(TrafficWindow),
     /// What a device reported about itself (or an operator's tooling on its behalf).
     Posture(PostureReport),
+    /// What passive discovery saw a registry device do over a capture.
+    Network(NetworkSighting),
 }
 
 /// A device's posture report, checked at the edge (API): what it runs and how it is configured.

@@ -195,6 +195,15 @@ bounded_text!(
     /// Why a change was made, as an operator or a playbook explains it in the event log.
     Reason, "reason", 1024, Charset::Printable
 );
+bounded_text!(
+    /// A protocol's name as passive discovery names it (`modbus`, `s7comm-plus`), or `tcp/PORT` / `udp/PORT`
+    /// for a service it did not recognise.
+    ProtocolName, "protocol name", 32, Charset::Path
+);
+bounded_text!(
+    /// The user name a clear-text credential was sent for (never the secret itself).
+    CredentialUser, "credential user", 256, Charset::Printable
+);
 
 /// The most labels an operator may put on one device.
 pub const MAX_LABELS: usize = 64;
