@@ -8,8 +8,11 @@ error with its line and path; exits 1 if there is any.
 import json
 import sys
 
-from jsonschema import Draft202012Validator
-from ocsf_json_schema import OcsfJsonSchemaEmbedded, get_ocsf_schema
+try:
+    from jsonschema import Draft202012Validator
+    from ocsf_json_schema import OcsfJsonSchemaEmbedded, get_ocsf_schema
+except ImportError as e:
+    sys.exit(f"{e}: run scripts/test, which installs the validators")
 
 
 def main(version: str, path: str) -> int:

@@ -259,6 +259,12 @@ fn the_html_report_renders_in_headless_chromium_with_its_figures() {
     assert_eq!(sum.kev.len(), 1);
     assert!(sum.failed > 0 && sum.passed > 0);
 
+    // Self-contained and static: nothing fetched, nothing run.
+    for banned in [
+        "://", "<script", "<link", "<img", "<iframe", "@import", "url(",
+    ] {
+        assert!(!page.contains(banned), "{banned} in the page");
+    }
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("report.html");
     std::fs::write(&file, &page).unwrap();

@@ -365,3 +365,59 @@ pub fn control_kev<'r>(
         .filter_map(|e| e.exploited.as_ref())
         .min_by_key(|x| x.first_seen)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn control(framework: Framework, id: &str) -> Control {
+        Control {
+            framework,
+            id: id.to_owned(),
+            title: String::new(),
+            rules: Vec::new(),
+            params: crate::catalogue::Params::default(),
+        }
+    }
+
+    #[test]
+    fn control_tokens_are_oscal_tokens() {
+        assert_eq!(
+            control_token(&control(Framework::Iec62443_4_2, "CR 1.2")),
+            "iec-62443-4-2_CR_1.2"
+        );
+        assert_eq!(
+            control_token(&control(Framework::Etsi303645, "5.1")),
+            "etsi-en-303-645_5.1"
+        );
+        assert_eq!(
+            control_token(&control(Framework::Cra, "annex-i/ü")),
+            "eu-cra_annex-i__"
+        );
+    }
+
+    #[test]
+    fn name_uuids_do_not_confuse_where_the_parts_split() {
+        assert_ne!(name_uuid(&["ab", "c"]), name_uuid(&["a", "bc"]));
+        assert_eq!(name_uuid(&["a", "b"]), name_uuid(&["a", "b"]));
+        assert_eq!(name_uuid(&["a"]).get_version_num(), 5);
+    }
+
+    #[test]
+    fn the_pass_rate_rounds_to_a_tenth_and_is_none_with_nothing_applicable() {
+        let s = |passed, failed| Summary {
+            devices: 1,
+            controls: 3,
+            passed,
+            failed,
+            not_applicable: 1,
+            kev: Vec::new(),
+        };
+        assert_eq!(s(2, 1).pass_rate_text(), "66.7%");
+        assert_eq!(s(1, 2).pass_rate_text(), "33.3%");
+        assert_eq!(s(145, 8).pass_rate_text(), "94.8%");
+        assert_eq!(s(3, 0).pass_rate_text(), "100.0%");
+        assert_eq!(s(0, 0).pass_rate_text(), "n/a");
+        assert_eq!(s(0, 0).evaluated(), 1);
+    }
+}

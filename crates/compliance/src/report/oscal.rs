@@ -314,7 +314,14 @@ pub fn assessment_results(scope: &Scope<'_>) -> Result<Document, ReportError> {
                 }],
                 relevant_evidence: evidence
                     .into_iter()
-                    .map(|description| RelevantEvidence { description })
+                    .map(|description| RelevantEvidence {
+                        // OSCAL refuses an empty description.
+                        description: if description.is_empty() {
+                            format!("{rule}: no detail")
+                        } else {
+                            description
+                        },
+                    })
                     .collect(),
                 collected: collected.clone(),
             });
