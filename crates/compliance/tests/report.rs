@@ -25,7 +25,16 @@ struct Fleet {
 
 const NAMES: [&str; 3] = ["Gate camera", "Line 3 <PLC> & \"co\"", "Line 4 PLC"];
 
-fn fleet_with(fix_plc: bool) -> Fleet {
+/// The PLC's fault in most tests: a default account seen in clear text.
+fn default_account(plc: &mut DeviceEvidence) {
+    plc.credentials = vec![ClearTextCredential {
+        protocol: "telnet".into(),
+        user: Some("admin".into()),
+    }];
+}
+
+/// The fleet, with `fault` done to the PLC (none: the PLC is fixed).
+fn fleet_with(fault: Option<&dyn Fn(&mut DeviceEvidence)>) -> Fleet {
     let cat = Catalogue::shipped().unwrap();
     let mut db = db();
     db.import_osv(&data("osv-embedded.json")).unwrap();
@@ -35,11 +44,8 @@ fn fleet_with(fix_plc: bool) -> Fleet {
     cam.first_seen
         .insert(VulnId::parse("CVE-2014-6271").unwrap(), seen);
     let mut plc = device(2, PLC3000);
-    if !fix_plc {
-        plc.credentials = vec![ClearTextCredential {
-            protocol: "telnet".into(),
-            user: Some("admin".into()),
-        }];
+    if let Some(fault) = fault {
+        fault(&mut plc);
     }
     let clean = device(3, PLC3000);
     // The PLCs' SBOM has bash too: they are evaluated without the advisories, so only the camera is hit.
@@ -125,7 +131,7 @@ fn trestle_validate(doc: &[u8]) -> (bool, String) {
 
 #[test]
 fn oscal_assessment_results_validate_with_trestle_and_a_broken_one_does_not() {
-    let f = fleet_with(false);
+    let f = fleet_with(Some(&default_account));
     let devices = f.assessed();
     let s = scope(&f, &devices);
     let doc = oscal::to_json(&s).unwrap();
@@ -134,7 +140,7 @@ fn oscal_assessment_results_validate_with_trestle_and_a_broken_one_does_not() {
     assert!(out.contains("VALID"), "{out}");
 
     // Deterministic: the same inputs, evaluated again, give the same bytes.
-    let again = fleet_with(false);
+    let again = fleet_with(Some(&default_account));
     let devices2 = again.assessed();
     assert_eq!(oscal::to_json(&scope(&again, &devices2)).unwrap(), doc);
 
@@ -250,7 +256,7 @@ const HEIGHT: u32 = 900;
 
 #[test]
 fn the_html_report_renders_in_headless_chromium_with_its_figures() {
-    let f = fleet_with(false);
+    let f = fleet_with(Some(&default_account));
     let devices = f.assessed();
     let s = scope(&f, &devices);
     let page = html::render(&s).unwrap();
@@ -396,7 +402,7 @@ fn require(v: &Value, path: &[&str]) {
 
 #[test]
 fn ocsf_events_validate_against_the_class_2003_schema() {
-    let f = fleet_with(false);
+    let f = fleet_with(Some(&default_account));
     let devices = f.assessed();
     let s = scope(&f, &devices);
     let lines = ocsf::to_json_lines(&s).unwrap();
@@ -475,7 +481,7 @@ fn ocsf_events_validate_against_the_class_2003_schema() {
     assert_eq!(String::from_utf8_lossy(line), PLC_EVENT);
 
     // The PLC fixed: every one of its findings closes, with the same uid; nothing else changes.
-    let fixed = fleet_with(true);
+    let fixed = fleet_with(None);
     let before = &f.results[1];
     let after = Assessed {
         result: &fixed.results[1],
@@ -505,7 +511,7 @@ fn ocsf_events_validate_against_the_class_2003_schema() {
 
 #[test]
 fn a_scope_that_does_not_fit_together_is_refused() {
-    let f = fleet_with(false);
+    let f = fleet_with(Some(&default_account));
     let devices = f.assessed();
     let good = scope(&f, &devices);
     let mut s = good;
@@ -563,6 +569,36 @@ fn a_scope_that_does_not_fit_together_is_refused() {
             .unwrap()
             .contains("id=\"fig-rate\">n/a</dd>")
     );
+}
+
+#[test]
+fn hostile_evidence_stays_text_in_every_report() {
+    let user = "<script>alert(1)</script><img src=x onerror=alert(2)>";
+    // A policy grant is free text from the policy engine: the page must show it, never run it.
+    let f = fleet_with(Some(&|plc: &mut DeviceEvidence| {
+        plc.permissive_grants = vec![user.to_owned()]
+    }));
+    let devices = f.assessed();
+    let s = scope(&f, &devices);
+    let page = html::render(&s).unwrap();
+    assert!(!page.contains("<script") && !page.contains("<img"));
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("report.html");
+    std::fs::write(&file, &page).unwrap();
+    let dom = String::from_utf8(chromium(&file, &["--dump-dom"])).unwrap();
+    assert!(
+        dom.contains("&lt;script&gt;alert(1)&lt;/script&gt;"),
+        "shown as text"
+    );
+    assert!(
+        !dom.contains("<script") && !dom.contains("<img"),
+        "nothing parsed as markup"
+    );
+    // The machine formats carry it as a string.
+    let doc: Value = serde_json::from_slice(&oscal::to_json(&s).unwrap()).unwrap();
+    assert!(doc.to_string().contains("alert(1)"));
+    let lines = ocsf::to_json_lines(&s).unwrap();
+    assert!(String::from_utf8_lossy(&lines).contains(user));
 }
 
 #[test]
