@@ -233,6 +233,8 @@ fn chromium(page: &Path, args: &[&str]) -> Vec<u8> {
         "--disable-gpu",
         "--hide-scrollbars",
         "--no-first-run",
+        // A container's /dev/shm is often too small for the renderer.
+        "--disable-dev-shm-usage",
     ])
     .arg(format!("--user-data-dir={}", profile.path().display()))
     .args(args);
