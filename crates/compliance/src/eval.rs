@@ -73,11 +73,7 @@ impl DeviceResult {
             .zip(&self.checks)
             .filter_map(|(c, o)| {
                 let Outcome::Fail(ev) = o else { return None };
-                let severity = ev
-                    .iter()
-                    .filter_map(|e| e.severity)
-                    .max()
-                    .unwrap_or(Severity::of(c.rule));
+                let severity = severity_of(c.rule, ev);
                 Some(Finding {
                     rule: c.rule,
                     controls: c
@@ -97,6 +93,14 @@ impl DeviceResult {
         out.sort_by_key(|f| (std::cmp::Reverse(f.severity), f.art14.is_none()));
         out
     }
+}
+
+/// A failure's severity: the highest among its evidence, else the rule's own.
+pub(crate) fn severity_of(rule: RuleId, ev: &[Evidence]) -> Severity {
+    ev.iter()
+        .filter_map(|e| e.severity)
+        .max()
+        .unwrap_or(Severity::of(rule))
 }
 
 fn needs_vulns(rule: RuleId) -> bool {

@@ -5,12 +5,14 @@
 //! `evidence` is what the callers know about a device, its fleet and the operator's baselines; `catalogue`
 //! maps controls to rules; `rules` has one function per rule; `vuln` reads SBOMs (CycloneDX, SPDX),
 //! advisories (OSV, CSAF 2.0), the CISA KEV catalogue and VEX (CycloneDX, OpenVEX, CSAF) into a `VulnDb`;
-//! `eval` evaluates a device and indexes the fleet for incremental re-evaluation after an import.
+//! `eval` evaluates a device and indexes the fleet for incremental re-evaluation after an import; `report`
+//! writes a scope's results as OSCAL assessment results, an HTML page and OCSF Compliance Finding events.
 //! No I/O (parsers read the bytes they are handed), no clock (time comes in), no randomness.
 
 pub mod catalogue;
 pub mod eval;
 pub mod evidence;
+pub mod report;
 pub mod rules;
 pub mod vuln;
 
