@@ -115,8 +115,9 @@ pub async fn run(args: DiscoverArgs, config: &Config, out: Output) -> Result<()>
             .with_context(|| format!("writing {}", tmp.display()))?;
         std::fs::rename(&tmp, &last).with_context(|| format!("writing {}", last.display()))?;
         eprintln!(
-            "merged into the registry: {} new (unmanaged), {} known, {} of them changed",
-            summary.created, summary.matched, summary.changed
+            "merged into the registry: {} new (unmanaged), {} known, {} of them changed; {} managed devices' \
+             traffic queued for the trust service",
+            summary.created, summary.matched, summary.changed, summary.sightings
         );
     }
     write_outputs(&report, json.as_deref(), dot.as_deref(), out)
