@@ -156,6 +156,11 @@ impl From<vouch_control::ControlError> for ApiError {
                 };
                 Self::new(status, kind, i.to_string())
             }
+            ControlError::Document(d) => Self::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "bad-document",
+                d.to_string(),
+            ),
             ControlError::Invalid(v) => v.into(),
             ControlError::Store(s) => s.into(),
         }

@@ -35,6 +35,12 @@ pub fn print(c: &Config) -> ExitCode {
     if let Some(sink) = &c.audit.sink {
         println!("audit.sink               = {}", sink.display());
     }
+    if let Some(f) = &c.compliance.catalogue {
+        println!("compliance.catalogue     = {}", f.display());
+    }
+    if let Some(f) = &c.compliance.baselines {
+        println!("compliance.baselines     = {}", f.display());
+    }
     let fds = limits::open_files_limit();
     let l = limits::plan(c, limits::Role::Serve, fds);
     let gateway_alone = limits::plan(c, limits::Role::Gateway, fds);

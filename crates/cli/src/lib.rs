@@ -11,6 +11,7 @@ mod audit;
 mod bench;
 mod ca;
 mod certs;
+mod compliance;
 mod config_check;
 mod devices;
 mod discover;
@@ -85,6 +86,10 @@ pub enum Command {
     /// The trust engine offline: replay recorded traffic windows and print each device's score and reasons.
     #[command(subcommand)]
     Trust(trust::TrustCommand),
+    /// Continuous compliance: import SBOMs, advisories, the KEV catalogue and VEX; each device's state
+    /// against the catalogue's controls; OSCAL, HTML and OCSF reports.
+    #[command(subcommand)]
+    Compliance(compliance::ComplianceCommand),
     /// Check the configuration.
     #[command(subcommand)]
     Config(ConfigCommand),
@@ -173,6 +178,10 @@ pub async fn run(command: Command, config: Config, output: Output) -> Result<Exi
             .await
             .map(|()| ExitCode::SUCCESS),
         Command::Config(ConfigCommand::Check) => Ok(config_check::print(&config)),
+        Command::Compliance(cmd) => {
+            let store = open_store(&config).await?;
+            compliance::run(cmd, &config, &*store, output).await
+        }
         Command::Trust(cmd) => trust::run(cmd, &config.trust, output).map(|()| ExitCode::SUCCESS),
         Command::Demo(args) => vouch_play::demo::run(args)
             .await

@@ -84,23 +84,8 @@ digest!(
     ConfigHash, "config hash"
 );
 
-/// A certificate's public-key algorithm.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum KeyAlgorithm {
-    /// RSA, judged by its modulus size.
-    Rsa,
-    /// An elliptic curve (ECDSA), judged by its field size.
-    Ec,
-    /// Ed25519 (128-bit security).
-    Ed25519,
-    /// Ed448.
-    Ed448,
-    /// DSA: deprecated whatever its size.
-    Dsa,
-    /// Anything else: not known to be strong.
-    Other,
-}
+/// A certificate's public-key algorithm: the one family type, read from certificates by `vouch-pki`.
+pub use vouch_types::KeyFamily as KeyAlgorithm;
 
 /// One certificate a device presents or holds.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

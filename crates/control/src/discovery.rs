@@ -25,7 +25,7 @@ pub struct MergeSummary {
 }
 
 /// Every device in the registry, page by page.
-async fn all_devices(store: &dyn Store) -> Result<Vec<Device>, StoreError> {
+pub(crate) async fn all_devices(store: &dyn Store) -> Result<Vec<Device>, StoreError> {
     let mut out = Vec::new();
     let mut q = DeviceQuery {
         limit: vouch_store::MAX_PAGE,

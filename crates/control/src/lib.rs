@@ -7,6 +7,7 @@
 //! [`totp`]), certificate import ([`certs`]), posture ingest ([`posture`]). The policy writes move here next.
 
 pub mod certs;
+pub mod compliance;
 pub mod devices;
 pub mod discovery;
 pub mod import;
@@ -33,6 +34,9 @@ pub enum ControlError {
     /// A certificate offered for import was refused.
     #[error(transparent)]
     Import(#[from] certs::ImportRefused),
+    /// A compliance document offered for import was refused.
+    #[error(transparent)]
+    Document(#[from] compliance::DocumentRefused),
     /// A value broke a domain rule (too many labels, say).
     #[error(transparent)]
     Invalid(#[from] ValidationError),

@@ -222,6 +222,14 @@ impl Payload for SessionCut {
     }
 }
 
+/// `posture.reported`: the report as the device (or its tooling) sent it, checked at the edge.
+impl Payload for vouch_types::PostureReport {
+    const ACTIONS: &'static [Action] = &[Action::PostureReported];
+    fn payload_version(&self) -> u32 {
+        1
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]

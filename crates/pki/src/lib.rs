@@ -13,6 +13,7 @@ mod ca;
 mod csr;
 mod error;
 pub mod hsm;
+mod keyinfo;
 mod keys;
 pub mod ocsp;
 pub mod pkcs7;
@@ -25,6 +26,7 @@ pub use ca::{
 };
 pub use csr::{CheckedCsr, csr_der_from_text, new_request};
 pub use error::PkiError;
+pub use keyinfo::{PublicKeyInfo, certificate_key};
 pub use keys::{KeyAlgorithm, Passphrase, decrypt_key_pem, encrypt_key_pem};
 pub use profile::{DeviceProfile, device_uri, random_serial};
 pub use vouch_types::Serial;

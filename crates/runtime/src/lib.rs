@@ -11,6 +11,7 @@
 
 pub mod ca;
 pub mod checkpoint;
+pub mod compliance;
 pub mod config;
 mod error;
 mod est;

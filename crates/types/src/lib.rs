@@ -27,7 +27,7 @@ pub use ident::{CertFingerprint, DeviceClass, HardwareSerial, MacAddr};
 pub use lifecycle::{DeviceState, IllegalTransition};
 pub use observe::{MAX_REMOTES, Observation, PostureReport, TrafficWindow};
 pub use operator::{Actor, Permission, Role};
-pub use pki::{RevocationReason, Serial};
+pub use pki::{KeyFamily, RevocationReason, Serial};
 pub use policy::{MAX_POLICY_BYTES, PolicyId, PolicyMode, PolicyRecord, TrustBand, TrustScore};
 pub use sighting::{
     Bounded, MAX_PEERS, MAX_PROTOCOLS, MAX_RISKS, NetworkRisk, NetworkSighting, OtCommand, Peer,

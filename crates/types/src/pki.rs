@@ -207,3 +207,22 @@ mod tests {
         assert_eq!(RevocationReason::from_code(7), None);
     }
 }
+
+/// A public key's algorithm family, as a certificate states it: read from the DER by `vouch-pki`, judged by
+/// the compliance rules (what is strong enough is theirs to say, not the reader's).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum KeyFamily {
+    /// RSA, judged by its modulus size.
+    Rsa,
+    /// An elliptic curve (ECDSA), judged by its field size.
+    Ec,
+    /// Ed25519 (128-bit security).
+    Ed25519,
+    /// Ed448.
+    Ed448,
+    /// DSA: deprecated whatever its size.
+    Dsa,
+    /// Anything else: not known to be strong.
+    Other,
+}

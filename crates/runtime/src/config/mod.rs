@@ -129,6 +129,17 @@ pub struct Config {
     pub trust: vouch_respond::TrustSettings,
     /// Signed checkpoints of the event log (`[audit]`).
     pub audit: AuditSettings,
+    /// What compliance is checked against (`[compliance]`).
+    pub compliance: ComplianceSettings,
+}
+
+/// What compliance is checked against (`[compliance]`): the operator's files over the shipped catalogue.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ComplianceSettings {
+    /// A catalogue file whose controls add to or replace the shipped ones (`catalogue/controls.toml`'s shape).
+    pub catalogue: Option<PathBuf>,
+    /// The operator's baselines: golden configurations, minimum firmware, port allow-lists, support ends.
+    pub baselines: Option<PathBuf>,
 }
 
 /// Signed checkpoints of the event log (`[audit]`).

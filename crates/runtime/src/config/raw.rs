@@ -7,7 +7,8 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use super::{
-    AuditSettings, Config, GatewaySettings, ListenerSettings, LogFormat, PkiConfig, StoreLocation,
+    AuditSettings, ComplianceSettings, Config, GatewaySettings, ListenerSettings, LogFormat,
+    PkiConfig, StoreLocation,
 };
 use crate::error::{Context, Result, RuntimeError, bail};
 
@@ -32,6 +33,15 @@ pub struct RawConfig {
     trust: vouch_respond::TrustSettings,
     #[serde(default)]
     audit: RawAudit,
+    #[serde(default)]
+    compliance: RawCompliance,
+}
+
+#[derive(Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+struct RawCompliance {
+    catalogue: Option<PathBuf>,
+    baselines: Option<PathBuf>,
 }
 
 #[derive(Debug, Default, Deserialize, Serialize)]
@@ -307,7 +317,12 @@ impl RawConfig {
             .trust
             .check()
             .map_err(|e| RuntimeError::Invalid(format!("[trust]: {e}")))?;
+        let compliance = ComplianceSettings {
+            catalogue: self.compliance.catalogue,
+            baselines: self.compliance.baselines,
+        };
         Ok(Config {
+            compliance,
             gateway,
             trust,
             audit,
