@@ -2,6 +2,8 @@
 //! the HTML page by headless Chromium (its DOM and a screenshot), the OCSF events by the JSON Schema of
 //! OCSF 1.2.0's class 2003 (ocsf-json-schema, checked by jsonschema; PyPI) and the attributes it requires. scripts/test installs the tools; a developer's run without them fails
 //! saying so.
+//!
+//! Why one long file: each report format is checked by its own external tool here, with the fleet they share.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;

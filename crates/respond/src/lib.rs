@@ -16,6 +16,9 @@
 //!
 //! Architecture Invariant: the registry holds what matters (scores, quarantines, revocations); the service's
 //! memory (baselines, counters) only makes judgements better, and a restart loses no restriction.
+//!
+//! Why one long file: the service's one loop (consume, judge, record, act) and the state it keeps between
+//! observations are one unit; `judge`, `history`, `replay` and `snapshot` are apart already.
 
 mod consume;
 mod history;

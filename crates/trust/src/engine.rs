@@ -16,6 +16,10 @@
 //!
 //! Over 600 lines because the window and sighting paths share the device model and its two memories; most
 //! of the length is the tests.
+//!
+//! Why one long file: the per-device and per-class state and the one `observe`/`sight` path over it
+//! belong together (a third of the file is its tests); the pieces that stand alone (`baseline`, `hst`,
+//! `memory`, `network`, `score`) are modules of their own.
 
 use foldhash::HashMap;
 use serde::{Deserialize, Serialize};
